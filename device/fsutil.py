@@ -1,0 +1,64 @@
+"""Writing outputs so that a crash or Ctrl-C never leaves a half-written file
+and an existing result is never overwritten without --force."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from .errors import UserError
+
+
+def refuse_overwrite(path: Path, force: bool) -> None:
+    """Stop before any work when `path` exists and the user did not pass --force."""
+    if path.exists() and not force:
+        raise UserError(f"{path} already exists; pass --force to overwrite it")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def atomic_directory(path: Path, force: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling directory that replaces `path` only if the block succeeds.
+
+    On failure the temporary directory is removed and `path` is untouched, so
+    readers never see a half-written directory (a bundle, a run dir).
+    """
+    path = Path(path)
+    refuse_overwrite(path, force)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if path.exists():
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        os.replace(path, old)
+    os.replace(tmp, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()

@@ -1,0 +1,143 @@
+"""The one definition of image preprocessing.
+
+Training, evaluation, conversion (representative data and accuracy checks)
+and the device all call these functions, so the pixels a model sees on the Pi
+are the pixels it was trained and measured on. OpenCV decodes and resizes;
+everything else is vectorised numpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .errors import UserError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+CHANNEL_ORDERS = ("RGB", "BGR")
+RESIZE_MODES = ("stretch", "center_crop")
+
+
+class ImageReadError(UserError):
+    """An image file that cannot be decoded (corrupt, truncated, empty, not an image)."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How a frame becomes the model's input tensor.
+
+    The model sees float pixels ``(p - mean) / std`` in `channel_order`; for a
+    quantized input tensor that float is then quantized with `scale` and
+    `zero_point` to `dtype`. MobileNet's ``x / 127.5 - 1`` is mean=std=127.5.
+    """
+
+    height: int
+    width: int
+    channel_order: str = "RGB"
+    resize: str = "stretch"
+    mean: float = 127.5
+    std: float = 127.5
+    dtype: str = "float32"
+    scale: float = 0.0
+    zero_point: int = 0
+
+    def __post_init__(self) -> None:
+        if self.channel_order not in CHANNEL_ORDERS:
+            raise UserError(f"channel order {self.channel_order!r} is not one of {CHANNEL_ORDERS}")
+        if self.resize not in RESIZE_MODES:
+            raise UserError(f"resize mode {self.resize!r} is not one of {RESIZE_MODES}")
+        if self.dtype not in ("float32", "uint8", "int8"):
+            raise UserError(f"input dtype {self.dtype!r} is not float32, uint8 or int8")
+        if self.dtype != "float32" and not self.scale > 0:
+            raise UserError(f"a {self.dtype} input needs a positive quantization scale")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "InputSpec":
+        known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**known)
+
+    def with_tensor(self, dtype: str, scale: float, zero_point: int) -> "InputSpec":
+        """The same preprocessing, quantized for a particular input tensor."""
+        return replace(self, dtype=dtype, scale=float(scale), zero_point=int(zero_point))
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Decode any common image file to 8-bit BGR, the layout OpenCV and cameras give.
+
+    cv2.IMREAD_COLOR applies the EXIF orientation, converts grayscale, RGBA,
+    CMYK and 16-bit images to 8-bit 3-channel BGR.
+    """
+    path = Path(path)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise ImageReadError(f"cannot read image {path}: {exc.strerror or exc}") from exc
+    if data.size == 0:
+        raise ImageReadError(f"image {path} is empty (0 bytes)")
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if image is None or image.size == 0:
+        raise ImageReadError(f"image {path} is not a readable image (corrupt, truncated or another format)")
+    return image
+
+
+def resize_to_input(bgr: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """Resize (or centre-crop then resize) an 8-bit BGR frame and reorder channels.
+
+    Returns uint8 HxWx3 in `spec.channel_order`. INTER_AREA when shrinking
+    (what avoids aliasing on camera frames), INTER_LINEAR when enlarging.
+    """
+    if bgr.ndim == 2:
+        bgr = cv2.cvtColor(bgr, cv2.COLOR_GRAY2BGR)
+    elif bgr.shape[2] == 4:
+        bgr = cv2.cvtColor(bgr, cv2.COLOR_BGRA2BGR)
+    h, w = bgr.shape[:2]
+    if spec.resize == "center_crop":
+        target = spec.width / spec.height
+        if w / h > target:
+            new_w = max(1, round(h * target))
+            x0 = (w - new_w) // 2
+            bgr = bgr[:, x0 : x0 + new_w]
+        else:
+            new_h = max(1, round(w / target))
+            y0 = (h - new_h) // 2
+            bgr = bgr[y0 : y0 + new_h, :]
+        h, w = bgr.shape[:2]
+    if (h, w) != (spec.height, spec.width):
+        shrinking = h * w > spec.height * spec.width
+        interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+        bgr = cv2.resize(bgr, (spec.width, spec.height), interpolation=interpolation)
+    if spec.channel_order == "RGB":
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return np.ascontiguousarray(bgr)
+
+
+def normalize(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """uint8 pixels to the float values the model was trained on."""
+    return (pixels.astype(np.float32) - np.float32(spec.mean)) / np.float32(spec.std)
+
+
+def quantize(values: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """Float model inputs to the input tensor's dtype (identity for float32)."""
+    if spec.dtype == "float32":
+        return values.astype(np.float32, copy=False)
+    info = np.iinfo(spec.dtype)
+    q = np.rint(values / np.float32(spec.scale)) + spec.zero_point
+    return np.clip(q, info.min, info.max).astype(spec.dtype)
+
+
+def to_model_input(bgr: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """A BGR frame to the 1xHxWx3 input tensor, exactly as on the device."""
+    pixels = resize_to_input(bgr, spec)
+    return quantize(normalize(pixels, spec), spec)[np.newaxis]
+
+
+def to_model_float(bgr: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """A BGR frame to the HxWx3 float32 array a float (Keras) model takes."""
+    return normalize(resize_to_input(bgr, spec), spec)

@@ -1,0 +1,119 @@
+"""The `edgepipe` command.
+
+Each stage registers its own subcommands; registration imports only argparse
+and light modules, so `edgepipe --help`, `classify`, `run` and `bench` start
+fast and work with only `edgepipe[device]` installed. TensorFlow is imported
+when a command that needs it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+from typing import NoReturn, Sequence
+
+from edgepipe import __version__
+from edgepipe.device.errors import MissingExtraError, UserError
+
+# Registration order is the order of `edgepipe --help`.
+STAGE_CLIS = (
+    "edgepipe.train.cli",
+    "edgepipe.convert.cli",
+    "edgepipe.device.cli",
+    "edgepipe.deploy.cli",
+    "edgepipe.demo",
+)
+
+# Top-level module -> the extra that installs it, for a missing-dependency message.
+EXTRA_FOR_MODULE = {
+    "tensorflow": "train",
+    "tf_keras": "train",
+    "tensorflow_model_optimization": "train",
+    "tflite": "train",
+    "matplotlib": "plot",
+    "ansible": "deploy",
+    "numpy": "device",
+    "cv2": "device",
+    "ai_edge_litert": "device",
+}
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse that reports bad arguments as one line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineErrorParser(
+        prog="edgepipe",
+        description=(
+            "Train an image classifier on a folder of labelled photos, convert it to int8 "
+            "TFLite (and the Coral Edge TPU), run it on a Raspberry Pi camera and measure "
+            "its real latency there."
+        ),
+        epilog=(
+            "pipeline:\n"
+            "  edgepipe train photos/ --out run/         fine-tune MobileNet\n"
+            "  edgepipe convert run/ --out bundle/       int8 TFLite bundle (+ Edge TPU)\n"
+            "  edgepipe run bundle/ --source picamera2   live labels on the device\n"
+            "  edgepipe bench bundle/                    latency percentiles\n"
+            "  edgepipe deploy bundle/ pi@raspberrypi    ship it as a service\n"
+            "  edgepipe demo                             all of it, offline, on synthetic data\n"
+            "\nadd --debug to any command for a full traceback on errors."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"edgepipe {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in STAGE_CLIS:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def _missing_extra(exc: ModuleNotFoundError) -> MissingExtraError | None:
+    root = (exc.name or "").split(".")[0]
+    extra = EXTRA_FOR_MODULE.get(root)
+    return MissingExtraError(root, extra) if extra else None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    prog = f"edgepipe {args.command}"
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except ModuleNotFoundError as exc:
+        missing = _missing_extra(exc)
+        if debug or missing is None:
+            traceback.print_exc()
+        print(f"{prog}: error: {missing or exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # noqa: BLE001 - the last line of defence for users
+        if debug:
+            traceback.print_exc()
+        print(
+            f"{prog}: internal error: {type(exc).__name__}: {exc} "
+            "(rerun with --debug for the traceback, and please report it)",
+            file=sys.stderr,
+        )
+        return 1

@@ -1,0 +1,99 @@
+"""A small labelled image dataset drawn on the fly, so the demo and the tests
+run offline with no photos: shapes with random colours, sizes, positions,
+rotations, cluttered backgrounds and sensor-like noise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+SHAPES = ("circle", "square", "triangle", "cross")
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A two-colour gradient with a few faint distractor lines."""
+    a, b = rng.integers(0, 256, size=(2, 3))
+    t = np.linspace(0.0, 1.0, size, dtype=np.float32)
+    grad = t[:, None] if rng.random() < 0.5 else t[None, :]
+    image = a[None, None, :] * (1 - grad[..., None]) + b[None, None, :] * grad[..., None]
+    image = np.broadcast_to(image, (size, size, 3)).astype(np.uint8).copy()
+    for _ in range(int(rng.integers(0, 4))):
+        p1 = tuple(int(v) for v in rng.integers(0, size, 2))
+        p2 = tuple(int(v) for v in rng.integers(0, size, 2))
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        cv2.line(image, p1, p2, colour, int(rng.integers(1, 3)), cv2.LINE_AA)
+    return image
+
+
+def _polygon(shape: str, centre: np.ndarray, radius: float, angle: float) -> np.ndarray:
+    if shape == "square":
+        corners = np.deg2rad([45, 135, 225, 315])
+    elif shape == "triangle":
+        corners = np.deg2rad([90, 210, 330])
+    else:
+        raise ValueError(shape)
+    corners = corners + angle
+    points = centre + radius * np.stack([np.cos(corners), np.sin(corners)], axis=1)
+    return points.astype(np.int32)
+
+
+def draw_shape(shape: str, rng: np.random.Generator, size: int = 160) -> np.ndarray:
+    """One BGR image of `shape` on a random background."""
+    image = _background(rng, size)
+    radius = float(rng.uniform(0.18, 0.34) * size)
+    centre = rng.uniform(radius, size - radius, 2)
+    angle = float(rng.uniform(0, 2 * np.pi))
+    colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+    if shape == "circle":
+        cv2.circle(image, tuple(int(v) for v in centre), int(radius), colour, -1, cv2.LINE_AA)
+    elif shape == "cross":
+        arm = radius * 0.35
+        for theta in (angle, angle + np.pi / 2):
+            d = np.array([np.cos(theta), np.sin(theta)])
+            n = np.array([-d[1], d[0]])
+            bar = np.array([centre + radius * d + arm * n, centre + radius * d - arm * n,
+                            centre - radius * d - arm * n, centre - radius * d + arm * n])
+            cv2.fillPoly(image, [bar.astype(np.int32)], colour, cv2.LINE_AA)
+    else:
+        cv2.fillPoly(image, [_polygon(shape, centre, radius, angle)], colour, cv2.LINE_AA)
+    noise = rng.normal(0, rng.uniform(2, 10), image.shape)
+    return np.clip(image + noise, 0, 255).astype(np.uint8)
+
+
+def write_dataset(root: Path, per_class: int = 60, size: int = 160, seed: int = 0,
+                  classes: tuple[str, ...] = SHAPES) -> dict[str, list[Path]]:
+    """Write `root/<shape>/NNNN.jpg`; returns the paths per class."""
+    rng = np.random.default_rng(seed)
+    written: dict[str, list[Path]] = {}
+    for shape in classes:
+        folder = Path(root) / shape
+        folder.mkdir(parents=True, exist_ok=True)
+        written[shape] = []
+        for i in range(per_class):
+            path = folder / f"{i:04d}.jpg"
+            cv2.imwrite(str(path), draw_shape(shape, rng, size), [cv2.IMWRITE_JPEG_QUALITY, 90])
+            written[shape].append(path)
+    return written
+
+
+def write_video(path: Path, frames: int = 60, size: tuple[int, int] = (640, 480), fps: float = 15.0,
+                seed: int = 1, classes: tuple[str, ...] = SHAPES) -> list[str]:
+    """An MP4 (mp4v) whose frames cycle through the shapes; returns each frame's true label."""
+    width, height = size
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write {path}")
+    rng = np.random.default_rng(seed)
+    truth = []
+    try:
+        for i in range(frames):
+            shape = classes[(i * len(classes)) // frames]
+            square = draw_shape(shape, rng, min(width, height))
+            frame = cv2.resize(square, (width, height), interpolation=cv2.INTER_LINEAR)
+            writer.write(frame)
+            truth.append(shape)
+    finally:
+        writer.release()
+    return truth

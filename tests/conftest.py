@@ -1,0 +1,118 @@
+"""Fixtures shared by every stage's tests.
+
+../shared (real photos, ImageNet weights) is optional: tests that need it skip
+with a reason when it is absent. A tiny real int8 TFLite classifier and a
+bundle around it are built once per session from synthetic shapes, so the
+device, convert and deploy tests exercise real interpreters without training.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgepipe.synthetic import SHAPES, write_dataset
+
+SHARED = Path(os.environ.get("EDGEPIPE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+FLOWERS12 = SHARED / "datasets" / "flowers12" / "train"
+MOBILENET_V2_WEIGHTS = SHARED / "weights" / "mobilenet_v2_1.0_224_no_top.h5"
+
+
+@pytest.fixture(scope="session")
+def flowers12() -> Path:
+    if not FLOWERS12.is_dir():
+        pytest.skip(f"real photos not present: {FLOWERS12} (../shared beside the checkout)")
+    return FLOWERS12
+
+
+@pytest.fixture(scope="session")
+def mobilenet_v2_weights() -> Path:
+    if not MOBILENET_V2_WEIGHTS.is_file():
+        pytest.skip(f"ImageNet weights not present: {MOBILENET_V2_WEIGHTS} (../shared beside the checkout)")
+    return MOBILENET_V2_WEIGHTS
+
+
+@pytest.fixture(scope="session")
+def shapes_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 classes x 16 synthetic 96x96 JPEGs."""
+    root = tmp_path_factory.mktemp("shapes")
+    write_dataset(root, per_class=16, size=96, seed=3)
+    return root
+
+
+def _tiny_float_model(input_size: int, classes: int):
+    """A small MobileNetV2-shaped tf_keras classifier with random weights."""
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((input_size, input_size, 3))
+    backbone = keras.applications.MobileNetV2(
+        input_tensor=inputs, include_top=False, alpha=0.35, weights=None, pooling="avg"
+    )
+    outputs = keras.layers.Dense(classes, activation="softmax")(backbone.output)
+    return keras.Model(inputs, outputs)
+
+
+@pytest.fixture(scope="session")
+def tiny_int8_model(tmp_path_factory: pytest.TempPathFactory, shapes_dataset: Path) -> dict:
+    """A real full-int8 (uint8 I/O) TFLite classifier, 96x96, 4 labels; random weights.
+
+    Returns {"model": Path, "labels": Path, "float_model": keras model}.
+    """
+    import tensorflow as tf
+
+    from edgepipe.device.preprocess import InputSpec, load_image, to_model_float
+
+    spec = InputSpec(height=96, width=96)
+    model = _tiny_float_model(96, len(SHAPES))
+    images = sorted(shapes_dataset.rglob("*.jpg"))[:32]
+
+    def representative():
+        for path in images:
+            yield [to_model_float(load_image(path), spec)[np.newaxis]]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.uint8
+    converter.inference_output_type = tf.uint8
+    root = tmp_path_factory.mktemp("tiny_model")
+    (root / "model.tflite").write_bytes(converter.convert())
+    (root / "labels.txt").write_text("".join(f"{s}\n" for s in SHAPES))
+    return {"model": root / "model.tflite", "labels": root / "labels.txt", "float_model": model}
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_int8_model: dict) -> Path:
+    """A valid bundle directory around `tiny_int8_model` (no Edge TPU model)."""
+    import json
+    import shutil
+
+    from edgepipe.device.bundle import CPU_MODEL, LABELS, MANIFEST, build_manifest
+    from edgepipe.device.preprocess import InputSpec
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(tiny_int8_model["model"]))
+    inp = interpreter.get_input_details()[0]
+    out = interpreter.get_output_details()[0]
+    spec = InputSpec(height=96, width=96).with_tensor("uint8", *inp["quantization"])
+    root = tmp_path_factory.mktemp("bundles") / "tiny"
+    root.mkdir()
+    shutil.copy(tiny_int8_model["model"], root / CPU_MODEL)
+    shutil.copy(tiny_int8_model["labels"], root / LABELS)
+    manifest = build_manifest(
+        root,
+        labels=list(SHAPES),
+        input_spec=spec,
+        output={"dtype": "uint8", "scale": out["quantization"][0], "zero_point": out["quantization"][1],
+                "num_classes": len(SHAPES), "activation": "softmax"},
+        models={"cpu": CPU_MODEL},
+    )
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return root

@@ -1,0 +1,56 @@
+"""From a score vector to what the user sees: top-k labels above a threshold,
+optionally smoothed over time so a live label does not flicker frame to frame."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Prediction:
+    index: int
+    label: str
+    score: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def top_k(scores: np.ndarray, labels: list[str], k: int = 5, threshold: float = 0.0) -> list[Prediction]:
+    """The k best classes, best first, dropping those scoring below `threshold`.
+
+    argpartition keeps this O(classes) for the 1001-class ImageNet models.
+    """
+    k = max(0, min(k, scores.size))
+    if k == 0:
+        return []
+    best = np.argpartition(-scores, k - 1)[:k]
+    best = best[np.argsort(-scores[best], kind="stable")]
+    return [
+        Prediction(int(i), labels[i], float(scores[i]))
+        for i in best
+        if scores[i] >= threshold
+    ]
+
+
+class ScoreSmoother:
+    """Exponential moving average of score vectors: s = alpha * new + (1 - alpha) * s.
+
+    alpha = 1 is no smoothing; small alpha trades reaction time for a steady label.
+    """
+
+    def __init__(self, alpha: float) -> None:
+        if not 0 < alpha <= 1:
+            raise ValueError(f"smoothing alpha {alpha} must be in (0, 1]")
+        self.alpha = np.float32(alpha)
+        self._state: np.ndarray | None = None
+
+    def update(self, scores: np.ndarray) -> np.ndarray:
+        if self._state is None or self._state.shape != scores.shape:
+            self._state = scores.astype(np.float32, copy=True)
+        else:
+            self._state += self.alpha * (scores - self._state)
+        return self._state.copy()

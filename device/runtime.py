@@ -1,0 +1,372 @@
+"""Open a TFLite classifier (a bundle or a bare .tflite) on the lightest
+runtime installed, on the CPU or a Coral Edge TPU, and run frames through it.
+
+Everything that runs a model on the device goes through `open_classifier`:
+`classify`, `run`, `bench` and the workstation's evaluation of int8 models, so
+a model is checked, preprocessed and dequantised the same way everywhere.
+
+Backends are tried lightest first; TensorFlow is only the last resort on a
+workstation that has neither LiteRT nor tflite_runtime, and is never imported
+when one of them is present.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from .bundle import Bundle, is_bundle, load_bundle
+from .errors import UserError
+from .labels import read_labels
+from . import postprocess
+from .postprocess import Prediction
+from .preprocess import InputSpec, to_model_input
+
+__all__ = ["ACCELERATORS", "Backend", "Classifier", "Prediction", "find_backend", "open_classifier"]
+
+ACCELERATORS = ("cpu", "edgetpu", "auto")
+EDGETPU_CUSTOM_OP = b"edgetpu-custom-op"
+EDGETPU_LIBRARY = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
+EDGETPU_INSTALL_HINT = (
+    "install the Edge TPU runtime (Coral's apt repository: sudo apt-get install libedgetpu1-std) "
+    "and plug in the accelerator"
+)
+TFLITE_IDENTIFIER = b"TFL3"
+
+# (name reported, module holding Interpreter/load_delegate, distribution for the version)
+_BACKENDS = (
+    ("ai_edge_litert", "ai_edge_litert.interpreter", "ai-edge-litert"),
+    ("tflite_runtime", "tflite_runtime.interpreter", "tflite-runtime"),
+    ("tensorflow.lite", "tensorflow", "tensorflow"),
+)
+
+
+class ModelError(UserError):
+    """A model file that is missing, not TFLite, damaged, or not an image classifier."""
+
+
+class EdgeTpuUnavailable(UserError):
+    """The Edge TPU runtime or device is missing; the message says how to get it."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    version: str
+    interpreter_class: Callable[..., Any]
+    load_delegate: Callable[..., Any]
+
+
+def find_backend() -> Backend:
+    """The first importable TFLite runtime, lightest first."""
+    for name, module_name, distribution in _BACKENDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        if name == "tensorflow.lite":
+            module = module.lite
+            load_delegate = module.experimental.load_delegate
+        else:
+            load_delegate = module.load_delegate
+        try:
+            version = metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            version = "unknown"
+        return Backend(name, version, module.Interpreter, load_delegate)
+    raise UserError(
+        "no TFLite runtime is installed; install one with: pip install 'edgepipe[device]' "
+        "(or pip install tflite-runtime on older Pis)"
+    )
+
+
+def default_threads() -> int:
+    """The cores this process may use (respects taskset/cgroup affinity, unlike cpu_count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+@contextlib.contextmanager
+def _quiet_failed_delegate() -> Iterator[None]:
+    """LiteRT's Delegate.__del__ prints an 'Exception ignored' traceback after a failed
+    load; the user gets our one-line message instead."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable: Any) -> None:
+        if "Delegate.__del__" not in repr(unraisable.object):
+            previous(unraisable)
+
+    sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous
+
+
+def load_edgetpu_delegate(backend: Backend, device: str | None = None) -> Any:
+    """The Edge TPU delegate for `device` (usb:0, pci:0, usb, pci; None = the first found)."""
+    library = EDGETPU_LIBRARY.get(platform.system(), "libedgetpu.so.1")
+    options = {"device": device} if device else {}
+    with _quiet_failed_delegate():
+        try:
+            return backend.load_delegate(library, options)
+        except (OSError, ValueError, RuntimeError) as exc:
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        which = f" {device}" if device else ""
+        raise EdgeTpuUnavailable(
+            f"cannot use the Edge TPU{which}: {library} did not load ({detail}); "
+            f"{EDGETPU_INSTALL_HINT}, or run the CPU model with --accelerator cpu"
+        )
+
+
+def read_model_bytes(path: Path) -> bytes:
+    """The model file, checked to be a TFLite flatbuffer before any interpreter sees it."""
+    if path.is_dir():
+        raise ModelError(f"{path} is a directory but not a bundle (no bundle.json); pass a bundle or a .tflite file")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelError(f"model {path} does not exist") from None
+    except OSError as exc:
+        raise ModelError(f"cannot read model {path}: {exc.strerror or exc}") from None
+    if len(data) < 8 or data[4:8] != TFLITE_IDENTIFIER:
+        raise ModelError(
+            f"{path} is not a TFLite model (no TFL3 identifier; empty, truncated or another format); "
+            "pass a .tflite file or a bundle made by `edgepipe convert`"
+        )
+    return data
+
+
+def is_edgetpu_model(data: bytes) -> bool:
+    """Compiled models run their mapped part as one custom op with this code."""
+    return EDGETPU_CUSTOM_OP in data
+
+
+def _spec_from_tensor(detail: dict[str, Any], base: InputSpec | None, path: Path) -> InputSpec:
+    shape = [int(v) for v in detail["shape"]]
+    dtype = np.dtype(detail["dtype"]).name
+    if len(shape) != 4 or shape[0] not in (1, -1) or shape[3] != 3 or min(shape[1:3]) <= 0:
+        raise ModelError(
+            f"{path} is not an image classifier: its input is {dtype}{shape}, "
+            "expected one 1xHxWx3 image tensor"
+        )
+    if dtype not in ("float32", "uint8", "int8"):
+        raise ModelError(f"{path} is not an image classifier: its input dtype is {dtype}, expected float32, uint8 or int8")
+    height, width = shape[1:3]
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    if dtype != "float32" and not scale > 0:
+        raise ModelError(f"{path}: its {dtype} input has no quantization scale, so pixels cannot be mapped to it")
+    spec = base or InputSpec(height=height, width=width)
+    if (spec.height, spec.width) != (height, width):
+        raise ModelError(
+            f"{path} takes {height}x{width} images but its bundle says {spec.height}x{spec.width}; "
+            "re-create the bundle with `edgepipe convert`"
+        )
+    return spec.with_tensor(dtype, scale if dtype != "float32" else 0.0, zero_point if dtype != "float32" else 0)
+
+
+def _num_classes(detail: dict[str, Any], path: Path) -> int:
+    shape = [int(v) for v in detail["shape"]]
+    big = [v for v in shape if v != 1]
+    if len(big) > 1 or not shape:
+        raise ModelError(
+            f"{path} is not an image classifier: its output has shape {shape}, expected one score per class (1xN)"
+        )
+    return big[0] if big else 1
+
+
+class Classifier:
+    """One loaded model with its labels and the preprocessing it needs.
+
+    Not thread-safe: one interpreter serves one thread (run it from the
+    inference thread only).
+    """
+
+    def __init__(
+        self,
+        interpreter: Any,
+        *,
+        labels: list[str] | None,
+        input_spec: InputSpec | None,
+        accelerator: str,
+        backend: Backend,
+        model_path: Path,
+        threads: int,
+        load_ms: float,
+        accelerator_note: str = "",
+        bundle: Bundle | None = None,
+    ) -> None:
+        self.interpreter = interpreter
+        self.accelerator = accelerator
+        self.accelerator_note = accelerator_note
+        self.backend = backend.name
+        self.backend_version = backend.version
+        self.model_path = model_path
+        self.threads = threads
+        self.load_ms = load_ms
+        self.bundle = bundle
+        inputs = interpreter.get_input_details()
+        outputs = interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(
+                f"{model_path} is not an image classifier: it has {len(inputs)} inputs and "
+                f"{len(outputs)} outputs, expected 1 and 1"
+            )
+        self._input_index = inputs[0]["index"]
+        self._output_index = outputs[0]["index"]
+        self.input_spec = _spec_from_tensor(inputs[0], input_spec, model_path)
+        self.num_classes = _num_classes(outputs[0], model_path)
+        out_dtype = np.dtype(outputs[0]["dtype"])
+        scale, zero_point = outputs[0].get("quantization", (0.0, 0))
+        self._output_quantized = out_dtype.kind in "iu" and scale > 0
+        self._output_scale = np.float32(scale)
+        self._output_zero_point = np.float32(zero_point)
+        if labels is None:
+            labels = [f"class_{i}" for i in range(self.num_classes)]
+        elif len(labels) != self.num_classes:
+            raise ModelError(
+                f"the labels have {len(labels)} entries but {model_path} outputs {self.num_classes} scores; "
+                "pass the labels file that belongs to this model"
+            )
+        self.labels = list(labels)
+
+    def preprocess(self, bgr: np.ndarray) -> np.ndarray:
+        return to_model_input(bgr, self.input_spec)
+
+    def invoke(self, tensor: np.ndarray) -> np.ndarray:
+        """Scores for one preprocessed tensor, dequantised to float32, shape (num_classes,)."""
+        self.interpreter.set_tensor(self._input_index, tensor)
+        self.interpreter.invoke()
+        raw = self.interpreter.get_tensor(self._output_index).reshape(-1)
+        if self._output_quantized:
+            return (raw.astype(np.float32) - self._output_zero_point) * self._output_scale
+        return raw.astype(np.float32, copy=False)
+
+    def classify(self, bgr: np.ndarray, top_k: int = 5) -> list[Prediction]:
+        return postprocess.top_k(self.invoke(self.preprocess(bgr)), self.labels, top_k)
+
+    def describe(self) -> str:
+        """One line for logs: which model, where it runs and on what."""
+        note = f" ({self.accelerator_note})" if self.accelerator_note else ""
+        return (
+            f"{self.model_path} on {self.accelerator}{note}, {self.backend} {self.backend_version}, "
+            f"{self.threads} threads, loaded in {self.load_ms:.0f} ms"
+        )
+
+
+def _choose_bundle_model(bundle: Bundle, accelerator: str, backend: Backend, edgetpu_device: str | None):
+    """(model path, accelerator, delegate, note) for a bundle under the user's --accelerator."""
+    tpu_model = bundle.model_path("edgetpu")
+    cpu_model = bundle.model_path("cpu")
+    if accelerator == "cpu":
+        if cpu_model is None:
+            raise UserError(f"bundle {bundle.root} has no CPU model; use --accelerator edgetpu")
+        return cpu_model, "cpu", None, ""
+    if accelerator == "edgetpu":
+        if tpu_model is None:
+            raise UserError(
+                f"bundle {bundle.root} has no Edge TPU model (model_edgetpu.tflite); compile it with "
+                "`edgepipe convert` on a machine with edgetpu_compiler, or use --accelerator cpu"
+            )
+        return tpu_model, "edgetpu", load_edgetpu_delegate(backend, edgetpu_device), ""
+    if tpu_model is None:
+        return cpu_model, "cpu", None, "auto: the bundle has no Edge TPU model"
+    try:
+        delegate = load_edgetpu_delegate(backend, edgetpu_device)
+    except EdgeTpuUnavailable as exc:
+        if cpu_model is None:
+            raise
+        return cpu_model, "cpu", None, f"auto: Edge TPU not usable, using the CPU model ({exc})"
+    return tpu_model, "edgetpu", delegate, "auto: Edge TPU found"
+
+
+def _choose_file_delegate(path: Path, compiled: bool, accelerator: str, backend: Backend, edgetpu_device: str | None):
+    """(accelerator, delegate, note) for a bare .tflite under the user's --accelerator."""
+    if not compiled:
+        if accelerator == "edgetpu":
+            raise UserError(
+                f"{path} is not compiled for the Edge TPU (no edgetpu-custom-op); compile it with "
+                "edgetpu_compiler, or use --accelerator cpu"
+            )
+        return "cpu", None, "auto: not an Edge TPU model" if accelerator == "auto" else ""
+    if accelerator == "cpu":
+        raise UserError(
+            f"{path} is compiled for the Edge TPU (it contains edgetpu-custom-op) and cannot run on the CPU; "
+            "use --accelerator edgetpu, or the CPU model (model.tflite)"
+        )
+    return "edgetpu", load_edgetpu_delegate(backend, edgetpu_device), "auto: Edge TPU model" if accelerator == "auto" else ""
+
+
+def _make_interpreter(backend: Backend, data: bytes, path: Path, threads: int, delegate: Any) -> Any:
+    try:
+        interpreter = backend.interpreter_class(
+            model_content=data,
+            num_threads=threads,
+            experimental_delegates=[delegate] if delegate is not None else None,
+        )
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"{path} cannot be loaded (truncated, corrupt or unsupported ops): {detail}") from None
+    return interpreter
+
+
+def open_classifier(
+    model: str | Path,
+    labels: str | Path | None = None,
+    accelerator: str = "cpu",
+    threads: int | None = None,
+    edgetpu_device: str | None = None,
+) -> Classifier:
+    """Load a bundle directory or a .tflite file, ready to classify BGR frames.
+
+    A bundle's hashes are verified and its labels and preprocessing used
+    (`labels` overrides its labels file); a bare .tflite takes its preprocessing
+    from the input tensor (float input assumed MobileNet-style [-1, 1]).
+    """
+    if accelerator not in ACCELERATORS:
+        raise UserError(f"accelerator {accelerator!r} is not one of {', '.join(ACCELERATORS)}")
+    path = Path(model)
+    threads = threads or default_threads()
+    backend = find_backend()
+    started = time.perf_counter()
+    bundle = None
+    base_spec = None
+    label_list = read_labels(labels) if labels is not None else None
+    if is_bundle(path):
+        bundle = load_bundle(path, verify=True)
+        base_spec = bundle.input_spec
+        label_list = label_list or bundle.labels
+        model_path, chosen, delegate, note = _choose_bundle_model(bundle, accelerator, backend, edgetpu_device)
+        data = read_model_bytes(model_path)
+        if chosen == "cpu" and is_edgetpu_model(data):
+            raise ModelError(f"{model_path} is listed as the bundle's CPU model but is compiled for the Edge TPU")
+    else:
+        model_path = path
+        data = read_model_bytes(path)
+        chosen, delegate, note = _choose_file_delegate(path, is_edgetpu_model(data), accelerator, backend, edgetpu_device)
+    interpreter = _make_interpreter(backend, data, model_path, threads, delegate)
+    load_ms = (time.perf_counter() - started) * 1000.0
+    return Classifier(
+        interpreter,
+        labels=label_list,
+        input_spec=base_spec,
+        accelerator=chosen,
+        backend=backend,
+        model_path=model_path,
+        threads=threads,
+        load_ms=load_ms,
+        accelerator_note=note,
+        bundle=bundle,
+    )

@@ -1,0 +1,141 @@
+"""The device runtime on real interpreters: bundles, bare .tflite files, labels,
+Edge TPU selection without a TPU, and every damaged-input message."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgepipe.device.errors import UserError
+from edgepipe.device.preprocess import load_image, to_model_input
+from edgepipe.device.runtime import (
+    EdgeTpuUnavailable,
+    ModelError,
+    default_threads,
+    open_classifier,
+)
+from edgepipe.synthetic import SHAPES
+
+
+
+@pytest.fixture(scope="module")
+def shape_image(shapes_dataset: Path) -> np.ndarray:
+    return load_image(sorted(shapes_dataset.rglob("*.jpg"))[0])
+
+
+def test_tflite_file_with_labels_gives_dequantised_softmax_scores(tiny_int8_model, shape_image):
+    clf = open_classifier(tiny_int8_model["model"], tiny_int8_model["labels"], threads=1)
+    assert clf.labels == list(SHAPES)
+    assert clf.backend == "ai_edge_litert" and clf.backend_version[0].isdigit()
+    assert clf.accelerator == "cpu" and clf.threads == 1 and clf.load_ms > 0
+    assert clf.model_path == tiny_int8_model["model"]
+    spec = clf.input_spec
+    assert (spec.height, spec.width, spec.dtype) == (96, 96, "uint8") and spec.scale > 0
+    tensor = clf.preprocess(shape_image)
+    assert tensor.shape == (1, 96, 96, 3) and tensor.dtype == np.uint8
+    np.testing.assert_array_equal(tensor, to_model_input(shape_image, spec))
+    scores = clf.invoke(tensor)
+    assert scores.shape == (4,) and scores.dtype == np.float32
+    assert scores.sum() == pytest.approx(1.0, abs=0.02)
+    top = clf.classify(shape_image, top_k=3)
+    assert len(top) == 3
+    assert [p.score for p in top] == sorted((p.score for p in top), reverse=True)
+    assert top[0].index == int(np.argmax(scores)) and top[0].label == SHAPES[top[0].index]
+    assert top[0].score == pytest.approx(float(scores.max()))
+
+
+def test_tflite_without_labels_names_classes_by_index(tiny_int8_model):
+    clf = open_classifier(tiny_int8_model["model"])
+    assert clf.labels == ["class_0", "class_1", "class_2", "class_3"]
+    assert clf.threads == default_threads()
+
+
+def test_coral_style_indexed_labels_file(tiny_int8_model, tmp_path):
+    labels = tmp_path / "coco_style.txt"
+    labels.write_text("0  circle\n1  square\n2  triangle\n3  cross\n")
+    assert open_classifier(tiny_int8_model["model"], labels).labels == list(SHAPES)
+
+
+def test_bundle_uses_its_labels_spec_and_cpu_model(tiny_bundle, shape_image):
+    clf = open_classifier(tiny_bundle, accelerator="auto")
+    assert clf.labels == list(SHAPES)
+    assert clf.model_path == tiny_bundle / "model.tflite"
+    assert clf.accelerator == "cpu" and "no Edge TPU model" in clf.accelerator_note
+    assert clf.input_spec.dtype == "uint8"
+    assert len(clf.classify(shape_image, top_k=10)) == 4
+
+
+def test_bundle_with_changed_file_is_refused(bundle_copy):
+    with open(bundle_copy / "model.tflite", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(UserError, match="model.tflite does not match its sha256"):
+        open_classifier(bundle_copy)
+
+
+def test_labels_count_must_match_output_size(tiny_int8_model, tmp_path):
+    labels = tmp_path / "three.txt"
+    labels.write_text("a\nb\nc\n")
+    with pytest.raises(ModelError, match="labels have 3 entries but .* outputs 4 scores"):
+        open_classifier(tiny_int8_model["model"], labels)
+
+
+def test_missing_empty_foreign_and_truncated_models_get_one_line(tiny_int8_model, tmp_path, shapes_dataset):
+    data = tiny_int8_model["model"].read_bytes()
+    cases = {
+        "missing.tflite": (None, "does not exist"),
+        "empty.tflite": (b"", "not a TFLite model"),
+        "photo.tflite": (next(shapes_dataset.rglob("*.jpg")).read_bytes(), "not a TFLite model"),
+        "truncated.tflite": (data[: len(data) // 2], "cannot be loaded"),
+    }
+    for name, (content, message) in cases.items():
+        path = tmp_path / name
+        if content is not None:
+            path.write_bytes(content)
+        with pytest.raises(ModelError, match=message) as info:
+            open_classifier(path)
+        assert "\n" not in str(info.value)
+
+
+def test_directory_without_manifest_is_not_a_model(tmp_path):
+    with pytest.raises(ModelError, match="directory but not a bundle"):
+        open_classifier(tmp_path)
+
+
+def test_model_whose_input_is_not_an_image_is_refused(vector_model):
+    with pytest.raises(ModelError, match=r"not an image classifier: its input is float32\[1, 10\]"):
+        open_classifier(vector_model)
+
+
+def test_edgetpu_model_without_runtime_gives_install_hint_not_unresolved_op(compiled_model, capfd):
+    compiled = compiled_model
+    with pytest.raises(EdgeTpuUnavailable, match="libedgetpu.so.1 did not load.*apt-get install libedgetpu1-std"):
+        open_classifier(compiled, accelerator="auto", edgetpu_device="usb:0")
+    with pytest.raises(UserError, match="compiled for the Edge TPU .* cannot run on the CPU"):
+        open_classifier(compiled, accelerator="cpu")
+    assert "Exception ignored" not in capfd.readouterr().err
+
+
+def test_cpu_only_model_refuses_explicit_edgetpu(tiny_int8_model):
+    with pytest.raises(UserError, match="not compiled for the Edge TPU"):
+        open_classifier(tiny_int8_model["model"], accelerator="edgetpu")
+
+
+def test_bundle_auto_falls_back_to_cpu_when_no_tpu_and_edgetpu_fails_clearly(edgetpu_bundle):
+    clf = open_classifier(edgetpu_bundle, accelerator="auto")
+    assert clf.accelerator == "cpu" and clf.model_path.name == "model.tflite"
+    assert "Edge TPU not usable" in clf.accelerator_note
+    with pytest.raises(EdgeTpuUnavailable, match="cannot use the Edge TPU pci:0"):
+        open_classifier(edgetpu_bundle, accelerator="edgetpu", edgetpu_device="pci:0")
+
+
+def test_bundle_without_edgetpu_model_refuses_explicit_edgetpu(tiny_bundle):
+    with pytest.raises(UserError, match="has no Edge TPU model"):
+        open_classifier(tiny_bundle, accelerator="edgetpu")
+
+
+def test_unknown_accelerator_is_refused(tiny_bundle):
+    with pytest.raises(UserError, match="not one of cpu, edgetpu, auto"):
+        open_classifier(tiny_bundle, accelerator="gpu")

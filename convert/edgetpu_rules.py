@@ -1,0 +1,308 @@
+"""What Edge TPU compiler 16 does with a .tflite, predicted from the file alone.
+
+The compiler exists only for x86-64 Debian/Ubuntu, so users on a Mac, a Pi or
+these build machines still need to know before deploying whether their model
+maps. The rules below are shared/docs/edgetpu.md (Coral's documented op table,
+and op versions seen rejected in Coral's issue tracker) encoded as data; the
+compiler's own status strings are reused so a prediction and a real compile
+read the same.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .modelinfo import EDGETPU_CUSTOM_OP, ModelInfo, OpInfo, TensorInfo
+
+COMPILER_VERSION = 16
+
+# The compiler log's status column.
+MAPPED = "Mapped to Edge TPU"
+NOT_SUPPORTED = "Operation not supported"
+VERSION_NOT_SUPPORTED = "Operation version not supported"
+BAD_RANK = "Tensor has unsupported rank (up to 3 innermost dimensions mapped)"
+BAD_TYPE = "Operation is working on an unsupported data type"
+AFTER_CUT = "More than one subgraph is not supported"
+LIMITATION = "Operation is otherwise supported, but not mapped due to some unspecified limitation"
+
+# Ops the compiler maps (Coral's "supported operations" table), by TFLite builtin name.
+SUPPORTED_OPS = frozenset(
+    {
+        "ADD", "SUB", "MUL", "MAXIMUM", "MINIMUM", "LOGISTIC", "TANH", "RELU", "RELU6",
+        "RELU_N1_TO_1", "L2_NORMALIZATION", "EXPAND_DIMS", "QUANTIZE", "SLICE", "SPLIT",
+        "SPACE_TO_DEPTH", "TRANSPOSE", "TRANSPOSE_CONV", "SUM", "UNIDIRECTIONAL_SEQUENCE_LSTM",
+        "AVERAGE_POOL_2D", "MAX_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D",
+        "FULLY_CONNECTED", "MEAN", "PACK", "PAD", "PRELU", "REDUCE_MAX", "REDUCE_MIN",
+        "RESHAPE", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "SOFTMAX", "SQUEEZE",
+        "STRIDED_SLICE",
+    }
+)  # fmt: skip
+
+# Op versions compiler 16 was seen to reject ("Didn't find op for builtin opcode
+# 'CONV_2D' version '6'"): this version and every newer one fail.
+FIRST_REJECTED_VERSION = {
+    "CONV_2D": 6,  # grouped convolution
+    "QUANTIZE": 3,  # per-channel
+    "TRANSPOSE_CONV": 4,
+    "EXP": 2,
+    "RESIZE_BILINEAR": 3,  # half_pixel_centers
+    "REVERSE_V2": 3,
+}
+
+# Known-unsupported ops with the advice users need.
+UNSUPPORTED_ADVICE = {
+    "HARD_SWISH": "HARD_SWISH is not supported (MobileNetV3: build it with minimalistic=True)",
+    "LEAKY_RELU": "LEAKY_RELU is not supported (use ReLU or PReLU with 1-D alpha)",
+    "DEQUANTIZE": "DEQUANTIZE is not supported (export with integer input/output: --io uint8 or int8)",
+    "GATHER": "GATHER is not supported",
+}
+
+EIGHT_BIT = ("int8", "uint8")
+# Constant inputs that are not 8-bit but are fine: int32 biases, shapes, axes, paddings.
+CONSTANT_TYPES_OK = ("int8", "uint8", "int32")
+MAX_SOFTMAX_ELEMENTS = 16_000
+MAX_MAPPED_DIMS = 3
+
+
+@dataclass
+class OpPrediction:
+    index: int
+    op: str
+    version: int
+    edgetpu: str  # "mapped" | "cpu"
+    reason: str
+    status: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "op": self.op, "version": self.version, "edgetpu": self.edgetpu, "reason": self.reason}
+
+
+def _non_one_dims(shape: list[int]) -> int:
+    return sum(1 for d in shape if d != 1)
+
+
+def _fused_activation_none(op: OpInfo, model: ModelInfo) -> str | None:
+    if op.options.get("FusedActivationFunction", 0) != 0:
+        return f"{op.op} with a fused activation does not map"
+    return None
+
+
+def _concatenation(op: OpInfo, model: ModelInfo) -> str | None:
+    problem = _fused_activation_none(op, model)
+    if problem:
+        return problem
+    constants = [model.tensors[i] for i in op.inputs if model.tensors[i].constant]
+    if constants and (len(op.inputs) != 2 or len(constants) > 1 or any(t.data.any() for t in constants)):
+        return "CONCATENATION maps a constant input only as one of exactly two inputs and all zeros"
+    return None
+
+
+def _same_dilation(op: OpInfo, model: ModelInfo) -> str | None:
+    if op.options.get("DilationHFactor", 1) != op.options.get("DilationWFactor", 1):
+        return f"{op.op} needs the same dilation in x and y"
+    return None
+
+
+def _fully_connected(op: OpInfo, model: ModelInfo) -> str | None:
+    if op.options.get("WeightsFormat", 0) != 0:
+        return "FULLY_CONNECTED needs the default weights format"
+    if any(_non_one_dims(model.tensors[i].shape) > 1 for i in op.outputs):
+        return "FULLY_CONNECTED needs a 1-D output"
+    return None
+
+
+def _constant_ints(model: ModelInfo, index: int) -> list[int] | None:
+    tensor = model.tensors[index]
+    if not tensor.constant or tensor.dtype not in ("int32", "int64") or tensor.data is None:
+        return None
+    return [int(v) for v in tensor.data.view(tensor.dtype)]
+
+
+def _not_over_batch(op: OpInfo, model: ModelInfo) -> str | None:
+    rank = len(model.tensors[op.inputs[0]].shape)
+    axes = _constant_ints(model, op.inputs[1]) if len(op.inputs) > 1 else None
+    if axes is None:
+        return f"{op.op} needs constant axes"
+    if any(a % max(rank, 1) == 0 for a in axes):
+        return f"{op.op} over the batch dimension does not map"
+    return None
+
+
+def _pack(op: OpInfo, model: ModelInfo) -> str | None:
+    if op.options.get("Axis", 0) == 0:
+        return "PACK in the batch dimension does not map"
+    return None
+
+
+def _pad(op: OpInfo, model: ModelInfo) -> str | None:
+    paddings = _constant_ints(model, op.inputs[1]) if len(op.inputs) > 1 else None
+    if paddings is None:
+        return "PAD needs constant paddings"
+    if paddings[:2] != [0, 0]:
+        return "PAD in the batch dimension does not map"
+    return None
+
+
+def _prelu(op: OpInfo, model: ModelInfo) -> str | None:
+    if _non_one_dims(model.tensors[op.inputs[1]].shape) > 1:
+        return "PRELU needs a 1-D alpha"
+    return None
+
+
+def _softmax(op: OpInfo, model: ModelInfo) -> str | None:
+    shape = model.tensors[op.inputs[0]].shape
+    if _non_one_dims(shape) > 1:
+        return "SOFTMAX needs a 1-D input"
+    size = 1
+    for d in shape:
+        size *= d
+    if size > MAX_SOFTMAX_ELEMENTS:
+        return f"SOFTMAX over {size} elements (more than {MAX_SOFTMAX_ELEMENTS}) does not map"
+    return None
+
+
+def _squeeze(op: OpInfo, model: ModelInfo) -> str | None:
+    shape = model.tensors[op.inputs[0]].shape
+    dims = op.options.get("SqueezeDims") or [i for i, d in enumerate(shape) if d == 1]
+    dims = sorted(d % max(len(shape), 1) for d in dims)
+    if dims != list(range(len(dims))):
+        return "SQUEEZE maps only leading 1-dimensions"
+    return None
+
+
+def _strided_slice(op: OpInfo, model: ModelInfo) -> str | None:
+    if op.options.get("EllipsisMask", 0) or op.options.get("NewAxisMask", 0):
+        return "STRIDED_SLICE with ellipsis or new-axis masks does not map"
+    strides = _constant_ints(model, op.inputs[3]) if len(op.inputs) > 3 else None
+    if strides is None or any(s != 1 for s in strides):
+        return "STRIDED_SLICE needs constant strides of 1"
+    return None
+
+
+# Per-op limits from Coral's table; each returns the reason the op does NOT map, or None.
+OP_LIMITS: dict[str, Callable[[OpInfo, ModelInfo], str | None]] = {
+    "AVERAGE_POOL_2D": _fused_activation_none,
+    "MAX_POOL_2D": _fused_activation_none,
+    "CONCATENATION": _concatenation,
+    "CONV_2D": _same_dilation,
+    "DEPTHWISE_CONV_2D": _same_dilation,
+    "FULLY_CONNECTED": _fully_connected,
+    "MEAN": _not_over_batch,
+    "SUM": _not_over_batch,
+    "REDUCE_MAX": _not_over_batch,
+    "REDUCE_MIN": _not_over_batch,
+    "PACK": _pack,
+    "PAD": _pad,
+    "PRELU": _prelu,
+    "SOFTMAX": _softmax,
+    "SQUEEZE": _squeeze,
+    "STRIDED_SLICE": _strided_slice,
+}
+
+
+def _is_edge_op(op: OpInfo, model: ModelInfo) -> bool:
+    """A QUANTIZE/DEQUANTIZE converting a graph input or output: the compiler may leave it
+    on the CPU without cutting the graph."""
+    if op.op not in ("QUANTIZE", "DEQUANTIZE"):
+        return False
+    return all(i in model.inputs for i in op.inputs) or all(o in model.outputs for o in op.outputs)
+
+
+def _tensor_problem(op: OpInfo, model: ModelInfo) -> tuple[str, str] | None:
+    tensors: list[TensorInfo] = [model.tensors[i] for i in op.inputs + op.outputs if i >= 0]
+    for t in tensors:
+        if t.dynamic:
+            return LIMITATION, f"tensor {t.name!r} has a dynamic shape {t.shape_signature} (export with a static batch of 1)"
+    for t in tensors:
+        allowed = CONSTANT_TYPES_OK if t.constant else EIGHT_BIT
+        if t.dtype not in allowed:
+            return BAD_TYPE, f"tensor {t.name!r} is {t.dtype}, not 8-bit"
+    for t in tensors:
+        if not t.constant and _non_one_dims(t.shape) > MAX_MAPPED_DIMS:
+            return BAD_RANK, f"tensor {t.name!r} {t.shape} has more than {MAX_MAPPED_DIMS} dimensions larger than 1"
+    return None
+
+
+def _op_problem(op: OpInfo, model: ModelInfo) -> tuple[str, str] | None:
+    """(compiler status, reason) when `op` alone cannot map, else None."""
+    if op.op == "CUSTOM":
+        return NOT_SUPPORTED, f"custom op {op.custom_code!r} is not supported"
+    first_rejected = FIRST_REJECTED_VERSION.get(op.op)
+    if first_rejected is not None and op.version >= first_rejected:
+        return (
+            VERSION_NOT_SUPPORTED,
+            f"{op.op} version {op.version} is newer than compiler {COMPILER_VERSION} accepts (max {first_rejected - 1})",
+        )
+    if op.op not in SUPPORTED_OPS:
+        return NOT_SUPPORTED, UNSUPPORTED_ADVICE.get(op.op, f"{op.op} is not supported by the Edge TPU")
+    problem = _tensor_problem(op, model)
+    if problem:
+        return problem
+    limit = OP_LIMITS.get(op.op)
+    reason = limit(op, model) if limit else None
+    return (LIMITATION, reason) if reason else None
+
+
+def _predict_compiled(model: ModelInfo) -> list[OpPrediction]:
+    """An already-compiled model: the compiler has decided; custom ops are the Edge TPU parts."""
+    return [
+        OpPrediction(op.index, op.op, op.version, "mapped", "compiled Edge TPU subgraph", MAPPED)
+        if op.custom_code == EDGETPU_CUSTOM_OP
+        else OpPrediction(op.index, op.op, op.version, "cpu", "left on the CPU by the Edge TPU compiler", NOT_SUPPORTED)
+        for op in model.ops
+    ]
+
+
+def predict_ops(model: ModelInfo) -> list[OpPrediction]:
+    """One prediction per op, in execution order, applying the compiler's single cut."""
+    if model.edgetpu_compiled:
+        return _predict_compiled(model)
+    predictions = []
+    cut_at: OpPrediction | None = None
+    for op in model.ops:
+        problem = _op_problem(op, model)
+        edge = _is_edge_op(op, model)
+        if cut_at is not None and not (edge and problem):
+            status, reason = AFTER_CUT, f"after the first CPU op (#{cut_at.index} {cut_at.op}): the compiler cuts the graph once"
+            predictions.append(OpPrediction(op.index, op.op, op.version, "cpu", reason, status))
+        elif problem:
+            status, reason = problem
+            predictions.append(OpPrediction(op.index, op.op, op.version, "cpu", reason, status))
+            if not edge:
+                cut_at = predictions[-1]
+        else:
+            predictions.append(OpPrediction(op.index, op.op, op.version, "mapped", "", MAPPED))
+    return predictions
+
+
+def summarize(predictions: list[OpPrediction], compiled: bool = False) -> dict[str, Any]:
+    """The totals the compiler prints, and its log's Operator/Count/Status table."""
+    mapped = sum(p.edgetpu == "mapped" for p in predictions)
+    if compiled:
+        subgraphs = mapped
+    else:
+        subgraphs = 1 if mapped else 0
+    rows = Counter((p.op, p.status) for p in predictions)
+    return {
+        "edgetpu_subgraphs": subgraphs,
+        "total": len(predictions),
+        "mapped": mapped,
+        "cpu": len(predictions) - mapped,
+        "mapped_fraction": round(mapped / len(predictions), 4) if predictions else 0.0,
+        "table": [{"op": op, "count": n, "status": status} for (op, status), n in sorted(rows.items())],
+    }
+
+
+def model_warnings(model: ModelInfo) -> list[str]:
+    """Whole-model problems the compiler reports as an error rather than per op."""
+    warnings = []
+    if any(model.tensors[i].dynamic for i in model.inputs):
+        warnings.append('dynamic input shape: the compiler stops with "Model not quantized"; export with a static batch of 1')
+    if model.num_subgraphs > 1:
+        warnings.append("the model has more than one subgraph; only the first is mapped")
+    float_ops = [op for op in model.ops if any(model.tensors[i].dtype == "float32" and not model.tensors[i].constant for i in op.outputs)]
+    if float_ops and len(float_ops) == len(model.ops):
+        warnings.append('the model is not quantized (float32): the compiler stops with "Model not quantized"')
+    return warnings

@@ -1,0 +1,245 @@
+"""The measurement behind `edgepipe bench`: model latency you can trust.
+
+Honesty rules, in the spirit of TFLite's benchmark_model:
+- the input is realistic: a real image through the model's own
+  preprocessing, or uniformly random pixels through the same normalisation
+  and quantisation (never a tensor of zeros, which some kernels and the
+  Edge TPU's USB transfer handle faster than real data);
+- the clock is `time.perf_counter_ns` and nothing but `interpreter.invoke()`
+  sits between the two readings (the input is set once, before timing);
+- the cold first inference and the warm-up runs are reported apart and never
+  mixed into the percentiles; the garbage collector is off while timing.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .benchreport import SCHEMA
+from .benchstats import MS_DECIMALS, latency_summary, rate_per_s, time_windows, to_ms
+from .errors import UserError
+from .preprocess import InputSpec, load_image, normalize, quantize
+from .runtime import Classifier, EdgeTpuUnavailable, default_threads, open_classifier
+from .sysinfo import current_rss_mb, edgetpu_absence, environment, peak_rss_mb, thermal_snapshot
+
+ACCELERATOR_CHOICES = ("cpu", "edgetpu", "all")
+# A sustained run is cut into about this many windows (each at least MIN_WINDOW_S long).
+SUSTAINED_WINDOWS = 10
+MIN_WINDOW_S = 1.0
+
+Progress = Callable[[str], None]
+
+
+def stderr_progress(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    """What to measure; `threads` None means the runtime's default (every available core)."""
+
+    runs: int = 100
+    warmup: int = 10
+    threads: tuple[int | None, ...] = (None,)
+    accelerator: str = "cpu"
+    duration_s: float | None = None
+    image: Path | None = None
+    edgetpu_device: str | None = None
+    e2e_source: str | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.accelerator not in ACCELERATOR_CHOICES:
+            raise UserError(f"accelerator {self.accelerator!r} is not one of {', '.join(ACCELERATOR_CHOICES)}")
+        if self.accelerator == "edgetpu" and len(self.threads) > 1:
+            raise UserError(
+                "the Edge TPU runs the model's ops itself and ignores --threads (they only size the CPU "
+                "fallback); pass one --threads value, or --accelerator all to compare with CPU threads"
+            )
+
+    def configurations(self) -> list[tuple[str, int | None]]:
+        """(accelerator, threads) pairs, CPU first so the CPU is the baseline row in comparisons.
+
+        The Edge TPU is measured once: its speed does not depend on CPU threads.
+        """
+        configs: list[tuple[str, int | None]] = []
+        if self.accelerator in ("cpu", "all"):
+            configs += [("cpu", threads) for threads in self.threads]
+        if self.accelerator in ("edgetpu", "all"):
+            configs.append(("edgetpu", self.threads[0]))
+        return configs
+
+    @property
+    def window_s(self) -> float | None:
+        if self.duration_s is None:
+            return None
+        return max(MIN_WINDOW_S, self.duration_s / SUSTAINED_WINDOWS)
+
+
+def random_input(spec: InputSpec, rng: np.random.Generator) -> np.ndarray:
+    """Uniformly random pixels mapped into the input tensor exactly as a camera frame would be.
+
+    Going through `normalize` and `quantize` keeps values inside the range a
+    real frame produces, for float, uint8 and int8 inputs alike.
+    """
+    pixels = rng.integers(0, 256, size=(1, spec.height, spec.width, 3), dtype=np.uint8)
+    return quantize(normalize(pixels, spec), spec)
+
+
+def bench_input(classifier: Classifier, image: Path | None, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """The tensor every timed run sees, and how it was made (recorded in the report)."""
+    if image is None:
+        return random_input(classifier.input_spec, rng), "random pixels through the model's preprocessing"
+    tensor = classifier.preprocess(load_image(image))
+    if not np.any(tensor):
+        raise UserError(
+            f"{image} becomes an all-zero input tensor (a black frame), which times unrealistically; "
+            "pass a real photo, or leave out --image for random pixels"
+        )
+    return tensor, f"image {image}"
+
+
+def timed_invokes(invoke: Callable[[], Any], runs: int, duration_s: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(start, latency) in ns of back-to-back calls: `runs` of them, or as many as fit in `duration_s`.
+
+    Only `invoke()` sits between the two clock readings; the lists are
+    preallocated for a fixed count so the loop allocates nothing per run.
+    """
+    clock = time.perf_counter_ns
+    gc_was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        if duration_s is None:
+            starts = [0] * runs
+            samples = [0] * runs
+            for i in range(runs):
+                t0 = clock()
+                invoke()
+                t1 = clock()
+                starts[i] = t0
+                samples[i] = t1 - t0
+        else:
+            starts, samples = [], []
+            deadline = clock() + int(duration_s * 1e9)
+            t1 = 0
+            while t1 < deadline:
+                t0 = clock()
+                invoke()
+                t1 = clock()
+                starts.append(t0)
+                samples.append(t1 - t0)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return np.asarray(starts, dtype=np.int64), np.asarray(samples, dtype=np.int64)
+
+
+def open_for_bench(model: Path, labels: Path | None, accelerator: str, threads: int | None,
+                   edgetpu_device: str | None) -> Classifier:
+    try:
+        return open_classifier(model, labels, accelerator=accelerator, threads=threads, edgetpu_device=edgetpu_device)
+    except EdgeTpuUnavailable as exc:
+        raise EdgeTpuUnavailable(f"{edgetpu_absence()}; {exc}") from None
+
+
+def measure_configuration(classifier: Classifier, plan: BenchPlan, progress: Progress) -> dict[str, Any]:
+    """One accelerator x threads configuration: cold inference, warm-up, timed runs."""
+    rng = np.random.default_rng(plan.seed)
+    tensor, input_source = bench_input(classifier, plan.image, rng)
+    interpreter = classifier.interpreter
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], tensor)
+    _, first = timed_invokes(interpreter.invoke, 1)
+    timed_invokes(interpreter.invoke, plan.warmup)
+    what = f"for {plan.duration_s:g} s" if plan.duration_s else f"{plan.runs} runs"
+    progress(f"{classifier.accelerator}, {classifier.threads} threads: timing {what} after {plan.warmup} warm-up")
+    thermal_before = thermal_snapshot()
+    starts, samples = timed_invokes(interpreter.invoke, plan.runs, plan.duration_s)
+    thermal_after = thermal_snapshot()
+    return {
+        "accelerator": classifier.accelerator,
+        "threads": classifier.threads,
+        "backend": classifier.backend,
+        "backend_version": classifier.backend_version,
+        "model_file": str(classifier.model_path),
+        "input": {
+            "shape": [int(v) for v in tensor.shape],
+            "dtype": tensor.dtype.name,
+            "source": input_source,
+        },
+        "load_ms": round(classifier.load_ms, 3),
+        "first_inference_ms": round(float(to_ms(first)[0]), MS_DECIMALS),
+        "warmup": plan.warmup,
+        "runs": int(samples.size),
+        "timed_s": round(float(samples.sum()) / 1e9, 3),
+        "latency_ms": latency_summary(samples),
+        "inferences_per_s": rate_per_s(samples),
+        "peak_rss_mb": peak_rss_mb(),
+        "rss_mb": current_rss_mb(),
+        "thermal": {"before": thermal_before, "after": thermal_after},
+        "windows": time_windows(starts, samples, plan.window_s) if plan.window_s else None,
+        "samples_ms": [round(float(v), MS_DECIMALS) for v in to_ms(samples)],
+    }
+
+
+def model_name(model: Path) -> str:
+    """A short name for tables: the bundle directory's or the .tflite file's name."""
+    return Path(model).resolve().name
+
+
+def new_report(model: Path, plan: BenchPlan) -> dict[str, Any]:
+    settings = asdict(plan)
+    settings["image"] = str(plan.image) if plan.image else None
+    settings["threads"] = list(plan.threads)
+    return {
+        "schema": SCHEMA,
+        "model": str(model),
+        "model_name": model_name(model),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "settings": settings,
+        "environment": environment(),
+        "results": [],
+        "skipped": [],
+        "e2e": None,
+    }
+
+
+def run_bench(model: Path, labels: Path | None, plan: BenchPlan, progress: Progress = stderr_progress) -> dict[str, Any]:
+    """Measure every configuration of `plan`; the returned dict is the documented bench JSON.
+
+    With --accelerator all, an accelerator that cannot run here (no Edge TPU,
+    a compiled model on the CPU) is listed under "skipped" with the reason;
+    it is an error only when nothing could be measured.
+    """
+    report = new_report(model, plan)
+    cores = default_threads()
+    if any(threads and threads > cores for threads in plan.threads):
+        progress(f"note: more threads than the {cores} available cores oversubscribe the CPU and measure contention")
+    if plan.accelerator == "all" and len(plan.threads) > 1:
+        progress(f"the Edge TPU ignores --threads: it is measured once, with {plan.threads[0]} for CPU fallback ops")
+    errors: list[UserError] = []
+    for accelerator, threads in plan.configurations():
+        try:
+            classifier = open_for_bench(model, labels, accelerator, threads, plan.edgetpu_device)
+        except UserError as exc:
+            if plan.accelerator != "all":
+                raise
+            errors.append(exc)
+            report["skipped"].append({"accelerator": accelerator, "threads": threads, "reason": str(exc)})
+            progress(f"skipping {accelerator}: {exc}")
+            continue
+        progress(f"loaded {classifier.describe()}")
+        report["results"].append(measure_configuration(classifier, plan, progress))
+        del classifier
+        gc.collect()
+    if not report["results"]:
+        raise errors[0]
+    return report

@@ -1,0 +1,188 @@
+"""`edgepipe bench` and `edgepipe bench compare` on the command line.
+
+Registration imports only argparse and light modules; numpy, the TFLite
+runtime and matplotlib load when the command runs. `compare` is a first
+positional word rather than a sub-subcommand so that `edgepipe bench MODEL`
+stays the short, common form.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+from pathlib import Path
+
+from .cliutil import add_command, non_negative_int, positive_float, positive_int
+from .errors import UserError
+from .fsutil import atomic_write_text, refuse_overwrite
+
+COMPARE = "compare"
+MAX_THREADS = 64
+REMOTE_BENCH_MODULE = "edgepipe.deploy.remote_bench"
+# Flags that shape a measurement and mean nothing to `bench compare`.
+MEASUREMENT_FLAGS = (
+    "labels", "runs", "warmup", "threads", "accelerator", "edgetpu_device", "duration", "image", "e2e", "csv", "host",
+)
+
+DESCRIPTION = """
+Measure how fast a model really runs here: load time, the cold first inference,
+then --runs timed inferences after --warmup untimed ones (min, mean, std, p50,
+p90, p95, p99, max, inferences/s), peak memory and the environment (board, CPU,
+OS, runtime, Edge TPU runtime, SoC temperature and throttling on a Pi). Only
+interpreter.invoke() is timed, on a real image (--image) or random pixels in the
+input's range. --e2e adds the whole per-frame path of `edgepipe run` per stage.
+
+`edgepipe bench compare A.json B.json ...` puts saved results (--out) side by
+side: one row per model x device x accelerator x threads, with ratios to the
+first row.
+"""
+
+EXAMPLES = """
+edgepipe bench bundle/                              all cores, 100 runs
+edgepipe bench bundle/ --threads 1,2,4 --out cpu.json
+edgepipe bench bundle/ --accelerator all --json     CPU and Edge TPU side by side
+edgepipe bench model.tflite --labels labels.txt --image cat.jpg --runs 500
+edgepipe bench bundle/ --duration 600 --plot drift.png   sustained: does it throttle?
+edgepipe bench bundle/ --e2e video.mp4 --runs 200   capture+preprocess+inference+postprocess
+edgepipe bench bundle/ --host pi@raspberrypi --out pi.json
+edgepipe bench compare laptop.json pi.json coral.json --plot latency.png
+"""
+
+
+def thread_counts(text: str) -> tuple[int, ...]:
+    """'1,2,4' -> (1, 2, 4); duplicates dropped, order kept."""
+    counts: list[int] = []
+    for part in text.split(","):
+        try:
+            value = int(part.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part.strip()!r} is not a whole number of threads (e.g. 1,2,4)") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{value} threads is impossible: use 1 or more")
+        if value > MAX_THREADS:
+            raise argparse.ArgumentTypeError(f"{value} threads is more than {MAX_THREADS}; a TFLite CPU model cannot use them")
+        if value not in counts:
+            counts.append(value)
+    return tuple(counts)
+
+
+def register_bench(subparsers: argparse._SubParsersAction) -> None:
+    p = add_command(
+        subparsers,
+        "bench",
+        help="measure latency percentiles and memory of a model (or `bench compare` saved results)",
+        description=DESCRIPTION,
+        examples=EXAMPLES,
+    )
+    p.add_argument("target", metavar="MODEL_OR_BUNDLE",
+                   help=f"a bundle directory or a .tflite file; or `{COMPARE}` followed by bench JSON files")
+    p.add_argument("files", nargs="*", metavar="JSON",
+                   help=f"with `{COMPARE}`: results written by `bench --out`; the first is the baseline of the ratios")
+    p.add_argument("--labels", type=Path, metavar="FILE", help="labels for a bare .tflite (a bundle has its own)")
+    p.add_argument("--runs", type=positive_int, default=100, metavar="N", help="timed inferences per configuration (default 100)")
+    p.add_argument("--warmup", type=non_negative_int, default=10, metavar="N",
+                   help="untimed inferences after the first (cold) one (default 10)")
+    p.add_argument("--threads", type=thread_counts, default=(None,), metavar="N[,N...]",
+                   help="CPU threads, one configuration per value, e.g. 1,2,4 (default: every available core)")
+    p.add_argument("--accelerator", choices=("cpu", "edgetpu", "all"), default="cpu",
+                   help="where to run; `all` measures the CPU and the Edge TPU (skipped with the reason when absent)")
+    p.add_argument("--edgetpu-device", metavar="DEVICE", help="which Edge TPU: usb:0, pci:0, usb or pci (default: the first)")
+    p.add_argument("--duration", type=positive_float, metavar="S",
+                   help="sustained run: time for S seconds instead of --runs, report latency per time window "
+                        "and SoC temperature/throttling before and after")
+    p.add_argument("--image", type=Path, metavar="FILE",
+                   help="time inference on this photo (through the model's preprocessing) instead of random pixels")
+    p.add_argument("--e2e", metavar="SOURCE",
+                   help="also time the whole per-frame path of `edgepipe run` on SOURCE (video file, camera, "
+                        "image folder): --warmup frames, then --runs frames")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (schema in README, 'Bench')")
+    p.add_argument("--out", type=Path, metavar="FILE", help="also write the JSON result to FILE (for `bench compare`)")
+    p.add_argument("--csv", type=Path, metavar="FILE", help="write one CSV row per configuration")
+    p.add_argument("--plot", type=Path, metavar="FILE.png",
+                   help="draw the latency distributions (needs pip install 'edgepipe[plot]')")
+    p.add_argument("--force", action="store_true", help="overwrite existing --out/--csv/--plot files")
+    p.add_argument("--host", metavar="USER@HOST", help="run on a device over SSH; see `edgepipe deploy`")
+    p.set_defaults(func=bench_command, bench_parser=p)
+
+
+def bench_command(args: argparse.Namespace) -> int:
+    parser: argparse.ArgumentParser = args.bench_parser
+    if args.target == COMPARE:
+        return compare_command(args, parser)
+    if args.files:
+        parser.error(
+            f"unexpected argument {args.files[0]!r}: bench measures one model; "
+            f"to put results side by side use `edgepipe bench {COMPARE} A.json B.json`"
+        )
+    if args.host:
+        raise UserError(_remote_unavailable())
+    _check_outputs(args)
+
+    from .bench import BenchPlan, run_bench
+    from .benchreport import csv_text, format_report, report_series
+
+    plan = BenchPlan(
+        runs=args.runs,
+        warmup=args.warmup,
+        threads=args.threads,
+        accelerator=args.accelerator,
+        duration_s=args.duration,
+        image=args.image,
+        edgetpu_device=args.edgetpu_device,
+        e2e_source=args.e2e,
+    )
+    report = run_bench(Path(args.target), args.labels, plan)
+    if args.out:
+        atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
+    if args.csv:
+        atomic_write_text(args.csv, csv_text(report))
+    if args.plot:
+        from .benchplot import save_latency_plot
+
+        save_latency_plot(report_series(report), args.plot, f"{report['model_name']} on {report['environment']['hostname']}")
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def compare_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    misplaced = [f"--{flag.replace('_', '-')}" for flag in MEASUREMENT_FLAGS if getattr(args, flag) != parser.get_default(flag)]
+    if misplaced:
+        parser.error(f"{misplaced[0]} does not apply to `bench {COMPARE}` (it compares saved results)")
+    if not args.files:
+        parser.error(f"`bench {COMPARE}` needs at least one bench JSON file (written by `edgepipe bench --out`)")
+    _check_outputs(args)
+
+    from .bench_compare import comparison_json, comparison_series, compare_rows, format_comparison, load_report
+
+    rows = compare_rows([load_report(path) for path in args.files])
+    result = comparison_json(rows, args.files)
+    if args.out:
+        atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+    if args.plot:
+        from .benchplot import save_latency_plot
+
+        save_latency_plot(comparison_series(rows), args.plot, "latency per inference")
+    print(json.dumps(result, indent=2) if args.json else format_comparison(rows))
+    return 0
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse to overwrite, and find a missing matplotlib, before minutes of measuring."""
+    for path in (args.out, getattr(args, "csv", None), args.plot):
+        if path is not None:
+            refuse_overwrite(path, args.force)
+    if args.plot:
+        from .benchplot import require_matplotlib
+
+        require_matplotlib()
+
+
+def _remote_unavailable() -> str:
+    """--host is carried out by the deploy stage, hooked in by edgepipe's CLI; reaching here means it is not."""
+    if importlib.util.find_spec(REMOTE_BENCH_MODULE) is None:
+        return (
+            f"--host needs {REMOTE_BENCH_MODULE} (edgepipe's deploy stage), which this installation lacks; "
+            "run `edgepipe bench --out FILE` on the device and `edgepipe bench compare` here"
+        )
+    return f"--host is not wired to {REMOTE_BENCH_MODULE} in this edgepipe's CLI; please report it"

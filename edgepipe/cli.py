@@ -90,6 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     prog = f"edgepipe {args.command}"
+    if args.command == "bench" and getattr(args, "host", None):  # measured on a device: the deploy stage's job
+        args.func = lambda a: importlib.import_module("edgepipe.deploy.remote_bench").run(a)
     try:
         return int(args.func(args) or 0)
     except UserError as exc:

@@ -1,0 +1,653 @@
+"""edgepipe's device-side agent: everything `edgepipe deploy` does ON the device.
+
+Why one fixed script instead of remote shell commands: the workstation never
+builds a shell string from user input. `edgepipe deploy` sends this file on
+ssh's stdin to `python3 -` and passes its arguments quoted with shlex.quote;
+Ansible runs the same file with its `script` module. So single-host deploys
+and fleets share one implementation of verify/switch/service/health/rollback,
+and the steps that must be atomic on the device (switch, health check,
+rollback) run there even when the SSH connection drops halfway.
+
+Why stdlib only: it runs before we know whether edgepipe (or numpy) is
+installed on the device, and with whatever python3 the OS has (3.7+), so it
+can report what is missing instead of failing to import.
+
+Every subcommand prints ONE JSON object on stdout and exits 0, or prints
+{"error": "one line"} (plus any partial result) and exits 1.
+
+Layout under PREFIX:
+    releases/<id>/          verified bundles (<id> = first 16 hex of sha256(bundle.json))
+    releases/.<id>.partial  an upload in progress (removed by the next `prepare`)
+    current -> releases/<id>   the running release (relative symlink, switched atomically)
+    deploy-state.json       {"history": [ids, oldest first]}: what rollback goes back to
+    service.json            how the service was last configured (manager, source, ...)
+    edgepipe.service.in     the unit template uploaded with the release
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import json
+import os
+import platform
+import shutil
+import signal
+import string
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RELEASES = "releases"
+CURRENT = "current"
+STATE_FILE = "deploy-state.json"
+SERVICE_FILE = "service.json"
+TEMPLATE_FILE = "edgepipe.service.in"
+PARTIAL_SUFFIX = ".partial"
+MANIFEST = "bundle.json"
+SERVICE_NAME = "edgepipe"
+# Coral USB Accelerator before (1a6e:089a) and after (18d1:9302) its firmware is loaded.
+CORAL_USB_IDS = ("1a6e:089a", "18d1:9302")
+POLL_S = 0.25
+
+# Asks the Python that will run the service what it can import; runs in that
+# interpreter (the venv), not in the one running this agent.
+EDGEPIPE_PROBE = """
+import importlib.util, json, sys
+out = {"python": sys.version.split()[0]}
+try:
+    import edgepipe, edgepipe.device
+    out["version"] = edgepipe.__version__
+except Exception as exc:
+    out["error"] = "%s: %s" % (type(exc).__name__, exc)
+out["modules"] = {m: importlib.util.find_spec(m) is not None
+                  for m in ("numpy", "cv2", "ai_edge_litert", "tflite_runtime", "picamera2")}
+print(json.dumps(out))
+"""
+
+# Parent of the service process for the `process` manager: records the exit
+# status that systemd would otherwise keep, and passes SIGTERM on.
+SUPERVISOR = """
+import signal, subprocess, sys
+child = subprocess.Popen(sys.argv[2:])
+signal.signal(signal.SIGTERM, lambda *_: child.terminate())
+code = child.wait()
+with open(sys.argv[1], "w") as f:
+    f.write(str(code))
+"""
+
+
+class AgentError(Exception):
+    """A failure reported to the workstation as one line."""
+
+    def __init__(self, message: str, **details) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(".%s.%d.tmp" % (path.name, os.getpid()))
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def read_json(path: Path, default: dict) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return default
+
+
+class Layout:
+    def __init__(self, prefix: str) -> None:
+        self.root = Path(os.path.expanduser(prefix)).absolute()
+        self.releases = self.root / RELEASES
+        self.current = self.root / CURRENT
+        self.state_file = self.root / STATE_FILE
+        self.service_file = self.root / SERVICE_FILE
+        self.template = self.root / TEMPLATE_FILE
+
+    def release(self, release_id: str) -> Path:
+        return self.releases / release_id
+
+    def partial(self, release_id: str) -> Path:
+        return self.releases / (".%s%s" % (release_id, PARTIAL_SUFFIX))
+
+    def current_release(self) -> str | None:
+        try:
+            return Path(os.readlink(self.current)).name
+        except OSError:
+            return None
+
+    def history(self) -> list:
+        return list(read_json(self.state_file, {}).get("history", []))
+
+    def save_history(self, history: list) -> None:
+        write_json_atomic(self.state_file, {"history": history})
+
+    def switch(self, release_id: str) -> None:
+        """Point `current` at a release atomically: a new symlink renamed over the old one."""
+        if not self.release(release_id).is_dir():
+            raise AgentError("release %s is not on the device" % release_id)
+        tmp = self.root / (".%s.%d.tmp" % (CURRENT, os.getpid()))
+        if os.path.lexists(tmp):
+            tmp.unlink()
+        os.symlink(os.path.join(RELEASES, release_id), tmp)
+        os.replace(tmp, self.current)
+
+
+def verify_release(directory: Path, expected_sha: str | None = None) -> None:
+    """Check every file against the manifest, on the device, after the copy.
+
+    The device may not have edgepipe yet (that is what `prepare` reports), so
+    this cannot use edgepipe.device.bundle; it checks the same `files` map.
+    """
+    manifest_path = directory / MANIFEST
+    if not manifest_path.is_file():
+        raise AgentError("%s has no %s" % (directory, MANIFEST))
+    if expected_sha and sha256_file(manifest_path) != expected_sha:
+        raise AgentError("%s does not match the bundle's sha256 (corrupted in transfer)" % MANIFEST)
+    files = read_json(manifest_path, {}).get("files")
+    if not isinstance(files, dict) or not files:
+        raise AgentError("%s lists no files" % MANIFEST)
+    for name, expected in sorted(files.items()):
+        path = directory / name
+        if not path.is_file():
+            raise AgentError("%s is missing after upload" % name)
+        if sha256_file(path) != expected:
+            raise AgentError("%s does not match its sha256 on the device (corrupted in transfer or on disk)" % name)
+
+
+# ---------------------------------------------------------------- device report
+
+def probe_edgepipe(python: str) -> dict:
+    try:
+        proc = subprocess.run([python, "-c", EDGEPIPE_PROBE], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"error": "cannot run %s: %s" % (python, exc)}
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {"error": "%s failed: %s" % (python, (proc.stderr.strip().splitlines() or ["no output"])[-1])}
+
+
+def coral_usb_devices() -> list:
+    found = []
+    for device in glob.glob("/sys/bus/usb/devices/*"):
+        try:
+            ident = "%s:%s" % (Path(device, "idVendor").read_text().strip(), Path(device, "idProduct").read_text().strip())
+        except OSError:
+            continue
+        if ident in CORAL_USB_IDS:
+            found.append(ident)
+    return sorted(found)
+
+
+def os_name() -> str:
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    return platform.platform()
+
+
+def libcamera_present() -> bool:
+    return bool(
+        shutil.which("rpicam-hello") or shutil.which("libcamera-hello")
+        or glob.glob("/usr/lib/*/libcamera.so*") or glob.glob("/usr/lib/libcamera.so*")
+    )
+
+
+def device_report(layout: Layout, python: str) -> dict:
+    edgepipe = probe_edgepipe(python)
+    return {
+        "hostname": platform.node(),
+        "os": os_name(),
+        "machine": platform.machine(),
+        "agent_python": platform.python_version(),
+        "python_path": python,
+        "edgepipe": edgepipe,
+        "camera": {
+            "video_devices": sorted(glob.glob("/dev/video*")),
+            "libcamera": libcamera_present(),
+            "picamera2": bool(edgepipe.get("modules", {}).get("picamera2")),
+        },
+        "edgetpu": {"usb": coral_usb_devices(), "pcie": os.path.exists("/dev/apex_0")},
+        "disk_free": shutil.disk_usage(str(layout.root)).free,
+        "systemd": bool(shutil.which("systemctl")) and os.path.isdir("/run/systemd/system"),
+    }
+
+
+def edgepipe_python(layout: Layout, requested: str | None) -> str:
+    """The interpreter that runs edgepipe: --python, else PREFIX/venv (pi-setup.sh), else this one."""
+    if requested:
+        found = shutil.which(os.path.expanduser(requested))
+        if not found:
+            raise AgentError("remote python %s does not exist on the device" % requested)
+        return os.path.abspath(found)
+    venv = layout.root / "venv" / "bin" / "python"
+    return str(venv) if os.access(str(venv), os.X_OK) else sys.executable
+
+
+# ---------------------------------------------------------------- services
+
+def systemd_quote(arg: str) -> str:
+    """One ExecStart argument: systemd expands % specifiers and $VARS, splits on spaces."""
+    text = arg.replace("%", "%%").replace("$", "$$")
+    if text and all(c.isalnum() or c in "_@%+=:,./-" for c in text):
+        return text
+    return '"%s"' % text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def service_argv(python: str, layout: Layout, config: dict) -> list:
+    argv = [python, "-m", "edgepipe", "run", str(layout.current), "--json"]
+    if config.get("source"):
+        argv += ["--source", config["source"]]
+    return argv + ["--accelerator", config.get("accelerator") or "auto"]
+
+
+def render_unit(template: str, layout: Layout, config: dict, argv: list) -> str:
+    system = config.get("scope") == "system"
+    return string.Template(template).substitute(
+        prefix=str(layout.root),
+        exec_start=" ".join(systemd_quote(a) for a in argv),
+        user_line="User=%s" % config["user"] if system else "",
+        wanted_by="multi-user.target" if system else "default.target",
+    )
+
+
+class SystemdService:
+    """The real service: a systemd user unit (default) or system unit, driven with systemctl/journalctl."""
+
+    def __init__(self, layout: Layout, config: dict) -> None:
+        self.layout = layout
+        self.system = config.get("scope") == "system"
+        self.unit = SERVICE_NAME + ".service"
+        if self.system:
+            self.unit_path = Path("/etc/systemd/system") / self.unit
+        else:
+            self.unit_path = Path(os.path.expanduser("~/.config/systemd/user")) / self.unit
+
+    def _sudo(self) -> list:
+        return ["sudo", "-n"] if self.system and os.geteuid() != 0 else []
+
+    def _run(self, tool: str, *args: str, check: bool = True) -> str:
+        argv = self._sudo() + [tool] + ([] if self.system else ["--user"]) + list(args)
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise AgentError("%s failed: %s" % (" ".join(argv), exc))
+        if check and proc.returncode != 0:
+            detail = (proc.stderr.strip().splitlines() or ["exit %d" % proc.returncode])[-1]
+            raise AgentError("%s failed: %s" % (" ".join(argv), detail))
+        return proc.stdout
+
+    def install(self, unit_text: str, argv: list) -> None:
+        if not (self.unit_path.is_file() and self.unit_path.read_text() == unit_text):
+            tmp = self.layout.root / (".%s.%d.tmp" % (self.unit, os.getpid()))
+            tmp.write_text(unit_text)
+            if self._sudo():
+                subprocess.run(["sudo", "-n", "install", "-m", "644", str(tmp), str(self.unit_path)], check=True)
+                tmp.unlink()
+            else:
+                self.unit_path.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, self.unit_path)
+        self._run("systemctl", "daemon-reload")
+        self._run("systemctl", "enable", self.unit)
+
+    def restart(self) -> float:
+        started = time.time()
+        self._run("systemctl", "restart", self.unit)
+        return started
+
+    def stop(self) -> None:
+        self._run("systemctl", "stop", self.unit, check=False)
+
+    def state(self) -> dict:
+        props = {}
+        text = self._run("systemctl", "show", self.unit, "-p", "ActiveState", "-p", "SubState", "-p", "Result",
+                         "-p", "ExecMainStatus", "-p", "ActiveEnterTimestampMonotonic", check=False)
+        for line in text.splitlines():
+            key, _, value = line.partition("=")
+            props[key] = value
+        active, sub = props.get("ActiveState", "unknown"), props.get("SubState", "")
+        failed = active == "failed" or sub == "auto-restart" or props.get("Result", "success") != "success"
+        if failed:
+            state = "failed"
+        elif active in ("active", "activating", "reloading"):
+            state = "active"
+        else:
+            state = "exited" if active == "inactive" and props.get("ExecMainStatus") == "0" else active
+        uptime = None
+        entered = int(props.get("ActiveEnterTimestampMonotonic") or 0)
+        if state == "active" and entered:
+            uptime = max(0.0, time.monotonic() - entered / 1e6)
+        return {"manager": "systemd", "unit": str(self.unit_path), "state": state,
+                "detail": "%s/%s" % (active, sub), "exit_status": props.get("ExecMainStatus"), "uptime_s": uptime}
+
+    def output(self, since: float | None) -> list:
+        args = ["-u", self.unit, "-o", "cat", "--no-pager"]
+        args += ["--since", "@%d" % int(since)] if since else ["-n", "200"]
+        return self._run("journalctl", *args, check=False).splitlines()
+
+
+class ProcessService:
+    """A detached process with a pid file, for devices without systemd (containers)
+    and for the tests, where the 'device' is this machine and no service manager runs.
+    No restart on failure: that is systemd's job."""
+
+    def __init__(self, layout: Layout, config: dict) -> None:
+        self.layout = layout
+        self.pid_file = layout.root / "service.pid"
+        self.log_file = layout.root / "service.log"
+        self.exit_file = layout.root / "service.exit"
+        self.argv_file = layout.root / "service.argv.json"
+
+    def install(self, unit_text: str, argv: list) -> None:
+        write_json_atomic(self.argv_file, {"argv": argv})
+
+    def _pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text())
+            with open("/proc/%d/stat" % pid) as f:
+                alive = f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid if alive else None
+
+    def restart(self) -> float:
+        self.stop()
+        argv = read_json(self.argv_file, {}).get("argv")
+        if not argv:
+            raise AgentError("no service installed under %s; deploy with --service first" % self.layout.root)
+        for path in (self.exit_file, self.log_file):
+            if path.exists():
+                path.unlink()
+        started = time.time()
+        with open(self.log_file, "ab") as log, open(os.devnull, "rb") as null:
+            env = dict(os.environ, PYTHONUNBUFFERED="1")
+            proc = subprocess.Popen([sys.executable, "-c", SUPERVISOR, str(self.exit_file)] + argv, stdin=null,
+                                    stdout=log, stderr=subprocess.STDOUT, cwd=str(self.layout.root), env=env,
+                                    start_new_session=True)
+        self.pid_file.write_text(str(proc.pid))
+        return started
+
+    def stop(self) -> None:
+        pid = self._pid()
+        if pid is None:
+            return
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while self._pid() is not None:
+            if time.monotonic() > deadline:
+                os.killpg(pid, signal.SIGKILL)
+                deadline = time.monotonic() + 10
+            time.sleep(0.05)
+
+    def state(self) -> dict:
+        pid = self._pid()
+        if pid is not None:
+            state, status, uptime = "active", None, time.time() - self.pid_file.stat().st_mtime
+        else:
+            uptime = None
+            status = self.exit_file.read_text().strip() if self.exit_file.exists() else None
+            state = "inactive" if status is None else ("exited" if status == "0" else "failed")
+        return {"manager": "process", "pid": pid, "state": state, "exit_status": status, "uptime_s": uptime,
+                "log": str(self.log_file)}
+
+    def output(self, since: float | None) -> list:
+        try:
+            return self.log_file.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+
+
+MANAGERS = {"systemd": SystemdService, "process": ProcessService}
+
+
+def open_service(layout: Layout) -> "SystemdService | ProcessService | None":
+    config = read_json(layout.service_file, {})
+    manager = MANAGERS.get(config.get("manager", ""))
+    return manager(layout, config) if manager else None
+
+
+def last_result(lines: list) -> dict | None:
+    """The newest `edgepipe run --json` result line (a JSON object with "top")."""
+    for line in reversed(lines):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(obj, dict) and "top" in obj:
+                return obj
+    return None
+
+
+def last_message(lines: list) -> str:
+    text = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("{")]
+    return text[-1] if text else "no output"
+
+
+def wait_healthy(service, started: float, timeout: float) -> dict:
+    """Healthy = the service has not failed and printed a result since `started`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = service.output(started)
+        result, state = last_result(lines), service.state()
+        if result is not None and state["state"] != "failed":
+            return {"healthy": True, "state": state, "result": result}
+        if result is None and state["state"] in ("failed", "exited", "inactive"):
+            return {"healthy": False, "state": state,
+                    "reason": "the service stopped (%s, exit status %s) before printing a result: %s"
+                              % (state["state"], state.get("exit_status"), last_message(lines))}
+        if time.monotonic() > deadline:
+            return {"healthy": False, "state": state,
+                    "reason": "no result within %gs; last output: %s" % (timeout, last_message(lines))}
+        time.sleep(POLL_S)
+
+
+def restart_and_check(layout: Layout, timeout: float) -> dict | None:
+    service = open_service(layout)
+    if service is None:
+        return None
+    return wait_healthy(service, service.restart(), timeout)
+
+
+# ---------------------------------------------------------------- subcommands
+
+def prune(layout: Layout, keep: int) -> list:
+    """Keep the newest `keep` releases of the history (always including current); remove the rest."""
+    history = layout.history()
+    current = layout.current_release()
+    kept = history[-keep:]
+    if current and current not in kept:
+        kept.insert(0, current)
+    layout.save_history([r for r in history if r in kept])
+    removed = []
+    for path in sorted(layout.releases.iterdir()):
+        if path.is_dir() and not path.name.startswith(".") and path.name not in kept:
+            shutil.rmtree(str(path))
+            removed.append(path.name)
+    return removed
+
+
+def cmd_prepare(args, layout: Layout) -> dict:
+    layout.releases.mkdir(parents=True, exist_ok=True)
+    stale = [p for p in layout.releases.iterdir() if p.name.endswith(PARTIAL_SUFFIX)]
+    for path in stale:
+        shutil.rmtree(str(path), ignore_errors=True)
+    have = layout.release(args.release).is_dir()
+    if have:
+        try:
+            verify_release(layout.release(args.release), args.sha)
+        except AgentError:
+            shutil.rmtree(str(layout.release(args.release)))
+            have = False
+    return {
+        "prefix": str(layout.root),
+        "partial": str(layout.partial(args.release)),
+        "release_dir": str(layout.release(args.release)),
+        "have_release": have,
+        "removed_partials": [p.name for p in stale],
+        "current": layout.current_release(),
+        "report": device_report(layout, edgepipe_python(layout, args.python)),
+    }
+
+
+def cmd_commit(args, layout: Layout) -> dict:
+    partial, release = layout.partial(args.release), layout.release(args.release)
+    try:
+        verify_release(partial, args.sha)
+    except AgentError as exc:
+        shutil.rmtree(str(partial), ignore_errors=True)
+        raise AgentError("%s; the upload was discarded and the device keeps its current release" % exc)
+    if release.is_dir():
+        shutil.rmtree(str(partial))
+    else:
+        os.rename(str(partial), str(release))
+    return {"release": args.release, "release_dir": str(release), "verified": True}
+
+
+def cmd_activate(args, layout: Layout) -> dict:
+    previous = layout.current_release()
+    layout.switch(args.release)
+    history = [r for r in layout.history() if r != args.release] + [args.release]
+    layout.save_history(history)
+    result = {"release": args.release, "previous": previous, "health": None, "rolled_back": False}
+    if args.manager != "none":
+        python = edgepipe_python(layout, args.python)
+        config = {"manager": args.manager, "scope": args.scope, "source": args.source,
+                  "accelerator": args.accelerator, "python": python, "user": args.user or os.environ.get("USER", "")}
+        argv = service_argv(python, layout, config)
+        service = MANAGERS[args.manager](layout, config)
+        service.install(render_unit(layout.template.read_text(), layout, config, argv), argv)
+        write_json_atomic(layout.service_file, config)
+        result["health"] = health = wait_healthy(service, service.restart(), args.health_timeout)
+        if not health["healthy"]:
+            layout.save_history(history[:-1])
+            if previous and layout.release(previous).is_dir():
+                layout.switch(previous)
+                result["previous_health"] = wait_healthy(service, service.restart(), args.health_timeout)
+            else:
+                service.stop()
+                layout.current.unlink()
+            result["rolled_back"] = True
+            result["removed"] = prune(layout, args.keep)
+            back = "rolled back to %s" % previous if previous else "service stopped (no previous release)"
+            raise AgentError("release %s failed its health check (%s); %s"
+                             % (args.release, health["reason"], back), **result)
+    result["removed"] = prune(layout, args.keep)
+    return result
+
+
+def cmd_rollback(args, layout: Layout) -> dict:
+    history = layout.history()
+    current = layout.current_release()
+    if current in history:
+        history = history[: history.index(current)]
+    history = [r for r in history if layout.release(r).is_dir()]
+    if not history:
+        raise AgentError("no previous release to roll back to under %s" % layout.root)
+    target = history[-1]
+    layout.switch(target)
+    layout.save_history(history)
+    result = {"release": target, "previous": current, "health": restart_and_check(layout, args.health_timeout)}
+    if result["health"] and not result["health"]["healthy"]:
+        raise AgentError("rolled back to %s but it failed its health check: %s"
+                         % (target, result["health"]["reason"]), **result)
+    return result
+
+
+def cmd_status(args, layout: Layout) -> dict:
+    service = open_service(layout)
+    state = service.state() if service else None
+    releases = sorted(p.name for p in layout.releases.iterdir() if p.is_dir() and not p.name.startswith(".")) \
+        if layout.releases.is_dir() else []
+    return {
+        "prefix": str(layout.root),
+        "current": layout.current_release(),
+        "history": layout.history(),
+        "releases": releases,
+        "service": state,
+        "service_config": read_json(layout.service_file, {}) or None,
+        "last_result": last_result(service.output(None)) if service else None,
+    }
+
+
+def cmd_stop(args, layout: Layout) -> dict:
+    service = open_service(layout)
+    if service is not None:
+        service.stop()
+    return {"stopped": service is not None}
+
+
+def cmd_edgepipe(args, layout: Layout) -> None:
+    """Run `python -m edgepipe ARGS` in the device's edgepipe Python, passing its output and exit status."""
+    python = edgepipe_python(layout, args.python)
+    sys.stdout.flush()
+    os.execv(python, [python, "-m", "edgepipe"] + args.edgepipe_args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgepipe-agent")
+    parser.add_argument("--prefix", required=True)
+    parser.add_argument("--python", help="the Python that has edgepipe (default: PREFIX/venv, else this one)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("prepare")
+    p.add_argument("release")
+    p.add_argument("sha")
+    p.set_defaults(func=cmd_prepare)
+    p = sub.add_parser("commit")
+    p.add_argument("release")
+    p.add_argument("sha")
+    p.set_defaults(func=cmd_commit)
+    p = sub.add_parser("activate")
+    p.add_argument("release")
+    p.add_argument("--keep", type=int, default=3)
+    p.add_argument("--manager", choices=sorted(MANAGERS) + ["none"], default="systemd")
+    p.add_argument("--scope", choices=("user", "system"), default="user")
+    p.add_argument("--user", help="account the system unit runs as")
+    p.add_argument("--source")
+    p.add_argument("--accelerator", default="auto")
+    p.add_argument("--health-timeout", type=float, default=60.0)
+    p.set_defaults(func=cmd_activate)
+    p = sub.add_parser("rollback")
+    p.add_argument("--health-timeout", type=float, default=60.0)
+    p.set_defaults(func=cmd_rollback)
+    sub.add_parser("status").set_defaults(func=cmd_status)
+    sub.add_parser("stop").set_defaults(func=cmd_stop)
+    p = sub.add_parser("edgepipe")
+    p.add_argument("edgepipe_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_edgepipe)
+    return parser
+
+
+def main(argv: list | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        layout = Layout(args.prefix)
+        print(json.dumps(args.func(args, layout)))
+        return 0
+    except AgentError as exc:
+        print(json.dumps(dict(exc.details, error=str(exc))))
+    except OSError as exc:
+        print(json.dumps({"error": "%s: %s" % (type(exc).__name__, exc)}))
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

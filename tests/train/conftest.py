@@ -1,0 +1,80 @@
+"""Fixtures of the train stage's tests: small odd-image folders and one
+trained tiny run shared by the tests that only read it."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edgepipe.cli import main
+
+TINY = ["--input-size", "96", "--alpha", "0.35", "--weights", "none", "--epochs", "2",
+        "--fine-tune-epochs", "1", "--batch-size", "16"]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, shapes_dataset: Path) -> Path:
+    """A run dir trained for 2+1 epochs on the shapes (random weights: checks plumbing, not accuracy)."""
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    assert main(["train", str(shapes_dataset), "--out", str(out), *TINY]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_args() -> list[str]:
+    """`edgepipe train` flags for a seconds-long run on the shapes."""
+    return list(TINY)
+
+
+@pytest.fixture(scope="session")
+def copy_dataset():
+    """copy(src, dst, per_class=None): a writable copy of a dataset, optionally the first images of each class."""
+    return _copy_dataset
+
+
+def _copy_dataset(src: Path, dst: Path, per_class: int | None = None) -> Path:
+    for folder in sorted(p for p in src.iterdir() if p.is_dir()):
+        (dst / folder.name).mkdir(parents=True, exist_ok=True)
+        for image in sorted(folder.iterdir())[:per_class]:
+            shutil.copy(image, dst / folder.name / image.name)
+    return dst
+
+
+@pytest.fixture
+def odd_images(tmp_path: Path) -> dict[str, Path]:
+    """Real files of every awkward kind the data scan must handle."""
+    rng = np.random.default_rng(0)
+    colour = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)
+    files: dict[str, Path] = {}
+
+    def put(name: str, data: bytes) -> None:
+        files[name] = tmp_path / name
+        files[name].write_bytes(data)
+
+    put("gray.png", cv2.imencode(".png", colour[..., 0])[1].tobytes())
+    rgba = np.dstack([colour, np.full((40, 60), 128, np.uint8)])
+    put("rgba.png", cv2.imencode(".png", rgba)[1].tobytes())
+    put("deep.png", cv2.imencode(".png", colour.astype(np.uint16) * 257)[1].tobytes())
+    put("upper.JPG", cv2.imencode(".jpg", colour)[1].tobytes())
+    put("photo.webp", cv2.imencode(".webp", colour)[1].tobytes())
+    put("photo.bmp", cv2.imencode(".bmp", colour)[1].tobytes())
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(colour[..., ::-1]).convert("CMYK").save(buffer, "JPEG")
+    put("cmyk.jpg", buffer.getvalue())
+    buffer = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    Image.fromarray(colour[..., ::-1]).save(buffer, "JPEG", exif=exif)
+    put("exif_rotated.jpg", buffer.getvalue())
+    jpeg = cv2.imencode(".jpg", colour)[1].tobytes()
+    put("truncated.jpg", jpeg[: len(jpeg) // 3])
+    put("empty.jpg", b"")
+    put("text.png", b"this is not an image\n")
+    return files

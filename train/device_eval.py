@@ -1,0 +1,54 @@
+"""Scoring image files through the device runtime, exactly as the Pi does.
+
+`edgepipe evaluate` (for bundles and .tflite files) and convert's accuracy
+checks both call `predict_files`, so "int8 accuracy" means one thing
+everywhere: the device's decoding, preprocessing, interpreter and
+dequantisation. No TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from edgepipe.device.preprocess import ImageReadError, load_image
+from edgepipe.device.runtime import Classifier, open_classifier
+
+
+def predict_files(
+    model_or_bundle: str | Path | Classifier,
+    files: Sequence[str | Path],
+    labels: str | Path | None = None,
+    *,
+    accelerator: str = "cpu",
+    threads: int | None = None,
+    progress: bool = False,
+) -> tuple[np.ndarray, list[Path]]:
+    """Scores (n_readable x classes, float32, dequantised) in file order, and the unreadable files.
+
+    Rows exist only for readable files: drop the unreadable ones from your
+    ground truth too. `model_or_bundle` is a bundle dir, a .tflite file or an
+    already-open Classifier.
+    """
+    classifier = (model_or_bundle if isinstance(model_or_bundle, Classifier)
+                  else open_classifier(model_or_bundle, labels=labels, accelerator=accelerator, threads=threads))
+    scores = np.zeros((len(files), len(classifier.labels)), dtype=np.float32)
+    unreadable: list[Path] = []
+    row = 0
+    last_report = time.monotonic()
+    for i, path in enumerate(files, 1):
+        try:
+            image = load_image(path)
+        except ImageReadError:
+            unreadable.append(Path(path))
+            continue
+        scores[row] = classifier.invoke(classifier.preprocess(image))
+        row += 1
+        if progress and (time.monotonic() - last_report > 10 or i == len(files)):
+            last_report = time.monotonic()
+            print(f"classified {i}/{len(files)} images", file=sys.stderr)
+    return scores[:row], unreadable

@@ -1,0 +1,135 @@
+"""`edgepipe evaluate`: one report for a Keras run and for a TFLite model or
+bundle, so float, int8 and Edge TPU numbers can be compared line by line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgepipe.device.errors import UserError
+from edgepipe.device.fsutil import atomic_write_text, refuse_overwrite
+from edgepipe.device.labels import read_labels
+from edgepipe.device.preprocess import InputSpec
+
+from . import run_dir as rd
+from .data import Sample, probe, scan_folder
+from .metrics import classification_report, format_report
+from .plots import save_confusion_matrix
+
+
+@dataclass
+class Scored:
+    scores: np.ndarray
+    y_true: np.ndarray
+    labels: list[str]
+    skipped: list[Path]
+    engine: str
+
+
+def is_keras_model(path: Path) -> bool:
+    return rd.is_run_dir(path) or path.suffix == ".keras"
+
+
+def is_device_model(path: Path) -> bool:
+    from edgepipe.device.bundle import is_bundle
+
+    return path.suffix == ".tflite" or is_bundle(path)
+
+
+def _samples_for(args: argparse.Namespace, labels: list[str]) -> tuple[list[Sample], list[Path]]:
+    """Readable (path, label index in `labels`) pairs from DATA_DIR or the run's split, plus unreadable files."""
+    if args.split:
+        run = rd.load_run(args.run or args.model)
+        unknown = sorted(set(run.labels) - set(labels))
+        if unknown:
+            raise UserError(f"the model has no labels for the run's classes {', '.join(unknown)}")
+        pairs = run.split_files(args.split)
+        readable, skipped = probe([p for p, _ in pairs], progress=False)
+        index = {p: labels.index(run.labels[i]) for p, i in pairs}
+        return [Sample(p, index[p]) for p in readable], [p for p, _ in skipped]
+    if not args.data_dir:
+        raise UserError("pass DATA_DIR (a folder of class sub-folders) or --split val to use the run's held-out split")
+    scanned = scan_folder(args.data_dir, labels=labels)
+    return scanned.samples, [p for p, _ in scanned.skipped]
+
+
+def _score_keras(args: argparse.Namespace, path: Path) -> Scored:
+    from .data import image_dataset
+    from .keras_io import load_keras_model
+
+    if rd.is_run_dir(path) or (path.parent / rd.CONFIG).is_file() and not args.labels:
+        run = rd.load_run(path)
+        labels = read_labels(args.labels) if args.labels else run.labels
+        model, spec = run.load_model(), run.input_spec
+    else:
+        if not args.labels:
+            raise UserError(f"{path} is not inside a run dir; pass --labels FILE")
+        labels = read_labels(args.labels)
+        model = load_keras_model(path)
+        _, height, width, _ = model.input_shape
+        spec = InputSpec(height=int(height), width=int(width))
+    if model.output_shape[-1] != len(labels):
+        raise UserError(f"the model outputs {model.output_shape[-1]} scores but there are {len(labels)} labels")
+    samples, skipped = _samples_for(args, labels)
+    if not samples:
+        raise UserError("no readable images to evaluate")
+    scores = model.predict(image_dataset(samples, spec, args.batch_size).map(lambda x, y: x), verbose=0)
+    return Scored(scores, np.array([s.label for s in samples]), labels, skipped, "keras")
+
+
+def _score_device(args: argparse.Namespace, path: Path) -> Scored:
+    from edgepipe.device.runtime import open_classifier
+
+    from .device_eval import predict_files
+
+    classifier = open_classifier(path, labels=args.labels)
+    if path.suffix == ".tflite" and not args.labels:
+        raise UserError(f"{path} has no labels; pass --labels FILE")
+    samples, skipped = _samples_for(args, classifier.labels)
+    if not samples:
+        raise UserError("no readable images to evaluate")
+    scores, unreadable = predict_files(classifier, [s.path for s in samples], progress=True)
+    if unreadable:  # changed on disk since it was probed
+        raise UserError(f"{unreadable[0]} became unreadable during evaluation")
+    engine = f"tflite:{classifier.backend}:{classifier.accelerator}"
+    return Scored(scores, np.array([s.label for s in samples]), classifier.labels, skipped, engine)
+
+
+def evaluate_command(args: argparse.Namespace) -> int:
+    path = Path(args.model)
+    if not path.exists():
+        raise UserError(f"model {path} does not exist")
+    if is_keras_model(path):
+        scored = _score_keras(args, path)
+    elif is_device_model(path):
+        scored = _score_device(args, path)
+    else:
+        raise UserError(f"{path} is not a run dir, .keras model, bundle dir or .tflite file")
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        for name in (rd.METRICS, rd.CONFUSION_PNG):
+            refuse_overwrite(out / name, args.force)
+    report = classification_report(scored.y_true, None, scored.labels, scores=scored.scores, top_k=(1, args.top_k))
+    result = {**report, "model": str(path.resolve()), "engine": scored.engine,
+              "skipped": [str(p) for p in scored.skipped]}
+    if out is not None:
+        atomic_write_text(out / rd.METRICS, json.dumps(result, indent=2))
+        save_confusion_matrix(report, out / rd.CONFUSION_PNG)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"model {path} ({scored.engine})")
+        print(format_report(report))
+        if scored.skipped:
+            print(f"\nskipped {len(scored.skipped)} unreadable files: {', '.join(map(str, scored.skipped[:5]))}"
+                  + (" ..." if len(scored.skipped) > 5 else ""))
+        if out is not None:
+            print(f"\nwrote {out / rd.METRICS} and {out / rd.CONFUSION_PNG}")
+    if scored.skipped:
+        print(f"skipped {len(scored.skipped)} unreadable files", file=sys.stderr)
+    return 0

@@ -1,0 +1,170 @@
+"""The classifier: an ImageNet MobileNet backbone and a small softmax head, as
+ONE flat functional tf_keras model.
+
+Flat (the application built on our Input tensor, not nested as a layer)
+because tfmot's quantize_model cannot quantize a model inside a model.
+BatchNormalization is frozen for good: with small data, updating BN
+statistics hurts, and the shared ImageNet weights have BN folded into the
+convolutions, so BN in training mode destroys them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgepipe.device.errors import UserError
+
+from .keras_io import keras
+
+ARCHITECTURES = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large")
+ALPHAS = (0.35, 0.5, 0.75, 1.0)
+MIN_INPUT_SIZE, MAX_INPUT_SIZE = 96, 224
+FEATURES_LAYER = "features"  # the global-average-pooled backbone output
+HEAD_LAYER = "predictions"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    architecture: str = "mobilenet_v2"
+    alpha: float = 1.0
+    input_size: int = 224
+    weights: str = "imagenet"  # "imagenet", "none" or a path to a backbone weights file
+    dropout: float = 0.2
+    l2: float = 1e-4
+
+
+def _application(architecture: str):
+    apps = keras().applications
+    return {"mobilenet_v2": apps.MobileNetV2, "mobilenet_v3_small": apps.MobileNetV3Small,
+            "mobilenet_v3_large": apps.MobileNetV3Large}[architecture]
+
+
+def _weights_argument(weights: str) -> str | None:
+    if weights == "none":
+        return None
+    if weights == "imagenet":
+        return "imagenet"
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise UserError(f"weights file {path} does not exist; pass --weights imagenet, none or a weights file")
+    return str(path.resolve())
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def build_backbone(cfg: ModelConfig, inputs):
+    """The application built on `inputs`, with its weights; one-line errors for the usual failures."""
+    if cfg.architecture not in ARCHITECTURES:
+        raise UserError(f"architecture {cfg.architecture!r} is not one of {', '.join(ARCHITECTURES)}")
+    weights = _weights_argument(cfg.weights)
+    kwargs = dict(input_tensor=inputs, include_top=False, alpha=cfg.alpha, weights=weights)
+    if cfg.architecture != "mobilenet_v2":
+        # The Edge TPU has no hard-swish; our pipeline feeds [-1, 1] pixels already.
+        kwargs.update(minimalistic=True, include_preprocessing=False)
+    try:
+        return _application(cfg.architecture)(**kwargs)
+    except ValueError as exc:
+        if weights not in (None, "imagenet"):
+            raise UserError(
+                f"weights file {weights} does not fit {cfg.architecture} alpha {cfg.alpha}: {_first_line(exc)}"
+            ) from None
+        raise UserError(f"cannot build {cfg.architecture} alpha {cfg.alpha}: {_first_line(exc)}") from None
+    except OSError as exc:
+        if weights == "imagenet":
+            raise UserError(
+                f"cannot download the ImageNet weights for {cfg.architecture} ({_first_line(exc)}); "
+                "pass --weights PATH to a weights file, or --weights none"
+            ) from None
+        raise UserError(f"cannot read weights file {weights}: {_first_line(exc)}") from None
+    except Exception as exc:  # keras.utils.get_file raises a bare Exception when offline
+        if weights == "imagenet" and "URL fetch failure" in str(exc):
+            raise UserError(
+                f"cannot download the ImageNet weights for {cfg.architecture} (offline?); "
+                "pass --weights PATH to a weights file, or --weights none"
+            ) from None
+        raise
+
+
+def build_classifier(cfg: ModelConfig, num_classes: int):
+    """Input (normalised RGB) -> backbone -> GlobalAveragePooling -> Dropout -> Dense softmax (L2)."""
+    if not MIN_INPUT_SIZE <= cfg.input_size <= MAX_INPUT_SIZE:
+        raise UserError(f"input size {cfg.input_size} is outside {MIN_INPUT_SIZE}..{MAX_INPUT_SIZE}")
+    k = keras()
+    inputs = k.Input((cfg.input_size, cfg.input_size, 3), name="image")
+    backbone = build_backbone(cfg, inputs)
+    x = k.layers.GlobalAveragePooling2D(name=FEATURES_LAYER)(backbone.output)
+    x = k.layers.Dropout(cfg.dropout, name="dropout")(x)
+    outputs = k.layers.Dense(num_classes, activation="softmax", name=HEAD_LAYER,
+                             kernel_regularizer=k.regularizers.l2(cfg.l2) if cfg.l2 > 0 else None)(x)
+    model = k.Model(inputs, outputs, name=f"{cfg.architecture}_classifier")
+    freeze_backbone(model)
+    return model
+
+
+def backbone_layers(model) -> list:
+    """The backbone's layers in topological order (no input layer, no head)."""
+    names = {FEATURES_LAYER, "dropout", HEAD_LAYER}
+    return [layer for layer in model.layers[1:] if layer.name not in names]
+
+
+def freeze_backbone(model) -> None:
+    for layer in backbone_layers(model):
+        layer.trainable = False
+
+
+def is_batch_norm(layer) -> bool:
+    return isinstance(layer, keras().layers.BatchNormalization)
+
+
+def unfreeze_top(model, layers: list) -> int:
+    """Make `layers` trainable except BatchNormalization (frozen = inference mode); returns how many."""
+    count = 0
+    for layer in layers:
+        if not is_batch_norm(layer) and layer.weights:
+            layer.trainable = True
+            count += 1
+    return count
+
+
+def _inbound_layers(layer) -> list:
+    node = layer.inbound_nodes[0]
+    inbound = node.inbound_layers
+    return list(inbound) if isinstance(inbound, (list, tuple)) else [inbound]
+
+
+def top_block(model, n_layers: int) -> list:
+    """The last >= n_layers backbone layers, extended up to a point where one tensor enters them.
+
+    Cutting inside a residual block would need two boundary tensors; extending
+    the cut to the block's start keeps the feature cache one tensor per image.
+    """
+    layers = backbone_layers(model)
+    n = max(0, min(n_layers, len(layers)))
+    while 0 < n < len(layers):
+        top = layers[len(layers) - n:]
+        inside = {id(layer) for layer in top}
+        entering = {id(src) for layer in top for src in _inbound_layers(layer) if id(src) not in inside}
+        if len(entering) == 1:
+            return top
+        n += 1
+    return layers[len(layers) - n:] if n else []
+
+
+def boundary_tensor(model, top: list):
+    """The tensor that feeds `top` (the backbone output when `top` is empty)."""
+    if not top:
+        return model.get_layer(FEATURES_LAYER).input
+    inside = {id(layer) for layer in top}
+    for layer in top:
+        for src in _inbound_layers(layer):
+            if id(src) not in inside:
+                return src.output
+    raise AssertionError("top block has no input")
+
+
+def sub_model(inputs, outputs, name: str):
+    """A view of part of the flat model; shares its layers (and weights), adds no nodes."""
+    return keras().Model(inputs, outputs, name=name)

@@ -1,0 +1,301 @@
+"""Two-phase transfer learning into a RUN_DIR.
+
+Phase 1 trains the softmax head on cached, pooled backbone features (clean
+images plus `augment_copies` augmented copies of each training image).
+Phase 2 fine-tunes the top block of the backbone (`fine_tune_layers`) at a
+lower learning rate, on cached activations at that block's input. Everything
+below the fine-tuned block is frozen in both phases, so computing it once per
+image copy is exact, and it is what makes 224x224 training fit in minutes on
+a CPU. Early stopping watches validation loss; the weights with the best
+validation loss over both phases are the ones saved.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgepipe import __version__
+from edgepipe.device.errors import UserError
+from edgepipe.device.fsutil import atomic_directory, refuse_overwrite
+from edgepipe.device.labels import format_labels
+from edgepipe.device.preprocess import InputSpec
+
+from . import run_dir as rd
+from .data import Augmentation, Split, image_dataset, augmenter, make_split
+from .features import FeatureCache, write_cache
+from .keras_io import keras
+from .metrics import classification_report
+from .model import (FEATURES_LAYER, ModelConfig, boundary_tensor, build_classifier, freeze_backbone, sub_model,
+                    top_block, unfreeze_top)
+from .plots import save_confusion_matrix, save_training_curves
+
+STRATEGIES = ("default", "mirrored", "multiworker")
+OPTIMIZERS = ("adam", "sgd")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data_dir: str
+    out: str
+    model: ModelConfig = field(default_factory=ModelConfig)
+    val_split: float = 0.2
+    val_dir: str | None = None
+    seed: int = 0
+    epochs: int = 60
+    fine_tune_epochs: int = 4
+    fine_tune_layers: int = 11
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    fine_tune_learning_rate: float = 1e-4
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    patience: int = 10
+    class_weights: bool = True
+    augment: Augmentation | None = field(default_factory=Augmentation)
+    augment_copies: int = 3
+    strategy: str = "default"
+    force: bool = False
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def make_strategy(name: str):
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()  # cluster from TF_CONFIG
+    return tf.distribute.get_strategy()
+
+
+def is_chief(strategy) -> bool:
+    """Only the chief writes the run dir when several workers train together."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0)
+
+
+def make_optimizer(cfg: TrainConfig, learning_rate: float):
+    optimizers = keras().optimizers
+    if cfg.optimizer == "sgd":
+        return optimizers.SGD(learning_rate=learning_rate, momentum=cfg.momentum)
+    return optimizers.Adam(learning_rate=learning_rate)
+
+
+def balanced_class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
+    """n / (classes * count): every class contributes equally to the loss, however many photos it has."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    return {i: float(len(labels) / (num_classes * c)) if c else 0.0 for i, c in enumerate(counts)}
+
+
+class BestWeights:
+    """Keeps the full model's weights with the lowest validation loss seen in ANY phase.
+
+    In memory, so Ctrl-C at any moment can still save the best model so far.
+    """
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.best_loss = float("inf")
+        self.weights: list | None = None
+        self.where = ""
+
+    def offer(self, val_loss: float, where: str) -> bool:
+        if np.isfinite(val_loss) and val_loss < self.best_loss:
+            self.best_loss, self.weights, self.where = float(val_loss), self.model.get_weights(), where
+            return True
+        return False
+
+    def restore(self) -> None:
+        if self.weights is not None:
+            self.model.set_weights(self.weights)
+
+
+def _epoch_callback(phase: str, epochs: int, best: BestWeights, history: list[dict]):
+    class EpochLog(keras().callbacks.Callback):
+        """One stderr line per epoch, a history row, and the best-weights bookkeeping."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.monotonic()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            row = {"phase": phase, "epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
+            history.append(row)
+            improved = best.offer(row.get("val_loss", float("inf")), f"{phase} epoch {epoch + 1}")
+            _log(
+                f"{phase} epoch {epoch + 1}/{epochs}: loss {row.get('loss', float('nan')):.4f} "
+                f"acc {row.get('accuracy', float('nan')):.4f} val_loss {row.get('val_loss', float('nan')):.4f} "
+                f"val_acc {row.get('val_accuracy', float('nan')):.4f} ({time.monotonic() - self.start:.1f}s)"
+                + (" *" if improved else "")
+            )
+
+    return EpochLog()
+
+
+def _fit(model, train: FeatureCache, val: FeatureCache, cfg: TrainConfig, phase: str, epochs: int,
+         learning_rate: float, best: BestWeights, history: list[dict], class_weight) -> None:
+    k = keras()
+    model.compile(optimizer=make_optimizer(cfg, learning_rate), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    stop = k.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=False)
+    model.fit(train.dataset(cfg.batch_size, shuffle_seed=cfg.seed), validation_data=val.dataset(cfg.batch_size),
+              epochs=epochs, verbose=0, class_weight=class_weight,
+              callbacks=[_epoch_callback(phase, epochs, best, history), stop])
+
+
+def _extract(split: Split, cfg: TrainConfig, spec: InputSpec, frozen_fn, cache_dir: Path, name: str
+             ) -> tuple[FeatureCache, FeatureCache]:
+    """Run the frozen part once over val, train, and the augmented copies of train."""
+    import tensorflow as tf
+
+    copies = cfg.augment_copies if cfg.augment is not None and cfg.augment.enabled else 0
+    augment = augmenter(cfg.augment, spec, cfg.seed) if copies else None
+    clean = tf.function(lambda x: frozen_fn(x, training=False))
+    augmented = tf.function(lambda x: frozen_fn(augment(x), training=False)) if augment else None
+
+    def batches(samples, fn, repeats=1):
+        for _ in range(repeats):
+            for images, labels in image_dataset(samples, spec, cfg.batch_size):
+                yield fn(images).numpy(), labels.numpy()
+
+    val = write_cache(cache_dir / f"{name}_val.npy", batches(split.val, clean), len(split.val),
+                      "features of validation images")
+
+    def train_batches():
+        yield from batches(split.train, clean)
+        if augmented is not None:
+            yield from batches(split.train, augmented, copies)
+
+    total = len(split.train) * (1 + copies)
+    what = f"features of training images (+{copies} augmented copies each)" if copies else "features of training images"
+    train = write_cache(cache_dir / f"{name}_train.npy", train_batches(), total, what)
+    return train, val
+
+
+def write_history(history: list[dict], path: Path) -> None:
+    columns = ["phase", "epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+    columns += sorted({k for row in history for k in row} - set(columns))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(history)
+    path.write_text(buffer.getvalue())
+
+
+def effective_config(cfg: TrainConfig, split: Split, spec: InputSpec, strategy) -> dict[str, Any]:
+    import tensorflow as tf
+
+    return {
+        "edgepipe_version": __version__,
+        "tensorflow_version": tf.__version__,
+        "data_dir": str(split.train_root),
+        "val_dir": str(Path(cfg.val_dir).resolve()) if cfg.val_dir else None,
+        "labels": split.labels,
+        "num_train": len(split.train),
+        "num_val": len(split.val),
+        "num_skipped": len(split.skipped),
+        **asdict(cfg.model),
+        "input": spec.to_json(),
+        **{k: v for k, v in asdict(cfg).items() if k not in ("model", "data_dir", "out", "val_dir", "augment", "force")},
+        "augment": asdict(cfg.augment) if cfg.augment is not None else None,
+        "strategy": cfg.strategy,
+        "replicas": int(strategy.num_replicas_in_sync),
+    }
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Train into cfg.out; returns a summary. Raises KeyboardInterrupt only if nothing was trained yet."""
+    out = Path(cfg.out)
+    refuse_overwrite(out, cfg.force)
+    wall_start, cpu_start = time.monotonic(), time.process_time()
+    split = make_split(cfg.data_dir, cfg.val_split, cfg.seed, cfg.val_dir)
+    _log(f"{len(split.labels)} classes, {len(split.train)} training and {len(split.val)} validation images"
+         + (f", {len(split.skipped)} unreadable files skipped (see {rd.SKIPPED})" if split.skipped else ""))
+    keras().utils.set_random_seed(cfg.seed)
+    spec = InputSpec(height=cfg.model.input_size, width=cfg.model.input_size)
+    strategy = make_strategy(cfg.strategy)
+    with strategy.scope():
+        model = build_classifier(cfg.model, len(split.labels))
+    fine_tune = cfg.fine_tune_epochs > 0 and cfg.fine_tune_layers > 0
+    top = top_block(model, cfg.fine_tune_layers) if fine_tune else []
+    features = model.get_layer(FEATURES_LAYER).output
+    boundary = boundary_tensor(model, top) if top else features
+    config = effective_config(cfg, split, spec, strategy)
+    config["fine_tune_layers_effective"] = len(top)
+
+    target = out if is_chief(strategy) else Path(tempfile.mkdtemp(prefix="edgepipe-worker-")) / "run"
+    with atomic_directory(target, force=cfg.force) as tmp:
+        (tmp / rd.LABELS).write_text(format_labels(split.labels))
+        (tmp / rd.CONFIG).write_text(json.dumps(config, indent=2))
+        (tmp / rd.SPLIT).write_text(json.dumps(split.to_json(), indent=2))
+        (tmp / rd.SKIPPED).write_text("".join(f"{path}\t{reason}\n" for path, reason in split.skipped))
+        cache_dir = tmp / ".cache"
+        history: list[dict] = []
+        best = BestWeights(model)
+        interrupted = False
+        try:
+            prefix = sub_model(model.input, boundary, "frozen_backbone")
+            boundary_train, boundary_val = _extract(split, cfg, spec, prefix, cache_dir, "boundary")
+            if top:
+                pool = sub_model(boundary, features, "top_block_pooled")
+                pooled_train = boundary_train.map(lambda b: pool(b, training=False).numpy(), cache_dir / "pooled_train.npy")
+                pooled_val = boundary_val.map(lambda b: pool(b, training=False).numpy(), cache_dir / "pooled_val.npy")
+            else:
+                pooled_train, pooled_val = boundary_train, boundary_val
+            class_weight = (balanced_class_weights(pooled_train.labels, len(split.labels))
+                            if cfg.class_weights else None)
+            with strategy.scope():
+                head = sub_model(features, model.output, "head")
+                _fit(head, pooled_train, pooled_val, cfg, "head", cfg.epochs, cfg.learning_rate, best, history,
+                     class_weight)
+                best.restore()
+                if top:
+                    unfrozen = unfreeze_top(model, top)
+                    _log(f"fine-tuning the top {len(top)} backbone layers ({unfrozen} with weights; "
+                         "BatchNormalization stays frozen)")
+                    suffix = sub_model(boundary, model.output, "fine_tuned_top")
+                    _fit(suffix, boundary_train, boundary_val, cfg, "fine_tune", cfg.fine_tune_epochs,
+                         cfg.fine_tune_learning_rate, best, history, class_weight)
+        except KeyboardInterrupt:
+            if best.weights is None:
+                raise
+            interrupted = True
+            _log(f"interrupted: keeping the best model so far ({best.where}, val_loss {best.best_loss:.4f})")
+        best.restore()
+        freeze_backbone(model)
+        final = sub_model(boundary, model.output, "final") if top else sub_model(features, model.output, "final")
+        final_val = boundary_val if top else pooled_val
+        scores = final.predict(final_val.dataset(cfg.batch_size).map(lambda x, y: x), verbose=0)
+        report = classification_report(final_val.labels, None, split.labels, scores=scores)
+        model.save(tmp / rd.MODEL)
+        shutil.rmtree(cache_dir, ignore_errors=True)
+        (tmp / rd.METRICS).write_text(json.dumps(report, indent=2))
+        write_history(history, tmp / rd.HISTORY)
+        save_confusion_matrix(report, tmp / rd.CONFUSION_PNG)
+        save_training_curves(history, tmp / rd.CURVES_PNG)
+        config.update(interrupted=interrupted, best=best.where, best_val_loss=best.best_loss,
+                      wall_seconds=round(time.monotonic() - wall_start, 1),
+                      cpu_seconds=round(time.process_time() - cpu_start, 1))
+        (tmp / rd.CONFIG).write_text(json.dumps(config, indent=2))
+    if target != out:
+        shutil.rmtree(target.parent, ignore_errors=True)
+    return {"run_dir": str(out.resolve()), "accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
+            "n_val": report["n"], "n_train": len(split.train), "skipped": len(split.skipped),
+            "best": best.where, "interrupted": interrupted, "wall_seconds": config["wall_seconds"],
+            "cpu_seconds": config["cpu_seconds"]}

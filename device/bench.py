@@ -111,11 +111,11 @@ def timed_invokes(invoke: Callable[[], Any], runs: int, duration_s: float | None
     """(start, latency) in ns of back-to-back calls: `runs` of them, or as many as fit in `duration_s`.
 
     Only `invoke()` sits between the two clock readings; the lists are
-    preallocated for a fixed count so the loop allocates nothing per run.
+    preallocated for a fixed count so the loop allocates nothing per run,
+    and the garbage collector cannot pause inside a timed run.
     """
     clock = time.perf_counter_ns
     gc_was_enabled = gc.isenabled()
-    gc.collect()
     gc.disable()
     try:
         if duration_s is None:
@@ -162,6 +162,7 @@ def measure_configuration(classifier: Classifier, plan: BenchPlan, progress: Pro
     what = f"for {plan.duration_s:g} s" if plan.duration_s else f"{plan.runs} runs"
     progress(f"{classifier.accelerator}, {classifier.threads} threads: timing {what} after {plan.warmup} warm-up")
     thermal_before = thermal_snapshot()
+    gc.collect()  # leave no garbage from loading for the timed runs to trip over
     starts, samples = timed_invokes(interpreter.invoke, plan.runs, plan.duration_s)
     thermal_after = thermal_snapshot()
     return {
@@ -238,8 +239,7 @@ def run_bench(model: Path, labels: Path | None, plan: BenchPlan, progress: Progr
             continue
         progress(f"loaded {classifier.describe()}")
         report["results"].append(measure_configuration(classifier, plan, progress))
-        del classifier
-        gc.collect()
+        del classifier  # free its arena before the next configuration loads
     if not report["results"]:
         raise errors[0]
     return report

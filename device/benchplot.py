@@ -32,6 +32,12 @@ def require_matplotlib() -> None:
         raise MissingExtraError("matplotlib", "plot")
 
 
+def _horizontal(version: str) -> dict[str, object]:
+    """boxplot's `vert` became `orientation` in matplotlib 3.10 (and `vert` is deprecated since)."""
+    major, minor = (int(part) for part in version.split(".")[:2])
+    return {"orientation": "horizontal"} if (major, minor) >= (3, 10) else {"vert": False}
+
+
 def save_latency_plot(series: list[LatencySeries], path: Path, title: str) -> None:
     """Box plots (whiskers at p1/p99, p50 marked) per configuration, plus
     p50 over time for sustained runs, written atomically to `path`."""
@@ -47,7 +53,7 @@ def save_latency_plot(series: list[LatencySeries], path: Path, title: str) -> No
     ax = axes[0][0]
     ax.boxplot(
         [s.samples_ms for s in series],
-        vert=False,
+        **_horizontal(matplotlib.__version__),
         whis=(1, 99),
         showfliers=True,
         flierprops={"markersize": 2, "alpha": 0.4},
@@ -59,7 +65,7 @@ def save_latency_plot(series: list[LatencySeries], path: Path, title: str) -> No
     highs = [max(s.samples_ms) for s in series]
     if min(lows) > 0 and max(highs) / min(lows) > LOG_SCALE_RATIO:
         ax.set_xscale("log")
-    ax.set_xlabel("latency per inference (ms); box p25-p75, red line p50, whiskers p1-p99")
+    ax.set_xlabel("latency per inference (ms); box p25-p75, red line p50, whiskers to p1/p99")
     ax.set_title(title)
     ax.grid(axis="x", alpha=0.3)
     if sustained:

@@ -1,18 +1,158 @@
-"""`edgepipe classify`, `run` and `bench` (placeholder until the device stage lands)."""
+"""`edgepipe classify`, `run` (here) and `bench` (bench_cli.py).
+
+Registration imports only argparse and light modules: the command bodies in
+commands.py load numpy, OpenCV and the TFLite runtime when a command runs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import re
+from pathlib import Path
 
-from .cliutil import add_command
-from .errors import UserError
+from .bench_cli import register_bench
+from .cliutil import add_command, non_negative_int, positive_float, positive_int
+
+ACCELERATOR_CHOICES = ("cpu", "edgetpu", "auto")
+
+
+def size(text: str) -> tuple[int, int]:
+    """'640x480' -> (640, 480)."""
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if not match or 0 in (int(match.group(1)), int(match.group(2))):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 640x480")
+    return int(match.group(1)), int(match.group(2))
+
+
+def unit_interval(text: str) -> float:
+    """A number in [0, 1] (a score threshold)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def smoothing_alpha(text: str) -> float:
+    """A number in (0, 1]: the weight of the newest frame's scores."""
+    value = unit_interval(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("0 would never update the scores; use a value in (0, 1]")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    for name in ("classify", "run", "bench"):
-        p = add_command(subparsers, name, help=f"{name} (not yet built)", description=name, examples=f"edgepipe {name}")
-        p.set_defaults(func=_not_built)
+    register_classify(subparsers)
+    register_run(subparsers)
+    register_bench(subparsers)
 
 
-def _not_built(args: argparse.Namespace) -> int:
-    raise UserError(f"`edgepipe {args.command}` is not built yet")
+def _add_model_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL_OR_BUNDLE", help="a bundle directory (from `edgepipe convert`) or a .tflite file")
+    p.add_argument("--labels", type=Path, metavar="FILE",
+                   help="labels for a bare .tflite: one per line, or `index label` per line (a bundle has its own)")
+    p.add_argument("--top-k", type=positive_int, default=5, metavar="K", help="how many classes to report (default 5)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
+    p.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads for inference (default: all cores)")
+    p.add_argument("--accelerator", choices=ACCELERATOR_CHOICES, default="auto",
+                   help="cpu; edgetpu (Coral, needs libedgetpu.so.1); auto (default): the Edge TPU model "
+                        "when a TPU is usable, else the CPU model, and say which")
+    p.add_argument("--edgetpu-device", metavar="DEVICE",
+                   help="which Edge TPU when there are several: usb:0, pci:0, usb or pci (default: the first)")
+
+
+def register_classify(subparsers: argparse._SubParsersAction) -> None:
+    p = add_command(
+        subparsers,
+        "classify",
+        help="classify image files with a bundle or a .tflite model",
+        description="""
+        Classify still images with exactly the preprocessing and model path of
+        `edgepipe run`. An unreadable image is reported and the others are still
+        classified; the exit code is 1 if any image failed.
+        """,
+        examples="""
+        edgepipe classify bundle/ photo.jpg
+        edgepipe classify bundle/ photos/*.jpg --top-k 3 --json
+        edgepipe classify mobilenet_v2_1.0_224_quant.tflite --labels labels.txt cat.jpg
+        edgepipe classify bundle/ cat.jpg --accelerator edgetpu --edgetpu-device usb:0
+        """,
+    )
+    _add_model_arguments(p)
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, BMP, WebP)")
+    p.set_defaults(func=_lazy("classify_command"))
+
+
+def register_run(subparsers: argparse._SubParsersAction) -> None:
+    p = add_command(
+        subparsers,
+        "run",
+        help="classify camera frames (or a video, stream, images) continuously",
+        description="""
+        Capture frames and classify them continuously: one line per result on
+        stdout (or --json), a stats line every --stats-interval seconds and a
+        final summary on stderr. Live sources keep only the newest frame (older
+        ones are dropped and counted); files are processed frame by frame, or at
+        their own frame rate with --realtime. A lost camera or stream is retried
+        with backoff (--max-retries), then the run exits 1 with the summary. End
+        of a file exits 0; SIGINT/SIGTERM stop within a second, flushing the
+        summary and the recording (exit 130 for SIGINT, 0 for SIGTERM).
+        """,
+        examples="""
+        edgepipe run bundle/                               Pi camera (or /dev/video0)
+        edgepipe run bundle/ --source 0 --size 640x480 --fps 30 --display
+        edgepipe run bundle/ --source video.mp4 --json --stats-json stats.json
+        edgepipe run bundle/ --source rtsp://cam.local/stream --threshold 0.6 --smooth 0.3
+        edgepipe run bundle/ --source 'photos/*.jpg' --top-k 1
+        edgepipe run bundle/ --source picamera2 --record out.mp4 --duration 60
+        """,
+    )
+    _add_model_arguments(p)
+    p.add_argument("--source", metavar="SPEC",
+                   help="picamera2, a camera index (0), /dev/videoN, a video file, an rtsp:// or http:// URL, "
+                        "a directory or glob of images (default: picamera2 if installed, else /dev/video0)")
+    p.add_argument("--size", type=size, metavar="WxH", help="camera capture size (default 640x480 for picamera2)")
+    p.add_argument("--fps", type=positive_float, metavar="FPS",
+                   help="camera frame rate to request; with --realtime, the pace for sources without their own")
+    p.add_argument("--realtime", action="store_true",
+                   help="pace a video file (or images) at its frame rate and drop frames like a camera, "
+                        "instead of classifying every frame")
+    p.add_argument("--threshold", type=unit_interval, default=0.0, metavar="P",
+                   help="report only classes scoring at least P (0-1)")
+    p.add_argument("--smooth", type=smoothing_alpha, metavar="ALPHA",
+                   help="exponential smoothing of scores over frames: new = ALPHA*frame + (1-ALPHA)*previous")
+    p.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N results")
+    p.add_argument("--duration", type=positive_float, metavar="S", help="stop after S seconds")
+    p.add_argument("--max-retries", type=non_negative_int, default=5, metavar="N",
+                   help="reopen an absent, busy or lost camera/stream N times with backoff 0.5, 1, 2, ... 8 s (default 5)")
+    p.add_argument("--display", action="store_true",
+                   help="show annotated frames in a window (q or Esc quits); ignored with a warning without a display")
+    p.add_argument("--record", type=Path, metavar="OUT.mp4", help="write the annotated frames to a video file")
+    p.add_argument("--stats-interval", type=non_negative_float, default=5.0, metavar="S",
+                   help="seconds between stats lines on stderr (0: none; default 5)")
+    p.add_argument("--stats-json", type=Path, metavar="FILE", help="write the final summary as JSON")
+    p.add_argument("--force", action="store_true", help="overwrite existing --record/--stats-json files")
+    p.set_defaults(func=_lazy("run_command"))
+
+
+def _lazy(name: str):
+    """The command body, imported only when the command runs."""
+
+    def command(args: argparse.Namespace) -> int:
+        from . import commands
+
+        return getattr(commands, name)(args)
+
+    return command

@@ -16,7 +16,7 @@ class Prediction:
     score: float
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "score": round(self.score, 6)}
 
 
 def top_k(scores: np.ndarray, labels: list[str], k: int = 5, threshold: float = 0.0) -> list[Prediction]:

@@ -30,7 +30,7 @@ from .errors import UserError
 from .labels import read_labels
 from . import postprocess
 from .postprocess import Prediction
-from .preprocess import InputSpec, to_model_input
+from .preprocess import InputSpec, normalize, quantize, resize_to_input
 
 __all__ = ["ACCELERATORS", "Backend", "Classifier", "Prediction", "find_backend", "open_classifier"]
 
@@ -186,6 +186,16 @@ def _num_classes(detail: dict[str, Any], path: Path) -> int:
     return big[0] if big else 1
 
 
+def pixel_table(spec: InputSpec) -> np.ndarray:
+    """The input-tensor value of each of the 256 pixel values.
+
+    normalize and quantize are elementwise on uint8 pixels, so indexing this
+    table gives exactly preprocess.to_model_input's result at a tenth of its
+    cost, which matters when every frame must keep up with the camera.
+    """
+    return quantize(normalize(np.arange(256, dtype=np.uint8), spec), spec)
+
+
 class Classifier:
     """One loaded model with its labels and the preprocessing it needs.
 
@@ -226,6 +236,7 @@ class Classifier:
         self._input_index = inputs[0]["index"]
         self._output_index = outputs[0]["index"]
         self.input_spec = _spec_from_tensor(inputs[0], input_spec, model_path)
+        self._pixel_table = pixel_table(self.input_spec)
         self.num_classes = _num_classes(outputs[0], model_path)
         out_dtype = np.dtype(outputs[0]["dtype"])
         scale, zero_point = outputs[0].get("quantization", (0.0, 0))
@@ -242,7 +253,8 @@ class Classifier:
         self.labels = list(labels)
 
     def preprocess(self, bgr: np.ndarray) -> np.ndarray:
-        return to_model_input(bgr, self.input_spec)
+        """The 1xHxWx3 input tensor for a BGR frame, equal to preprocess.to_model_input."""
+        return self._pixel_table[resize_to_input(bgr, self.input_spec)][np.newaxis]
 
     def invoke(self, tensor: np.ndarray) -> np.ndarray:
         """Scores for one preprocessed tensor, dequantised to float32, shape (num_classes,)."""

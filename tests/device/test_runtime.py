@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 from edgepipe.device.errors import UserError
-from edgepipe.device.preprocess import load_image, to_model_input
+from edgepipe.device.preprocess import InputSpec, load_image, resize_to_input, to_model_input
 from edgepipe.device.runtime import (
     EdgeTpuUnavailable,
     ModelError,
     default_threads,
     open_classifier,
+    pixel_table,
 )
 from edgepipe.synthetic import SHAPES
 
@@ -139,3 +140,14 @@ def test_bundle_without_edgetpu_model_refuses_explicit_edgetpu(tiny_bundle):
 def test_unknown_accelerator_is_refused(tiny_bundle):
     with pytest.raises(UserError, match="not one of cpu, edgetpu, auto"):
         open_classifier(tiny_bundle, accelerator="gpu")
+
+
+
+@pytest.mark.parametrize("dtype, scale, zero_point", [("uint8", 0.0078125, 128), ("int8", 0.0123, -3),
+                                                      ("float32", 0.0, 0)])
+@pytest.mark.parametrize("resize", ["stretch", "center_crop"])
+def test_pixel_table_preprocessing_equals_the_shared_definition(shape_image, dtype, scale, zero_point, resize):
+    spec = InputSpec(64, 80, resize=resize, mean=120.0, std=60.0).with_tensor(dtype, scale, zero_point)
+    wide = np.concatenate([shape_image, shape_image[:, ::-1]], axis=1)
+    fast = pixel_table(spec)[resize_to_input(wide, spec)][np.newaxis]
+    np.testing.assert_array_equal(fast, to_model_input(wide, spec))

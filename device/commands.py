@@ -1,0 +1,106 @@
+"""The bodies of `edgepipe classify` and `edgepipe run` (registered in cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+import sys
+import threading
+from typing import Iterator
+
+from .fsutil import atomic_write_text, refuse_overwrite
+from .pipeline import Pipeline, RunOptions, classify_timed
+from .preprocess import ImageReadError, load_image
+from .runtime import Classifier, open_classifier
+from .sources import default_source, open_source
+
+SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 0}  # SIGTERM is how a service is stopped: not a failure
+
+
+def _open(args: argparse.Namespace) -> Classifier:
+    classifier = open_classifier(
+        args.model,
+        labels=args.labels,
+        accelerator=args.accelerator,
+        threads=args.threads,
+        edgetpu_device=args.edgetpu_device,
+    )
+    print(f"edgepipe {args.command}: {classifier.describe()}", file=sys.stderr, flush=True)
+    return classifier
+
+
+def classify_command(args: argparse.Namespace) -> int:
+    classifier = _open(args)
+    failed = 0
+    for path in args.images:
+        try:
+            bgr = load_image(path)
+        except ImageReadError as exc:
+            failed += 1
+            print(f"edgepipe classify: skipped: {exc}", file=sys.stderr, flush=True)
+            continue
+        top, latency = classify_timed(classifier, bgr, args.top_k)
+        if args.json:
+            print(json.dumps({
+                "path": str(path),
+                "top": [p.to_json() for p in top],
+                "latency_ms": {k: round(v, 3) for k, v in latency.items()},
+            }), flush=True)
+        else:
+            labels = ", ".join(f"{p.label} {p.score:.3f}" for p in top)
+            print(f"{path}: {labels}  [inference {latency['inference']:.1f} ms]", flush=True)
+    if failed:
+        print(f"edgepipe classify: {failed} of {len(args.images)} images could not be read", file=sys.stderr)
+    return 1 if failed else 0
+
+
+@contextlib.contextmanager
+def _stop_on_signals(pipeline: Pipeline) -> Iterator[None]:
+    """SIGINT/SIGTERM end the run cleanly (summary, recording) instead of killing it.
+
+    Handlers can only be installed from the main thread; elsewhere (an
+    embedding application) the caller owns signals and `pipeline.stop`.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        pipeline.request_stop(f"stopped by {signal.Signals(signum).name}", SIGNAL_EXIT_CODES[signum])
+
+    previous = {sig: signal.signal(sig, handler) for sig in SIGNAL_EXIT_CODES}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    for output in (args.record, args.stats_json):
+        if output is not None:
+            refuse_overwrite(output, args.force)
+    options = RunOptions(
+        top_k=args.top_k,
+        threshold=args.threshold,
+        smooth=args.smooth,
+        max_frames=args.max_frames,
+        duration=args.duration,
+        realtime=args.realtime,
+        fps=args.fps,
+        max_retries=args.max_retries,
+        stats_interval=args.stats_interval,
+        json=args.json,
+        display=args.display,
+        record=args.record,
+        force=args.force,
+    )
+    source = open_source(args.source or default_source(), args.size, args.fps)
+    pipeline = Pipeline(_open(args), source, options)
+    with _stop_on_signals(pipeline):
+        result = pipeline.run()
+    if args.stats_json is not None:
+        atomic_write_text(args.stats_json, json.dumps(result.summary, indent=2) + "\n")
+    return result.exit_code

@@ -1,0 +1,315 @@
+"""The real-time loop of `edgepipe run`: a capture thread feeding an inference
+loop through a bounded frame buffer.
+
+Live sources (cameras, streams) keep only the newest frame: a frame that waits
+is a stale answer, so older ones are dropped and counted. Files are processed
+frame by frame in order (the capture thread blocks on a full buffer), unless
+paced to their own frame rate with --realtime, which makes them behave live.
+Decoding the next frame overlaps inference of the current one. Memory is
+bounded: a few frames in flight and fixed-size statistics.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from .errors import UserError
+from .outputs import Display, Recorder, annotate
+from .postprocess import Prediction, ScoreSmoother, top_k
+from .runstats import RunStats
+from .runtime import Classifier
+from .sources import FrameSource, ImageError, ImageFilesSource, SourceUnavailable
+
+FILE_BUFFER_FRAMES = 4
+POLL_S = 0.1  # how often the loops look at the stop flag: bounds the reaction to Ctrl-C
+MAX_BACKOFF_S = 8.0
+
+
+@dataclass
+class Frame:
+    index: int  # position in the source, so dropped frames show as gaps
+    image: np.ndarray
+    ts: float  # wall-clock time of capture (seconds since the epoch)
+    started: float  # perf_counter when the capture began
+    capture_ms: float
+
+
+class FrameBuffer:
+    """Between the capture thread and the inference loop.
+
+    keep_newest: put() replaces a frame not yet taken (counted as dropped).
+    Otherwise put() waits for room, so a file loses no frame.
+    """
+
+    def __init__(self, keep_newest: bool, capacity: int = FILE_BUFFER_FRAMES) -> None:
+        self.keep_newest = keep_newest
+        self.capacity = 1 if keep_newest else capacity
+        self._frames: collections.deque[Frame] = collections.deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._dropped = 0
+        self.failure: BaseException | None = None
+
+    def put(self, frame: Frame, stop: threading.Event) -> None:
+        with self._cond:
+            if self.keep_newest:
+                self._dropped += len(self._frames)
+                self._frames.clear()
+            while len(self._frames) >= self.capacity and not stop.is_set():
+                self._cond.wait(POLL_S)
+            self._frames.append(frame)
+            self._cond.notify_all()
+
+    def get(self, timeout: float) -> Frame | None:
+        """The next frame, or None on timeout or when the source has ended (see `ended`)."""
+        with self._cond:
+            if not self._frames and not self._closed:
+                self._cond.wait(timeout)
+            if not self._frames:
+                return None
+            frame = self._frames.popleft()
+            self._cond.notify_all()
+            return frame
+
+    @property
+    def ended(self) -> bool:
+        with self._cond:
+            return self._closed and not self._frames
+
+    def close(self, failure: BaseException | None = None) -> None:
+        with self._cond:
+            self._closed = True
+            self.failure = failure
+            self._cond.notify_all()
+
+    def take_dropped(self) -> int:
+        with self._cond:
+            dropped, self._dropped = self._dropped, 0
+            return dropped
+
+
+def classify_timed(classifier: Classifier, bgr: np.ndarray, k: int, threshold: float = 0.0,
+                   smoother: ScoreSmoother | None = None) -> tuple[list[Prediction], dict[str, float]]:
+    """Top-k predictions for one frame and the milliseconds of each stage."""
+    t0 = time.perf_counter()
+    tensor = classifier.preprocess(bgr)
+    t1 = time.perf_counter()
+    scores = classifier.invoke(tensor)
+    t2 = time.perf_counter()
+    if smoother:
+        scores = smoother.update(scores)
+    top = top_k(scores, classifier.labels, k, threshold)
+    t3 = time.perf_counter()
+    return top, {"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3, "postprocess": (t3 - t2) * 1e3}
+
+
+@dataclass
+class RunOptions:
+    top_k: int = 5
+    threshold: float = 0.0
+    smooth: float | None = None
+    max_frames: int | None = None
+    duration: float | None = None
+    realtime: bool = False
+    fps: float | None = None
+    max_retries: int = 5
+    stats_interval: float = 5.0
+    json: bool = False
+    display: bool = False
+    record: Path | None = None
+    force: bool = False
+
+
+@dataclass
+class RunResult:
+    exit_code: int
+    reason: str
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+class Capture(threading.Thread):
+    """Reads the source into the buffer; reopens a lost live source with exponential backoff."""
+
+    def __init__(self, source: FrameSource, buffer: FrameBuffer, stop: threading.Event,
+                 options: RunOptions, stats: RunStats, log: TextIO) -> None:
+        super().__init__(name="edgepipe-capture", daemon=True)
+        self.source, self.buffer, self.stop = source, buffer, stop
+        self.options, self.stats, self.log = options, stats, log
+        self.index = 0
+
+    def run(self) -> None:
+        failure: BaseException | None = None
+        try:
+            self._capture_with_retries()
+        except BaseException as exc:  # handed to the inference loop, which reports it
+            failure = exc
+        finally:
+            self.buffer.close(failure)
+
+    def _capture_with_retries(self) -> None:
+        failures = 0
+        while not self.stop.is_set():
+            before = self.index
+            try:
+                self.source.open()
+                self._read_frames()
+                return  # the source ended, or we were asked to stop
+            except (SourceUnavailable, SourceLost) as exc:
+                failures = 1 if self.index > before else failures + 1
+                if failures > self.options.max_retries:
+                    raise SourceUnavailable(
+                        f"{exc} (gave up after {self.options.max_retries} retries)"
+                    ) from None
+                delay = min(MAX_BACKOFF_S, 0.5 * 2 ** (failures - 1))
+                self.stats.retries += 1
+                self.log.write(
+                    f"edgepipe run: {exc}; retry {failures}/{self.options.max_retries} in {delay:.1f} s\n"
+                )
+                self.log.flush()
+                self.stop.wait(delay)
+            finally:
+                self.source.close()
+
+    def _read_frames(self) -> None:
+        pace_fps = (self.options.fps or self.source.fps) if self.options.realtime and not self.source.live else None
+        first, first_index = time.perf_counter(), self.index
+        while not self.stop.is_set():
+            started = time.perf_counter()
+            image = self.source.read()
+            if image is None:
+                return
+            captured = time.perf_counter()
+            self.buffer.put(Frame(self.index, image, time.time(), started, (captured - started) * 1000.0), self.stop)
+            self.index += 1
+            if pace_fps:
+                due = first + (self.index - first_index) / pace_fps
+                self.stop.wait(max(0.0, due - time.perf_counter()))
+
+
+class Pipeline:
+    """The inference loop: preprocess, invoke, postprocess, emit; stops on end of
+    source, --max-frames, --duration, the stop event (signals) or the display's q."""
+
+    def __init__(self, classifier: Classifier, source: FrameSource, options: RunOptions,
+                 out: TextIO = sys.stdout, log: TextIO = sys.stderr, stop: threading.Event | None = None) -> None:
+        self.classifier, self.source, self.options = classifier, source, options
+        self.out, self.log = out, log
+        self.stop = stop or threading.Event()
+        self.stats = RunStats()
+        self.smoother = ScoreSmoother(options.smooth) if options.smooth else None
+        self.buffer = FrameBuffer(keep_newest=source.live or options.realtime)
+        self.recorder = Recorder(options.record, options.force) if options.record else None
+        self.display = Display(log) if options.display else None
+        if isinstance(source, ImageFilesSource):
+            source.on_error = self._skipped
+        self._stop_reason = ("stopped", 0)
+
+    def request_stop(self, reason: str, exit_code: int = 0) -> None:
+        """Stop within one poll interval (safe from a signal handler)."""
+        self._stop_reason = (reason, exit_code)
+        self.stop.set()
+
+    def _skipped(self, error: ImageError) -> None:
+        self.stats.errors += 1
+        self.log.write(f"edgepipe run: skipped: {error.message}\n")
+        self.log.flush()
+
+    def run(self) -> RunResult:
+        capture = Capture(self.source, self.buffer, self.stop, self.options, self.stats, self.log)
+        capture.start()
+        reason = "stopped"
+        try:
+            reason = self._loop()
+        finally:
+            self.stop.set()
+            capture.join(timeout=0.5)
+            self.stats.drop(self.buffer.take_dropped())
+            if self.recorder:
+                self.recorder.close()
+            if self.display:
+                self.display.close()
+        failure = self.buffer.failure
+        exit_code = 1 if self.stats.errors else 0
+        if isinstance(failure, SourceUnavailable):
+            self.log.write(f"edgepipe run: error: {failure}\n")
+            reason, exit_code = "source lost", 1
+        elif failure is not None:
+            raise failure
+        elif reason == "stopped":
+            reason, exit_code = self._stop_reason
+        summary = self.stats.summary(reason=reason, exit_code=exit_code, **self._describe())
+        self.log.write(self.stats.summary_line() + f" ({reason})\n")
+        self.log.flush()
+        return RunResult(exit_code, reason, summary)
+
+    def _describe(self) -> dict[str, Any]:
+        clf = self.classifier
+        return {
+            "source": self.source.name,
+            "model": str(clf.model_path),
+            "accelerator": clf.accelerator,
+            "backend": f"{clf.backend} {clf.backend_version}",
+            "threads": clf.threads,
+            "recorded": str(self.options.record) if self.recorder and self.recorder.frames else None,
+        }
+
+    def _loop(self) -> str:
+        options = self.options
+        next_stats = time.monotonic() + options.stats_interval if options.stats_interval else None
+        deadline = time.monotonic() + options.duration if options.duration else None
+        while not self.stop.is_set():
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                return "duration reached"
+            if next_stats is not None and now >= next_stats:
+                self.log.write(self.stats.period_line() + "\n")
+                self.log.flush()
+                next_stats = now + options.stats_interval
+            frame = self.buffer.get(POLL_S)
+            self.stats.drop(self.buffer.take_dropped())
+            if frame is None:
+                if self.buffer.ended:
+                    return "end of source"
+                continue
+            if self._process(frame):
+                return "quit from display"
+            if options.max_frames is not None and self.stats.frames >= options.max_frames:
+                return "max frames reached"
+        return "stopped"
+
+    def _process(self, frame: Frame) -> bool:
+        """Classify one frame and emit it; True when the user quit from the window."""
+        options = self.options
+        top, stages = classify_timed(self.classifier, frame.image, options.top_k, options.threshold, self.smoother)
+        latency = {"capture": frame.capture_ms, **stages, "total": (time.perf_counter() - frame.started) * 1000.0}
+        self.stats.record(latency)
+        self.out.write(self._format(frame, top, latency) + "\n")
+        self.out.flush()
+        if not (self.recorder or (self.display and self.display.enabled)):
+            return False
+        annotated = annotate(frame.image, top, self.stats.current_fps)
+        if self.recorder:
+            self.recorder.write(annotated, self.options.fps or self.source.fps or 15.0)
+        return bool(self.display and self.display.show(annotated))
+
+    def _format(self, frame: Frame, top: list[Prediction], latency: dict[str, float]) -> str:
+        fps = self.stats.current_fps
+        if self.options.json:
+            return json.dumps({
+                "frame": frame.index,
+                "ts": round(frame.ts, 6),
+                "top": [p.to_json() for p in top],
+                "latency_ms": {k: round(v, 3) for k, v in latency.items()},
+                "fps": round(fps, 2),
+            })
+        labels = ", ".join(f"{p.label} {p.score:.2f}" for p in top) or f"(nothing above {self.options.threshold:g})"
+        return f"frame {frame.index}: {labels}  [inference {latency['inference']:.1f} ms, {fps:.1f} fps]"

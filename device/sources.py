@@ -1,0 +1,257 @@
+"""Where frames come from: the Pi camera (Picamera2), a V4L2/USB camera, a
+video file, a network stream, or still images. Every source yields 8-bit BGR
+frames, the layout the shared preprocessing expects.
+
+A source is opened, read until it returns None (end of a file) or raises
+`SourceLost` (a live camera or stream that went away, worth retrying), and
+closed. The capture loop in pipeline.py owns retrying and threading.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib
+import importlib.util
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+import cv2
+import numpy as np
+
+from .errors import UserError
+from .preprocess import IMAGE_SUFFIXES, ImageReadError, load_image
+
+PICAMERA2 = "picamera2"
+_STREAM_URL = re.compile(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp)://", re.IGNORECASE)
+_V4L2_DEVICE = re.compile(r"^/dev/video\d+$")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+class SourceUnavailable(UserError):
+    """A source that cannot be opened (absent, busy, unreachable); may be retried."""
+
+
+class SourceLost(Exception):
+    """A live source that stopped delivering frames mid-run; may be retried."""
+
+
+class FrameSource(Protocol):
+    name: str
+    live: bool  # a camera or stream: keep only the newest frame, retry when lost
+
+    def open(self) -> None: ...
+
+    def read(self) -> np.ndarray | None: ...
+
+    @property
+    def fps(self) -> float | None: ...
+
+    def close(self) -> None: ...
+
+
+class Picamera2Source:
+    """The Raspberry Pi camera through Picamera2/libcamera.
+
+    Asks for "RGB888", which libcamera names by its little-endian word order:
+    the bytes in memory are B, G, R, exactly OpenCV's BGR, so frames need no
+    channel swap. `camera_factory` is the seam tests use to pass an object with
+    Picamera2's API; by default picamera2 is imported only here.
+    """
+
+    live = True
+
+    def __init__(self, size: tuple[int, int] | None = None, fps: float | None = None,
+                 camera_factory: Callable[[], Any] | None = None) -> None:
+        self.name = PICAMERA2
+        self.size = size or (640, 480)
+        self._fps = fps
+        self._factory = camera_factory
+        self._camera: Any = None
+
+    @property
+    def fps(self) -> float | None:
+        return self._fps
+
+    def _default_factory(self) -> Callable[[], Any]:
+        try:
+            module = importlib.import_module("picamera2")
+        except ImportError:
+            raise UserError(
+                "--source picamera2 needs the picamera2 library: on Raspberry Pi OS run "
+                "`sudo apt install python3-picamera2` and create the venv with --system-site-packages"
+            ) from None
+        return module.Picamera2
+
+    def open(self) -> None:
+        factory = self._factory or self._default_factory()
+        try:
+            camera = factory()
+        except (IndexError, RuntimeError, OSError) as exc:  # no camera, or another process holds it
+            raise SourceUnavailable(f"Pi camera (picamera2) is absent or busy: {exc}") from None
+        try:
+            controls = {"FrameRate": float(self._fps)} if self._fps else {}
+            config = camera.create_video_configuration(main={"format": "RGB888", "size": tuple(self.size)},
+                                                       controls=controls)
+            camera.configure(config)
+            camera.start()
+        except (RuntimeError, OSError, ValueError) as exc:
+            camera.close()
+            raise SourceUnavailable(f"Pi camera (picamera2) cannot start: {exc}") from None
+        self._camera = camera
+
+    def read(self) -> np.ndarray | None:
+        try:
+            frame = self._camera.capture_array()
+        except (RuntimeError, OSError) as exc:
+            raise SourceLost(f"Pi camera stopped delivering frames: {exc}") from None
+        if frame is None or frame.ndim != 3:
+            raise SourceLost("Pi camera returned an empty frame")
+        return frame[:, :, :3] if frame.shape[2] == 4 else frame
+
+    def close(self) -> None:
+        camera, self._camera = self._camera, None
+        if camera is not None:
+            try:
+                camera.stop()
+            finally:
+                camera.close()
+
+
+class OpenCVSource:
+    """A V4L2/USB camera, a video file or a network stream through OpenCV.
+
+    Cameras and streams are live (frames arrive whether or not we keep up);
+    a file is read frame by frame and ends.
+    """
+
+    def __init__(self, target: int | str, *, live: bool, size: tuple[int, int] | None = None,
+                 fps: float | None = None) -> None:
+        self.target = target
+        self.live = live
+        self.name = f"camera {target}" if isinstance(target, int) else str(target)
+        self.size = size
+        self._requested_fps = fps
+        self._capture: Any = None
+
+    @property
+    def fps(self) -> float | None:
+        if self._capture is not None:
+            reported = float(self._capture.get(cv2.CAP_PROP_FPS) or 0.0)
+            if 0 < reported < 1000:
+                return reported
+        return self._requested_fps
+
+    def open(self) -> None:
+        capture = cv2.VideoCapture(self.target)
+        if not capture.isOpened():
+            capture.release()
+            what = "absent or busy" if self.live and not _STREAM_URL.match(str(self.target)) else "unreachable"
+            if not self.live:
+                raise UserError(f"cannot open video {self.target}: not a video OpenCV can decode")
+            raise SourceUnavailable(f"cannot open {self.name}: {what}")
+        if self.live and self.size:
+            capture.set(cv2.CAP_PROP_FRAME_WIDTH, self.size[0])
+            capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
+        if self.live and self._requested_fps:
+            capture.set(cv2.CAP_PROP_FPS, self._requested_fps)
+        if self.live:
+            capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # we want the newest frame, not a backlog
+        self._capture = capture
+
+    def read(self) -> np.ndarray | None:
+        ok, frame = self._capture.read()
+        if ok and frame is not None:
+            return frame
+        if self.live:
+            raise SourceLost(f"{self.name} stopped delivering frames")
+        return None
+
+    def close(self) -> None:
+        capture, self._capture = self._capture, None
+        if capture is not None:
+            capture.release()
+
+
+@dataclass
+class ImageError:
+    path: Path
+    message: str
+
+
+class ImageFilesSource:
+    """Still images in order; an unreadable one is reported through `on_error` and skipped."""
+
+    live = False
+
+    def __init__(self, paths: list[Path], name: str,
+                 on_error: Callable[[ImageError], None] | None = None) -> None:
+        self.paths = paths
+        self.name = name
+        self.on_error = on_error
+        self._next = 0
+
+    @property
+    def fps(self) -> float | None:
+        return None
+
+    def open(self) -> None:
+        self._next = 0
+
+    def read(self) -> np.ndarray | None:
+        while self._next < len(self.paths):
+            path = self.paths[self._next]
+            self._next += 1
+            try:
+                return load_image(path)
+            except ImageReadError as exc:
+                if self.on_error:
+                    self.on_error(ImageError(path, str(exc)))
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+def default_source() -> str:
+    """The Pi camera when picamera2 is installed, else the first V4L2 camera."""
+    return PICAMERA2 if importlib.util.find_spec("picamera2") is not None else "/dev/video0"
+
+
+def _image_files(paths: list[Path]) -> list[Path]:
+    return sorted(p for p in paths if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def open_source(spec: str, size: tuple[int, int] | None = None, fps: float | None = None) -> FrameSource:
+    """The source named by --source (not yet opened: open() may be retried)."""
+    if spec == PICAMERA2:
+        return Picamera2Source(size, fps)
+    if spec.isdigit():
+        return OpenCVSource(int(spec), live=True, size=size, fps=fps)
+    if _V4L2_DEVICE.match(spec):
+        if not Path(spec).exists():
+            raise UserError(f"camera {spec} does not exist: check the cable, or list cameras with `v4l2-ctl --list-devices`")
+        return OpenCVSource(spec, live=True, size=size, fps=fps)
+    if _STREAM_URL.match(spec):
+        return OpenCVSource(spec, live=True, size=size, fps=fps)
+    path = Path(spec)
+    if path.is_dir():
+        images = _image_files(list(path.iterdir()))
+        if not images:
+            raise UserError(f"directory {spec} has no images ({', '.join(IMAGE_SUFFIXES)})")
+        return ImageFilesSource(images, spec)
+    if _GLOB_CHARS.search(spec) and not path.exists():
+        images = _image_files([Path(p) for p in glob.glob(spec, recursive=True)])
+        if not images:
+            raise UserError(f"no images match {spec}")
+        return ImageFilesSource(images, spec)
+    if not path.exists():
+        raise UserError(
+            f"source {spec} does not exist; use picamera2, a camera index (0), /dev/videoN, "
+            "a video file, an rtsp:// or http:// URL, or a directory/glob of images"
+        )
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return ImageFilesSource([path], spec)
+    return OpenCVSource(spec, live=False, size=size, fps=fps)
+

@@ -166,8 +166,10 @@ def _extract(split: Split, cfg: TrainConfig, spec: InputSpec, frozen_fn, cache_d
 
     copies = cfg.augment_copies if cfg.augment is not None and cfg.augment.enabled else 0
     augment = augmenter(cfg.augment, spec, cfg.seed) if copies else None
-    clean = tf.function(lambda x: frozen_fn(x, training=False))
-    augmented = tf.function(lambda x: frozen_fn(augment(x), training=False)) if augment else None
+    signature = [tf.TensorSpec((None, spec.height, spec.width, 3), tf.float32)]
+    clean = tf.function(lambda x: frozen_fn(x, training=False), input_signature=signature)
+    augmented = (tf.function(lambda x: frozen_fn(augment(x), training=False), input_signature=signature)
+                 if augment else None)
 
     def batches(samples, fn, repeats=1):
         for _ in range(repeats):

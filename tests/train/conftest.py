@@ -17,11 +17,23 @@ TINY = ["--input-size", "96", "--alpha", "0.35", "--weights", "none", "--epochs"
         "--fine-tune-epochs", "1", "--batch-size", "16"]
 
 
+BAD_FILES = {"circle/zero.jpg": b"", "square/broken.png": b"\x89PNG\r\n\x1a\nnot really"}
+
+
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory, shapes_dataset: Path) -> Path:
+def shapes_with_bad_files(tmp_path_factory: pytest.TempPathFactory, shapes_dataset: Path) -> Path:
+    """The shapes plus a zero-byte JPEG and a corrupt PNG (BAD_FILES)."""
+    root = _copy_dataset(shapes_dataset, tmp_path_factory.mktemp("shapes_bad"))
+    for rel, data in BAD_FILES.items():
+        (root / rel).write_bytes(data)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, shapes_with_bad_files: Path) -> Path:
     """A run dir trained for 2+1 epochs on the shapes (random weights: checks plumbing, not accuracy)."""
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    assert main(["train", str(shapes_dataset), "--out", str(out), *TINY]) == 0
+    assert main(["train", str(shapes_with_bad_files), "--out", str(out), *TINY]) == 0
     return out
 
 

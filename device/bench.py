@@ -23,11 +23,13 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .bench_e2e import measure_e2e
 from .benchreport import SCHEMA
 from .benchstats import MS_DECIMALS, latency_summary, rate_per_s, time_windows, to_ms
 from .errors import UserError
 from .preprocess import InputSpec, load_image, normalize, quantize
 from .runtime import Classifier, EdgeTpuUnavailable, default_threads, open_classifier
+from .sources import open_source
 from .sysinfo import current_rss_mb, edgetpu_absence, environment, peak_rss_mb, thermal_snapshot
 
 ACCELERATOR_CHOICES = ("cpu", "edgetpu", "all")
@@ -216,11 +218,15 @@ def new_report(model: Path, plan: BenchPlan) -> dict[str, Any]:
 def run_bench(model: Path, labels: Path | None, plan: BenchPlan, progress: Progress = stderr_progress) -> dict[str, Any]:
     """Measure every configuration of `plan`; the returned dict is the documented bench JSON.
 
+    --e2e runs once, with the first configuration that loads.
+
     With --accelerator all, an accelerator that cannot run here (no Edge TPU,
     a compiled model on the CPU) is listed under "skipped" with the reason;
     it is an error only when nothing could be measured.
     """
     report = new_report(model, plan)
+    # Resolved before any timing, so a wrong SOURCE fails at once, not after the model bench.
+    e2e_source = open_source(plan.e2e_source) if plan.e2e_source else None
     cores = default_threads()
     if any(threads and threads > cores for threads in plan.threads):
         progress(f"note: more threads than the {cores} available cores oversubscribe the CPU and measure contention")
@@ -239,6 +245,10 @@ def run_bench(model: Path, labels: Path | None, plan: BenchPlan, progress: Progr
             continue
         progress(f"loaded {classifier.describe()}")
         report["results"].append(measure_configuration(classifier, plan, progress))
+        if e2e_source is not None and report["e2e"] is None:
+            progress(f"end to end on {e2e_source.name}: {plan.warmup} warm-up frames, then "
+                     + (f"{plan.duration_s:g} s" if plan.duration_s else f"{plan.runs} frames"))
+            report["e2e"] = measure_e2e(classifier, e2e_source, plan.warmup, plan.runs, plan.duration_s, sys.stderr)
         del classifier  # free its arena before the next configuration loads
     if not report["results"]:
         raise errors[0]

@@ -65,7 +65,7 @@ def save_latency_plot(series: list[LatencySeries], path: Path, title: str) -> No
     highs = [max(s.samples_ms) for s in series]
     if min(lows) > 0 and max(highs) / min(lows) > LOG_SCALE_RATIO:
         ax.set_xscale("log")
-    ax.set_xlabel("latency per inference (ms); box p25-p75, red line p50, whiskers to p1/p99")
+    ax.set_xlabel("latency (ms); box p25-p75, red line p50, whiskers to p1/p99")
     ax.set_title(title)
     ax.grid(axis="x", alpha=0.3)
     if sustained:

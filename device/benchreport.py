@@ -100,7 +100,8 @@ def _throttle(snapshot: dict[str, Any]) -> str:
 def format_e2e(e2e: dict[str, Any]) -> str:
     head = (
         f"end to end: {e2e['source']} ({e2e['accelerator']}, threads={e2e['threads']}), "
-        f"{e2e['frames']} frames after {e2e['warmup']} warm-up, {e2e['fps']:.2f} FPS"
+        f"{e2e['frames']} frames after {e2e['warmup']} warm-up, "
+        + ("FPS n/a (one frame)" if e2e["fps"] is None else f"{e2e['fps']:.2f} FPS")
     )
     rows = [
         [stage, s["p50"], s["p90"], s["p99"], s["max"], s["mean"]]

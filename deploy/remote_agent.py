@@ -19,8 +19,9 @@ Layout under PREFIX:
     releases/<id>/          verified bundles (<id> = first 16 hex of sha256(bundle.json))
     releases/.<id>.partial  an upload in progress (removed by the next `prepare`)
     current -> releases/<id>   the running release (relative symlink, switched atomically)
-    deploy-state.json       {"history": [ids, oldest first]}: what rollback goes back to
-    service.json            how the service was last configured (manager, source, ...)
+    deploy-state.json       {"history": [{"release": id, "service": config}, ...]}, oldest first:
+                            what rollback goes back to, with the service settings it ran with
+    service.json            the service settings in effect (manager, source, accelerator, python)
     edgepipe.service.in     the unit template uploaded with the release
 """
 
@@ -130,6 +131,7 @@ class Layout:
             return None
 
     def history(self) -> list:
+        """Activations, oldest first: [{"release": id, "service": settings or None}, ...]."""
         return list(read_json(self.state_file, {}).get("history", []))
 
     def save_history(self, history: list) -> None:
@@ -460,10 +462,21 @@ def wait_healthy(service, started: float, timeout: float) -> dict:
         time.sleep(POLL_S)
 
 
-def restart_and_check(layout: Layout, timeout: float) -> dict | None:
-    service = open_service(layout)
-    if service is None:
+def install_service(layout: Layout, config: dict):
+    """Write the unit (or argv) for `config` and record it as the settings in effect."""
+    argv = service_argv(config["python"], layout, config)
+    service = MANAGERS[config["manager"]](layout, config)
+    service.install(render_unit(layout.template.read_text(), layout, config, argv), argv)
+    write_json_atomic(layout.service_file, config)
+    return service
+
+
+def restore(layout: Layout, entry: dict, timeout: float) -> dict | None:
+    """Run a release from the history again, with the service settings it had then."""
+    layout.switch(entry["release"])
+    if not entry.get("service"):
         return None
+    service = install_service(layout, entry["service"])
     return wait_healthy(service, service.restart(), timeout)
 
 
@@ -471,12 +484,12 @@ def restart_and_check(layout: Layout, timeout: float) -> dict | None:
 
 def prune(layout: Layout, keep: int) -> list:
     """Keep the newest `keep` releases of the history (always including current); remove the rest."""
-    history = layout.history()
+    history = layout.history()[-keep:]
     current = layout.current_release()
-    kept = history[-keep:]
+    kept = [entry["release"] for entry in history]
     if current and current not in kept:
         kept.insert(0, current)
-    layout.save_history([r for r in history if r in kept])
+    layout.save_history(history)
     removed = []
     for path in sorted(layout.releases.iterdir()):
         if path.is_dir() and not path.name.startswith(".") and path.name not in kept:
@@ -524,51 +537,56 @@ def cmd_commit(args, layout: Layout) -> dict:
 
 def cmd_activate(args, layout: Layout) -> dict:
     previous = layout.current_release()
+    history = layout.history()
+    previous_entry = next((e for e in reversed(history) if e["release"] == previous), None)
+    history = [e for e in history if e["release"] != args.release]
     layout.switch(args.release)
-    history = [r for r in layout.history() if r != args.release] + [args.release]
-    layout.save_history(history)
     result = {"release": args.release, "previous": previous, "health": None, "rolled_back": False}
-    if args.manager != "none":
-        python = edgepipe_python(layout, args.python)
-        config = {"manager": args.manager, "scope": args.scope, "source": args.source,
-                  "accelerator": args.accelerator, "python": python, "user": args.user or os.environ.get("USER", "")}
-        argv = service_argv(python, layout, config)
-        service = MANAGERS[args.manager](layout, config)
-        service.install(render_unit(layout.template.read_text(), layout, config, argv), argv)
-        write_json_atomic(layout.service_file, config)
-        result["health"] = health = wait_healthy(service, service.restart(), args.health_timeout)
-        if not health["healthy"]:
-            layout.save_history(history[:-1])
-            if previous and layout.release(previous).is_dir():
-                layout.switch(previous)
-                result["previous_health"] = wait_healthy(service, service.restart(), args.health_timeout)
-            else:
-                service.stop()
-                layout.current.unlink()
-            result["rolled_back"] = True
-            result["removed"] = prune(layout, args.keep)
-            back = "rolled back to %s" % previous if previous else "service stopped (no previous release)"
-            raise AgentError("release %s failed its health check (%s); %s"
-                             % (args.release, health["reason"], back), **result)
+    if args.manager == "none":
+        layout.save_history(history + [{"release": args.release, "service": read_json(layout.service_file, {}) or None}])
+        result["removed"] = prune(layout, args.keep)
+        return result
+    config = {"manager": args.manager, "scope": args.scope, "source": args.source,
+              "accelerator": args.accelerator, "python": edgepipe_python(layout, args.python),
+              "user": args.user or os.environ.get("USER", "")}
+    layout.save_history(history + [{"release": args.release, "service": config}])
+    service = install_service(layout, config)
+    result["health"] = health = wait_healthy(service, service.restart(), args.health_timeout)
+    if health["healthy"]:
+        result["removed"] = prune(layout, args.keep)
+        return result
+    layout.save_history(history)
+    if previous_entry and layout.release(previous).is_dir():
+        result["previous_health"] = restore(layout, previous_entry, args.health_timeout)
+        if result["previous_health"] is None:  # it ran without a service: do not leave the failing one
+            service.stop()
+        back = "rolled back to %s" % previous
+    else:
+        service.stop()
+        layout.current.unlink()
+        back = "service stopped (no previous release to go back to)"
+    result["rolled_back"] = True
     result["removed"] = prune(layout, args.keep)
-    return result
+    raise AgentError("release %s failed its health check (%s); %s" % (args.release, health["reason"], back),
+                     **result)
 
 
 def cmd_rollback(args, layout: Layout) -> dict:
     history = layout.history()
     current = layout.current_release()
-    if current in history:
-        history = history[: history.index(current)]
-    history = [r for r in history if layout.release(r).is_dir()]
+    releases = [e["release"] for e in history]
+    if current in releases:
+        history = history[: releases.index(current)]
+    history = [e for e in history if layout.release(e["release"]).is_dir()]
     if not history:
         raise AgentError("no previous release to roll back to under %s" % layout.root)
     target = history[-1]
-    layout.switch(target)
     layout.save_history(history)
-    result = {"release": target, "previous": current, "health": restart_and_check(layout, args.health_timeout)}
+    result = {"release": target["release"], "previous": current,
+              "health": restore(layout, target, args.health_timeout)}
     if result["health"] and not result["health"]["healthy"]:
         raise AgentError("rolled back to %s but it failed its health check: %s"
-                         % (target, result["health"]["reason"]), **result)
+                         % (target["release"], result["health"]["reason"]), **result)
     return result
 
 
@@ -580,7 +598,7 @@ def cmd_status(args, layout: Layout) -> dict:
     return {
         "prefix": str(layout.root),
         "current": layout.current_release(),
-        "history": layout.history(),
+        "history": [entry["release"] for entry in layout.history()],
         "releases": releases,
         "service": state,
         "service_config": read_json(layout.service_file, {}) or None,

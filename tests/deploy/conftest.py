@@ -9,7 +9,6 @@ runs through the agent's `process` manager (no service manager runs in CI).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -65,15 +64,15 @@ class SshServer:
     def host(self) -> str:
         return f"{self.user}@127.0.0.1:{self.port}"
 
-    def write_client_config(self, name: str, known_hosts: str) -> Path:
-        """A client config using our key and the given known_hosts contents."""
+    def write_client_config(self, name: str, known_hosts: str, identity: Path | None = None) -> Path:
+        """A client config with the given known_hosts contents and key (default: the authorized one)."""
         known = self.root / f"{name}.known_hosts"
         known.write_text(known_hosts)
         config = self.root / f"{name}.ssh_config"
         config.write_text(
             "Host *\n"
             f"  User {self.user}\n"
-            f"  IdentityFile {self.root / 'id_client'}\n"
+            f"  IdentityFile {identity or self.root / 'id_client'}\n"
             "  IdentitiesOnly yes\n"
             f"  UserKnownHostsFile {known}\n"
             "  GlobalKnownHostsFile /dev/null\n"
@@ -159,5 +158,7 @@ def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def read_state(prefix: Path) -> dict:
-    return json.loads((prefix / "deploy-state.json").read_text())
+@pytest.fixture
+def closed_port() -> int:
+    """A port nothing listens on (an unreachable device)."""
+    return _free_port()

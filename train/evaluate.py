@@ -52,8 +52,6 @@ def _samples_for(args: argparse.Namespace, labels: list[str]) -> tuple[list[Samp
         readable, skipped = probe([p for p, _ in pairs], progress=False)
         index = {p: labels.index(run.labels[i]) for p, i in pairs}
         return [Sample(p, index[p]) for p in readable], [p for p, _ in skipped]
-    if not args.data_dir:
-        raise UserError("pass DATA_DIR (a folder of class sub-folders) or --split val to use the run's held-out split")
     scanned = scan_folder(args.data_dir, labels=labels)
     return scanned.samples, [p for p, _ in scanned.skipped]
 
@@ -102,6 +100,10 @@ def _score_device(args: argparse.Namespace, path: Path) -> Scored:
 
 def evaluate_command(args: argparse.Namespace) -> int:
     path = Path(args.model)
+    if not args.data_dir and not args.split:
+        raise UserError("pass DATA_DIR (a folder of class sub-folders) or --split val to use the run's held-out split")
+    if args.data_dir and args.split:
+        raise UserError("pass either DATA_DIR or --split, not both")
     if not path.exists():
         raise UserError(f"model {path} does not exist")
     if is_keras_model(path):

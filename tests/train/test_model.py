@@ -1,0 +1,66 @@
+"""The classifier graph: flat, BN frozen, Edge-TPU-friendly V3, and where fine-tuning cuts it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgepipe.device.errors import UserError
+from edgepipe.train.model import (ModelConfig, backbone_layers, boundary_tensor, build_classifier, top_block,
+                                  unfreeze_top)
+
+
+@pytest.fixture(scope="module")
+def keras():
+    import tf_keras
+
+    return tf_keras
+
+
+@pytest.fixture(scope="module")
+def v2(keras):
+    return build_classifier(ModelConfig(alpha=0.35, input_size=96, weights="none"), 3)
+
+
+def test_v2_is_one_flat_model_with_a_regularised_softmax_head(v2, keras):
+    assert not [layer for layer in v2.layers if isinstance(layer, keras.Model)]
+    assert [layer.name for layer in v2.layers[-3:]] == ["features", "dropout", "predictions"]
+    assert v2.get_layer("predictions").kernel_regularizer is not None
+    assert not any(layer.trainable for layer in backbone_layers(v2))
+    assert v2.get_layer("predictions").trainable
+
+
+def test_fine_tune_cut_extends_to_a_single_tensor_boundary(v2, keras):
+    top = top_block(v2, 11)
+    assert top[0].name == "block_16_expand" and boundary_tensor(v2, top).name.startswith("block_15_add")
+    # 12 would cut block 15 between its residual add and its branch: the cut moves to block 14's output.
+    top = top_block(v2, 12)
+    assert top[0].name == "block_15_expand" and boundary_tensor(v2, top).name.startswith("block_14_add")
+    assert boundary_tensor(v2, []).name.startswith("out_relu")
+
+
+def test_unfreezing_never_unfreezes_batchnorm(keras):
+    model = build_classifier(ModelConfig(alpha=0.35, input_size=96, weights="none"), 3)
+    top = top_block(model, 11)
+    assert unfreeze_top(model, top) == 4  # expand, depthwise, project, Conv_1
+    for layer in top:
+        assert layer.trainable == (not isinstance(layer, keras.layers.BatchNormalization) and bool(layer.weights))
+    # Frozen BN runs in inference mode even inside fit (training=True): features do not depend on the batch.
+    features = keras.Model(model.input, model.get_layer("features").output)
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 96, 96, 3)).astype(np.float32)
+    np.testing.assert_allclose(features(x, training=True), features(x, training=False), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(features(x[:1], training=True), features(x, training=False)[:1], rtol=1e-4, atol=1e-5)
+
+
+def test_v3_small_is_minimalistic_and_flat(keras):
+    model = build_classifier(ModelConfig(architecture="mobilenet_v3_small", alpha=0.75, input_size=96,
+                                         weights="none"), 5)
+    assert not [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    names = " ".join(layer.name.lower() for layer in model.layers)
+    assert "hard_swish" not in names and "hard_sigmoid" not in names and "rescaling" not in names
+    assert model.output_shape == (None, 5)
+
+
+def test_input_size_outside_range_is_user_error():
+    with pytest.raises(UserError, match="outside 96..224"):
+        build_classifier(ModelConfig(input_size=64, weights="none"), 3)

@@ -1,0 +1,334 @@
+"""`edgepipe convert`: a training run to a verified bundle.
+
+Order of work: check every input first (so a bad run fails in a second, not
+after minutes of QAT), build PTQ and QAT candidates, measure each through the
+device runtime, pick the one to ship, compile it for the Edge TPU where a
+compiler is reachable, and write the bundle in one atomic rename. An int8
+model that loses more than --max-drop points is written to BUNDLE.rejected/
+for inspection instead, and convert exits non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from edgepipe import __version__
+from edgepipe.device.bundle import CPU_MODEL, EDGETPU_MODEL, LABELS, MANIFEST, build_manifest, sha256_file
+from edgepipe.device.errors import UserError
+from edgepipe.device.fsutil import atomic_directory, refuse_overwrite
+from edgepipe.device.labels import format_labels
+from edgepipe.device.preprocess import InputSpec
+from edgepipe.train.run_dir import TrainedRun, load_run
+
+from . import edgetpu_compiler as etc
+from .edgetpu_rules import predict_ops, summarize
+from .metadata import METADATA_NAME, copy_metadata, edgepipe_metadata, with_metadata
+from .modelinfo import read_model_info
+from .quantize import export_tflite, load_pixels, nested_models, quantization_aware_model, representative_pixels
+from .verify import Evaluation, drift_markdown, drift_report, evaluate_keras, evaluate_on_device, load_held_out
+
+SPLIT_NAME = "held-out validation of RUN_DIR"
+DRIFT_JSON = "drift.json"
+DRIFT_MD = "drift.md"
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class ConvertOptions:
+    run_dir: Path
+    out: Path
+    method: str = "auto"
+    qat_epochs: int = 2
+    qat_lr: float = 1e-5
+    io: str = "uint8"
+    float16: bool = False
+    float32: bool = False
+    representative: int = 200
+    max_drop: float = 2.0
+    batch_size: int = 16
+    edgetpu: bool = False
+    compile: etc.CompileOptions = field(default_factory=etc.CompileOptions)
+    force: bool = False
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "ConvertOptions":
+        if not args.edgetpu and (args.min_runtime or args.segments or args.compiler_host):
+            raise UserError("--min-runtime, --segments and --compiler-host need --edgetpu")
+        return cls(
+            run_dir=Path(args.run_dir),
+            out=Path(args.out),
+            method=args.method,
+            qat_epochs=args.qat_epochs,
+            qat_lr=args.qat_lr,
+            io=args.io,
+            float16=args.float16,
+            float32=args.float32,
+            representative=args.representative,
+            max_drop=args.max_drop,
+            batch_size=args.batch_size,
+            edgetpu=args.edgetpu,
+            compile=etc.CompileOptions(args.min_runtime, args.segments, args.compiler_host, args.compiler_timeout),
+            force=args.force,
+        )
+
+
+@dataclass
+class ConvertResult:
+    summary: dict[str, Any]
+    failure: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.failure is not None
+
+
+@dataclass
+class Candidate:
+    """One int8 (or float export) model with its files in a scratch bundle dir."""
+
+    name: str
+    root: Path
+    evaluation: Evaluation | None = None
+
+    @property
+    def model(self) -> Path:
+        return self.root / CPU_MODEL
+
+    @property
+    def accuracy(self) -> float:
+        return self.evaluation.accuracy if self.evaluation else float("nan")
+
+
+def _check_classifier(model: Any, run: TrainedRun) -> str:
+    """Fail early on a model that is not a 1-input softmax classifier over the run's labels."""
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise UserError(f"{run.model_path} is not an image classifier: it has {len(model.inputs)} inputs and {len(model.outputs)} outputs")
+    in_shape = tuple(model.inputs[0].shape)
+    out_shape = tuple(model.outputs[0].shape)
+    spec = run.input_spec
+    if len(in_shape) != 4 or in_shape[1:] != (spec.height, spec.width, 3):
+        raise UserError(f"{run.model_path} takes input {in_shape}, but the run's config says {spec.height}x{spec.width}x3 images")
+    if len(out_shape) != 2 or out_shape[1] != len(run.labels):
+        raise UserError(
+            f"{run.model_path} is not a classifier over the run's {len(run.labels)} labels: its output has shape {out_shape}"
+        )
+    activation = getattr(getattr(model.layers[-1], "activation", None), "__name__", "")
+    return "softmax" if activation == "softmax" or model.layers[-1].__class__.__name__ == "Softmax" else "none"
+
+
+def _tensor_io(model_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    info = read_model_info(model_path)
+    inp, out = info.tensors[info.inputs[0]], info.tensors[info.outputs[0]]
+    return (
+        {"dtype": inp.dtype, "scale": inp.scale or 0.0, "zero_point": inp.zero_point or 0},
+        {"dtype": out.dtype, "scale": out.scale or 0.0, "zero_point": out.zero_point or 0, "num_classes": out.shape[-1]},
+    )
+
+
+def _write_candidate(root: Path, name: str, data: bytes, run: TrainedRun, activation: str) -> Candidate:
+    """A minimal bundle around one model, so it is measured exactly as it will ship."""
+    root.mkdir(parents=True)
+    (root / CPU_MODEL).write_bytes(with_metadata(data, {METADATA_NAME: edgepipe_metadata(run.labels, run.input_spec.to_json(), name)}))
+    (root / LABELS).write_text(format_labels(run.labels), encoding="utf-8")
+    tensor_in, output = _tensor_io(root / CPU_MODEL)
+    spec = run.input_spec.with_tensor(tensor_in["dtype"], tensor_in["scale"], tensor_in["zero_point"])
+    manifest = build_manifest(root, labels=run.labels, input_spec=spec, output={**output, "activation": activation}, models={"cpu": CPU_MODEL})
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return Candidate(name, root)
+
+
+def _choose(method: str, candidates: dict[str, Candidate]) -> str:
+    """The forced method, or the more accurate int8 model (PTQ on a tie: fewer moving parts)."""
+    if method != "auto":
+        return method
+    int8 = [c for c in candidates.values() if c.name in ("ptq", "qat")]
+    return max(int8, key=lambda c: (c.accuracy, c.name == "ptq")).name
+
+
+def _compile(o: ConvertOptions, source: Path, scratch: Path, warnings: list[str]) -> tuple[etc.CompileResult | None, dict[str, Any]]:
+    try:
+        result = etc.compile_model(source, scratch, o.compile)
+    except etc.CompilerUnavailable as exc:
+        note = f"no Edge TPU compiler: {exc}"
+        progress(f"warning: {note}; continuing with the CPU bundle and the offline prediction")
+        warnings.append(note)
+        return None, {"available": False, "reason": str(exc)}
+    compiled = copy_metadata(source.read_bytes(), result.model_path.read_bytes())
+    result.model_path.write_bytes(compiled)
+    return result, {"available": True, **result.to_json()}
+
+
+def _accuracy_block(float_eval: Evaluation, candidates: dict[str, Candidate], chosen: str, n: int, agreement: float) -> dict[str, Any]:
+    block: dict[str, Any] = {
+        "float": float_eval.accuracy,
+        "int8": candidates[chosen].accuracy,
+        "edgetpu": None,
+        "qat": candidates["qat"].accuracy if "qat" in candidates else None,
+        "ptq": candidates["ptq"].accuracy,
+        "split": SPLIT_NAME,
+        "n": n,
+        "top1_agreement": agreement,
+    }
+    for extra in ("float32_tflite", "float16_tflite"):
+        if extra in candidates:
+            block[extra] = candidates[extra].accuracy
+    return block
+
+
+def _build_candidates(o: ConvertOptions, run: TrainedRun, model: Any, activation: str, scratch: Path, warnings: list[str]) -> dict[str, Candidate]:
+    spec = run.input_spec
+    train_files = run.split_files("train")
+    progress(f"representative set: up to {o.representative} of {len(train_files)} training images")
+    rep = representative_pixels(train_files, spec, o.representative)
+    candidates = {}
+    started = time.perf_counter()
+    progress("PTQ: converting to full int8")
+    candidates["ptq"] = _write_candidate(scratch / "ptq", "ptq", export_tflite(model, spec, rep, o.io), run, activation)
+    progress(f"PTQ: done in {time.perf_counter() - started:.0f} s")
+    nested = nested_models(model)
+    if o.method == "auto" and nested:
+        warnings.append(f"QAT skipped: the model nests {', '.join(nested)} (tfmot needs a flat model); shipped PTQ")
+    elif o.method in ("auto", "qat"):
+        started = time.perf_counter()
+        progress(f"QAT: calibrating and fine-tuning for {o.qat_epochs} epoch(s) at lr {o.qat_lr:g}")
+        pixels, labels, _ = load_pixels(train_files, spec)
+        qat = quantization_aware_model(
+            model, rep, pixels, labels, spec, epochs=o.qat_epochs, learning_rate=o.qat_lr, batch_size=o.batch_size,
+            seed=int(run.config.get("seed", 0) or 0), progress=progress,
+        )  # fmt: skip
+        candidates["qat"] = _write_candidate(scratch / "qat", "qat", export_tflite(qat, spec, rep, o.io), run, activation)
+        progress(f"QAT: done in {time.perf_counter() - started:.0f} s")
+    for flag, name, kwargs in ((o.float32, "float32_tflite", {}), (o.float16, "float16_tflite", {"float16": True})):
+        if flag:
+            candidates[name] = _write_candidate(scratch / name, name, export_tflite(model, spec, None, **kwargs), run, activation)
+    return candidates
+
+
+def _finish_bundle(
+    root: Path, chosen: Candidate, candidates: dict[str, Candidate], run: TrainedRun, o: ConvertOptions,
+    manifest_extra: dict[str, Any], accuracy: dict[str, Any], drift: dict[str, Any], compiled: etc.CompileResult | None,
+) -> dict[str, Any]:  # fmt: skip
+    """Fill `root` (a temp dir) with the bundle files and its manifest."""
+    base = json.loads((chosen.root / MANIFEST).read_text(encoding="utf-8"))
+    shutil.copy(chosen.model, root / CPU_MODEL)
+    shutil.copy(chosen.root / LABELS, root / LABELS)
+    models = {"cpu": CPU_MODEL}
+    if compiled is not None:
+        shutil.copy(compiled.model_path, root / EDGETPU_MODEL)
+        models["edgetpu"] = EDGETPU_MODEL
+    extra_models = {}
+    for name in ("float32_tflite", "float16_tflite"):
+        if name in candidates:
+            file_name = f"model_{name.removesuffix('_tflite')}.tflite"
+            shutil.copy(candidates[name].model, root / file_name)
+            extra_models[name.removesuffix("_tflite")] = file_name
+    (root / DRIFT_JSON).write_text(json.dumps(drift, indent=2), encoding="utf-8")
+    (root / DRIFT_MD).write_text(drift_markdown(drift, accuracy, run.labels), encoding="utf-8")
+    manifest = build_manifest(
+        root,
+        labels=run.labels,
+        input_spec=InputSpec.from_json(base["input"]),
+        output=base["output"],
+        models=models,
+        accuracy=accuracy,
+        training=run.config,
+        extra={**manifest_extra, "extra_models": extra_models},
+    )
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return manifest
+
+
+def run_convert(o: ConvertOptions) -> ConvertResult:
+    started = time.perf_counter()
+    refuse_overwrite(o.out, o.force)
+    run = load_run(o.run_dir)
+    val_files = run.split_files("val")
+    if not val_files:
+        raise UserError(f"{run.root}/split.json has no held-out (val) images to verify the conversion on")
+    progress(f"loading {run.model_path}")
+    model = run.load_model()
+    activation = _check_classifier(model, run)
+    held_out = load_held_out(val_files, run.input_spec)
+    if not held_out.files:
+        raise UserError(f"none of the {len(val_files)} held-out images of {run.root} is readable; is the data_dir still there?")
+    warnings: list[str] = []
+    if held_out.skipped:
+        warnings.append(f"{len(held_out.skipped)} unreadable held-out images skipped")
+    o.out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{o.out.name}.convert-", dir=o.out.parent) as tmp:
+        scratch = Path(tmp)
+        candidates = _build_candidates(o, run, model, activation, scratch, warnings)
+        progress(f"verifying on {len(held_out.files)} held-out images through the device runtime")
+        float_eval = evaluate_keras(model, held_out, run.input_spec, run.labels)
+        for candidate in candidates.values():
+            candidate.evaluation = evaluate_on_device(candidate.name, candidate.root, held_out, run.labels)
+        chosen = candidates[_choose(o.method, candidates)]
+        for name in ("ptq", "qat"):
+            other = candidates.get(name)
+            if other and other is not chosen and other.accuracy > chosen.accuracy:
+                warnings.append(f"--method {chosen.name} ships {chosen.accuracy:.2%} although {name} measured {other.accuracy:.2%}")
+        drift = drift_report(float_eval, Evaluation("int8", chosen.evaluation.scores, chosen.evaluation.report), held_out, run.labels,
+                             Path(run.split["data_dir"]) if run.split else None)  # fmt: skip
+        accuracy = _accuracy_block(float_eval, candidates, chosen.name, len(held_out.files), drift["top1_agreement"])
+        prediction = summarize(predict_ops(read_model_info(chosen.model)))
+        compiled, compiler = (None, None)
+        if o.edgetpu:
+            compiled, compiler = _compile(o, chosen.model, scratch, warnings)
+        edgetpu = {"compiled": compiled is not None, "prediction": prediction, "compiler": compiler}
+        manifest_extra = {
+            "edgetpu": edgetpu,
+            "quantization": {
+                "method": chosen.name,
+                "requested": o.method,
+                "io": o.io,
+                "representative_images": min(o.representative, len(run.split_files("train"))),
+                "qat_epochs": o.qat_epochs if "qat" in candidates else None,
+                "qat_learning_rate": o.qat_lr if "qat" in candidates else None,
+                "dense_per_channel": False,
+            },
+            "source": {"run_dir": str(run.root.resolve()), "model_sha256": sha256_file(run.model_path)},
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created_by": f"edgepipe {__version__} convert",
+            "drift_report": DRIFT_MD,
+            "warnings": warnings,
+        }
+        drop = drift["drop_points"]
+        rejected = drop > o.max_drop
+        target = o.out.with_name(o.out.name + ".rejected") if rejected else o.out
+        with atomic_directory(target, force=o.force or rejected) as root:
+            _finish_bundle(root, chosen, candidates, run, o, manifest_extra, accuracy, drift, compiled)
+    summary = {
+        "status": "rejected" if rejected else "ok",
+        "bundle": str(target),
+        "method": chosen.name,
+        "requested_method": o.method,
+        "accuracy": accuracy,
+        "drop_points": drop,
+        "max_drop": o.max_drop,
+        "sizes": {p.name: p.stat().st_size for p in sorted(target.glob("*.tflite"))},
+        "edgetpu": edgetpu,
+        "warnings": warnings,
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+    if rejected:
+        return ConvertResult(
+            summary,
+            failure=(
+                f"edgepipe convert: error: int8 accuracy {chosen.accuracy:.2%} is {drop:.2f} points below float "
+                f"{float_eval.accuracy:.2%}, more than --max-drop {o.max_drop:g}; no bundle written to {o.out}; "
+                f"outputs kept for inspection in {target} (see {target / DRIFT_MD})"
+            ),
+        )
+    return ConvertResult(summary)

@@ -1,0 +1,48 @@
+"""The human-readable result of `edgepipe convert` (stdout; --json prints the dict itself)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .inspect import format_totals
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.2f}%"
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    acc = summary["accuracy"]
+    lines = [
+        f"bundle: {summary['bundle']}  ({summary['status']})",
+        f"shipped: {summary['method']} int8 (requested: {summary['requested_method']})",
+        f"held-out accuracy ({acc['n']} images, through the device runtime):",
+        f"  float (Keras)  {_pct(acc['float'])}",
+        f"  int8 PTQ       {_pct(acc['ptq'])}",
+        f"  int8 QAT       {_pct(acc['qat'])}",
+    ]
+    for name in ("float32_tflite", "float16_tflite"):
+        if name in acc:
+            lines.append(f"  {name:<14} {_pct(acc[name])}")
+    lines.append(f"  Edge TPU       {_pct(acc['edgetpu'])}")
+    lines.append(
+        f"drop float -> shipped int8: {summary['drop_points']:.2f} points (max {summary['max_drop']:g}); "
+        f"top-1 agreement {_pct(acc['top1_agreement'])}"
+    )
+    lines.append("sizes: " + ", ".join(f"{name} {size / 1024:.0f} KiB" for name, size in summary["sizes"].items()))
+    edgetpu = summary["edgetpu"]
+    compiler = edgetpu.get("compiler") or {}
+    if edgetpu["compiled"]:
+        lines.append(f"Edge TPU: compiled ({compiler.get('where')}, compiler {compiler.get('version')}):")
+        lines += ["  " + line if line else "" for line in format_totals({**edgetpu["prediction"], **_compiled_totals(compiler)})]
+    else:
+        lines.append("Edge TPU: not compiled; offline prediction (edgepipe inspect):")
+        lines += ["  " + line if line else "" for line in format_totals(edgetpu["prediction"])]
+    lines += [f"warning: {w}" for w in summary["warnings"]]
+    return "\n".join(lines)
+
+
+def _compiled_totals(compiler: dict[str, Any]) -> dict[str, Any]:
+    """The compiler's own numbers, where it printed them, over the prediction's."""
+    keys = ("edgetpu_subgraphs", "total", "mapped", "cpu", "table")
+    return {key: compiler[key] for key in keys if compiler.get(key) not in (None, [])}

@@ -67,17 +67,41 @@ def thread_counts(text: str) -> tuple[int, ...]:
     return tuple(counts)
 
 
+def intermixed(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Let options sit between positionals (`bench compare --json A.json B.json`).
+
+    Plain argparse fills all positionals at the first one it meets and
+    rejects files after an option; the subcommand parser is created by the
+    shared dispatcher, so its class is extended here to parse intermixed.
+    """
+
+    class IntermixedParser(type(parser)):  # type: ignore[misc]
+        _parsing = False
+
+        def parse_known_args(self, args=None, namespace=None):
+            if self._parsing:
+                return super().parse_known_args(args, namespace)
+            self._parsing = True
+            try:
+                return self.parse_known_intermixed_args(args, namespace)
+            finally:
+                self._parsing = False
+
+    parser.__class__ = IntermixedParser
+    return parser
+
+
 def register_bench(subparsers: argparse._SubParsersAction) -> None:
-    p = add_command(
+    p = intermixed(add_command(
         subparsers,
         "bench",
         help="measure latency percentiles and memory of a model (or `bench compare` saved results)",
         description=DESCRIPTION,
         examples=EXAMPLES,
-    )
+    ))
     p.add_argument("target", metavar="MODEL_OR_BUNDLE",
                    help=f"a bundle directory or a .tflite file; or `{COMPARE}` followed by bench JSON files")
-    p.add_argument("files", nargs="*", metavar="JSON",
+    p.add_argument("files", nargs="*", default=[], metavar="JSON",
                    help=f"with `{COMPARE}`: results written by `bench --out`; the first is the baseline of the ratios")
     p.add_argument("--labels", type=Path, metavar="FILE", help="labels for a bare .tflite (a bundle has its own)")
     p.add_argument("--runs", type=positive_int, default=100, metavar="N", help="timed inferences per configuration (default 100)")

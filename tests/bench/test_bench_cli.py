@@ -89,7 +89,8 @@ def test_bare_tflite_with_and_without_labels(cli, tiny_int8_model):
 def test_compare_table_and_ratios_from_two_real_results(cli, bench_files):
     a = json.loads(bench_files["bundle"].read_text())
     b = json.loads(bench_files["tflite"].read_text())
-    code, stdout, _ = cli("bench", "compare", bench_files["bundle"], bench_files["tflite"], "--json")
+    # Options may sit anywhere, also between `compare` and the files.
+    code, stdout, _ = cli("bench", "compare", "--json", bench_files["bundle"], bench_files["tflite"])
     assert code == 0
     result = json.loads(stdout)
     assert result["schema"] == "edgepipe.bench-compare/1"

@@ -1,0 +1,86 @@
+"""deploy/pi-setup.sh and the Edge TPU compiler image: static checks (bash -n,
+shellcheck when installed) and the script's real --dry-run on fake os-release files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+DEPLOY = resources.files("edgepipe.deploy")
+SCRIPT = Path(str(DEPLOY.joinpath("pi-setup.sh")))
+
+
+def _dry_run(tmp_path: Path, codename: str, *options: str) -> tuple[str, str]:
+    os_release = tmp_path / f"{codename}-os-release"
+    os_release.write_text(f'PRETTY_NAME="Debian GNU/Linux"\nVERSION_CODENAME={codename}\n')
+    env = dict(os.environ, PI_SETUP_OS_RELEASE=str(os_release))
+    proc = subprocess.run(["bash", str(SCRIPT), "--dry-run", "--prefix", str(tmp_path / "edgepipe"), *options],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout, proc.stderr
+
+
+def test_script_is_valid_bash_with_strict_mode():
+    assert subprocess.run(["bash", "-n", str(SCRIPT)]).returncode == 0
+    assert "set -euo pipefail" in SCRIPT.read_text()
+
+
+def test_script_passes_shellcheck():
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck not installed (apt-get install shellcheck)")
+    proc = subprocess.run(["shellcheck", str(SCRIPT)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout
+
+
+def test_trixie_setup_makes_a_system_site_packages_venv_with_edgepipe_device(tmp_path):
+    out, err = _dry_run(tmp_path, "trixie")
+    venv = tmp_path / "edgepipe" / "venv"
+    assert "python3-picamera2" in out and "python3-venv" in out
+    assert f"+ python3 -m venv --system-site-packages {venv}\n" in out
+    assert f"+ {venv}/bin/python -m pip install --upgrade edgepipe[device]\n" in out
+    assert "numpy<2" not in out and "constraints" not in out  # Trixie's apt numpy is 2.x
+    assert "libedgetpu" not in out
+    assert not (tmp_path / "edgepipe").exists()  # a dry run changes nothing
+
+
+def test_bookworm_holds_numpy_below_2_for_the_apt_picamera2(tmp_path):
+    out, _ = _dry_run(tmp_path, "bookworm", "--from", "./edgepipe-0.1.0-py3-none-any.whl")
+    assert f"-c {tmp_path}/edgepipe/constraints.txt --upgrade ./edgepipe-0.1.0-py3-none-any.whl" in out
+
+
+def test_coral_adds_the_signed_repository_runtime_and_udev_rule(tmp_path):
+    out, _ = _dry_run(tmp_path, "bookworm", "--coral")
+    assert "--dearmor -o /usr/share/keyrings/coral-edgetpu-archive-keyring.gpg" in out
+    assert "+ write /etc/apt/sources.list.d/coral-edgetpu.list" in out
+    assert "apt-get install -y libedgetpu1-std" in out
+    assert "+ write /etc/udev/rules.d/99-edgepipe-edgetpu.rules" in out
+    text = SCRIPT.read_text()
+    assert "deb [signed-by=${CORAL_KEYRING}] https://packages.cloud.google.com/apt coral-edgetpu-stable main" in text
+    assert 'ATTRS{idVendor}=="1a6e"' in text and 'ATTRS{idVendor}=="18d1"' in text
+
+
+def test_second_run_keeps_an_existing_venv(tmp_path):
+    python = tmp_path / "edgepipe" / "venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text("#!/bin/sh\n")
+    python.chmod(0o755)
+    out, err = _dry_run(tmp_path, "trixie")
+    assert "-m venv" not in out and f"{python.parent.parent} exists" in err
+
+
+def test_unknown_option_is_one_line_and_exit_1(tmp_path):
+    proc = subprocess.run(["bash", str(SCRIPT), "--colar"], capture_output=True, text=True)
+    assert proc.returncode == 1 and proc.stderr == "pi-setup: error: unknown option --colar (see --help)\n"
+
+
+def test_compiler_image_matches_what_convert_runs():
+    """convert runs `docker run ... --entrypoint edgetpu_compiler edgepipe/edgetpu-compiler` with /work mounted."""
+    text = Path(str(DEPLOY.joinpath("edgetpu-compiler", "Dockerfile"))).read_text()
+    assert "FROM --platform=linux/amd64 debian:bookworm-slim" in text  # the compiler exists for x86-64 only
+    assert "apt-get install -y --no-install-recommends edgetpu-compiler" in text
+    assert 'ENTRYPOINT ["edgetpu_compiler"]' in text and "WORKDIR /work" in text

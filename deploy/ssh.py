@@ -24,7 +24,7 @@ from pathlib import Path
 
 from edgepipe.device.errors import UserError
 
-# BatchMode: fail instead of hanging at a password or passphrase prompt.
+# With BatchMode ssh fails instead of hanging at a password or passphrase prompt.
 DEFAULT_CONNECT_TIMEOUT = 10
 SAFE_REMOTE_PATH = re.compile(r"^~?[A-Za-z0-9._/+-]*$")
 
@@ -83,6 +83,7 @@ class SshOptions:
         if self.identity:
             args += ["-i", self.identity]
         args += ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.connect_timeout}"]
+        args += ["-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]  # a dead link ends in ~1 min
         for option in self.options:
             args += ["-o", option]
         return args

@@ -22,8 +22,8 @@
 # apt numpy (1.24 on Bookworm, 2.x on Trixie); the venv sees it through
 # --system-site-packages, so on Bookworm pip is held to numpy<2 or Picamera2's
 # compiled helpers fail to import. tflite_runtime (the legacy runtime Coral's
-# examples use) needs numpy<2 and has no wheels for Python 3.11+ from Google;
-# edgepipe does not need it.
+# examples use) needs numpy<2 and its last release has no wheels for Python
+# 3.12+ (Trixie); edgepipe does not need it.
 set -euo pipefail
 
 PREFIX="${HOME}/edgepipe"

@@ -22,12 +22,11 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from .errors import UserError
 from .outputs import Display, Recorder, annotate
 from .postprocess import Prediction, ScoreSmoother, top_k
 from .runstats import RunStats
 from .runtime import Classifier
-from .sources import FrameSource, ImageError, ImageFilesSource, SourceUnavailable
+from .sources import FrameSource, ImageError, ImageFilesSource, SourceLost, SourceUnavailable
 
 FILE_BUFFER_FRAMES = 4
 POLL_S = 0.1  # how often the loops look at the stop flag: bounds the reaction to Ctrl-C
@@ -200,18 +199,18 @@ class Pipeline:
     source, --max-frames, --duration, the stop event (signals) or the display's q."""
 
     def __init__(self, classifier: Classifier, source: FrameSource, options: RunOptions,
-                 out: TextIO = sys.stdout, log: TextIO = sys.stderr, stop: threading.Event | None = None) -> None:
+                 out: TextIO | None = None, log: TextIO | None = None, stop: threading.Event | None = None) -> None:
         self.classifier, self.source, self.options = classifier, source, options
-        self.out, self.log = out, log
+        self.out, self.log = out or sys.stdout, log or sys.stderr
         self.stop = stop or threading.Event()
         self.stats = RunStats()
         self.smoother = ScoreSmoother(options.smooth) if options.smooth else None
         self.buffer = FrameBuffer(keep_newest=source.live or options.realtime)
         self.recorder = Recorder(options.record, options.force) if options.record else None
-        self.display = Display(log) if options.display else None
+        self.display = Display(self.log) if options.display else None
         if isinstance(source, ImageFilesSource):
             source.on_error = self._skipped
-        self._stop_reason = ("stopped", 0)
+        self._stop_reason: tuple[str, int] | None = None
 
     def request_stop(self, reason: str, exit_code: int = 0) -> None:
         """Stop within one poll interval (safe from a signal handler)."""
@@ -244,7 +243,7 @@ class Pipeline:
             reason, exit_code = "source lost", 1
         elif failure is not None:
             raise failure
-        elif reason == "stopped":
+        if self._stop_reason is not None:  # a signal wins over the end of source it caused
             reason, exit_code = self._stop_reason
         summary = self.stats.summary(reason=reason, exit_code=exit_code, **self._describe())
         self.log.write(self.stats.summary_line() + f" ({reason})\n")
@@ -278,7 +277,7 @@ class Pipeline:
             self.stats.drop(self.buffer.take_dropped())
             if frame is None:
                 if self.buffer.ended:
-                    return "end of source"
+                    return "stopped" if self.stop.is_set() else "end of source"
                 continue
             if self._process(frame):
                 return "quit from display"

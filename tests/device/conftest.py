@@ -55,3 +55,28 @@ def vector_model(tmp_path_factory: pytest.TempPathFactory, tiny_int8_model: dict
     path = tmp_path_factory.mktemp("vector") / "vector.tflite"
     path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
     return path
+
+
+@pytest.fixture(scope="session")
+def video(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A real 24-frame 320x240 MP4 at 25 fps; {"path", "frames", "fps"}."""
+    from edgepipe.synthetic import write_video
+
+    path = tmp_path_factory.mktemp("video") / "shapes.mp4"
+    truth = write_video(path, frames=24, size=(320, 240), fps=25.0)
+    return {"path": path, "frames": len(truth), "fps": 25.0}
+
+
+@pytest.fixture(scope="session")
+def image_folder(tmp_path_factory: pytest.TempPathFactory, shapes_dataset: Path) -> dict:
+    """Five real JPEGs plus a truncated JPEG and a text file posing as one."""
+    root = tmp_path_factory.mktemp("images")
+    good = sorted(shapes_dataset.rglob("*.jpg"))[::12][:5]
+    for i, src in enumerate(good):
+        shutil.copy(src, root / f"{i:02d}.jpg")
+    data = good[0].read_bytes()
+    (root / "03_truncated.jpg").write_bytes(data[: len(data) // 3])
+    (root / "zz_notes.jpg").write_text("not an image\n")
+    return {"root": root, "good": sorted(root.glob("0[0-4].jpg")),
+            "bad": [root / "03_truncated.jpg", root / "zz_notes.jpg"]}
+

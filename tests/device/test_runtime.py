@@ -3,7 +3,6 @@ Edge TPU selection without a TPU, and every damaged-input message."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np

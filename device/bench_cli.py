@@ -12,6 +12,7 @@ import argparse
 import importlib.util
 import json
 from pathlib import Path
+from typing import Any, Callable
 
 from .cliutil import add_command, non_negative_int, positive_float, positive_int
 from .errors import UserError
@@ -157,16 +158,10 @@ def bench_command(args: argparse.Namespace) -> int:
         e2e_source=args.e2e,
     )
     report = run_bench(Path(args.target), args.labels, plan)
-    if args.out:
-        atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
     if args.csv:
         atomic_write_text(args.csv, csv_text(report))
-    if args.plot:
-        from .benchplot import save_latency_plot
-
-        save_latency_plot(report_series(report), args.plot, f"{report['model_name']} on {report['environment']['hostname']}")
-    print(json.dumps(report, indent=2) if args.json else format_report(report))
-    return 0
+    title = f"{report['model_name']} on {report['environment']['hostname']}"
+    return _emit(args, report, lambda: format_report(report), lambda: report_series(report), title)
 
 
 def compare_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -180,20 +175,26 @@ def compare_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -
     from .bench_compare import comparison_json, comparison_series, compare_rows, format_comparison, load_report
 
     rows = compare_rows([load_report(path) for path in args.files])
-    result = comparison_json(rows, args.files)
+    return _emit(args, comparison_json(rows, args.files), lambda: format_comparison(rows),
+                 lambda: comparison_series(rows), "latency per inference")
+
+
+def _emit(args: argparse.Namespace, result: dict[str, Any], human: Callable[[], str],
+          series: Callable[[], list], title: str) -> int:
+    """--out (the JSON), --plot, then the JSON or the table on stdout."""
     if args.out:
         atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     if args.plot:
         from .benchplot import save_latency_plot
 
-        save_latency_plot(comparison_series(rows), args.plot, "latency per inference")
-    print(json.dumps(result, indent=2) if args.json else format_comparison(rows))
+        save_latency_plot(series(), args.plot, title)
+    print(json.dumps(result, indent=2) if args.json else human())
     return 0
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
     """Refuse to overwrite, and find a missing matplotlib, before minutes of measuring."""
-    for path in (args.out, getattr(args, "csv", None), args.plot):
+    for path in (args.out, args.csv, args.plot):
         if path is not None:
             refuse_overwrite(path, args.force)
     if args.plot:

@@ -101,7 +101,8 @@ def register_bench(subparsers: argparse._SubParsersAction) -> None:
         examples=EXAMPLES,
     ))
     p.add_argument("target", metavar="MODEL_OR_BUNDLE",
-                   help=f"a bundle directory or a .tflite file; or `{COMPARE}` followed by bench JSON files")
+                   help=f"a bundle directory or a .tflite file; or `{COMPARE}` followed by bench JSON files "
+                        f"(a bundle directory called {COMPARE}: write ./{COMPARE})")
     p.add_argument("files", nargs="*", default=[], metavar="JSON",
                    help=f"with `{COMPARE}`: results written by `bench --out`; the first is the baseline of the ratios")
     p.add_argument("--labels", type=Path, metavar="FILE", help="labels for a bare .tflite (a bundle has its own)")

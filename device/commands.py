@@ -10,8 +10,10 @@ import sys
 import threading
 from typing import Iterator
 
+import cv2
+
 from .fsutil import atomic_write_text, refuse_overwrite
-from .pipeline import Pipeline, RunOptions, classify_timed
+from .pipeline import Pipeline, RunOptions, predict_timed, preprocess_timed
 from .preprocess import ImageReadError, load_image
 from .runtime import Classifier, open_classifier
 from .sources import default_source, open_source
@@ -41,7 +43,9 @@ def classify_command(args: argparse.Namespace) -> int:
             failed += 1
             print(f"edgepipe classify: skipped: {exc}", file=sys.stderr, flush=True)
             continue
-        top, latency = classify_timed(classifier, bgr, args.top_k)
+        tensor, preprocess_ms = preprocess_timed(classifier, bgr)
+        top, stages = predict_timed(classifier, tensor, args.top_k)
+        latency = {"preprocess": preprocess_ms, **stages}
         if args.json:
             print(json.dumps({
                 "path": str(path),
@@ -97,6 +101,9 @@ def run_command(args: argparse.Namespace) -> int:
         record=args.record,
         force=args.force,
     )
+    # OpenCV's worker threads would compete with the interpreter's --threads for the same
+    # cores; decoding and resizing one frame are cheap enough for the capture thread alone.
+    cv2.setNumThreads(1)
     source = open_source(args.source or default_source(), args.size, args.fps)
     pipeline = Pipeline(_open(args), source, options)
     with _stop_on_signals(pipeline):

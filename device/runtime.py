@@ -199,8 +199,8 @@ def pixel_table(spec: InputSpec) -> np.ndarray:
 class Classifier:
     """One loaded model with its labels and the preprocessing it needs.
 
-    Not thread-safe: one interpreter serves one thread (run it from the
-    inference thread only).
+    `preprocess` is thread-safe (it only reads the spec); `invoke` and
+    `classify` are not: one interpreter serves one thread.
     """
 
     def __init__(

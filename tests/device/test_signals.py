@@ -35,7 +35,8 @@ def test_signal_stops_run_within_a_second_and_flushes_summary_and_recording(
     )
     try:
         first = [json.loads(proc.stdout.readline()) for _ in range(3)]
-        assert [row["frame"] for row in first] == [0, 1, 2]
+        indices = [row["frame"] for row in first]
+        assert indices == sorted(set(indices))  # paced like a camera: may drop, never reorders
         sent = time.monotonic()
         proc.send_signal(sig)
         out, err = proc.communicate(timeout=10)

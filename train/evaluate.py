@@ -85,9 +85,9 @@ def _score_device(args: argparse.Namespace, path: Path) -> Scored:
 
     from .device_eval import predict_files
 
-    classifier = open_classifier(path, labels=args.labels)
     if path.suffix == ".tflite" and not args.labels:
         raise UserError(f"{path} has no labels; pass --labels FILE")
+    classifier = open_classifier(path, labels=args.labels)
     samples, skipped = _samples_for(args, classifier.labels)
     if not samples:
         raise UserError("no readable images to evaluate")

@@ -22,6 +22,9 @@ ALPHAS = (0.35, 0.5, 0.75, 1.0)
 MIN_INPUT_SIZE, MAX_INPUT_SIZE = 96, 224
 FEATURES_LAYER = "features"  # the global-average-pooled backbone output
 HEAD_LAYER = "predictions"
+# Keras' 0.999 moving averages stay near their initial values for hundreds of
+# steps; a small data set trains for fewer, so validation would use stale BN.
+RANDOM_INIT_BN_MOMENTUM = 0.9
 
 
 @dataclass(frozen=True)
@@ -119,11 +122,19 @@ def is_batch_norm(layer) -> bool:
     return isinstance(layer, keras().layers.BatchNormalization)
 
 
-def unfreeze_top(model, layers: list) -> int:
-    """Make `layers` trainable except BatchNormalization (frozen = inference mode); returns how many."""
+def unfreeze_top(model, layers: list, train_batch_norm: bool = False) -> int:
+    """Make `layers` trainable, BatchNormalization only if asked (frozen = inference mode); returns how many.
+
+    Pretrained BN must stay frozen. A randomly initialised network is the
+    exception: frozen at its initial statistics BN is the identity, and
+    without normalisation activations shrink layer by layer (~1e-11 at
+    MobileNetV2's output), so nothing trains.
+    """
     count = 0
     for layer in layers:
-        if not is_batch_norm(layer) and layer.weights:
+        if train_batch_norm and is_batch_norm(layer):
+            layer.momentum = RANDOM_INIT_BN_MOMENTUM
+        if (train_batch_norm or not is_batch_norm(layer)) and layer.weights:
             layer.trainable = True
             count += 1
     return count

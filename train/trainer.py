@@ -268,9 +268,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                      class_weight)
                 best.restore()
                 if top:
-                    unfrozen = unfreeze_top(model, top)
+                    random_init = cfg.model.weights == "none"
+                    unfrozen = unfreeze_top(model, top, train_batch_norm=random_init)
                     _log(f"fine-tuning the top {len(top)} backbone layers ({unfrozen} with weights; "
-                         "BatchNormalization stays frozen)")
+                         + ("BatchNormalization trains: random initial weights)" if random_init
+                            else "BatchNormalization stays frozen)"))
                     suffix = sub_model(boundary, model.output, "fine_tuned_top")
                     _fit(suffix, boundary_train, boundary_val, cfg, "fine_tune", cfg.fine_tune_epochs,
                          cfg.fine_tune_learning_rate, best, history, class_weight)

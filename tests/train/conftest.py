@@ -30,10 +30,30 @@ def shapes_with_bad_files(tmp_path_factory: pytest.TempPathFactory, shapes_datas
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory, shapes_with_bad_files: Path) -> Path:
-    """A run dir trained for 2+1 epochs on the shapes (random weights: checks plumbing, not accuracy)."""
+def pretrained_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A MobileNetV2 alpha 0.35 backbone weights file whose BatchNormalization holds non-trivial
+    statistics (as a real pretrained file does), so a test can see whether training moved them."""
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(5)
+    backbone = keras.applications.MobileNetV2(input_shape=(96, 96, 3), include_top=False, alpha=0.35, weights=None)
+    rng = np.random.default_rng(5)
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([rng.uniform(0.8, 1.2, gamma.shape), rng.normal(0, 0.1, beta.shape),
+                               rng.normal(0, 0.1, mean.shape), rng.uniform(0.5, 1.5, var.shape)])
+    path = tmp_path_factory.mktemp("weights") / "mobilenet_v2_0.35_no_top.h5"
+    backbone.save_weights(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, shapes_with_bad_files: Path, pretrained_weights: Path) -> Path:
+    """A run dir trained for 2+1 epochs on the shapes from `pretrained_weights` (checks plumbing, not accuracy)."""
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    assert main(["train", str(shapes_with_bad_files), "--out", str(out), *TINY]) == 0
+    args = [str(pretrained_weights) if a == "none" else a for a in TINY]
+    assert main(["train", str(shapes_with_bad_files), "--out", str(out), *args]) == 0
     return out
 
 
@@ -90,3 +110,35 @@ def odd_images(tmp_path: Path) -> dict[str, Path]:
     put("empty.jpg", b"")
     put("text.png", b"this is not an image\n")
     return files
+
+
+@pytest.fixture(scope="session")
+def float_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A bundle around a tiny float32 .tflite classifier (32x32, labels in SHAPES order, not sorted).
+
+    Seconds to build, unlike an int8 conversion: enough to exercise evaluate's device-runtime path.
+    """
+    import json
+
+    import tensorflow as tf
+    import tf_keras as keras
+
+    from edgepipe.device.bundle import CPU_MODEL, LABELS, MANIFEST, build_manifest
+    from edgepipe.device.preprocess import InputSpec
+    from edgepipe.synthetic import SHAPES
+
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(8, 3, activation="relu")(inputs)
+    outputs = keras.layers.Dense(len(SHAPES), activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+    tflite = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inputs, outputs)).convert()
+    root = tmp_path_factory.mktemp("bundles") / "float"
+    root.mkdir()
+    (root / CPU_MODEL).write_bytes(tflite)
+    (root / LABELS).write_text("".join(f"{s}\n" for s in SHAPES))
+    manifest = build_manifest(root, labels=list(SHAPES), input_spec=InputSpec(32, 32),
+                              output={"dtype": "float32", "scale": 0.0, "zero_point": 0,
+                                      "num_classes": len(SHAPES), "activation": "softmax"},
+                              models={"cpu": CPU_MODEL})
+    (root / MANIFEST).write_text(json.dumps(manifest))
+    return root

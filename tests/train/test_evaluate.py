@@ -39,36 +39,37 @@ def test_evaluate_folder_human_output_and_out_dir(tiny_run, shapes_with_bad_file
     assert "already exists; pass --force" in capsys.readouterr().err
 
 
-def test_evaluate_bundle_through_device_runtime(tiny_bundle, shapes_dataset, capsys):
-    assert main(["evaluate", str(tiny_bundle), str(shapes_dataset), "--json"]) == 0
+def test_evaluate_bundle_through_device_runtime(float_bundle, shapes_dataset, capsys):
+    assert main(["evaluate", str(float_bundle), str(shapes_dataset), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["n"] == 64 and result["engine"].startswith("tflite:") and result["engine"].endswith(":cpu")
     assert result["labels"] == ["circle", "square", "triangle", "cross"]  # the bundle's order, not the folders'
     assert [result["per_class"][k]["support"] for k in result["labels"]] == [16, 16, 16, 16]
 
 
-def test_tflite_needs_labels(tiny_int8_model, shapes_dataset, capsys):
-    assert main(["evaluate", str(tiny_int8_model["model"]), str(shapes_dataset)]) == 1
+def test_tflite_needs_labels(float_bundle, shapes_dataset, capsys):
+    model = float_bundle / "model.tflite"
+    assert main(["evaluate", str(model), str(shapes_dataset)]) == 1
     assert "pass --labels" in capsys.readouterr().err
-    assert main(["evaluate", str(tiny_int8_model["model"]), str(shapes_dataset), "--labels",
-                 str(tiny_int8_model["labels"]), "--json"]) == 0
+    assert main(["evaluate", str(model), str(shapes_dataset), "--labels", str(float_bundle / "labels.txt"),
+                 "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 64
 
 
-def test_predict_files_scores_like_the_classifier_and_skips_unreadable(tiny_bundle, shapes_dataset, tmp_path):
+def test_predict_files_scores_like_the_classifier_and_skips_unreadable(float_bundle, shapes_dataset, tmp_path):
     files = sorted(shapes_dataset.rglob("*.jpg"))[:5]
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff")
-    scores, unreadable = predict_files(tiny_bundle, [files[0], broken, *files[1:]])
+    scores, unreadable = predict_files(float_bundle, [files[0], broken, *files[1:]])
     assert unreadable == [broken]
     assert scores.shape == (5, 4) and scores.dtype == np.float32
-    classifier = open_classifier(tiny_bundle)
+    classifier = open_classifier(float_bundle)
     for row, path in zip(scores, files):
         np.testing.assert_array_equal(row, classifier.invoke(classifier.preprocess(load_image(path))))
 
 
 @pytest.mark.parametrize("args, message", [
-    (["nowhere"], "does not exist"),
+    (["nowhere", "."], "does not exist"),
     ([".", "--split", "val"], "not a run dir, .keras model, bundle dir or .tflite"),
 ])
 def test_evaluate_bad_model_is_one_line_error(args, message, capsys):

@@ -24,7 +24,7 @@ def test_run_dir_has_every_output_and_they_parse(tiny_run, shapes_with_bad_files
     assert run.input_spec == InputSpec(96, 96)
     cfg = run.config
     assert cfg["data_dir"] == str(shapes_with_bad_files.resolve())
-    assert (cfg["architecture"], cfg["alpha"], cfg["input_size"], cfg["weights"]) == ("mobilenet_v2", 0.35, 96, "none")
+    assert (cfg["architecture"], cfg["alpha"], cfg["input_size"]) == ("mobilenet_v2", 0.35, 96)
     assert cfg["input"]["dtype"] == "float32" and cfg["interrupted"] is False
     assert cfg["num_skipped"] == 2 and cfg["num_train"] + cfg["num_val"] == 64
     split = run.split
@@ -44,18 +44,19 @@ def test_run_dir_has_every_output_and_they_parse(tiny_run, shapes_with_bad_files
     assert not [p.name for p in tiny_run.parent.iterdir() if p.name.startswith(".")]  # no temp dirs left
 
 
-def test_model_is_flat_with_batchnorm_untouched(tiny_run):
+def test_model_is_flat_with_pretrained_batchnorm_untouched(tiny_run, pretrained_weights):
     import tf_keras as keras
 
     model = rd.load_run(tiny_run).load_model()
     assert not [layer.name for layer in model.layers if isinstance(layer, keras.Model)]
     assert model.input_shape == (None, 96, 96, 3) and model.output_shape == (None, 4)
+    pretrained = keras.applications.MobileNetV2(input_shape=(96, 96, 3), include_top=False, alpha=0.35,
+                                                weights=str(pretrained_weights))
     bn = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     assert len(bn) > 40 and not any(layer.trainable for layer in bn)
-    # Random-init BN is gamma 1, beta 0, mean 0, var 1; any training-mode step would move mean/var.
-    for layer in bn:
-        gamma, beta, mean, var = layer.get_weights()
-        assert np.all(gamma == 1) and np.all(beta == 0) and np.all(mean == 0) and np.all(var == 1), layer.name
+    for layer in bn:  # gamma, beta, moving mean and variance exactly as loaded, after head AND fine-tuning
+        for trained, loaded in zip(layer.get_weights(), pretrained.get_layer(layer.name).get_weights()):
+            np.testing.assert_array_equal(trained, loaded, err_msg=layer.name)
     scores = model.predict(np.zeros((2, 96, 96, 3), np.float32), verbose=0)
     np.testing.assert_allclose(scores.sum(axis=1), 1.0, rtol=1e-5)
 
@@ -88,7 +89,7 @@ def test_ctrl_c_during_fine_tuning_keeps_the_best_head(shapes_dataset, tiny_args
 
     monkeypatch.setattr(trainer, "_fit", fit_then_interrupt)
     out = tmp_path / "run"
-    assert main(["train", str(shapes_dataset), "--out", str(out), *tiny_args, "--augment-copies", "1"]) == 130
+    assert main(["train", str(shapes_dataset), "--out", str(out), *tiny_args, "--no-augment", "--epochs", "1"]) == 130
     assert "interrupted: keeping the best model so far (head epoch" in capsys.readouterr().err
     run = rd.load_run(out)
     assert run.config["interrupted"] is True and run.config["best"].startswith("head epoch")

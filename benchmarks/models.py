@@ -1,5 +1,6 @@
 """The reference model of the performance table: a full-int8 (uint8 I/O)
-MobileNetV2 1.0 at 224x224, built once and cached on disk.
+MobileNetV2 1.0 at 224x224, built once and cached on disk, converted by the
+same function `edgepipe convert` uses (edgepipe.convert.quantize.export_tflite).
 
 Latency does not depend on the head's weights, so the classifier head is
 randomly initialised; the backbone carries the ImageNet weights so the
@@ -40,11 +41,11 @@ def mobilenet_v2_int8(path: str | Path, input_size: int = 224) -> Path:
     if path.is_file():
         return path
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-    import tensorflow as tf
     import tf_keras as keras
 
+    from edgepipe.convert.quantize import export_tflite
     from edgepipe.device.fsutil import atomic_write_bytes
-    from edgepipe.device.preprocess import InputSpec, to_model_float
+    from edgepipe.device.preprocess import InputSpec, resize_to_input
 
     keras.utils.set_random_seed(0)
     weights = str(WEIGHTS) if WEIGHTS.is_file() and input_size == 224 else None
@@ -56,17 +57,6 @@ def mobilenet_v2_int8(path: str | Path, input_size: int = 224) -> Path:
     model = keras.Model(inputs, outputs)
 
     spec = InputSpec(height=input_size, width=input_size)
-    images = _representative_images(input_size)
-
-    def representative():
-        for bgr in images:
-            yield [to_model_float(bgr, spec)[np.newaxis]]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.uint8
-    converter.inference_output_type = tf.uint8
-    atomic_write_bytes(path, converter.convert())
+    pixels = np.stack([resize_to_input(bgr, spec) for bgr in _representative_images(input_size)])
+    atomic_write_bytes(path, export_tflite(model, spec, pixels, io="uint8"))
     return path

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from .bench_cli import register_bench
-from .cliutil import add_command, non_negative_int, positive_float, positive_int
+from .cliutil import add_command, non_negative_float, non_negative_int, positive_float, positive_int, unit_interval
 
 ACCELERATOR_CHOICES = ("cpu", "edgetpu", "auto")
 
@@ -22,27 +22,6 @@ def size(text: str) -> tuple[int, int]:
     if not match or 0 in (int(match.group(1)), int(match.group(2))):
         raise argparse.ArgumentTypeError(f"{text!r} is not a size like 640x480")
     return int(match.group(1)), int(match.group(2))
-
-
-def unit_interval(text: str) -> float:
-    """A number in [0, 1] (a score threshold)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
-    return value
 
 
 def smoothing_alpha(text: str) -> float:

@@ -14,7 +14,7 @@ from pathlib import Path
 from edgepipe.device.cliutil import add_command, positive_float, positive_int
 from edgepipe.device.errors import UserError
 
-from .ssh import DEFAULT_CONNECT_TIMEOUT, Remote, SshOptions, Target, ssh_option
+from .ssh import DEFAULT_CONNECT_TIMEOUT, AgentFailure, Remote, SshOptions, Target, ssh_option
 
 ACTIONS = ("status", "rollback")
 ACCELERATORS = ("cpu", "edgetpu", "auto")
@@ -133,6 +133,11 @@ def run_deploy(args: argparse.Namespace) -> int:
         return run_playbook(bundle, Path(args.inventory), args, _service_settings(args))
     if not args.host:
         raise UserError("no device given: edgepipe deploy BUNDLE user@host (or --inventory hosts.ini)")
-    result = release.deploy(remote_from_args(args, args.host), bundle, _service_settings(args), args.keep)
+    try:
+        result = release.deploy(remote_from_args(args, args.host), bundle, _service_settings(args), args.keep)
+    except AgentFailure as exc:  # scripts get what happened on the device (rollback, health) as JSON too
+        if args.json:
+            print(json.dumps(exc.result, indent=2))
+        raise
     _emit(args, result, [release.describe(result)])
     return 0

@@ -22,7 +22,6 @@ from .device_check import assess, format_report, uses_camera
 from .ssh import Remote
 
 RELEASE_ID_CHARS = 16
-TEMPLATE = "edgepipe.service.in"
 SERVICE_MANAGERS = ("systemd", "process")
 
 
@@ -71,11 +70,13 @@ def scp_upload(remote: Remote, local: Path, remote_path: str) -> None:
 
 
 def ensure_release(remote: Remote, bundle: LocalBundle, accelerator: str, needs_camera: bool,
-                   upload: Uploader = scp_upload, say: Callable[[str], None] = progress) -> dict:
+                   upload: Uploader = scp_upload, say: Callable[[str], None] = progress,
+                   commit: bool = True) -> dict:
     """Check the device, then make sure PREFIX/releases/<id> holds this bundle, verified there.
 
     Returns the `prepare` answer (prefix, device report, ...). Nothing on the
-    device changes before the checks pass, apart from removing stale partial uploads.
+    device changes before the checks pass, apart from removing stale partial
+    uploads. With commit=False the caller's `activate --sha` verifies the upload.
     """
     prepared = remote.agent("prepare", bundle.release_id, bundle.sha256)
     report = prepared["report"]
@@ -94,8 +95,9 @@ def ensure_release(remote: Remote, bundle: LocalBundle, accelerator: str, needs_
         return prepared
     say(f"uploading {bundle.root} ({bundle.size / 1e6:.1f} MB) to {prepared['release_dir']}")
     upload(remote, bundle.root, prepared["partial"])
-    remote.agent("commit", bundle.release_id, bundle.sha256)
-    say(f"verified every file's sha256 on the device: release {bundle.release_id}")
+    if commit:
+        remote.agent("commit", bundle.release_id, bundle.sha256)
+        say(f"verified every file's sha256 on the device: release {bundle.release_id}")
     return prepared
 
 
@@ -105,18 +107,16 @@ def deploy(remote: Remote, bundle_path: Path, service: ServiceSettings | None, k
     bundle = read_local_bundle(bundle_path)
     accelerator = service.accelerator if service else "auto"
     needs_camera = service is not None and uses_camera(service.source)
-    prepared = ensure_release(remote, bundle, accelerator, needs_camera, upload, say)
-    args = ["activate", bundle.release_id, "--keep", str(keep)]
+    prepared = ensure_release(remote, bundle, accelerator, needs_camera, upload, say, commit=False)
+    args = ["activate", bundle.release_id, "--sha", bundle.sha256, "--keep", str(keep)]
     if service:
         template = resources.files("edgepipe.deploy").joinpath("templates", "edgepipe.service")
-        with resources.as_file(template) as path:
-            upload(remote, path, f"{prepared['prefix']}/{TEMPLATE}")
-        args += ["--manager", service.manager, "--scope", service.scope, "--accelerator", service.accelerator,
+        args += ["--template-text", template.read_text(encoding="utf-8"), "--manager", service.manager, "--scope", service.scope, "--accelerator", service.accelerator,
                  "--health-timeout", f"{service.health_timeout:g}"]
         if service.source:
             args += ["--source", service.source]
-        say(f"switching {prepared['prefix']}/current to {bundle.release_id}, restarting the service "
-            f"and waiting up to {service.health_timeout:g}s for a result")
+        say(f"verifying on the device, switching {prepared['prefix']}/current to {bundle.release_id}, "
+            f"restarting the service and waiting up to {service.health_timeout:g}s for a result")
     else:
         args += ["--manager", "none"]
     result = remote.agent(*args)

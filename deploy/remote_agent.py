@@ -22,7 +22,7 @@ Layout under PREFIX:
     deploy-state.json       {"history": [{"release": id, "service": config}, ...]}, oldest first:
                             what rollback goes back to, with the service settings it ran with
     service.json            the service settings in effect (manager, source, accelerator, python)
-    edgepipe.service.in     the unit template uploaded with the release
+    edgepipe.service.in     the unit template (sent by `edgepipe deploy`, copied by Ansible)
 """
 
 from __future__ import annotations
@@ -53,10 +53,10 @@ SERVICE_NAME = "edgepipe"
 CORAL_USB_IDS = ("1a6e:089a", "18d1:9302")
 POLL_S = 0.25
 
-# Asks the Python that will run the service what it can import; runs in that
-# interpreter (the venv), not in the one running this agent.
+# Asks the Python that will run the service what it can import: in that
+# interpreter (the venv), or in this process when it is the same one.
 EDGEPIPE_PROBE = """
-import importlib.util, json, sys
+import importlib.util, sys
 out = {"python": sys.version.split()[0]}
 try:
     import edgepipe, edgepipe.device
@@ -65,7 +65,6 @@ except Exception as exc:
     out["error"] = "%s: %s" % (type(exc).__name__, exc)
 out["modules"] = {m: importlib.util.find_spec(m) is not None
                   for m in ("numpy", "cv2", "ai_edge_litert", "tflite_runtime", "picamera2")}
-print(json.dumps(out))
 """
 
 # Parent of the service process for the `process` manager: records the exit
@@ -89,6 +88,7 @@ class AgentError(Exception):
 
 
 def sha256_file(path: Path) -> str:
+    """edgepipe.device.bundle.sha256_file, again: this script must run where edgepipe is not installed."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -173,8 +173,13 @@ def verify_release(directory: Path, expected_sha: str | None = None) -> None:
 # ---------------------------------------------------------------- device report
 
 def probe_edgepipe(python: str) -> dict:
+    if os.path.abspath(python) == os.path.abspath(sys.executable):  # not realpath: a venv links to its base
+        namespace = {}
+        exec(EDGEPIPE_PROBE, namespace)  # a fixed string of this file, not input
+        return namespace["out"]
+    code = EDGEPIPE_PROBE + "import json\nprint(json.dumps(out))\n"
     try:
-        proc = subprocess.run([python, "-c", EDGEPIPE_PROBE], capture_output=True, text=True, timeout=60)
+        proc = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return {"error": "cannot run %s: %s" % (python, exc)}
     try:
@@ -521,10 +526,11 @@ def cmd_prepare(args, layout: Layout) -> dict:
     }
 
 
-def cmd_commit(args, layout: Layout) -> dict:
-    partial, release = layout.partial(args.release), layout.release(args.release)
+def commit_upload(layout: Layout, release_id: str, sha: str) -> dict:
+    """Verify an upload on the device and only then make it a release."""
+    partial, release = layout.partial(release_id), layout.release(release_id)
     try:
-        verify_release(partial, args.sha)
+        verify_release(partial, sha)
     except AgentError as exc:
         shutil.rmtree(str(partial), ignore_errors=True)
         raise AgentError("%s; the upload was discarded and the device keeps its current release" % exc)
@@ -532,10 +538,18 @@ def cmd_commit(args, layout: Layout) -> dict:
         shutil.rmtree(str(partial))
     else:
         os.rename(str(partial), str(release))
-    return {"release": args.release, "release_dir": str(release), "verified": True}
+    return {"release": release_id, "release_dir": str(release), "verified": True}
+
+
+def cmd_commit(args, layout: Layout) -> dict:
+    return commit_upload(layout, args.release, args.sha)
 
 
 def cmd_activate(args, layout: Layout) -> dict:
+    if args.sha and layout.partial(args.release).is_dir():  # one round trip less for a fresh upload
+        commit_upload(layout, args.release, args.sha)
+    if args.template_text:
+        layout.template.write_text(args.template_text)
     previous = layout.current_release()
     history = layout.history()
     previous_entry = next((e for e in reversed(history) if e["release"] == previous), None)
@@ -635,6 +649,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_commit)
     p = sub.add_parser("activate")
     p.add_argument("release")
+    p.add_argument("--sha", help="verify and commit the upload of this bundle first")
+    p.add_argument("--template-text", help="the unit template, stored as PREFIX/%s first" % TEMPLATE_FILE)
     p.add_argument("--keep", type=int, default=3)
     p.add_argument("--manager", choices=sorted(MANAGERS) + ["none"], default="systemd")
     p.add_argument("--scope", choices=("user", "system"), default="user")
@@ -658,6 +674,8 @@ def main(argv: list | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         layout = Layout(args.prefix)
+        # ssh starts us in $HOME, where the default prefix ~/edgepipe would shadow the edgepipe package.
+        os.chdir("/")
         print(json.dumps(args.func(args, layout)))
         return 0
     except AgentError as exc:

@@ -193,11 +193,16 @@ def test_failed_health_check_rolls_back_then_status_and_manual_rollback(
     good, bad = tiny_bundle, _variant(tiny_bundle, tmp_path, "v2")
     good_id, bad_id = _release_id(good), _release_id(bad)
     assert _deploy(good, sshd, deploy_argv, "--source", str(video)) == 0
+    capsys.readouterr()
     # The new release's service cannot open its source: no result -> back to the good one.
     assert _deploy(bad, sshd, deploy_argv, "--source", str(tmp_path / "missing.mp4"),
-                   "--health-timeout", "60") == 1
-    err = capsys.readouterr().err.strip().splitlines()[-1]
+                   "--health-timeout", "60", "--json") == 1
+    out, err = capsys.readouterr()
+    err = err.strip().splitlines()[-1]
     assert f"release {bad_id} failed its health check" in err and f"rolled back to {good_id}" in err
+    assert "missing.mp4 does not exist" in err  # the service's own last error line
+    outcome = json.loads(out)
+    assert outcome["rolled_back"] and not outcome["health"]["healthy"] and outcome["previous_health"]["healthy"]
     assert os.readlink(prefix / "current") == f"releases/{good_id}"
     assert _releases(prefix) == [good_id] and _history(prefix) == [good_id]
     assert main(["deploy", "status", sshd.host, *deploy_argv("--json")]) == 0

@@ -83,17 +83,13 @@ def test_train_without_the_train_extra_names_the_pip_install(shapes_dataset, tmp
 
 def test_internal_errors_are_one_line_without_debug_and_a_traceback_with_it():
     code = (
-        "import sys, argparse\n"
-        "import edgepipe.cli as cli\n"
+        "import sys\n"
+        "import edgepipe.demo\n"
         "def boom(args):\n"
         "    raise RuntimeError('something broke')\n"
-        "real = cli.build_parser\n"
-        "def patched():\n"
-        "    p = real()\n"
-        "    p.set_defaults(func=boom, command='demo')\n"
-        "    return p\n"
-        "cli.build_parser = patched\n"
-        "sys.exit(cli.main(sys.argv[1:]))"
+        "edgepipe.demo.run_demo = boom  # registered when main() builds the parser\n"
+        "from edgepipe.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))"
     )
     quiet = _run(code, "demo", "--workdir", "x")
     assert quiet.returncode == 1

@@ -184,3 +184,26 @@ def test_stop_event_ends_a_live_run_promptly(tiny_bundle):
     result = pipeline.run()
     assert result.reason == "stopped" and result.exit_code == 0
     assert 5 <= result.summary["frames"] <= 7
+
+
+def test_memory_retained_by_a_run_does_not_grow_with_its_length(tiny_bundle):
+    """Six times the frames, the same retained Python memory: nothing per frame is kept."""
+    import os
+    import tracemalloc
+
+    classifier = open_classifier(tiny_bundle, threads=1)
+
+    def retained_after(frames: int) -> int:
+        with open(os.devnull, "w") as sink:
+            pipeline = Pipeline(classifier, BurstSource(frames), RunOptions(json=True, stats_interval=0),
+                                out=sink, log=sink)
+            tracemalloc.start()
+            try:
+                pipeline.run()
+                return tracemalloc.get_traced_memory()[0]
+            finally:
+                tracemalloc.stop()
+
+    retained_after(50)  # first-use allocations (imports, caches) out of the way
+    short, long = retained_after(100), retained_after(600)
+    assert long - short < 32 * 1024

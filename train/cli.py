@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from edgepipe.device.cli import non_negative_float  # TODO(device): belongs in cliutil beside its siblings
 from edgepipe.device.cliutil import add_command, fraction, non_negative_int, positive_float, positive_int
 
 from .model import ALPHAS, ARCHITECTURES, MAX_INPUT_SIZE, MIN_INPUT_SIZE
@@ -17,16 +18,6 @@ def input_size(text: str) -> int:
     value = positive_int(text)
     if not MIN_INPUT_SIZE <= value <= MAX_INPUT_SIZE:
         raise argparse.ArgumentTypeError(f"{text!r} must be between {MIN_INPUT_SIZE} and {MAX_INPUT_SIZE}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
     return value
 
 

@@ -216,7 +216,6 @@ def effective_config(cfg: TrainConfig, split: Split, spec: InputSpec, strategy) 
         "input": spec.to_json(),
         **{k: v for k, v in asdict(cfg).items() if k not in ("model", "data_dir", "out", "val_dir", "augment", "force")},
         "augment": asdict(cfg.augment) if cfg.augment is not None else None,
-        "strategy": cfg.strategy,
         "replicas": int(strategy.num_replicas_in_sync),
     }
 

@@ -10,6 +10,8 @@ convolutions, so BN in training mode destroys them.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,7 +70,8 @@ def build_backbone(cfg: ModelConfig, inputs):
         # The Edge TPU has no hard-swish; our pipeline feeds [-1, 1] pixels already.
         kwargs.update(minimalistic=True, include_preprocessing=False)
     try:
-        return _application(cfg.architecture)(**kwargs)
+        with contextlib.redirect_stdout(sys.stderr):  # Keras prints its download progress; stdout is for results
+            return _application(cfg.architecture)(**kwargs)
     except ValueError as exc:
         if weights not in (None, "imagenet"):
             raise UserError(

@@ -1,0 +1,198 @@
+"""`edgepipe convert` end to end on a real RUN_DIR (a small flat Keras classifier
+trained on the synthetic shapes): candidates measured through the device
+runtime, the bundle contract, Edge TPU compilation paths, and bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgepipe.cli import main
+from edgepipe.convert import converter
+from edgepipe.convert.metadata import METADATA_NAME, read_metadata
+from edgepipe.device.bundle import load_bundle
+from edgepipe.device.runtime import open_classifier
+from edgepipe.train.device_eval import predict_files
+from edgepipe.train.metrics import classification_report
+from edgepipe.train.run_dir import load_run
+
+
+def convert(run: Path, out: Path, *extra: str) -> int:
+    return main(["convert", str(run), "--out", str(out), *extra])
+
+
+@pytest.fixture(scope="module")
+def auto_bundle(small_run: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The default conversion (PTQ and QAT both measured), run once for the tests below."""
+    import contextlib
+    import io
+
+    out = tmp_path_factory.mktemp("bundles") / "auto"
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        rc = convert(small_run, out, "--qat-epochs", "1", "--float32", "--json")
+    return {"rc": rc, "out": out, "summary": json.loads(stdout.getvalue())}
+
+
+def test_convert_writes_a_bundle_that_loads_and_runs(auto_bundle: dict, small_run: Path) -> None:
+    assert auto_bundle["rc"] == 0
+    bundle = load_bundle(auto_bundle["out"], verify=True)
+    assert bundle.models == {"cpu": "model.tflite"}
+    assert bundle.labels == load_run(small_run).labels
+    assert bundle.input_spec.dtype == "uint8" and bundle.input_spec.scale > 0
+    assert (bundle.input_spec.height, bundle.input_spec.width) == (32, 32)
+    classifier = open_classifier(auto_bundle["out"])
+    assert classifier.input_spec == bundle.input_spec and classifier.num_classes == 4
+    assert {"model.tflite", "model_float32.tflite", "labels.txt", "drift.json", "drift.md"} <= set(bundle.manifest["files"])
+
+
+def test_bundle_json_records_both_methods_and_ships_the_better(auto_bundle: dict, small_run: Path) -> None:
+    manifest = load_bundle(auto_bundle["out"]).manifest
+    acc = manifest["accuracy"]
+    assert acc["split"] == "held-out validation of RUN_DIR" and acc["n"] == 24
+    assert 0 <= acc["ptq"] <= 1 and 0 <= acc["qat"] <= 1 and acc["edgetpu"] is None
+    shipped = manifest["quantization"]["method"]
+    assert acc["int8"] == acc[shipped] == max(acc["ptq"], acc["qat"])
+    assert manifest["quantization"]["requested"] == "auto"
+    assert manifest["training"] == json.loads((small_run / "config.json").read_text())
+    assert manifest["output"]["dtype"] == "uint8" and manifest["output"]["num_classes"] == 4
+    assert manifest["output"]["activation"] == "softmax"
+    assert manifest["edgetpu"]["compiled"] is False and manifest["edgetpu"]["compiler"] is None
+    assert manifest["edgetpu"]["prediction"]["mapped_fraction"] == 1.0
+    assert manifest["extra_models"] == {"float32": "model_float32.tflite"}
+    summary = auto_bundle["summary"]
+    assert summary["status"] == "ok" and summary["accuracy"] == acc
+
+
+def test_recorded_int8_accuracy_is_what_the_device_runtime_measures(auto_bundle: dict, small_run: Path) -> None:
+    run = load_run(small_run)
+    files = run.split_files("val")
+    scores, unreadable = predict_files(auto_bundle["out"], [p for p, _ in files])
+    measured = float(np.mean(scores.argmax(axis=1) == np.array([label for _, label in files])))
+    assert unreadable == [] and measured == load_bundle(auto_bundle["out"]).manifest["accuracy"]["int8"]
+
+
+def test_drift_report_compares_int8_with_float(auto_bundle: dict) -> None:
+    drift = json.loads((auto_bundle["out"] / "drift.json").read_text())
+    acc = load_bundle(auto_bundle["out"]).manifest["accuracy"]
+    assert drift["n"] == 24 and drift["accuracy"] == {"float": acc["float"], "int8": acc["int8"]}
+    assert drift["drop_points"] == pytest.approx((acc["float"] - acc["int8"]) * 100, abs=0.01)
+    assert len(drift["changed"]) == round((1 - drift["top1_agreement"]) * 24)
+    assert np.asarray(drift["confusion_difference"]).sum() == 0  # same images, moved between cells
+    assert set(drift["per_class"]) == {"circle", "square", "triangle", "cross"}
+    text = (auto_bundle["out"] / "drift.md").read_text()
+    assert "## Per-class accuracy" in text and "top-1 agreement" in text
+
+
+def test_model_file_carries_labels_and_input_spec(auto_bundle: dict) -> None:
+    meta = json.loads(read_metadata((auto_bundle["out"] / "model.tflite").read_bytes())[METADATA_NAME])
+    assert meta["labels"] == ["circle", "square", "triangle", "cross"] and meta["input"]["height"] == 32
+
+
+def test_forced_qat_with_edgetpu_with_stand_in_compiler(small_run: Path, tmp_path: Path, stand_in_compiler) -> None:
+    stand_in_compiler("success")
+    out = tmp_path / "qat"
+    assert convert(small_run, out, "--method", "qat", "--qat-epochs", "0", "--edgetpu", "--min-runtime", "13",
+                   "--max-drop", "100") == 0  # fmt: skip
+    bundle = load_bundle(out)
+    manifest = bundle.manifest
+    assert manifest["quantization"]["method"] == "qat" and manifest["accuracy"]["ptq"] is not None
+    assert bundle.models == {"cpu": "model.tflite", "edgetpu": "model_edgetpu.tflite"}
+    assert manifest["edgetpu"]["compiled"] is True
+    assert manifest["edgetpu"]["compiler"]["where"] == "local" and "-m" in manifest["edgetpu"]["compiler"]["command"]
+    # the stand-in drops metadata like the real compiler; convert puts it back
+    assert METADATA_NAME in read_metadata((out / "model_edgetpu.tflite").read_bytes())
+    # calibrated QAT (no fine-tune) starts where PTQ is, not at chance
+    assert abs(manifest["accuracy"]["qat"] - manifest["accuracy"]["ptq"]) <= 0.1
+
+
+def test_no_compiler_keeps_going_with_the_cpu_bundle(small_run: Path, tmp_path: Path, no_compiler, capsys) -> None:
+    out = tmp_path / "b"
+    assert convert(small_run, out, "--method", "ptq", "--edgetpu", "--max-drop", "100") == 0
+    err = capsys.readouterr().err
+    assert "no Edge TPU compiler" in err and "deploy/edgetpu-compiler/Dockerfile" in err and "--compiler-host" in err
+    edgetpu = load_bundle(out).manifest["edgetpu"]
+    assert edgetpu["compiled"] is False and edgetpu["compiler"]["available"] is False
+    assert edgetpu["prediction"]["mapped"] == edgetpu["prediction"]["total"] > 5
+
+
+@pytest.mark.parametrize("mode", ["crash", "hang"])
+def test_compiler_failure_leaves_no_bundle_with_stand_in_compiler(small_run: Path, tmp_path: Path, stand_in_compiler, mode, capsys) -> None:
+    stand_in_compiler(mode)
+    out = tmp_path / "b"
+    assert convert(small_run, out, "--method", "ptq", "--edgetpu", "--compiler-timeout", "3", "--max-drop", "100") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("edgepipe convert: error: ") and ("crashed" in err[-1] or "timed out" in err[-1])
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["stand_in_bin"]
+
+
+def test_max_drop_exceeded_fails_and_keeps_outputs_for_inspection(small_run: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    real = converter.evaluate_on_device
+
+    def every_label_wrong(name, model, held_out, class_names):
+        real(name, model, held_out, class_names)  # the real measurement still runs
+        wrong = np.eye(len(class_names), dtype=np.float32)[(held_out.labels + 1) % len(class_names)]
+        return converter.Evaluation(name, wrong, classification_report(held_out.labels, None, class_names, scores=wrong))
+
+    monkeypatch.setattr(converter, "evaluate_on_device", every_label_wrong)
+    out = tmp_path / "b"
+    assert convert(small_run, out, "--method", "ptq", "--max-drop", "2") == 1
+    err = capsys.readouterr().err
+    rejected = tmp_path / "b.rejected"
+    assert not out.exists() and (rejected / "drift.md").is_file() and (rejected / "model.tflite").is_file()
+    assert "--max-drop 2" in err and str(rejected) in err
+    assert json.loads((rejected / "bundle.json").read_text())["accuracy"]["int8"] == 0.0
+
+
+def _broken_runs(small_run: Path, root: Path) -> dict[str, Path]:
+    import tf_keras as keras
+
+    runs = {}
+    for name in ("no_model", "no_labels", "not_classifier", "unreadable"):
+        runs[name] = root / name
+        shutil.copytree(small_run, runs[name])
+    (runs["no_model"] / "model.keras").unlink()
+    (runs["no_labels"] / "labels.txt").unlink()
+    inputs = keras.Input((32, 32, 3))
+    keras.Model(inputs, keras.layers.Conv2D(4, 3)(inputs)).save(runs["not_classifier"] / "model.keras")
+    junk = root / "junk"
+    junk.mkdir()
+    split = json.loads((small_run / "split.json").read_text())
+    for i, entry in enumerate(split["train"]):
+        (junk / f"{i}.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+        entry[0] = str(junk / f"{i}.jpg")
+    (runs["unreadable"] / "split.json").write_text(json.dumps(split))
+    return runs
+
+
+def test_bad_input_is_one_clear_line_and_no_bundle(small_run: Path, tmp_path: Path, capsys) -> None:
+    runs = _broken_runs(small_run, tmp_path / "runs")
+    expected = {
+        "no_model": "has no model.keras",
+        "no_labels": "has no labels.txt",
+        "not_classifier": "is not a classifier",
+        "unreadable": "representative set has no readable images",
+    }
+    for name, message in expected.items():
+        out = tmp_path / f"out_{name}"
+        assert convert(runs[name], out, "--method", "ptq") == 1, name
+        err = capsys.readouterr().err.strip().splitlines()
+        assert message in err[-1] and err[-1].startswith("edgepipe convert: error:"), (name, err)
+        assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp dirs left behind
+
+
+def test_existing_bundle_is_not_overwritten_without_force(small_run: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert convert(small_run, out, "--method", "ptq") == 1
+    assert "--force" in capsys.readouterr().err and (out / "keep.txt").read_text() == "mine"
+    with pytest.raises(SystemExit) as bad_argument:
+        convert(small_run, out, "--edgetpu", "--segments", "0")
+    assert bad_argument.value.code == 2
+    assert convert(small_run, out, "--segments", "2", "--force") == 1  # --segments needs --edgetpu

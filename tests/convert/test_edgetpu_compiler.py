@@ -1,0 +1,122 @@
+"""Running edgetpu_compiler and reading its verdict. The real compiler is x86-64
+Linux only, so these tests put a stand-in on PATH that prints its output format
+(shared/docs/edgetpu.md) and writes its files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgepipe.convert.edgetpu_compiler import (
+    CompileError,
+    CompileOptions,
+    CompilerUnavailable,
+    compile_model,
+    parse_compiler_output,
+    per_op_from_log,
+)
+from edgepipe.convert.edgetpu_rules import MAPPED, predict_ops
+from edgepipe.convert.inspect import inspect_file
+from edgepipe.convert.metadata import METADATA_NAME, copy_metadata, read_metadata, with_metadata
+from edgepipe.convert.modelinfo import read_model_info
+
+
+def test_full_compile_with_stand_in_compiler(stand_in_compiler, mobilenet_v2_export: Path, tmp_path: Path) -> None:
+    stand_in_compiler("success")
+    result = compile_model(mobilenet_v2_export, tmp_path, CompileOptions(min_runtime=13, timeout=120))
+    assert result.where == "local" and result.version == "16.0.384591198"
+    assert result.command[:2] == ["edgetpu_compiler", "-s"] and ["-m", "13"] == result.command[6:8]
+    total = len(read_model_info(mobilenet_v2_export).ops)
+    assert (result.subgraphs, result.total, result.mapped, result.cpu) == (1, total, total, 0)
+    report = inspect_file(result.model_path)
+    assert report["edgetpu_compiled"] is True
+    assert [op["op"] for op in report["ops"]] == ["CUSTOM"] and report["mapped"] == 1
+
+
+def test_partial_mapping_with_stand_in_compiler(stand_in_compiler, mobilenet_v2_export: Path, tmp_path: Path) -> None:
+    stand_in_compiler("partial")
+    result = compile_model(mobilenet_v2_export, tmp_path, CompileOptions(timeout=120))
+    info = read_model_info(mobilenet_v2_export)
+    half = len(info.ops) // 2
+    assert (result.mapped, result.cpu) == (half, len(info.ops) - half)
+    assert sum(r["count"] for r in result.table if r["status"] == MAPPED) == half
+    per_op = per_op_from_log(predict_ops(info), result.table)
+    assert [p.edgetpu for p in per_op] == ["mapped"] * half + ["cpu"] * (len(info.ops) - half)
+    assert per_op[half].reason == "Operation not supported"
+    compiled = inspect_file(result.model_path)
+    assert compiled["edgetpu_compiled"] and compiled["cpu"] == len(info.ops) - half
+
+
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [
+        ("not_quantized", "not quantized"),
+        ("crash", "crashed (Internal compiler error)"),
+        ("zero", "mapped no operation"),
+    ],
+)
+def test_failures_are_parsed_not_trusted_to_exit_codes_with_stand_in_compiler(
+    stand_in_compiler, mobilenet_v2_export: Path, tmp_path: Path, mode: str, message: str
+) -> None:
+    stand_in_compiler(mode)  # "crash" and "zero" exit 0, like the real tool
+    with pytest.raises(CompileError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        compile_model(mobilenet_v2_export, tmp_path, CompileOptions(timeout=120))
+
+
+def test_timeout_with_stand_in_compiler(stand_in_compiler, mobilenet_v2_export: Path, tmp_path: Path) -> None:
+    stand_in_compiler("hang")
+    with pytest.raises(CompileError, match="timed out after 2 s"):
+        compile_model(mobilenet_v2_export, tmp_path, CompileOptions(timeout=2))
+
+
+def test_no_compiler_and_no_docker_says_both_ways_to_get_one(no_compiler, mobilenet_v2_export: Path, tmp_path: Path) -> None:
+    with pytest.raises(CompilerUnavailable) as info:
+        compile_model(mobilenet_v2_export, tmp_path, CompileOptions())
+    text = str(info.value)
+    assert "deploy/edgetpu-compiler/Dockerfile" in text and "--compiler-host" in text
+    assert "\n" not in text
+
+
+def test_parse_reads_the_real_output_format() -> None:
+    stdout = """Edge TPU Compiler version 16.0.384591198
+Started a compilation timeout timer of 180 seconds.
+
+Model compiled successfully in 2051 ms.
+
+Input model: model.tflite
+Input size: 3.94MiB
+Output model: model_edgetpu.tflite
+Output size: 4.07MiB
+Number of Edge TPU subgraphs: 1
+Total number of operations: 72
+Operation log: model_edgetpu.log
+
+Model successfully compiled but not all operations are supported by the Edge TPU.
+Number of operations that will run on Edge TPU: 70
+Number of operations that will run on CPU: 2
+"""
+    log = """Operator                       Count      Status
+
+QUANTIZE                       1          Operation is working on an unsupported data type
+CONV_2D                        35         Mapped to Edge TPU
+DEQUANTIZE                     1          Operation not supported
+"""
+    parsed = parse_compiler_output(stdout, log)
+    assert (parsed["subgraphs"], parsed["total"], parsed["mapped"], parsed["cpu"]) == (1, 72, 70, 2)
+    assert parsed["error"] is None and parsed["version"] == "16.0.384591198"
+    assert parsed["table"][1] == {"op": "CONV_2D", "count": 35, "status": MAPPED}
+    rejected = parse_compiler_output("ERROR: Didn't find op for builtin opcode 'CONV_2D' version '6'\nCompilation failed!")
+    assert rejected["error"] == "the compiler does not know CONV_2D version 6 (newer than it accepts)"
+
+
+def test_metadata_the_compiler_drops_is_put_back(stand_in_compiler, mobilenet_v2_export: Path, tmp_path: Path) -> None:
+    stand_in_compiler("success")
+    source = tmp_path / "model.tflite"
+    source.write_bytes(with_metadata(mobilenet_v2_export.read_bytes(), {METADATA_NAME: b'{"labels":["a"]}'}))
+    result = compile_model(source, tmp_path, CompileOptions(timeout=120))
+    stripped = result.model_path.read_bytes()
+    assert METADATA_NAME not in read_metadata(stripped)
+    restored = copy_metadata(source.read_bytes(), stripped)
+    assert read_metadata(restored)[METADATA_NAME] == b'{"labels":["a"]}'
+    assert set(read_metadata(source.read_bytes())) <= set(read_metadata(restored))

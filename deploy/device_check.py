@@ -30,7 +30,8 @@ def uses_camera(source: str | None) -> bool:
 
 
 def assess(report: dict, bundle_bytes: int, accelerator: str, has_edgetpu_model: bool,
-           needs_camera: bool, already_uploaded: bool = False) -> Assessment:
+           needs_camera: bool, already_uploaded: bool = False, systemd_scope: str | None = None) -> Assessment:
+    """`systemd_scope`: "user" or "system" when the service will be a systemd unit, else None."""
     out = Assessment()
     edgepipe = report.get("edgepipe", {})
     python = report.get("python_path", "python3")
@@ -65,6 +66,12 @@ def assess(report: dict, bundle_bytes: int, accelerator: str, has_edgetpu_model:
                               "no /dev/apex_0); plug it in or use --accelerator cpu")
     elif accelerator == "auto" and has_edgetpu_model and not tpu_present:
         out.warnings.append("no Edge TPU found: the service will use the CPU model")
+    if systemd_scope and not report.get("systemd"):
+        out.errors.append("the device does not run systemd; use --service-manager process or --no-service")
+    elif systemd_scope == "user" and report.get("linger") is False:
+        out.errors.append("lingering is off, so a user service would stop when SSH disconnects; run "
+                          "`sudo loginctl enable-linger $USER` on the device (pi-setup.sh does) "
+                          "or use --unit-scope system")
     camera = report.get("camera", {})
     if needs_camera and not (camera.get("picamera2") or camera.get("video_devices")):
         out.warnings.append("no camera found (no picamera2, no /dev/video*); pass --source for a file or stream")
@@ -86,5 +93,6 @@ def format_report(host: str, report: dict) -> list[str]:
         f"picamera2 {'yes' if camera.get('picamera2') else 'no'}",
         f"  edge tpu   {'USB ' + ', '.join(tpu['usb']) if tpu.get('usb') else 'no USB'}; "
         f"{'/dev/apex_0' if tpu.get('pcie') else 'no PCIe'}",
-        f"  disk free  {report.get('disk_free', 0) / 1e9:.2f} GB; systemd {'yes' if report.get('systemd') else 'no'}",
+        f"  disk free  {report.get('disk_free', 0) / 1e9:.2f} GB; systemd {'yes' if report.get('systemd') else 'no'}"
+        + ("" if report.get("linger") is None else f", lingering {'on' if report['linger'] else 'off'}"),
     ]

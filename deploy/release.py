@@ -71,7 +71,7 @@ def scp_upload(remote: Remote, local: Path, remote_path: str) -> None:
 
 def ensure_release(remote: Remote, bundle: LocalBundle, accelerator: str, needs_camera: bool,
                    upload: Uploader = scp_upload, say: Callable[[str], None] = progress,
-                   commit: bool = True) -> dict:
+                   commit: bool = True, systemd_scope: str | None = None) -> dict:
     """Check the device, then make sure PREFIX/releases/<id> holds this bundle, verified there.
 
     Returns the `prepare` answer (prefix, device report, ...). Nothing on the
@@ -85,7 +85,7 @@ def ensure_release(remote: Remote, bundle: LocalBundle, accelerator: str, needs_
     if prepared["removed_partials"]:
         say(f"removed interrupted uploads: {', '.join(prepared['removed_partials'])}")
     verdict = assess(report, bundle.size, accelerator, bundle.has_edgetpu_model, needs_camera,
-                     already_uploaded=prepared["have_release"])
+                     already_uploaded=prepared["have_release"], systemd_scope=systemd_scope)
     for warning in verdict.warnings:
         say(f"warning: {warning}")
     if verdict.errors:
@@ -107,7 +107,9 @@ def deploy(remote: Remote, bundle_path: Path, service: ServiceSettings | None, k
     bundle = read_local_bundle(bundle_path)
     accelerator = service.accelerator if service else "auto"
     needs_camera = service is not None and uses_camera(service.source)
-    prepared = ensure_release(remote, bundle, accelerator, needs_camera, upload, say, commit=False)
+    systemd_scope = service.scope if service and service.manager == "systemd" else None
+    prepared = ensure_release(remote, bundle, accelerator, needs_camera, upload, say, commit=False,
+                              systemd_scope=systemd_scope)
     args = ["activate", bundle.release_id, "--sha", bundle.sha256, "--keep", str(keep)]
     if service:
         template = resources.files("edgepipe.deploy").joinpath("templates", "edgepipe.service")

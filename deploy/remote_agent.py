@@ -33,6 +33,7 @@ import hashlib
 import json
 import os
 import platform
+import pwd
 import shutil
 import signal
 import string
@@ -217,8 +218,19 @@ def libcamera_present() -> bool:
     )
 
 
+def linger_enabled() -> bool | None:
+    """Whether this user's systemd manager outlives their SSH sessions (and starts at boot)."""
+    try:
+        proc = subprocess.run(["loginctl", "show-user", pwd.getpwuid(os.geteuid()).pw_name, "-p", "Linger",
+                               "--value"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired, KeyError):
+        return None
+    return {"yes": True, "no": False}.get(proc.stdout.strip())
+
+
 def device_report(layout: Layout, python: str) -> dict:
     edgepipe = probe_edgepipe(python)
+    systemd = bool(shutil.which("systemctl")) and os.path.isdir("/run/systemd/system")
     return {
         "hostname": platform.node(),
         "os": os_name(),
@@ -233,7 +245,8 @@ def device_report(layout: Layout, python: str) -> dict:
         },
         "edgetpu": {"usb": coral_usb_devices(), "pcie": os.path.exists("/dev/apex_0")},
         "disk_free": shutil.disk_usage(str(layout.root)).free,
-        "systemd": bool(shutil.which("systemctl")) and os.path.isdir("/run/systemd/system"),
+        "systemd": systemd,
+        "linger": linger_enabled() if systemd else None,
     }
 
 

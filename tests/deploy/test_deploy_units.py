@@ -26,6 +26,8 @@ GOOD_REPORT = {
     "camera": {"video_devices": [], "picamera2": True},
     "edgetpu": {"usb": [], "pcie": False},
     "disk_free": 500_000_000,
+    "systemd": True,
+    "linger": True,
 }
 
 
@@ -110,6 +112,16 @@ def test_device_verdict_on_python_runtime_edgetpu_and_camera():
     no_camera = dict(GOOD_REPORT, camera={"video_devices": [], "picamera2": False})
     assert assess(no_camera, 1, "cpu", False, needs_camera=True).warnings
     assert uses_camera(None) and uses_camera("/dev/video0") and not uses_camera("clip.mp4")
+
+
+def test_systemd_service_needs_systemd_and_lingering_for_a_user_unit():
+    assert assess(GOOD_REPORT, 1, "cpu", False, False, systemd_scope="user").errors == []
+    no_linger = dict(GOOD_REPORT, linger=False)
+    assert "loginctl enable-linger" in assess(no_linger, 1, "cpu", False, False, systemd_scope="user").errors[0]
+    assert assess(no_linger, 1, "cpu", False, False, systemd_scope="system").errors == []
+    container = dict(GOOD_REPORT, systemd=False, linger=None)
+    assert "--service-manager process" in assess(container, 1, "cpu", False, False, systemd_scope="user").errors[0]
+    assert assess(container, 1, "cpu", False, False, systemd_scope=None).errors == []
 
 
 def test_systemd_quoting_of_specifiers_variables_and_spaces():

@@ -251,5 +251,8 @@ def run_bench(model: Path, labels: Path | None, plan: BenchPlan, progress: Progr
             report["e2e"] = measure_e2e(classifier, e2e_source, plan.warmup, plan.runs, plan.duration_s, sys.stderr)
         del classifier  # free its arena before the next configuration loads
     if not report["results"]:
-        raise errors[0]
+        if len({str(error) for error in errors}) == 1:  # e.g. the model does not exist
+            raise errors[0]
+        reasons = dict.fromkeys(f"{skip['accelerator']}: {skip['reason']}" for skip in report["skipped"])
+        raise UserError("nothing could be measured here: " + "; ".join(reasons))
     return report

@@ -160,6 +160,8 @@ def test_impossible_threads_exit_2(cli, tiny_bundle, threads, message):
     (["{bundle}", "--accelerator", "edgetpu"], "has no Edge TPU model"),
     (["{edgetpu_model}", "--accelerator", "edgetpu"], "the Edge TPU runtime (libedgetpu) is not installed"),
     (["{bundle}", "--accelerator", "edgetpu", "--threads", "1,2"], "ignores --threads"),
+    (["{edgetpu_model}", "--accelerator", "all", "--threads", "1,2"],
+     "nothing could be measured here: cpu: {edgetpu_model} is compiled for the Edge TPU"),
     (["{bundle}", "--out", "{existing}"], "already exists; pass --force"),
     (["compare", "{existing}"], "is not an edgepipe bench result"),
     (["compare", "{missing}"], "does not exist"),
@@ -173,7 +175,7 @@ def test_bad_input_is_one_line_exit_1(cli, tiny_bundle, tmp_path, argv, message)
              "existing": tmp_path / "existing.json", "edgetpu_model": tmp_path / "edgetpu.tflite"}
     code, stdout, stderr = cli("bench", *[a.format(**names) for a in argv])
     assert code == 1
-    assert message in one_error_line(stderr)
+    assert message.format(**names) in one_error_line(stderr)
     assert stdout == ""
 
 

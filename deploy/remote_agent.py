@@ -564,9 +564,9 @@ def cmd_activate(args, layout: Layout) -> dict:
     if args.template_text:
         layout.template.write_text(args.template_text)
     previous = layout.current_release()
-    history = layout.history()
-    previous_entry = next((e for e in reversed(history) if e["release"] == previous), None)
-    history = [e for e in history if e["release"] != args.release]
+    original = layout.history()
+    previous_entry = next((e for e in reversed(original) if e["release"] == previous), None)
+    history = [e for e in original if e["release"] != args.release]
     layout.switch(args.release)
     result = {"release": args.release, "previous": previous, "health": None, "rolled_back": False}
     if args.manager == "none":
@@ -582,12 +582,13 @@ def cmd_activate(args, layout: Layout) -> dict:
     if health["healthy"]:
         result["removed"] = prune(layout, args.keep)
         return result
-    layout.save_history(history)
+    layout.save_history(original)
     if previous_entry and layout.release(previous).is_dir():
         result["previous_health"] = restore(layout, previous_entry, args.health_timeout)
         if result["previous_health"] is None:  # it ran without a service: do not leave the failing one
             service.stop()
-        back = "rolled back to %s" % previous
+        back = ("restored %s with its previous service settings" if previous == args.release
+                else "rolled back to %s") % previous
     else:
         service.stop()
         layout.current.unlink()

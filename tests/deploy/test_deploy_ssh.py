@@ -217,3 +217,9 @@ def test_failed_health_check_rolls_back_then_status_and_manual_rollback(
     assert os.readlink(prefix / "current") == f"releases/{good_id}"
     assert main(["deploy", "rollback", sshd.host, *deploy_argv()]) == 1
     assert "no previous release to roll back to" in capsys.readouterr().err
+
+    # The running release redeployed with a broken setting keeps its release and its old settings.
+    assert _deploy(good, sshd, deploy_argv, "--source", str(tmp_path / "missing.mp4")) == 1
+    assert f"restored {good_id} with its previous service settings" in capsys.readouterr().err
+    assert _history(prefix) == [good_id] and _releases(prefix) == [good_id]
+    assert str(video) in json.loads((prefix / "service.argv.json").read_text())["argv"]

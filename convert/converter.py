@@ -27,6 +27,7 @@ from edgepipe.device.errors import UserError
 from edgepipe.device.fsutil import atomic_directory, refuse_overwrite
 from edgepipe.device.labels import format_labels
 from edgepipe.device.preprocess import InputSpec
+from edgepipe.device.runtime import EdgeTpuUnavailable
 from edgepipe.train.run_dir import TrainedRun, load_run
 
 from . import edgetpu_compiler as etc
@@ -34,7 +35,7 @@ from .edgetpu_rules import predict_ops, summarize
 from .metadata import METADATA_NAME, copy_metadata, edgepipe_metadata, with_metadata
 from .modelinfo import read_model_info
 from .quantize import export_tflite, load_pixels, nested_models, quantization_aware_model, representative_pixels
-from .verify import Evaluation, drift_markdown, drift_report, evaluate_keras, evaluate_on_device, load_held_out
+from .verify import Evaluation, HeldOut, drift_markdown, drift_report, evaluate_keras, evaluate_on_device, load_held_out
 
 SPLIT_NAME = "held-out validation of RUN_DIR"
 DRIFT_JSON = "drift.json"
@@ -250,6 +251,15 @@ def _finish_bundle(
     return manifest
 
 
+def _measure_edgetpu(root: Path, manifest: dict[str, Any], held_out: HeldOut, labels: list[str], warnings: list[str]) -> None:
+    """Edge TPU accuracy when an Edge TPU is attached to this machine (rare on a workstation)."""
+    try:
+        manifest["accuracy"]["edgetpu"] = evaluate_on_device("edgetpu", root, held_out, labels, accelerator="edgetpu").accuracy
+    except EdgeTpuUnavailable as exc:
+        warnings.append(f"Edge TPU accuracy not measured: {exc}")
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+
+
 def run_convert(o: ConvertOptions) -> ConvertResult:
     started = time.perf_counter()
     refuse_overwrite(o.out, o.force)
@@ -308,7 +318,9 @@ def run_convert(o: ConvertOptions) -> ConvertResult:
         rejected = drop > o.max_drop
         target = o.out.with_name(o.out.name + ".rejected") if rejected else o.out
         with atomic_directory(target, force=o.force or rejected) as root:
-            _finish_bundle(root, chosen, candidates, run, o, manifest_extra, accuracy, drift, compiled)
+            manifest = _finish_bundle(root, chosen, candidates, run, o, manifest_extra, accuracy, drift, compiled)
+            if compiled is not None:
+                _measure_edgetpu(root, manifest, held_out, run.labels, warnings)
     summary = {
         "status": "rejected" if rejected else "ok",
         "bundle": str(target),

@@ -62,11 +62,11 @@ def evaluate_keras(model, held_out: HeldOut, spec: InputSpec, class_names: list[
     return Evaluation("float", stacked, classification_report(held_out.labels, None, class_names, scores=stacked))
 
 
-def evaluate_on_device(name: str, model: Path, held_out: HeldOut, class_names: list[str]) -> Evaluation:
+def evaluate_on_device(name: str, model: Path, held_out: HeldOut, class_names: list[str], accelerator: str = "cpu") -> Evaluation:
     """A bundle dir or .tflite through the device runtime."""
     from edgepipe.train.device_eval import predict_files
 
-    scores, unreadable = predict_files(model, held_out.files, labels=None)
+    scores, unreadable = predict_files(model, held_out.files, labels=None, accelerator=accelerator)
     if unreadable:
         raise RuntimeError(f"device runtime could not read {len(unreadable)} images the float model read")
     scores = np.asarray(scores, dtype=np.float32)

@@ -21,7 +21,7 @@ def small_run(tmp_path_factory: pytest.TempPathFactory, shapes_dataset: Path) ->
     import tf_keras as keras
 
     keras.utils.set_random_seed(0)
-    model = fitted(small_mobilenet_like(), shapes_dataset, SMALL_SIZE, epochs=15)
+    model = fitted(small_mobilenet_like(), shapes_dataset, SMALL_SIZE, epochs=30)
     return write_run_dir(tmp_path_factory.mktemp("runs") / "small", model, shapes_dataset, SMALL_SIZE)
 
 

@@ -113,8 +113,7 @@ def test_unknown_host_key_is_one_clear_line_and_changes_nothing(tiny_bundle, ssh
 def test_auth_failure_names_ssh_copy_id(tiny_bundle, sshd, deploy_argv, prefix, tmp_path, capsys):
     stranger = tmp_path / "stranger_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(stranger)], check=True)
-    known = (sshd.client_config.parent / "client.known_hosts").read_text()
-    config = sshd.write_client_config("stranger", known_hosts=known, identity=stranger)
+    config = sshd.write_client_config("stranger", known_hosts=sshd.known_hosts_line, identity=stranger)
     argv = deploy_argv("--no-service")
     argv[argv.index("--ssh-config") + 1] = str(config)
     assert main(["deploy", str(tiny_bundle), sshd.host, *argv]) == 1

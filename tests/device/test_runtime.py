@@ -150,3 +150,19 @@ def test_pixel_table_preprocessing_equals_the_shared_definition(shape_image, dty
     wide = np.concatenate([shape_image, shape_image[:, ::-1]], axis=1)
     fast = pixel_table(spec)[resize_to_input(wide, spec)][np.newaxis]
     np.testing.assert_array_equal(fast, to_model_input(wide, spec))
+
+
+def test_edgetpu_delegate_is_loaded_for_the_chosen_device_through_a_stand_in_loader():
+    """No Edge TPU here: a stand-in for the backend's load_delegate records what it is asked."""
+    from edgepipe.device.runtime import Backend, load_edgetpu_delegate
+
+    calls = []
+
+    def load_delegate(library, options):
+        calls.append((library, options))
+        return "delegate"
+
+    backend = Backend("stand-in", "0", interpreter_class=None, load_delegate=load_delegate)
+    assert load_edgetpu_delegate(backend, "usb:0") == "delegate"
+    assert load_edgetpu_delegate(backend) == "delegate"
+    assert calls == [("libedgetpu.so.1", {"device": "usb:0"}), ("libedgetpu.so.1", {})]

@@ -22,7 +22,6 @@ from .device_check import assess, format_report, uses_camera
 from .ssh import Remote
 
 RELEASE_ID_CHARS = 16
-SERVICE_MANAGERS = ("systemd", "process")
 
 
 @dataclass(frozen=True)

@@ -223,6 +223,15 @@ def image_dataset(samples: list[Sample], spec: InputSpec, batch_size: int):
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def _drop_label(image, label):
+    return image
+
+
+def inputs_only(dataset):
+    """The same batches without labels, for `model.predict`."""
+    return dataset.map(_drop_label)
+
+
 def augmenter(aug: Augmentation, spec: InputSpec, seed: int):
     """A function batch -> augmented batch, for normalised images.
 

@@ -57,7 +57,7 @@ def _samples_for(args: argparse.Namespace, labels: list[str]) -> tuple[list[Samp
 
 
 def _score_keras(args: argparse.Namespace, path: Path) -> Scored:
-    from .data import image_dataset
+    from .data import image_dataset, inputs_only
     from .keras_io import load_keras_model
 
     if rd.is_run_dir(path) or (path.parent / rd.CONFIG).is_file() and not args.labels:
@@ -76,7 +76,7 @@ def _score_keras(args: argparse.Namespace, path: Path) -> Scored:
     samples, skipped = _samples_for(args, labels)
     if not samples:
         raise UserError("no readable images to evaluate")
-    scores = model.predict(image_dataset(samples, spec, args.batch_size).map(lambda x, y: x), verbose=0)
+    scores = model.predict(inputs_only(image_dataset(samples, spec, args.batch_size)), verbose=0)
     return Scored(scores, np.array([s.label for s in samples]), labels, skipped, "keras")
 
 

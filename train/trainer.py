@@ -32,7 +32,7 @@ from edgepipe.device.labels import format_labels
 from edgepipe.device.preprocess import InputSpec
 
 from . import run_dir as rd
-from .data import Augmentation, Split, image_dataset, augmenter, make_split
+from .data import Augmentation, Split, augmenter, image_dataset, inputs_only, make_split
 from .features import FeatureCache, write_cache
 from .keras_io import keras
 from .metrics import classification_report
@@ -167,9 +167,14 @@ def _extract(split: Split, cfg: TrainConfig, spec: InputSpec, frozen_fn, cache_d
     copies = cfg.augment_copies if cfg.augment is not None and cfg.augment.enabled else 0
     augment = augmenter(cfg.augment, spec, cfg.seed) if copies else None
     signature = [tf.TensorSpec((None, spec.height, spec.width, 3), tf.float32)]
-    clean = tf.function(lambda x: frozen_fn(x, training=False), input_signature=signature)
-    augmented = (tf.function(lambda x: frozen_fn(augment(x), training=False), input_signature=signature)
-                 if augment else None)
+
+    @tf.function(input_signature=signature)
+    def clean(images):
+        return frozen_fn(images, training=False)
+
+    @tf.function(input_signature=signature)
+    def augmented(images):
+        return frozen_fn(augment(images), training=False)
 
     def batches(samples, fn, repeats=1):
         for _ in range(repeats):
@@ -181,7 +186,7 @@ def _extract(split: Split, cfg: TrainConfig, spec: InputSpec, frozen_fn, cache_d
 
     def train_batches():
         yield from batches(split.train, clean)
-        if augmented is not None:
+        if copies:
             yield from batches(split.train, augmented, copies)
 
     total = len(split.train) * (1 + copies)
@@ -255,8 +260,12 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             boundary_train, boundary_val = _extract(split, cfg, spec, prefix, cache_dir, "boundary")
             if top:
                 pool = sub_model(boundary, features, "top_block_pooled")
-                pooled_train = boundary_train.map(lambda b: pool(b, training=False).numpy(), cache_dir / "pooled_train.npy")
-                pooled_val = boundary_val.map(lambda b: pool(b, training=False).numpy(), cache_dir / "pooled_val.npy")
+
+                def pooled(batch: np.ndarray) -> np.ndarray:
+                    return pool(batch, training=False).numpy()
+
+                pooled_train = boundary_train.map(pooled, cache_dir / "pooled_train.npy")
+                pooled_val = boundary_val.map(pooled, cache_dir / "pooled_val.npy")
             else:
                 pooled_train, pooled_val = boundary_train, boundary_val
             class_weight = (balanced_class_weights(pooled_train.labels, len(split.labels))
@@ -284,7 +293,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         freeze_backbone(model)
         final = sub_model(boundary, model.output, "final") if top else sub_model(features, model.output, "final")
         final_val = boundary_val if top else pooled_val
-        scores = final.predict(final_val.dataset(cfg.batch_size).map(lambda x, y: x), verbose=0)
+        scores = final.predict(inputs_only(final_val.dataset(cfg.batch_size)), verbose=0)
         report = classification_report(final_val.labels, None, split.labels, scores=scores)
         model.save(tmp / rd.MODEL)
         shutil.rmtree(cache_dir, ignore_errors=True)

@@ -61,7 +61,7 @@ def test_model_is_flat_with_pretrained_batchnorm_untouched(tiny_run, pretrained_
     np.testing.assert_allclose(scores.sum(axis=1), 1.0, rtol=1e-5)
 
 
-def test_existing_run_dir_needs_force(tiny_run, shapes_dataset, tiny_args, capsys, tmp_path):
+def test_existing_run_dir_needs_force_and_mirrored_sgd_runs(tiny_run, shapes_dataset, tiny_args, capsys, tmp_path):
     before = (tiny_run / rd.MODEL).stat().st_mtime_ns
     assert main(["train", str(shapes_dataset), "--out", str(tiny_run), *tiny_args]) == 1
     assert "already exists; pass --force" in capsys.readouterr().err
@@ -70,10 +70,13 @@ def test_existing_run_dir_needs_force(tiny_run, shapes_dataset, tiny_args, capsy
     out.mkdir()
     (out / "stale.txt").write_text("old")
     args = ["train", str(shapes_dataset), "--out", str(out), *tiny_args, "--fine-tune-epochs", "0", "--epochs", "1",
-            "--no-augment", "--force", "--json"]
+            "--no-augment", "--force", "--json", "--strategy", "mirrored", "--optimizer", "sgd"]
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["n_val"] == 12 and summary["skipped"] == 0 and summary["best"] == "head epoch 1"
+    config = rd.load_run(out).config
+    assert (config["strategy"], config["optimizer"], config["augment"]) == ("mirrored", "sgd", None)
+    assert config["replicas"] >= 1
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [rd.MODEL, rd.LABELS, rd.CONFIG, rd.SPLIT, rd.METRICS, rd.HISTORY, rd.CONFUSION_PNG, rd.CURVES_PNG,
          rd.SKIPPED])

@@ -525,8 +525,7 @@ def cmd_prepare(args, layout: Layout) -> dict:
     if have:
         try:
             verify_release(layout.release(args.release), args.sha)
-        except AgentError:
-            shutil.rmtree(str(layout.release(args.release)))
+        except AgentError:  # damaged on the device: upload again; commit replaces it
             have = False
     return {
         "prefix": str(layout.root),
@@ -547,8 +546,12 @@ def commit_upload(layout: Layout, release_id: str, sha: str) -> dict:
     except AgentError as exc:
         shutil.rmtree(str(partial), ignore_errors=True)
         raise AgentError("%s; the upload was discarded and the device keeps its current release" % exc)
-    if release.is_dir():
-        shutil.rmtree(str(partial))
+    if release.is_dir():  # a damaged copy (prepare found it so): swap in the verified one
+        damaged = layout.releases / (".%s.damaged" % release_id)
+        shutil.rmtree(str(damaged), ignore_errors=True)
+        os.rename(str(release), str(damaged))
+        os.rename(str(partial), str(release))
+        shutil.rmtree(str(damaged))
     else:
         os.rename(str(partial), str(release))
     return {"release": release_id, "release_dir": str(release), "verified": True}

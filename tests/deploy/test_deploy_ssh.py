@@ -222,3 +222,15 @@ def test_failed_health_check_rolls_back_then_status_and_manual_rollback(
     assert f"restored {good_id} with its previous service settings" in capsys.readouterr().err
     assert _history(prefix) == [good_id] and _releases(prefix) == [good_id]
     assert str(video) in json.loads((prefix / "service.argv.json").read_text())["argv"]
+
+
+def test_release_damaged_on_the_device_is_uploaded_again(tiny_bundle, sshd, remote, prefix):
+    first = release.deploy(remote, tiny_bundle, None, keep=3, say=lambda _: None)
+    model = prefix / "releases" / first["release"] / "model.tflite"
+    model.write_bytes(model.read_bytes()[:100])  # a bad SD card
+    messages: list[str] = []
+    release.deploy(remote, tiny_bundle, None, keep=3, say=messages.append)
+    assert any(m.startswith("uploading") for m in messages)
+    assert sha256_file(model) == sha256_file(tiny_bundle / "model.tflite")
+    assert _releases(prefix) == [first["release"]]
+    assert os.readlink(prefix / "current") == f"releases/{first['release']}"

@@ -60,7 +60,8 @@ def _score_keras(args: argparse.Namespace, path: Path) -> Scored:
     from .data import image_dataset, inputs_only
     from .keras_io import load_keras_model
 
-    if rd.is_run_dir(path) or (path.parent / rd.CONFIG).is_file() and not args.labels:
+    in_run_dir = rd.is_run_dir(path) or (path.name == rd.MODEL and (path.parent / rd.CONFIG).is_file())
+    if in_run_dir:
         run = rd.load_run(path)
         labels = read_labels(args.labels) if args.labels else run.labels
         model, spec = run.load_model(), run.input_spec

@@ -291,10 +291,9 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             _log(f"interrupted: keeping the best model so far ({best.where}, val_loss {best.best_loss:.4f})")
         best.restore()
         freeze_backbone(model)
-        final = sub_model(boundary, model.output, "final") if top else sub_model(features, model.output, "final")
-        final_val = boundary_val if top else pooled_val
-        scores = final.predict(inputs_only(final_val.dataset(cfg.batch_size)), verbose=0)
-        report = classification_report(final_val.labels, None, split.labels, scores=scores)
+        final = sub_model(boundary, model.output, "final")  # boundary is `features` when nothing is fine-tuned
+        scores = final.predict(inputs_only(boundary_val.dataset(cfg.batch_size)), verbose=0)
+        report = classification_report(boundary_val.labels, None, split.labels, scores=scores)
         model.save(tmp / rd.MODEL)
         shutil.rmtree(cache_dir, ignore_errors=True)
         (tmp / rd.METRICS).write_text(json.dumps(report, indent=2))

@@ -80,3 +80,14 @@ def test_evaluate_bad_model_is_one_line_error(args, message, capsys):
 def test_evaluate_needs_data_or_split(tiny_run, capsys):
     assert main(["evaluate", str(tiny_run)]) == 1
     assert "pass DATA_DIR" in capsys.readouterr().err
+
+
+def test_bare_keras_model_needs_labels(tiny_run, shapes_dataset, tmp_path, capsys):
+    import shutil
+
+    model = tmp_path / "exported.keras"
+    shutil.copy(tiny_run / rd.MODEL, model)
+    assert main(["evaluate", str(model), str(shapes_dataset)]) == 1
+    assert "pass --labels" in capsys.readouterr().err
+    assert main(["evaluate", str(model), str(shapes_dataset), "--labels", str(tiny_run / rd.LABELS), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 64

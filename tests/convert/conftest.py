@@ -40,6 +40,19 @@ def mobilenet_v2_export(tmp_path_factory: pytest.TempPathFactory, tiny_int8_mode
     return path
 
 
+@pytest.fixture(scope="session")
+def small_int8_export(tmp_path_factory: pytest.TempPathFactory, small_run: Path) -> Path:
+    """convert's default int8 export of the small run's model: what the compiler tests feed the stand-in."""
+    from edgepipe.convert.quantize import export_tflite, representative_pixels
+    from edgepipe.train.run_dir import load_run
+
+    run = load_run(small_run)
+    pixels = representative_pixels(run.split_files("train"), run.input_spec, 8)
+    path = tmp_path_factory.mktemp("exports") / "model.tflite"
+    path.write_bytes(export_tflite(run.load_model(), run.input_spec, pixels, "uint8"))
+    return path
+
+
 @pytest.fixture
 def stand_in_compiler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Put a stand-in `edgetpu_compiler` first on PATH; returns a function choosing its behaviour

@@ -196,3 +196,20 @@ def test_existing_bundle_is_not_overwritten_without_force(small_run: Path, tmp_p
         convert(small_run, out, "--edgetpu", "--segments", "0")
     assert bad_argument.value.code == 2
     assert convert(small_run, out, "--segments", "2", "--force") == 1  # --segments needs --edgetpu
+
+
+@pytest.mark.e2e
+def test_mobilenet_v2_run_converts_fully_mapped_and_close_to_float(tmp_path: Path, tiny_int8_model: dict, shapes_dataset: Path) -> None:
+    """The real architecture end to end: conftest's MobileNetV2 (alpha 0.35, 96x96), trained briefly."""
+    import tf_keras as keras
+    from convert_helpers import fitted, write_run_dir
+
+    model = keras.models.clone_model(tiny_int8_model["float_model"])
+    model.set_weights(tiny_int8_model["float_model"].get_weights())
+    run = write_run_dir(tmp_path / "run", fitted(model, shapes_dataset, 96, epochs=3), shapes_dataset, 96)
+    out = tmp_path / "bundle"
+    assert convert(run, out, "--qat-epochs", "1", "--max-drop", "100") == 0
+    manifest = load_bundle(out).manifest
+    assert manifest["edgetpu"]["prediction"]["mapped_fraction"] == 1.0
+    assert manifest["accuracy"]["qat"] is not None and manifest["accuracy"]["ptq"] is not None
+    assert manifest["accuracy"]["int8"] == max(manifest["accuracy"]["qat"], manifest["accuracy"]["ptq"])

@@ -22,22 +22,22 @@ from edgepipe.convert.metadata import METADATA_NAME, copy_metadata, read_metadat
 from edgepipe.convert.modelinfo import read_model_info
 
 
-def test_full_compile_with_stand_in_compiler(stand_in_compiler, mobilenet_v2_export: Path, tmp_path: Path) -> None:
+def test_full_compile_with_stand_in_compiler(stand_in_compiler, small_int8_export: Path, tmp_path: Path) -> None:
     stand_in_compiler("success")
-    result = compile_model(mobilenet_v2_export, tmp_path, CompileOptions(min_runtime=13, timeout=120))
+    result = compile_model(small_int8_export, tmp_path, CompileOptions(min_runtime=13, timeout=120))
     assert result.where == "local" and result.version == "16.0.384591198"
     assert result.command[:2] == ["edgetpu_compiler", "-s"] and ["-m", "13"] == result.command[6:8]
-    total = len(read_model_info(mobilenet_v2_export).ops)
+    total = len(read_model_info(small_int8_export).ops)
     assert (result.subgraphs, result.total, result.mapped, result.cpu) == (1, total, total, 0)
     report = inspect_file(result.model_path)
     assert report["edgetpu_compiled"] is True
     assert [op["op"] for op in report["ops"]] == ["CUSTOM"] and report["mapped"] == 1
 
 
-def test_partial_mapping_with_stand_in_compiler(stand_in_compiler, mobilenet_v2_export: Path, tmp_path: Path) -> None:
+def test_partial_mapping_with_stand_in_compiler(stand_in_compiler, small_int8_export: Path, tmp_path: Path) -> None:
     stand_in_compiler("partial")
-    result = compile_model(mobilenet_v2_export, tmp_path, CompileOptions(timeout=120))
-    info = read_model_info(mobilenet_v2_export)
+    result = compile_model(small_int8_export, tmp_path, CompileOptions(timeout=120))
+    info = read_model_info(small_int8_export)
     half = len(info.ops) // 2
     assert (result.mapped, result.cpu) == (half, len(info.ops) - half)
     assert sum(r["count"] for r in result.table if r["status"] == MAPPED) == half
@@ -57,22 +57,22 @@ def test_partial_mapping_with_stand_in_compiler(stand_in_compiler, mobilenet_v2_
     ],
 )
 def test_failures_are_parsed_not_trusted_to_exit_codes_with_stand_in_compiler(
-    stand_in_compiler, mobilenet_v2_export: Path, tmp_path: Path, mode: str, message: str
+    stand_in_compiler, small_int8_export: Path, tmp_path: Path, mode: str, message: str
 ) -> None:
     stand_in_compiler(mode)  # "crash" and "zero" exit 0, like the real tool
     with pytest.raises(CompileError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        compile_model(mobilenet_v2_export, tmp_path, CompileOptions(timeout=120))
+        compile_model(small_int8_export, tmp_path, CompileOptions(timeout=120))
 
 
-def test_timeout_with_stand_in_compiler(stand_in_compiler, mobilenet_v2_export: Path, tmp_path: Path) -> None:
+def test_timeout_with_stand_in_compiler(stand_in_compiler, small_int8_export: Path, tmp_path: Path) -> None:
     stand_in_compiler("hang")
     with pytest.raises(CompileError, match="timed out after 2 s"):
-        compile_model(mobilenet_v2_export, tmp_path, CompileOptions(timeout=2))
+        compile_model(small_int8_export, tmp_path, CompileOptions(timeout=2))
 
 
-def test_no_compiler_and_no_docker_says_both_ways_to_get_one(no_compiler, mobilenet_v2_export: Path, tmp_path: Path) -> None:
+def test_no_compiler_and_no_docker_says_both_ways_to_get_one(no_compiler, small_int8_export: Path, tmp_path: Path) -> None:
     with pytest.raises(CompilerUnavailable) as info:
-        compile_model(mobilenet_v2_export, tmp_path, CompileOptions())
+        compile_model(small_int8_export, tmp_path, CompileOptions())
     text = str(info.value)
     assert "deploy/edgetpu-compiler/Dockerfile" in text and "--compiler-host" in text
     assert "\n" not in text
@@ -110,10 +110,10 @@ DEQUANTIZE                     1          Operation not supported
     assert rejected["error"] == "the compiler does not know CONV_2D version 6 (newer than it accepts)"
 
 
-def test_metadata_the_compiler_drops_is_put_back(stand_in_compiler, mobilenet_v2_export: Path, tmp_path: Path) -> None:
+def test_metadata_the_compiler_drops_is_put_back(stand_in_compiler, small_int8_export: Path, tmp_path: Path) -> None:
     stand_in_compiler("success")
     source = tmp_path / "model.tflite"
-    source.write_bytes(with_metadata(mobilenet_v2_export.read_bytes(), {METADATA_NAME: b'{"labels":["a"]}'}))
+    source.write_bytes(with_metadata(small_int8_export.read_bytes(), {METADATA_NAME: b'{"labels":["a"]}'}))
     result = compile_model(source, tmp_path, CompileOptions(timeout=120))
     stripped = result.model_path.read_bytes()
     assert METADATA_NAME not in read_metadata(stripped)

@@ -29,6 +29,7 @@ def exports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     models = {
         "float32": export_tflite(small_mobilenet_like(), SPEC, None),
         "leaky_int8": export_tflite(small_mobilenet_like(activation="leaky"), SPEC, pixels, "uint8"),
+        "float_io_int8": export_tflite(small_mobilenet_like(), SPEC, pixels, "float"),
     }
     for name, data in models.items():
         (root / f"{name}.tflite").write_bytes(data)
@@ -81,6 +82,15 @@ def test_unsupported_op_cuts_the_graph_there(exports: dict[str, Path]) -> None:
     table = {(row["op"], row["status"]): row["count"] for row in report["prediction"]["table"]}
     assert table[("LEAKY_RELU", "Operation not supported")] == 1
     assert sum(n for (op, status), n in table.items() if status == AFTER_CUT) == len(names) - first - 1
+
+
+def test_float_io_leaves_edge_quantize_and_dequantize_on_cpu_without_cutting(exports: dict[str, Path]) -> None:
+    report = inspect_file(exports["float_io_int8"])
+    ops = report["ops"]
+    assert (ops[0]["op"], ops[0]["edgetpu"]) == ("QUANTIZE", "cpu") and "float32, not 8-bit" in ops[0]["reason"]
+    assert (ops[-1]["op"], ops[-1]["edgetpu"]) == ("DEQUANTIZE", "cpu") and "DEQUANTIZE is not supported" in ops[-1]["reason"]
+    assert all(op["edgetpu"] == "mapped" for op in ops[1:-1])  # the graph is not cut at its edges
+    assert (report["mapped"], report["cpu"], report["prediction"]["edgetpu_subgraphs"]) == (len(ops) - 2, 2, 1)
 
 
 def test_inspect_json_has_the_documented_shape(mobilenet_v2_export: Path, capsys: pytest.CaptureFixture) -> None:

@@ -49,7 +49,8 @@ class HeldOut:
 def load_held_out(files: list[tuple[Path, int]], spec: InputSpec) -> HeldOut:
     """The held-out images that decode; unreadable ones are skipped for every model alike."""
     pixels, labels, skipped = load_pixels(files, spec)
-    readable = [p for p, _ in files if p not in set(skipped)]
+    unreadable = set(skipped)
+    readable = [p for p, _ in files if p not in unreadable]
     return HeldOut(files=readable, labels=labels, pixels=pixels, skipped=skipped)
 
 

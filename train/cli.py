@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgepipe.device.cli import non_negative_float  # TODO(device): belongs in cliutil beside its siblings
-from edgepipe.device.cliutil import add_command, fraction, non_negative_int, positive_float, positive_int
+from edgepipe.device.cliutil import add_command, fraction, non_negative_float, non_negative_int, positive_float, positive_int
 
 from .model import ALPHAS, ARCHITECTURES, MAX_INPUT_SIZE, MIN_INPUT_SIZE
 
@@ -121,6 +120,9 @@ def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     import json
+
+    from .keras_io import keras
+    keras()  # a missing `train` extra is reported before any photo is scanned
 
     from .data import Augmentation
     from .model import ModelConfig

@@ -1,0 +1,38 @@
+"""`edgepipe demo` end to end, offline: every stage runs through the real CLI
+and the int8 model keeps its accuracy (the foundation issue's promise)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgepipe.cli import main
+
+
+@pytest.mark.e2e
+def test_demo_runs_every_stage_offline_and_int8_keeps_float_accuracy(tmp_path, capsys):
+    work = tmp_path / "demo"
+    assert main(["demo", "--workdir", str(work), "--json"]) == 0
+    summary = json.loads((work / "summary.json").read_text())
+    assert json.loads(capsys.readouterr().out) == summary
+
+    assert summary["heldout_n"] == 80  # 20% of 4 x 100 drawn images
+    assert summary["accuracy_float"] >= 0.9
+    assert summary["accuracy_int8"] >= summary["accuracy_float"] - 0.02
+    assert summary["accuracy_ptq"] is not None and summary["accuracy_qat"] is not None
+    assert summary["edgetpu_cpu"] == 0 and summary["edgetpu_mapped"] > 50
+    assert summary["video_accuracy"] >= 0.8
+    assert summary["latency_p50_ms"] <= summary["latency_p99_ms"]
+    assert summary["run_fps"] > 0
+    assert (work / "bundle" / "bundle.json").is_file()
+    assert 0 < summary["model_bytes"] < 4 * 1024 * 1024
+
+
+def test_demo_refuses_to_overwrite_an_existing_workdir_without_force(tmp_path, capsys):
+    work = tmp_path / "demo"
+    work.mkdir()
+    (work / "keep.txt").write_text("user data")
+    assert main(["demo", "--workdir", str(work)]) == 1
+    assert "--force" in capsys.readouterr().err
+    assert (work / "keep.txt").read_text() == "user data"

@@ -20,6 +20,7 @@ from edgepipe.device.cliutil import add_command, positive_int
 from edgepipe.device.errors import UserError
 
 DEMO_CLASSES = ("circle", "square", "triangle", "cross")
+WORKDIR_MARKER = ".edgepipe-demo"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -111,16 +112,10 @@ def _timed(label: str, timings: dict[str, float], fn: Callable[[], Any]) -> Any:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from edgepipe.device.fsutil import refuse_overwrite
     from edgepipe.synthetic import write_dataset, write_video
 
     work = Path(args.workdir).expanduser().resolve()
-    refuse_overwrite(work, args.force)
-    if work.exists():
-        import shutil
-
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
+    _prepare_workdir(work, args.force)
     data, run, bundle, video = work / "data", work / "run", work / "bundle", work / "shapes.mp4"
     timings: dict[str, float] = {}
 
@@ -151,6 +146,22 @@ def run_demo(args: argparse.Namespace) -> int:
     else:
         print(_table(summary))
     return 0
+
+
+def _prepare_workdir(work: Path, force: bool) -> None:
+    """Create the work dir; --force replaces only a directory an earlier demo made (it has our marker),
+    so a mistyped --workdir can never wipe a user's folder."""
+    import shutil
+
+    from edgepipe.device.fsutil import refuse_overwrite
+
+    refuse_overwrite(work, force)
+    if work.exists():
+        if not (work / WORKDIR_MARKER).is_file():
+            raise UserError(f"{work} exists and was not made by `edgepipe demo`; choose another --workdir")
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    (work / WORKDIR_MARKER).write_text("made by `edgepipe demo`; `edgepipe demo --force` may replace this folder\n")
 
 
 def _video_accuracy(results_path: Path, truth: list[str]) -> float | None:

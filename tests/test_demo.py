@@ -36,3 +36,12 @@ def test_demo_refuses_to_overwrite_an_existing_workdir_without_force(tmp_path, c
     assert main(["demo", "--workdir", str(work)]) == 1
     assert "--force" in capsys.readouterr().err
     assert (work / "keep.txt").read_text() == "user data"
+
+
+def test_demo_force_never_replaces_a_folder_it_did_not_make(tmp_path, capsys):
+    work = tmp_path / "photos"
+    work.mkdir()
+    (work / "holiday.jpg").write_bytes(b"precious")
+    assert main(["demo", "--workdir", str(work), "--force"]) == 1
+    assert "not made by `edgepipe demo`" in capsys.readouterr().err
+    assert (work / "holiday.jpg").read_bytes() == b"precious"

@@ -168,7 +168,10 @@ def _compile(o: ConvertOptions, source: Path, scratch: Path, warnings: list[str]
         return None, {"available": False, "reason": str(exc)}
     compiled = copy_metadata(source.read_bytes(), result.model_path.read_bytes())
     result.model_path.write_bytes(compiled)
-    return result, {"available": True, **result.to_json()}
+    if result.cpu:
+        warnings.append(f"the Edge TPU compiler left {result.cpu} of {result.total} ops on the CPU (see edgetpu.compiler.ops)")
+    ops = etc.per_op_from_log(predict_ops(read_model_info(source)), result.table)
+    return result, {"available": True, **result.to_json(), "ops": [op.to_json() for op in ops]}
 
 
 def _accuracy_block(float_eval: Evaluation, candidates: dict[str, Candidate], chosen: str, n: int, agreement: float) -> dict[str, Any]:
@@ -218,7 +221,7 @@ def _build_candidates(o: ConvertOptions, run: TrainedRun, model: Any, activation
 
 
 def _finish_bundle(
-    root: Path, chosen: Candidate, candidates: dict[str, Candidate], run: TrainedRun, o: ConvertOptions,
+    root: Path, chosen: Candidate, candidates: dict[str, Candidate], run: TrainedRun,
     manifest_extra: dict[str, Any], accuracy: dict[str, Any], drift: dict[str, Any], compiled: etc.CompileResult | None,
 ) -> dict[str, Any]:  # fmt: skip
     """Fill `root` (a temp dir) with the bundle files and its manifest."""
@@ -318,7 +321,7 @@ def run_convert(o: ConvertOptions) -> ConvertResult:
         rejected = drop > o.max_drop
         target = o.out.with_name(o.out.name + ".rejected") if rejected else o.out
         with atomic_directory(target, force=o.force or rejected) as root:
-            manifest = _finish_bundle(root, chosen, candidates, run, o, manifest_extra, accuracy, drift, compiled)
+            manifest = _finish_bundle(root, chosen, candidates, run, manifest_extra, accuracy, drift, compiled)
             if compiled is not None:
                 _measure_edgetpu(root, manifest, held_out, run.labels, warnings)
     summary = {

@@ -103,7 +103,9 @@ def test_forced_qat_with_edgetpu_with_stand_in_compiler(small_run: Path, tmp_pat
     assert manifest["quantization"]["method"] == "qat" and manifest["accuracy"]["ptq"] is not None
     assert bundle.models == {"cpu": "model.tflite", "edgetpu": "model_edgetpu.tflite"}
     assert manifest["edgetpu"]["compiled"] is True
-    assert manifest["edgetpu"]["compiler"]["where"] == "local" and "-m" in manifest["edgetpu"]["compiler"]["command"]
+    compiler = manifest["edgetpu"]["compiler"]
+    assert compiler["where"] == "local" and "-m" in compiler["command"]
+    assert [op["edgetpu"] for op in compiler["ops"]] == ["mapped"] * compiler["total"]
     # the stand-in drops metadata like the real compiler; convert puts it back
     assert METADATA_NAME in read_metadata((out / "model_edgetpu.tflite").read_bytes())
     # calibrated QAT (no fine-tune) starts where PTQ is, not at chance

@@ -120,3 +120,42 @@ def test_metadata_the_compiler_drops_is_put_back(stand_in_compiler, small_int8_e
     restored = copy_metadata(source.read_bytes(), stripped)
     assert read_metadata(restored)[METADATA_NAME] == b'{"labels":["a"]}'
     assert set(read_metadata(source.read_bytes())) <= set(read_metadata(restored))
+
+
+STAND_IN_SSH = '''
+import subprocess, sys
+args = sys.argv[1:]
+while args[0] == "-o":
+    args = args[2:]
+host, command = args[0], " ".join(args[1:])
+with open(__file__ + ".log", "a") as log:
+    log.write(f"{host}\\t{command}\\n")
+sys.exit(subprocess.run(["sh", "-c", command]).returncode)
+'''
+STAND_IN_SCP = '''
+import shutil, sys
+src, dst = [a.split(":", 1)[1] if ":" in a else a for a in sys.argv[1:] if not a.startswith("-")]
+shutil.copy(src, dst if not dst.endswith("/") else dst + src.rsplit("/", 1)[-1])
+'''
+
+
+def test_compiler_host_over_stand_in_ssh_with_stand_in_compiler(stand_in_compiler, small_int8_export: Path, tmp_path: Path) -> None:
+    """--compiler-host: ssh/scp stand-ins run the remote side locally, so the quoting and the
+    copy-compile-copy-clean steps are exercised; the compiler is the stand-in on PATH."""
+    import stat
+    import sys
+
+    compiler = stand_in_compiler("success")
+    for name, body in (("ssh", STAND_IN_SSH), ("scp", STAND_IN_SCP)):
+        script = compiler.parent / name
+        script.write_text(f"#!{sys.executable}\n{body}")
+        script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    result = compile_model(small_int8_export, tmp_path, CompileOptions(host="me@x86box", timeout=120))
+    assert result.where == "ssh me@x86box" and result.subgraphs == 1
+    assert inspect_file(result.model_path)["edgetpu_compiled"] is True
+    calls = (compiler.parent / "ssh.log").read_text().splitlines()
+    remote = calls[0].split("\t")[1]
+    assert remote.startswith("mktemp -d /tmp/edgepipe-compile.")
+    assert calls[1].split("\t")[1].startswith("edgetpu_compiler -s -o /tmp/edgepipe-compile.")
+    assert calls[-1].split("\t")[1].startswith("rm -rf /tmp/edgepipe-compile.")
+    assert not list(Path("/tmp").glob(f"edgepipe-compile.*/{small_int8_export.name}"))

@@ -201,7 +201,7 @@ def test_existing_bundle_is_not_overwritten_without_force(small_run: Path, tmp_p
 
 
 @pytest.mark.e2e
-def test_mobilenet_v2_run_converts_fully_mapped_and_close_to_float(tmp_path: Path, tiny_int8_model: dict, shapes_dataset: Path) -> None:
+def test_mobilenet_v2_run_converts_fully_mapped_and_ships_the_better_int8(tmp_path: Path, tiny_int8_model: dict, shapes_dataset: Path) -> None:
     """The real architecture end to end: conftest's MobileNetV2 (alpha 0.35, 96x96), trained briefly."""
     import tf_keras as keras
     from convert_helpers import fitted, write_run_dir

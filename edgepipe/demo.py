@@ -59,14 +59,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_demo)
 
 
-def _stage(name: str, argv: list[str], capture: bool = False) -> str:
-    """Run one `edgepipe` command in-process; a failing stage stops the demo with its name."""
+def _stage(name: str, argv: list[str], echo: bool = True) -> str:
+    """Run one `edgepipe` command in-process and return what it printed on stdout.
+
+    The demo's own stdout carries only its summary (so `--json` is one object);
+    a stage's human output is echoed to stderr as progress unless it is data
+    the demo reads (`echo=False`). A failing stage stops the demo with its name.
+    """
     from edgepipe.cli import main
 
     print(f"\n== {name}: edgepipe {' '.join(argv)}", file=sys.stderr, flush=True)
     out = io.StringIO()
-    with contextlib.redirect_stdout(out) if capture else contextlib.nullcontext():
+    with contextlib.redirect_stdout(out):
         code = main(argv)
+    if echo:
+        print(out.getvalue(), end="", file=sys.stderr, flush=True)
     if code != 0:
         raise UserError(f"demo stopped: `edgepipe {argv[0]}` failed (exit {code}); see the message above")
     return out.getvalue()
@@ -130,14 +137,14 @@ def run_demo(args: argparse.Namespace) -> int:
     _timed("train_s", timings, lambda: _stage("train", train_argv))
     _timed("convert_s", timings, lambda: _stage(
         "convert", ["convert", str(run), "--out", str(bundle)]))
-    inspect = json.loads(_stage("inspect", ["inspect", str(bundle / "model.tflite"), "--json"], capture=True))
+    inspect = json.loads(_stage("inspect", ["inspect", str(bundle / "model.tflite"), "--json"], echo=False))
     stats_path, results_path = work / "run_stats.json", work / "run_results.jsonl"
     frames = _timed("run_s", timings, lambda: _stage(
-        "run", ["run", str(bundle), "--source", str(video), "--json", "--stats-json", str(stats_path)], capture=True))
+        "run", ["run", str(bundle), "--source", str(video), "--json", "--stats-json", str(stats_path)], echo=False))
     results_path.write_text(frames, encoding="utf-8")
     bench_path = work / "bench.json"
     _timed("bench_s", timings, lambda: _stage(
-        "bench", ["bench", str(bundle), "--runs", "200", "--warmup", "20", "--out", str(bench_path)], capture=True))
+        "bench", ["bench", str(bundle), "--runs", "200", "--warmup", "20", "--out", str(bench_path)], echo=False))
 
     summary = _summarise(work, bundle, inspect, results_path, truth, stats_path, bench_path, weights_note, timings)
     (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")

@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from models import mobilenet_v2_int8  # noqa: E402
 
 from edgepipe.cli import main as edgepipe  # noqa: E402
-from edgepipe.device.benchreport import render_table  # noqa: E402
-from edgepipe.device.sysinfo import environment  # noqa: E402
+from edgepipe.device.bench.report import render_table  # noqa: E402
+from edgepipe.device.bench.sysinfo import environment  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODEL = RESULTS / "models" / "mobilenet_v2_1.0_224_int8.tflite"

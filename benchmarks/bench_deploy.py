@@ -35,7 +35,8 @@ from models import CLASSES, mobilenet_v2_int8  # noqa: E402
 from sshd_server import running_sshd, stop_service  # noqa: E402
 
 from edgepipe.deploy import release  # noqa: E402
-from edgepipe.deploy.ssh import Remote, SshOptions, Target  # noqa: E402
+from edgepipe.core.ssh import SshOptions, Target  # noqa: E402
+from edgepipe.deploy.remote import Remote  # noqa: E402
 
 RESULTS = HERE / "results"
 MODEL = RESULTS / "mobilenet_v2_1.0_224_int8.tflite"

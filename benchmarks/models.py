@@ -44,7 +44,7 @@ def mobilenet_v2_int8(path: str | Path, input_size: int = 224) -> Path:
     import tf_keras as keras
 
     from edgepipe.convert.quantize import export_tflite
-    from edgepipe.device.fsutil import atomic_write_bytes
+    from edgepipe.core.files import atomic_write_bytes
     from edgepipe.device.preprocess import InputSpec, resize_to_input
 
     keras.utils.set_random_seed(0)

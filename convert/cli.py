@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from edgepipe.device.cliutil import add_command, non_negative_int, positive_float, positive_int
+from edgepipe.core.args import add_command, non_negative_int, positive_float, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

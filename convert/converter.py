@@ -23,8 +23,8 @@ from typing import Any
 
 from edgepipe import __version__
 from edgepipe.device.bundle import CPU_MODEL, EDGETPU_MODEL, LABELS, MANIFEST, build_manifest, sha256_file
-from edgepipe.device.errors import UserError
-from edgepipe.device.fsutil import atomic_directory, refuse_overwrite
+from edgepipe.core.errors import UserError
+from edgepipe.core.files import atomic_directory, refuse_overwrite
 from edgepipe.device.labels import format_labels
 from edgepipe.device.preprocess import InputSpec
 from edgepipe.device.runtime import EdgeTpuUnavailable

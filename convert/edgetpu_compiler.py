@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgepipe.device.errors import UserError
+from edgepipe.core.errors import UserError
 
 from .edgetpu_rules import MAPPED, OpPrediction
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import tflite
 
-from edgepipe.device.errors import UserError
+from edgepipe.core.errors import UserError
 
 EDGETPU_CUSTOM_OP = "edgetpu-custom-op"
 

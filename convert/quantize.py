@@ -30,7 +30,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from edgepipe.device.errors import UserError
+from edgepipe.core.errors import UserError
 from edgepipe.device.preprocess import ImageReadError, InputSpec, load_image, normalize, resize_to_input
 
 IO_TYPES = ("uint8", "int8", "float")

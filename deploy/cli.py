@@ -11,29 +11,15 @@ import argparse
 import json
 from pathlib import Path
 
-from edgepipe.device.cliutil import add_command, positive_float, positive_int
-from edgepipe.device.errors import UserError
-
-from .ssh import DEFAULT_CONNECT_TIMEOUT, AgentFailure, Remote, SshOptions, Target, ssh_option
+from edgepipe.core.accelerators import ACCELERATORS
+from edgepipe.core.args import add_command, positive_float, positive_int
+from edgepipe.core.errors import UserError
+from edgepipe.core.files import atomic_write_text, refuse_overwrite
+from edgepipe.core.ssh import Connection, add_connection_arguments
 
 ACTIONS = ("status", "rollback")
-ACCELERATORS = ("cpu", "edgetpu", "auto")
-
-
-def add_ssh_arguments(parser: argparse.ArgumentParser) -> None:
-    """Connection flags, shared with `edgepipe bench --host` through remote_bench."""
-    group = parser.add_argument_group("connection (OpenSSH: ~/.ssh/config, agents and known_hosts apply)")
-    group.add_argument("--identity", "-i", metavar="KEY", help="private key file (ssh -i)")
-    group.add_argument("--ssh-config", metavar="FILE", help="ssh client config file instead of ~/.ssh/config (ssh -F)")
-    group.add_argument("--ssh-option", metavar="K=V", action="append", default=[], type=ssh_option,
-                       help="extra ssh -o option, repeatable (e.g. ProxyJump=bastion); host key checking stays on")
-    group.add_argument("--connect-timeout", metavar="S", type=positive_int, default=DEFAULT_CONNECT_TIMEOUT,
-                       help="seconds to wait for the TCP connection (default: %(default)s)")
-    group.add_argument("--prefix", default="~/edgepipe",
-                       help="install directory on the device (default: %(default)s)")
-    group.add_argument("--remote-python", metavar="PATH",
-                       help="Python with edgepipe on the device (default: PREFIX/venv/bin/python, made by "
-                            "pi-setup.sh, else python3)")
+# bench flags that name files on this machine, meaningless on a device.
+BENCH_LOCAL_ONLY_FLAGS = ("image", "e2e", "csv", "plot", "labels")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -67,7 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="bundle directory to deploy, or the action `status` / `rollback`")
     p.add_argument("host", metavar="HOST", nargs="?", help="[user@]host[:port] of the device")
     p.add_argument("--inventory", metavar="FILE", help="Ansible inventory: deploy to every host in it")
-    add_ssh_arguments(p)
+    add_connection_arguments(p)
     svc = p.add_argument_group("service")
     svc.add_argument("--source", help="`edgepipe run --source` for the service (default: run's own: picamera2 "
                                       "when present, else /dev/video0)")
@@ -88,13 +74,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_deploy)
 
 
-def remote_from_args(args: argparse.Namespace, host: str) -> Remote:
-    """The device, from deploy's flags or from `bench --host` (whose parser may lack some of them)."""
-    options = SshOptions(identity=getattr(args, "identity", None), config=getattr(args, "ssh_config", None),
-                         options=list(getattr(args, "ssh_option", None) or []),
-                         connect_timeout=getattr(args, "connect_timeout", None) or DEFAULT_CONNECT_TIMEOUT)
-    return Remote(Target.parse(host), options, prefix=getattr(args, "prefix", None) or "~/edgepipe",
-                  python=getattr(args, "remote_python", None))
+def bench_on_host(args: argparse.Namespace) -> int:
+    """`edgepipe bench BUNDLE --host HOST`: measure on the device (uploaded like a deploy), compare with here."""
+    from edgepipe.device.bench.cli import plan_from_args
+    from edgepipe.device.bench.compare import compare_rows, format_comparison
+
+    from .remote_bench import RemoteBench, bench_here, bench_on_device
+
+    local_only = [f"--{flag}" for flag in BENCH_LOCAL_ONLY_FLAGS if getattr(args, flag)]
+    if local_only:
+        raise UserError(f"{local_only[0]} is not supported with --host (it names a file here); "
+                        "save the device's result with --out and use `edgepipe bench compare`")
+    if args.out:
+        refuse_overwrite(args.out, args.force)
+    request = RemoteBench(Path(args.target), plan_from_args(args), Connection.from_args(args, args.host))
+    remote_report = bench_on_device(request)
+    if args.out:
+        atomic_write_text(args.out, json.dumps(remote_report, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(remote_report, indent=2))
+        return 0
+    local_report = bench_here(request)
+    print(format_comparison(compare_rows([local_report, remote_report] if local_report else [remote_report])))
+    return 0
 
 
 def _service_settings(args: argparse.Namespace):
@@ -112,11 +114,12 @@ def _emit(args: argparse.Namespace, result: dict, lines: list[str]) -> None:
 
 def run_deploy(args: argparse.Namespace) -> int:
     from . import release
+    from .remote import AgentFailure, remote_for
 
     if args.target in ACTIONS:
         if not args.host:
             raise UserError(f"`edgepipe deploy {args.target}` needs a HOST: edgepipe deploy {args.target} user@host")
-        remote = remote_from_args(args, args.host)
+        remote = remote_for(Connection.from_args(args, args.host))
         if args.target == "status":
             result = release.status(remote)
             _emit(args, result, release.describe_status(result))
@@ -134,7 +137,7 @@ def run_deploy(args: argparse.Namespace) -> int:
     if not args.host:
         raise UserError("no device given: edgepipe deploy BUNDLE user@host (or --inventory hosts.ini)")
     try:
-        result = release.deploy(remote_from_args(args, args.host), bundle, _service_settings(args), args.keep)
+        result = release.deploy(remote_for(Connection.from_args(args, args.host)), bundle, _service_settings(args), args.keep)
     except AgentFailure as exc:  # scripts get what happened on the device (rollback, health) as JSON too
         if args.json:
             print(json.dumps(exc.result, indent=2))

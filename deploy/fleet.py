@@ -15,10 +15,10 @@ import subprocess
 from importlib import resources
 from pathlib import Path
 
-from edgepipe.device.errors import MissingExtraError, UserError
+from edgepipe.core.errors import MissingExtraError, UserError
 
 from .release import ServiceSettings, read_local_bundle
-from .ssh import SshOptions
+from edgepipe.core.ssh import SshOptions
 
 
 def playbook_path() -> Path:

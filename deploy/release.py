@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Callable
 
 from edgepipe.device.bundle import MANIFEST, load_bundle, sha256_file
-from edgepipe.device.errors import UserError
+from edgepipe.core.errors import UserError
 
 from .device_check import assess, format_report, uses_camera
-from .ssh import Remote
+from .remote import Remote
 
 RELEASE_ID_CHARS = 16
 

@@ -9,42 +9,49 @@ shown beside the same plan measured on this machine, as `bench compare` does.
 
 from __future__ import annotations
 
-import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from edgepipe.device.bench_cli import COMPARE, bench_command
-from edgepipe.device.errors import UserError
-from edgepipe.device.fsutil import atomic_write_text, refuse_overwrite
+from edgepipe.core.errors import UserError
+from edgepipe.core.ssh import Connection
+from edgepipe.device.bench.measure import BenchPlan, run_bench
 
-from .cli import remote_from_args
 from .release import ensure_release, progress, read_local_bundle
+from .remote import remote_for
 
 # bench's --accelerator -> what the device check should demand.
 CHECK_ACCELERATOR = {"cpu": "cpu", "edgetpu": "edgetpu", "all": "auto"}
-LOCAL_ONLY_FLAGS = ("image", "e2e", "csv", "plot", "labels")
 
 
-def device_bench_args(args: argparse.Namespace, release_dir: str) -> list[str]:
+@dataclass(frozen=True)
+class RemoteBench:
+    bundle: Path
+    plan: BenchPlan
+    connection: Connection
+
+
+def device_bench_args(plan: BenchPlan, release_dir: str) -> list[str]:
     """The same measurement plan, as `edgepipe bench` flags for the device."""
-    argv = ["bench", release_dir, "--json", "--runs", str(args.runs), "--warmup", str(args.warmup),
-            "--accelerator", args.accelerator]
-    threads = [str(t) for t in args.threads if t]
+    argv = ["bench", release_dir, "--json", "--runs", str(plan.runs), "--warmup", str(plan.warmup),
+            "--accelerator", plan.accelerator]
+    threads = [str(t) for t in plan.threads if t]
     if threads:
         argv += ["--threads", ",".join(threads)]
-    if args.duration:
-        argv += ["--duration", f"{args.duration:g}"]
-    if args.edgetpu_device:
-        argv += ["--edgetpu-device", args.edgetpu_device]
+    if plan.duration_s:
+        argv += ["--duration", f"{plan.duration_s:g}"]
+    if plan.edgetpu_device:
+        argv += ["--edgetpu-device", plan.edgetpu_device]
     return argv
 
 
-def bench_on_device(args: argparse.Namespace) -> dict:
-    remote = remote_from_args(args, args.host)
-    bundle = read_local_bundle(Path(args.target))
-    prepared = ensure_release(remote, bundle, CHECK_ACCELERATOR[args.accelerator], needs_camera=False)
+def bench_on_device(request: RemoteBench) -> dict[str, Any]:
+    remote = remote_for(request.connection)
+    bundle = read_local_bundle(request.bundle)
+    prepared = ensure_release(remote, bundle, CHECK_ACCELERATOR[request.plan.accelerator], needs_camera=False)
     progress(f"running `edgepipe bench` on {remote.target} ...")
-    proc = remote.run_agent_raw("edgepipe", *device_bench_args(args, prepared["release_dir"]))
+    proc = remote.run_agent_raw("edgepipe", *device_bench_args(request.plan, prepared["release_dir"]))
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
         raise UserError(f"{remote.target}: `edgepipe bench` failed on the device: {last}")
@@ -57,40 +64,12 @@ def bench_on_device(args: argparse.Namespace) -> dict:
     return report
 
 
-def bench_here(args: argparse.Namespace) -> dict | None:
+def bench_here(request: RemoteBench) -> dict[str, Any] | None:
     """The same plan on this machine, for the side-by-side; None when it cannot run here (e.g. no Edge TPU)."""
-    from edgepipe.device.bench import BenchPlan, run_bench
-
-    plan = BenchPlan(runs=args.runs, warmup=args.warmup, threads=args.threads, accelerator=args.accelerator,
-                     duration_s=args.duration, edgetpu_device=args.edgetpu_device)
     progress("running the same measurement on this machine ...")
     try:
-        report = run_bench(Path(args.target), None, plan)
+        report = run_bench(request.bundle, None, request.plan)
     except UserError as exc:
         progress(f"not measured here: {exc}")
         return None
     return report if report.get("results") else None
-
-
-def run(args: argparse.Namespace) -> int:
-    """Entry point from `edgepipe bench ... --host` (hooked in edgepipe/cli.py)."""
-    if args.target == COMPARE:  # `bench compare` explains itself why --host does not apply
-        return bench_command(args)
-    local_only = [f"--{flag}" for flag in LOCAL_ONLY_FLAGS if getattr(args, flag, None)]
-    if local_only:
-        raise UserError(f"{local_only[0]} is not supported with --host (it names a file here); "
-                        "save the device's result with --out and use `edgepipe bench compare`")
-    if args.out:
-        refuse_overwrite(args.out, args.force)
-    remote_report = bench_on_device(args)
-    if args.out:
-        atomic_write_text(args.out, json.dumps(remote_report, indent=2) + "\n")
-    if args.json:
-        print(json.dumps(remote_report, indent=2))
-        return 0
-    from edgepipe.device.bench_compare import compare_rows, format_comparison
-
-    local_report = bench_here(args)
-    reports = [local_report, remote_report] if local_report else [remote_report]
-    print(format_comparison(compare_rows(reports)))
-    return 0

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from edgepipe.core.errors import UserError
 from .labels import read_labels
 from .preprocess import InputSpec
 

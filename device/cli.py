@@ -10,10 +10,11 @@ import argparse
 import re
 from pathlib import Path
 
-from .bench_cli import register_bench
-from .cliutil import add_command, non_negative_float, non_negative_int, positive_float, positive_int, unit_interval
+from edgepipe.core.accelerators import ACCELERATORS
 
-ACCELERATOR_CHOICES = ("cpu", "edgetpu", "auto")
+from .bench.cli import OnHost, register_bench
+from edgepipe.core.args import add_command, non_negative_float, non_negative_int, positive_float, positive_int, unit_interval
+
 
 
 def size(text: str) -> tuple[int, int]:
@@ -32,10 +33,11 @@ def smoothing_alpha(text: str) -> float:
     return value
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction, bench_on_host: OnHost | None = None) -> None:
+    """classify, run and bench; `bench_on_host` carries out `bench --host` (the deploy stage's)."""
     register_classify(subparsers)
     register_run(subparsers)
-    register_bench(subparsers)
+    register_bench(subparsers, bench_on_host)
 
 
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,7 +47,7 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=positive_int, default=5, metavar="K", help="how many classes to report (default 5)")
     p.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
     p.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads for inference (default: all cores)")
-    p.add_argument("--accelerator", choices=ACCELERATOR_CHOICES, default="auto",
+    p.add_argument("--accelerator", choices=ACCELERATORS, default="auto",
                    help="cpu; edgetpu (Coral, needs libedgetpu.so.1); auto (default): the Edge TPU model "
                         "when a TPU is usable, else the CPU model, and say which")
     p.add_argument("--edgetpu-device", metavar="DEVICE",

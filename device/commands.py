@@ -8,14 +8,17 @@ import json
 import signal
 import sys
 import threading
+import time
 from typing import Iterator
 
 import cv2
 
-from .fsutil import atomic_write_text, refuse_overwrite
+from .outputs import DisplaySink, RecorderSink
 from .pipeline import Pipeline, RunOptions, predict_timed, preprocess_timed
 from .preprocess import ImageReadError, load_image
+from .results import FrameResult
 from .runtime import Classifier, open_classifier
+from .sinks import LinesSink, Sink, StatsJsonSink
 from .sources import default_source, open_source
 
 SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 0}  # SIGTERM is how a service is stopped: not a failure
@@ -36,7 +39,7 @@ def _open(args: argparse.Namespace) -> Classifier:
 def classify_command(args: argparse.Namespace) -> int:
     classifier = _open(args)
     failed = 0
-    for path in args.images:
+    for index, path in enumerate(args.images):
         try:
             bgr = load_image(path)
         except ImageReadError as exc:
@@ -45,16 +48,13 @@ def classify_command(args: argparse.Namespace) -> int:
             continue
         tensor, preprocess_ms = preprocess_timed(classifier, bgr)
         top, stages = predict_timed(classifier, tensor, args.top_k)
-        latency = {"preprocess": preprocess_ms, **stages}
+        result = FrameResult(index, time.time(), top, {"preprocess": preprocess_ms, **stages}, 0.0, str(path))
         if args.json:
-            print(json.dumps({
-                "path": str(path),
-                "top": [p.to_json() for p in top],
-                "latency_ms": {k: round(v, 3) for k, v in latency.items()},
-            }), flush=True)
+            data = result.to_json()
+            print(json.dumps({"path": data["item"], "top": data["top"], "latency_ms": data["latency_ms"]}), flush=True)
         else:
             labels = ", ".join(f"{p.label} {p.score:.3f}" for p in top)
-            print(f"{path}: {labels}  [inference {latency['inference']:.1f} ms]", flush=True)
+            print(f"{path}: {labels}  [inference {result.latency_ms['inference']:.1f} ms]", flush=True)
     if failed:
         print(f"edgepipe classify: {failed} of {len(args.images)} images could not be read", file=sys.stderr)
     return 1 if failed else 0
@@ -82,10 +82,20 @@ def _stop_on_signals(pipeline: Pipeline) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+def run_sinks(args: argparse.Namespace) -> list[Sink]:
+    """The outputs `edgepipe run` was asked for, each checked before any frame is read."""
+    sinks: list[Sink] = [LinesSink(sys.stdout, args.json, args.threshold)]
+    if args.display:
+        sinks.append(DisplaySink(sys.stderr))
+    if args.record is not None:
+        sinks.append(RecorderSink(args.record, args.force, args.fps))
+    if args.stats_json is not None:
+        sinks.append(StatsJsonSink(args.stats_json, args.force))
+    return sinks
+
+
 def run_command(args: argparse.Namespace) -> int:
-    for output in (args.record, args.stats_json):
-        if output is not None:
-            refuse_overwrite(output, args.force)
+    sinks = run_sinks(args)
     options = RunOptions(
         top_k=args.top_k,
         threshold=args.threshold,
@@ -96,18 +106,12 @@ def run_command(args: argparse.Namespace) -> int:
         fps=args.fps,
         max_retries=args.max_retries,
         stats_interval=args.stats_interval,
-        json=args.json,
-        display=args.display,
-        record=args.record,
-        force=args.force,
     )
     # OpenCV's worker threads would compete with the interpreter's --threads for the same
     # cores; decoding and resizing one frame are cheap enough for the capture thread alone.
     cv2.setNumThreads(1)
     source = open_source(args.source or default_source(), args.size, args.fps)
-    pipeline = Pipeline(_open(args), source, options)
+    pipeline = Pipeline(_open(args), source, options, sinks)
     with _stop_on_signals(pipeline):
         result = pipeline.run()
-    if args.stats_json is not None:
-        atomic_write_text(args.stats_json, json.dumps(result.summary, indent=2) + "\n")
     return result.exit_code

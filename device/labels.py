@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .errors import UserError
+from edgepipe.core.errors import UserError
 
 _INDEXED = re.compile(r"^\s*(\d+)[\s:,]+(.*\S)\s*$")
 

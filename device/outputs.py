@@ -1,6 +1,6 @@
-"""What `edgepipe run` does with each result besides printing it: draw it on
-the frame, show it in a window when there is a screen, and record it to a
-video file that is complete even when the run is interrupted."""
+"""The sinks that show frames: draw the result on the frame, show it in a
+window when there is a screen, and record it to a video file that is complete
+even when the run is interrupted."""
 
 from __future__ import annotations
 
@@ -8,31 +8,19 @@ import contextlib
 import os
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import cv2
 import numpy as np
 
-from .errors import UserError
-from .fsutil import refuse_overwrite
-from .postprocess import Prediction
+from edgepipe.core.errors import UserError
+from edgepipe.core.files import check_writable
+
+from .results import FrameResult
+from .sinks import RunInfo, Sink
 
 WINDOW = "edgepipe"
 QUIT_KEYS = (ord("q"), 27)  # q, Esc
-
-
-def annotate(bgr: np.ndarray, top: list[Prediction], fps: float) -> np.ndarray:
-    """A copy of the frame with the best label, its score and the FPS in the corner."""
-    out = bgr.copy()
-    text = f"{top[0].label} {top[0].score:.2f}" if top else "-"
-    scale = max(0.5, out.shape[1] / 800)
-    thickness = max(1, round(scale * 2))
-    for row, line in enumerate((text, f"{fps:.1f} fps")):
-        (w, h), base = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-        y = int((row + 1) * (h + base + 8))
-        cv2.rectangle(out, (0, y - h - base - 4), (w + 12, y + 4), (0, 0, 0), -1)
-        cv2.putText(out, line, (6, y - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thickness, cv2.LINE_AA)
-    return out
 
 
 def display_available() -> bool:
@@ -42,14 +30,23 @@ def display_available() -> bool:
     return True
 
 
-class Display:
-    """A window showing annotated frames; turns itself off (with one warning) when it cannot open."""
+class DisplaySink(Sink):
+    """A window showing annotated frames (q or Esc ends the run); turns itself off,
+    with one warning, when it cannot open."""
 
     def __init__(self, log: TextIO) -> None:
         self.log = log
         self.enabled = display_available()
         if not self.enabled:
             log.write("edgepipe run: --display ignored: no display (DISPLAY/WAYLAND_DISPLAY unset)\n")
+        self._request_stop = None
+
+    def start(self, run: RunInfo) -> None:
+        self._request_stop = run.request_stop
+
+    def emit(self, result: FrameResult) -> None:
+        if self.enabled and self.show(result.annotated) and self._request_stop:
+            self._request_stop("quit from display", 0)
 
     def show(self, frame: np.ndarray) -> bool:
         """Show a frame; True when the user asked to quit (q or Esc)."""
@@ -64,23 +61,38 @@ class Display:
             self.log.write(f"edgepipe run: --display turned off: OpenCV cannot open a window ({reason})\n")
             return False
 
-    def close(self) -> None:
+    def close(self, summary: dict[str, Any]) -> None:
         if self.enabled:
             with contextlib.suppress(cv2.error):
                 cv2.destroyWindow(WINDOW)
 
 
-class Recorder:
+class RecorderSink(Sink):
     """Writes annotated frames to a hidden partial file and renames it into place on close,
-    so OUT.mp4 is either absent or a finalised video (also after Ctrl-C)."""
+    so OUT.mp4 is either absent or a finalised video (also after Ctrl-C).
 
-    def __init__(self, path: Path, force: bool = False) -> None:
+    The video plays at `fps` when given (--fps), else at the source's own rate.
+    """
+
+    DEFAULT_FPS = 15.0
+
+    def __init__(self, path: Path, force: bool = False, fps: float | None = None) -> None:
         path = Path(path)
-        refuse_overwrite(path, force)
+        check_writable(path, force)
         self.path = path
         self.partial = path.with_name(f".{path.stem}.partial{path.suffix or '.mp4'}")
         self.frames = 0
+        self.fps = fps
         self._writer: cv2.VideoWriter | None = None
+
+    def start(self, run: RunInfo) -> None:
+        self.fps = self.fps or run.source_fps or self.DEFAULT_FPS
+
+    def emit(self, result: FrameResult) -> None:
+        self.write(result.annotated, self.fps or self.DEFAULT_FPS)
+
+    def summary_fields(self) -> dict[str, Any]:
+        return {"recorded": str(self.path) if self.frames else None}
 
     def write(self, frame: np.ndarray, fps: float) -> None:
         """Append a frame; `fps` (the source's rate) is fixed by the first call."""
@@ -94,7 +106,7 @@ class Recorder:
         self._writer.write(frame)
         self.frames += 1
 
-    def close(self) -> None:
+    def close(self, summary: dict[str, Any] | None = None) -> None:
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.release()

@@ -12,20 +12,19 @@ bounded: a few frames in flight and fixed-size statistics.
 from __future__ import annotations
 
 import collections
-import json
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Sequence, TextIO
 
 import numpy as np
 
-from .outputs import Display, Recorder, annotate
 from .postprocess import Prediction, ScoreSmoother, top_k
+from .results import FrameResult
 from .runstats import RunStats
 from .runtime import Classifier
+from .sinks import RunInfo, Sink, close_all
 from .sources import FrameSource, ImageError, ImageFilesSource, SourceLost, SourceUnavailable
 
 FILE_BUFFER_FRAMES = 4
@@ -40,6 +39,7 @@ class Frame:
     ts: float  # wall-clock time of capture (seconds since the epoch)
     started: float  # perf_counter when the capture began
     capture_ms: float
+    item: str | None = None  # the source item's name (an image file's), when it has one
     tensor: np.ndarray | None = None  # already preprocessed by the capture thread (in-order sources)
     preprocess_ms: float = 0.0
 
@@ -128,10 +128,6 @@ class RunOptions:
     fps: float | None = None
     max_retries: int = 5
     stats_interval: float = 5.0
-    json: bool = False
-    display: bool = False
-    record: Path | None = None
-    force: bool = False
 
 
 @dataclass
@@ -194,7 +190,8 @@ class Capture(threading.Thread):
             if image is None:
                 return
             captured = time.perf_counter()
-            frame = Frame(self.index, image, time.time(), started, (captured - started) * 1000.0)
+            frame = Frame(self.index, image, time.time(), started, (captured - started) * 1000.0,
+                          item=self.source.current_item)
             if self.classifier is not None:
                 frame.tensor, frame.preprocess_ms = preprocess_timed(self.classifier, image)
             self.buffer.put(frame, self.stop)
@@ -205,19 +202,20 @@ class Capture(threading.Thread):
 
 
 class Pipeline:
-    """The inference loop: preprocess, invoke, postprocess, emit; stops on end of
-    source, --max-frames, --duration, the stop event (signals) or the display's q."""
+    """The inference loop: preprocess, invoke, postprocess, hand the result to
+    every sink; stops on end of source, --max-frames, --duration, or a stop
+    request (signals, a sink such as the display's q key)."""
 
     def __init__(self, classifier: Classifier, source: FrameSource, options: RunOptions,
-                 out: TextIO | None = None, log: TextIO | None = None, stop: threading.Event | None = None) -> None:
+                 sinks: Sequence[Sink] = (), log: TextIO | None = None,
+                 stop: threading.Event | None = None) -> None:
         self.classifier, self.source, self.options = classifier, source, options
-        self.out, self.log = out or sys.stdout, log or sys.stderr
+        self.sinks = list(sinks)
+        self.log = log or sys.stderr
         self.stop = stop or threading.Event()
         self.stats = RunStats()
         self.smoother = ScoreSmoother(options.smooth) if options.smooth else None
         self.buffer = FrameBuffer(keep_newest=source.live or options.realtime)
-        self.recorder = Recorder(options.record, options.force) if options.record else None
-        self.display = Display(self.log) if options.display else None
         if isinstance(source, ImageFilesSource):
             source.on_error = self._skipped
         self._stop_reason: tuple[str, int] | None = None
@@ -232,23 +230,46 @@ class Pipeline:
         self.log.write(f"edgepipe run: skipped: {error.message}\n")
         self.log.flush()
 
+    def run_info(self) -> RunInfo:
+        clf = self.classifier
+        return RunInfo(
+            source=self.source.name,
+            source_fps=self.source.fps,
+            model=str(clf.model_path),
+            accelerator=clf.accelerator,
+            backend=f"{clf.backend} {clf.backend_version}",
+            threads=clf.threads,
+            labels=tuple(clf.labels),
+            request_stop=self.request_stop,
+        )
+
     def run(self) -> RunResult:
+        info = self.run_info()
+        for sink in self.sinks:
+            sink.start(info)
+        summary: dict[str, Any] = {}
+        try:
+            reason, exit_code = self._capture_and_classify()
+            summary = self.stats.summary(reason=reason, exit_code=exit_code, **self._describe(info))
+        finally:  # sinks always close, so a recording or a stats file is complete even after a failure
+            close_all(self.sinks, summary)
+        self.log.write(self.stats.summary_line() + f" ({reason})\n")
+        self.log.flush()
+        return RunResult(exit_code, reason, summary)
+
+    def _capture_and_classify(self) -> tuple[str, int]:
+        """Run the capture thread and the inference loop to the end: (stop reason, exit code)."""
         # Every frame of a file is classified, so preprocessing it in the capture thread wastes
         # nothing and overlaps inference; a live source preprocesses only the frames it keeps.
         preprocess_early = None if self.buffer.keep_newest else self.classifier
         capture = Capture(self.source, self.buffer, self.stop, self.options, self.stats, self.log, preprocess_early)
         capture.start()
-        reason = "stopped"
         try:
             reason = self._loop()
         finally:
             self.stop.set()
             capture.join(timeout=0.5)
             self.stats.drop(self.buffer.take_dropped())
-            if self.recorder:
-                self.recorder.close()
-            if self.display:
-                self.display.close()
         failure = self.buffer.failure
         exit_code = 1 if self.stats.errors else 0
         if isinstance(failure, SourceUnavailable):
@@ -258,21 +279,19 @@ class Pipeline:
             raise failure
         if self._stop_reason is not None:  # a signal wins over the end of source it caused
             reason, exit_code = self._stop_reason
-        summary = self.stats.summary(reason=reason, exit_code=exit_code, **self._describe())
-        self.log.write(self.stats.summary_line() + f" ({reason})\n")
-        self.log.flush()
-        return RunResult(exit_code, reason, summary)
+        return reason, exit_code
 
-    def _describe(self) -> dict[str, Any]:
-        clf = self.classifier
-        return {
-            "source": self.source.name,
-            "model": str(clf.model_path),
-            "accelerator": clf.accelerator,
-            "backend": f"{clf.backend} {clf.backend_version}",
-            "threads": clf.threads,
-            "recorded": str(self.options.record) if self.recorder and self.recorder.frames else None,
+    def _describe(self, info: RunInfo) -> dict[str, Any]:
+        described: dict[str, Any] = {
+            "source": info.source,
+            "model": info.model,
+            "accelerator": info.accelerator,
+            "backend": info.backend,
+            "threads": info.threads,
         }
+        for sink in self.sinks:
+            described.update(sink.summary_fields())
+        return described
 
     def _loop(self) -> str:
         options = self.options
@@ -292,40 +311,22 @@ class Pipeline:
                 if self.buffer.ended:
                     return "stopped" if self.stop.is_set() else "end of source"
                 continue
-            if self._process(frame):
-                return "quit from display"
+            self._emit(self._classify(frame))
             if options.max_frames is not None and self.stats.frames >= options.max_frames:
                 return "max frames reached"
         return "stopped"
 
-    def _process(self, frame: Frame) -> bool:
-        """Classify one frame and emit it; True when the user quit from the window."""
-        options = self.options
+    def _classify(self, frame: Frame) -> FrameResult:
         tensor, preprocess_ms = frame.tensor, frame.preprocess_ms
         if tensor is None:
             tensor, preprocess_ms = preprocess_timed(self.classifier, frame.image)
-        top, stages = predict_timed(self.classifier, tensor, options.top_k, options.threshold, self.smoother)
+        top, stages = predict_timed(self.classifier, tensor, self.options.top_k, self.options.threshold,
+                                    self.smoother)
         latency = {"capture": frame.capture_ms, "preprocess": preprocess_ms, **stages,
                    "total": (time.perf_counter() - frame.started) * 1000.0}
         self.stats.record(latency)
-        self.out.write(self._format(frame, top, latency) + "\n")
-        self.out.flush()
-        if not (self.recorder or (self.display and self.display.enabled)):
-            return False
-        annotated = annotate(frame.image, top, self.stats.current_fps)
-        if self.recorder:
-            self.recorder.write(annotated, self.options.fps or self.source.fps or 15.0)
-        return bool(self.display and self.display.show(annotated))
+        return FrameResult(frame.index, frame.ts, top, latency, self.stats.current_fps, frame.item, frame.image)
 
-    def _format(self, frame: Frame, top: list[Prediction], latency: dict[str, float]) -> str:
-        fps = self.stats.current_fps
-        if self.options.json:
-            return json.dumps({
-                "frame": frame.index,
-                "ts": round(frame.ts, 6),
-                "top": [p.to_json() for p in top],
-                "latency_ms": {k: round(v, 3) for k, v in latency.items()},
-                "fps": round(fps, 2),
-            })
-        labels = ", ".join(f"{p.label} {p.score:.2f}" for p in top) or f"(nothing above {self.options.threshold:g})"
-        return f"frame {frame.index}: {labels}  [inference {latency['inference']:.1f} ms, {fps:.1f} fps]"
+    def _emit(self, result: FrameResult) -> None:
+        for sink in self.sinks:
+            sink.emit(result)

@@ -15,7 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .errors import UserError
+from edgepipe.core.errors import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 CHANNEL_ORDERS = ("RGB", "BGR")

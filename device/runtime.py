@@ -26,7 +26,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .bundle import Bundle, is_bundle, load_bundle
-from .errors import UserError
+from edgepipe.core.accelerators import ACCELERATORS
+from edgepipe.core.errors import UserError
 from .labels import read_labels
 from . import postprocess
 from .postprocess import Prediction
@@ -34,7 +35,6 @@ from .preprocess import InputSpec, normalize, quantize, resize_to_input
 
 __all__ = ["ACCELERATORS", "Backend", "Classifier", "Prediction", "find_backend", "open_classifier"]
 
-ACCELERATORS = ("cpu", "edgetpu", "auto")
 EDGETPU_CUSTOM_OP = b"edgetpu-custom-op"
 EDGETPU_LIBRARY = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
 EDGETPU_INSTALL_HINT = (

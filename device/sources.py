@@ -20,7 +20,7 @@ from typing import Any, Callable, Protocol
 import cv2
 import numpy as np
 
-from .errors import UserError
+from edgepipe.core.errors import UserError
 from .preprocess import IMAGE_SUFFIXES, ImageReadError, load_image
 
 PICAMERA2 = "picamera2"
@@ -40,6 +40,7 @@ class SourceLost(Exception):
 class FrameSource(Protocol):
     name: str
     live: bool  # a camera or stream: keep only the newest frame, retry when lost
+    current_item: str | None  # the name of the item the last read() returned, when items have names
 
     def open(self) -> None: ...
 
@@ -61,6 +62,7 @@ class Picamera2Source:
     """
 
     live = True
+    current_item = None
 
     def __init__(self, size: tuple[int, int] | None = None, fps: float | None = None,
                  camera_factory: Callable[[], Any] | None = None) -> None:
@@ -130,6 +132,7 @@ class OpenCVSource:
                  fps: float | None = None) -> None:
         self.target = target
         self.live = live
+        self.current_item: str | None = None
         self.name = f"camera {target}" if isinstance(target, int) else str(target)
         self.size = size
         self._requested_fps = fps
@@ -190,6 +193,7 @@ class ImageFilesSource:
         self.paths = paths
         self.name = name
         self.on_error = on_error
+        self.current_item: str | None = None
         self._next = 0
 
     @property
@@ -204,10 +208,13 @@ class ImageFilesSource:
             path = self.paths[self._next]
             self._next += 1
             try:
-                return load_image(path)
+                image = load_image(path)
             except ImageReadError as exc:
                 if self.on_error:
                     self.on_error(ImageError(path, str(exc)))
+                continue
+            self.current_item = path.name
+            return image
         return None
 
     def close(self) -> None:

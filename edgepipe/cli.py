@@ -9,22 +9,16 @@ when a command that needs it runs.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import traceback
 from typing import NoReturn, Sequence
 
-from edgepipe import __version__
-from edgepipe.device.errors import MissingExtraError, UserError
-
-# Registration order is the order of `edgepipe --help`.
-STAGE_CLIS = (
-    "edgepipe.train.cli",
-    "edgepipe.convert.cli",
-    "edgepipe.device.cli",
-    "edgepipe.deploy.cli",
-    "edgepipe.demo",
-)
+from edgepipe import __version__, demo
+from edgepipe.convert import cli as convert_cli
+from edgepipe.core.errors import MissingExtraError, UserError
+from edgepipe.deploy import cli as deploy_cli
+from edgepipe.device import cli as device_cli
+from edgepipe.train import cli as train_cli
 
 # Top-level module -> the extra that installs it, for a missing-dependency message.
 EXTRA_FOR_MODULE = {
@@ -69,8 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"edgepipe {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in STAGE_CLIS:
-        importlib.import_module(module_name).register(subparsers)
+    # The order of `edgepipe --help`. This is where stages meet: `bench --host` is
+    # the device's command carried out by the deploy stage, handed in here.
+    train_cli.register(subparsers)
+    convert_cli.register(subparsers)
+    device_cli.register(subparsers, bench_on_host=deploy_cli.bench_on_host)
+    deploy_cli.register(subparsers)
+    demo.register(subparsers)
     return parser
 
 
@@ -90,8 +89,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     prog = f"edgepipe {args.command}"
-    if args.command == "bench" and getattr(args, "host", None):  # measured on a device: the deploy stage's job
-        args.func = lambda a: importlib.import_module("edgepipe.deploy.remote_bench").run(a)
     try:
         return int(args.func(args) or 0)
     except UserError as exc:

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from edgepipe.device.cliutil import add_command, positive_int
-from edgepipe.device.errors import UserError
+from edgepipe.core.args import add_command, positive_int
+from edgepipe.core.errors import UserError
 
 DEMO_CLASSES = ("circle", "square", "triangle", "cross")
 WORKDIR_MARKER = ".edgepipe-demo"
@@ -160,7 +160,7 @@ def _prepare_workdir(work: Path, force: bool) -> None:
     so a mistyped --workdir can never wipe a user's folder."""
     import shutil
 
-    from edgepipe.device.fsutil import refuse_overwrite
+    from edgepipe.core.files import refuse_overwrite
 
     refuse_overwrite(work, force)
     if work.exists():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgepipe.device.cliutil import add_command, fraction, non_negative_float, non_negative_int, positive_float, positive_int
+from edgepipe.core.args import add_command, fraction, non_negative_float, non_negative_int, positive_float, positive_int
 
 from .model import ALPHAS, ARCHITECTURES, MAX_INPUT_SIZE, MIN_INPUT_SIZE
 

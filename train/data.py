@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgepipe.device.errors import UserError
+from edgepipe.core.errors import UserError
 from edgepipe.device.preprocess import IMAGE_SUFFIXES, ImageReadError, InputSpec, load_image
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgepipe.device.errors import UserError
-from edgepipe.device.fsutil import atomic_write_text, refuse_overwrite
+from edgepipe.core.errors import UserError
+from edgepipe.core.files import atomic_write_text, refuse_overwrite
 from edgepipe.device.labels import read_labels
 from edgepipe.device.preprocess import InputSpec
 

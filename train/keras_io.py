@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgepipe.device.errors import UserError
+from edgepipe.core.errors import UserError
 
 
 def keras():

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgepipe.device.errors import UserError
+from edgepipe.core.errors import UserError
 
 from .keras_io import keras
 

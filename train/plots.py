@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from edgepipe.device.fsutil import atomic_write_bytes
+from edgepipe.core.files import atomic_write_bytes
 
 
 def _pyplot():

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgepipe.device.errors import UserError
+from edgepipe.core.errors import UserError
 from edgepipe.device.labels import read_labels
 from edgepipe.device.preprocess import InputSpec
 

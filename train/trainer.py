@@ -26,8 +26,7 @@ from typing import Any
 import numpy as np
 
 from edgepipe import __version__
-from edgepipe.device.errors import UserError
-from edgepipe.device.fsutil import atomic_directory, refuse_overwrite
+from edgepipe.core.files import atomic_directory, refuse_overwrite
 from edgepipe.device.labels import format_labels
 from edgepipe.device.preprocess import InputSpec
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from edgepipe.device.benchstats import LATENCY_KEYS
+from edgepipe.device.bench.stats import LATENCY_KEYS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 RESULT_KEYS = {
@@ -210,19 +210,22 @@ def test_help_documents_bench_and_compare(cli):
         assert text in stdout
 
 
-def test_host_without_the_deploy_hook_is_a_user_error(tiny_bundle, monkeypatch):
-    """edgepipe/cli.py hands --host to the deploy stage; bench itself only explains when that is missing."""
+def test_host_without_the_deploy_stage_is_a_user_error(tiny_bundle):
+    """The CLI's entry point hands --host to the deploy stage; bench alone only explains."""
     import argparse
-    import importlib.util
 
-    from edgepipe.device.bench_cli import REMOTE_BENCH_MODULE, register_bench
-    from edgepipe.device.errors import UserError
+    from edgepipe.core.errors import UserError
+    from edgepipe.device.bench.cli import register_bench
 
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == REMOTE_BENCH_MODULE else real_find_spec(name, *a))
     parser = argparse.ArgumentParser()
     register_bench(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["bench", str(tiny_bundle), "--host", "pi@raspberrypi"])
-    with pytest.raises(UserError, match="--host needs edgepipe.deploy.remote_bench"):
+    with pytest.raises(UserError, match="--host needs edgepipe's deploy stage"):
         args.func(args)
+
+
+def test_host_has_the_same_connection_flags_as_deploy(cli):
+    _, bench_help, _ = cli("bench", "--help")
+    _, deploy_help, _ = cli("deploy", "--help")
+    for flag in ("--identity", "--ssh-config", "--ssh-option", "--connect-timeout", "--prefix", "--remote-python"):
+        assert flag in bench_help and flag in deploy_help

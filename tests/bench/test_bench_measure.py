@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from edgepipe.device.bench import BenchPlan, bench_input, measure_configuration, random_input, run_bench
-from edgepipe.device.errors import UserError
+from edgepipe.device.bench.measure import BenchPlan, bench_input, measure_configuration, random_input, run_bench
+from edgepipe.core.errors import UserError
 from edgepipe.device.preprocess import InputSpec, load_image
 from edgepipe.device.runtime import open_classifier
 

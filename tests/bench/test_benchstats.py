@@ -5,7 +5,7 @@ import statistics
 import numpy as np
 import pytest
 
-from edgepipe.device.benchstats import LATENCY_KEYS, latency_summary, rate_per_s, time_windows
+from edgepipe.device.bench.stats import LATENCY_KEYS, latency_summary, rate_per_s, time_windows
 
 
 @pytest.fixture

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from sshd_server import SSHD, SshServer, free_port, running_sshd, stop_service
 
-from edgepipe.deploy.ssh import Remote, SshOptions, Target
+from edgepipe.core.ssh import SshOptions, Target
+from edgepipe.deploy.remote import Remote
 
 
 @pytest.fixture(scope="session")

@@ -18,9 +18,9 @@ import pytest
 
 from edgepipe.cli import main
 from edgepipe.deploy import release
-from edgepipe.deploy.ssh import SshError
+from edgepipe.core.ssh import SshError
 from edgepipe.device.bundle import MANIFEST, sha256_file
-from edgepipe.device.errors import UserError
+from edgepipe.core.errors import UserError
 
 
 def _variant(tiny_bundle: Path, tmp_path: Path, name: str) -> Path:

@@ -16,8 +16,9 @@ import pytest
 from edgepipe.cli import main
 from edgepipe.deploy import remote_agent
 from edgepipe.deploy.device_check import assess, uses_camera
-from edgepipe.deploy.ssh import Remote, SshOptions, Target, explain_failure, ssh_option
-from edgepipe.device.errors import UserError
+from edgepipe.core.ssh import SshOptions, Target, explain_failure, ssh_option
+from edgepipe.deploy.remote import Remote
+from edgepipe.core.errors import UserError
 
 GOOD_REPORT = {
     "python_path": "/home/pi/edgepipe/venv/bin/python",

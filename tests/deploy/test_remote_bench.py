@@ -5,23 +5,21 @@ from __future__ import annotations
 import json
 import sys
 
-from edgepipe.cli import build_parser, main
-from edgepipe.deploy import remote_bench
+from edgepipe.cli import main
 from edgepipe.device.bundle import MANIFEST, sha256_file
 
 
-def _bench_args(sshd, prefix, *extra: str):
-    """bench's own parser; the connection settings bench's flags leave to ~/.ssh/config are set here."""
-    args = build_parser().parse_args(["bench", *extra, "--host", sshd.host])
-    args.ssh_config, args.prefix, args.remote_python = str(sshd.client_config), str(prefix), sys.executable
-    return args
+def _bench_args(sshd, prefix, *extra: str) -> list[str]:
+    """`edgepipe bench ... --host` with the test sshd's connection flags (shared with deploy)."""
+    return ["bench", *extra, "--host", sshd.host, "--ssh-config", str(sshd.client_config),
+            "--prefix", str(prefix), "--remote-python", sys.executable]
 
 
 def test_bench_on_the_device_copies_the_bundle_and_brings_its_json_back(tiny_bundle, sshd, prefix, tmp_path, capsys):
     out_file = tmp_path / "device.json"
     args = _bench_args(sshd, prefix, str(tiny_bundle), "--runs", "20", "--warmup", "2", "--threads", "1",
                        "--out", str(out_file))
-    assert remote_bench.run(args) == 0
+    assert main(args) == 0
     table = capsys.readouterr().out
     report = json.loads(out_file.read_text())
     assert report["schema"] == "edgepipe.bench/1"

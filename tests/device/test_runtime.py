@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepipe.device.errors import UserError
+from edgepipe.core.errors import UserError
 from edgepipe.device.preprocess import InputSpec, load_image, resize_to_input, to_model_input
 from edgepipe.device.runtime import (
     EdgeTpuUnavailable,

@@ -10,8 +10,9 @@ import threading
 import numpy as np
 import pytest
 
-from edgepipe.device.errors import UserError
+from edgepipe.core.errors import UserError
 from edgepipe.device.pipeline import Pipeline, RunOptions
+from edgepipe.device.sinks import LinesSink
 from edgepipe.device.runtime import open_classifier
 from edgepipe.device.sources import (
     ImageFilesSource,
@@ -97,7 +98,7 @@ def test_picamera2_source_with_fake_camera_survives_a_disconnect_through_the_pip
     source = Picamera2Source(size=(160, 120), camera_factory=lambda: next(cameras))
     out, log = io.StringIO(), io.StringIO()
     pipeline = Pipeline(open_classifier(tiny_bundle, threads=1), source,
-                        RunOptions(max_frames=8, max_retries=2, stats_interval=0), out=out, log=log)
+                        RunOptions(max_frames=8, max_retries=2, stats_interval=0), [LinesSink(out, False)], log=log)
     result = pipeline.run()
     assert result.exit_code == 0 and result.reason == "max frames reached"
     assert len(out.getvalue().splitlines()) == 8
@@ -138,6 +139,7 @@ class BurstSource:
     live = True
     fps = None
     name = "burst"
+    current_item = None
 
     def __init__(self, frames: int) -> None:
         self.frames = frames
@@ -161,7 +163,7 @@ def test_live_source_keeps_only_the_newest_frame_and_counts_the_rest_as_dropped(
     source = BurstSource(frames=300)
     out = io.StringIO()
     result = Pipeline(open_classifier(tiny_bundle, threads=1), source,
-                      RunOptions(json=True, stats_interval=0), out=out, log=io.StringIO()).run()
+                      RunOptions(stats_interval=0), [LinesSink(out, True)], log=io.StringIO()).run()
     frames = [int(line.split('"frame": ')[1].split(",")[0]) for line in out.getvalue().splitlines()]
     assert frames == sorted(set(frames))  # never an older frame after a newer one
     assert result.summary["frames"] + result.summary["dropped"] == 300
@@ -180,7 +182,7 @@ def test_stop_event_ends_a_live_run_promptly(tiny_bundle):
             return out.write(text)
 
     pipeline = Pipeline(open_classifier(tiny_bundle, threads=1), source, RunOptions(stats_interval=0),
-                        out=StopAfterFive(), log=io.StringIO(), stop=stop)
+                        [LinesSink(StopAfterFive(), False)], log=io.StringIO(), stop=stop)
     result = pipeline.run()
     assert result.reason == "stopped" and result.exit_code == 0
     assert 5 <= result.summary["frames"] <= 7
@@ -195,8 +197,8 @@ def test_memory_retained_by_a_run_does_not_grow_with_its_length(tiny_bundle):
 
     def retained_after(frames: int) -> int:
         with open(os.devnull, "w") as sink:
-            pipeline = Pipeline(classifier, BurstSource(frames), RunOptions(json=True, stats_interval=0),
-                                out=sink, log=sink)
+            pipeline = Pipeline(classifier, BurstSource(frames), RunOptions(stats_interval=0),
+                                [LinesSink(sink, True)], log=sink)
             tracemalloc.start()
             try:
                 pipeline.run()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edgepipe.cli import main
-from edgepipe.device.errors import UserError
+from edgepipe.core.errors import UserError
 from edgepipe.device.preprocess import InputSpec, load_image, to_model_float
 from edgepipe.train.data import Augmentation, augmenter, image_dataset, make_split, scan_folder
 

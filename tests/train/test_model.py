@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgepipe.device.errors import UserError
+from edgepipe.core.errors import UserError
 from edgepipe.train.model import (ModelConfig, backbone_layers, boundary_tensor, build_classifier, top_block,
                                   unfreeze_top)
 

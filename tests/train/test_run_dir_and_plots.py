@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from edgepipe.device.errors import UserError
+from edgepipe.core.errors import UserError
 from edgepipe.device.preprocess import InputSpec
 from edgepipe.train import run_dir as rd
 from edgepipe.train.metrics import classification_report

@@ -9,18 +9,25 @@ stays the short, common form.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import functools
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from .cliutil import add_command, non_negative_int, positive_float, positive_int
-from .errors import UserError
-from .fsutil import atomic_write_text, refuse_overwrite
+from edgepipe.core.accelerators import BENCH_ACCELERATORS
+from edgepipe.core.args import add_command, non_negative_int, positive_float, positive_int
+from edgepipe.core.errors import UserError
+from edgepipe.core.files import atomic_write_text, refuse_overwrite
+from edgepipe.core.ssh import add_connection_arguments
+
+if TYPE_CHECKING:
+    from .measure import BenchPlan
 
 COMPARE = "compare"
 MAX_THREADS = 64
-REMOTE_BENCH_MODULE = "edgepipe.deploy.remote_bench"
+# `bench --host`: measuring on a device is the deploy stage's job (it uploads the bundle);
+# the CLI's entry point hands that stage's command in, so this module never imports it.
+OnHost = Callable[[argparse.Namespace], int]
 # Flags that shape a measurement and mean nothing to `bench compare`.
 MEASUREMENT_FLAGS = (
     "labels", "runs", "warmup", "threads", "accelerator", "edgetpu_device", "duration", "image", "e2e", "csv", "host",
@@ -92,7 +99,7 @@ def intermixed(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def register_bench(subparsers: argparse._SubParsersAction) -> None:
+def register_bench(subparsers: argparse._SubParsersAction, on_host: OnHost | None = None) -> None:
     p = intermixed(add_command(
         subparsers,
         "bench",
@@ -111,7 +118,7 @@ def register_bench(subparsers: argparse._SubParsersAction) -> None:
                    help="untimed inferences after the first (cold) one (default 10)")
     p.add_argument("--threads", type=thread_counts, default=(None,), metavar="N[,N...]",
                    help="CPU threads, one configuration per value, e.g. 1,2,4 (default: every available core)")
-    p.add_argument("--accelerator", choices=("cpu", "edgetpu", "all"), default="cpu",
+    p.add_argument("--accelerator", choices=BENCH_ACCELERATORS, default="cpu",
                    help="where to run; `all` measures the CPU and the Edge TPU (skipped with the reason when absent)")
     p.add_argument("--edgetpu-device", metavar="DEVICE", help="which Edge TPU: usb:0, pci:0, usb or pci (default: the first)")
     p.add_argument("--duration", type=positive_float, metavar="S",
@@ -129,26 +136,14 @@ def register_bench(subparsers: argparse._SubParsersAction) -> None:
                    help="draw the latency distributions (needs pip install 'edgepipe[plot]')")
     p.add_argument("--force", action="store_true", help="overwrite existing --out/--csv/--plot files")
     p.add_argument("--host", metavar="USER@HOST", help="run on a device over SSH; see `edgepipe deploy`")
-    p.set_defaults(func=bench_command, bench_parser=p)
+    add_connection_arguments(p)
+    p.set_defaults(func=functools.partial(bench_command, on_host=on_host), bench_parser=p)
 
 
-def bench_command(args: argparse.Namespace) -> int:
-    parser: argparse.ArgumentParser = args.bench_parser
-    if args.target == COMPARE:
-        return compare_command(args, parser)
-    if args.files:
-        parser.error(
-            f"unexpected argument {args.files[0]!r}: bench measures one model; "
-            f"to put results side by side use `edgepipe bench {COMPARE} A.json B.json`"
-        )
-    if args.host:
-        raise UserError(_remote_unavailable())
-    _check_outputs(args)
+def plan_from_args(args: argparse.Namespace) -> "BenchPlan":
+    from .measure import BenchPlan
 
-    from .bench import BenchPlan, run_bench
-    from .benchreport import csv_text, format_report, report_series
-
-    plan = BenchPlan(
+    return BenchPlan(
         runs=args.runs,
         warmup=args.warmup,
         threads=args.threads,
@@ -158,7 +153,28 @@ def bench_command(args: argparse.Namespace) -> int:
         edgetpu_device=args.edgetpu_device,
         e2e_source=args.e2e,
     )
-    report = run_bench(Path(args.target), args.labels, plan)
+
+
+def bench_command(args: argparse.Namespace, on_host: OnHost | None = None) -> int:
+    parser: argparse.ArgumentParser = args.bench_parser
+    if args.target == COMPARE:
+        return compare_command(args, parser)
+    if args.files:
+        parser.error(
+            f"unexpected argument {args.files[0]!r}: bench measures one model; "
+            f"to put results side by side use `edgepipe bench {COMPARE} A.json B.json`"
+        )
+    if args.host:
+        if on_host is None:
+            raise UserError("--host needs edgepipe's deploy stage, which this command was built without; "
+                            "run `edgepipe bench --out FILE` on the device and `edgepipe bench compare` here")
+        return on_host(args)
+    _check_outputs(args)
+
+    from .measure import run_bench
+    from .report import csv_text, format_report, report_series
+
+    report = run_bench(Path(args.target), args.labels, plan_from_args(args))
     if args.csv:
         atomic_write_text(args.csv, csv_text(report))
     title = f"{report['model_name']} on {report['environment']['hostname']}"
@@ -173,7 +189,7 @@ def compare_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -
         parser.error(f"`bench {COMPARE}` needs at least one bench JSON file (written by `edgepipe bench --out`)")
     _check_outputs(args)
 
-    from .bench_compare import comparison_json, comparison_series, compare_rows, format_comparison, load_report
+    from .compare import comparison_json, comparison_series, compare_rows, format_comparison, load_report
 
     rows = compare_rows([load_report(path) for path in args.files])
     return _emit(args, comparison_json(rows, args.files), lambda: format_comparison(rows),
@@ -186,7 +202,7 @@ def _emit(args: argparse.Namespace, result: dict[str, Any], human: Callable[[], 
     if args.out:
         atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
     if args.plot:
-        from .benchplot import save_latency_plot
+        from .plot import save_latency_plot
 
         save_latency_plot(series(), args.plot, title)
     print(json.dumps(result, indent=2) if args.json else human())
@@ -199,16 +215,6 @@ def _check_outputs(args: argparse.Namespace) -> None:
         if path is not None:
             refuse_overwrite(path, args.force)
     if args.plot:
-        from .benchplot import require_matplotlib
+        from .plot import require_matplotlib
 
         require_matplotlib()
-
-
-def _remote_unavailable() -> str:
-    """--host is carried out by the deploy stage, hooked in by edgepipe's CLI; reaching here means it is not."""
-    if importlib.util.find_spec(REMOTE_BENCH_MODULE) is None:
-        return (
-            f"--host needs {REMOTE_BENCH_MODULE} (edgepipe's deploy stage), which this installation lacks; "
-            "run `edgepipe bench --out FILE` on the device and `edgepipe bench compare` here"
-        )
-    return f"--host is not wired to {REMOTE_BENCH_MODULE} in this edgepipe's CLI; please report it"

@@ -5,27 +5,23 @@ hosts and known_hosts work exactly as with `ssh`, and host keys are checked
 by the tool they already trust. We never pass StrictHostKeyChecking=no: an
 unknown key stops the deploy with one line telling the user to verify it.
 
-Why argument lists and one fixed remote script: ssh joins the remote command
-into a string for the device's shell, so the only things on that string are
-the interpreter path and arguments, each quoted with shlex.quote; the logic
-itself is deploy/remote_agent.py, sent on stdin to `python3 -`.
+Every stage that reaches a machine over SSH (deploy, `bench --host`,
+`convert --compiler-host`) goes through these few pieces, so host keys are
+checked, and options parsed, the same way everywhere.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import re
-import shlex
-import subprocess
 from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
 
-from edgepipe.device.errors import UserError
+from .args import positive_int
+from .errors import UserError
 
 # With BatchMode ssh fails instead of hanging at a password or passphrase prompt.
 DEFAULT_CONNECT_TIMEOUT = 10
+DEFAULT_PREFIX = "~/edgepipe"
 SAFE_REMOTE_PATH = re.compile(r"^~?[A-Za-z0-9._/+-]*$")
 
 
@@ -128,72 +124,34 @@ def explain_failure(target: Target, stderr: str) -> SshError:
     return SshError(f"{target}: ssh failed: {last}")
 
 
-class Remote:
-    """One device: runs the agent there and copies files to it."""
-
-    def __init__(self, target: Target, options: SshOptions, prefix: str, python: str | None = None,
-                 ssh: str = "ssh", scp: str = "scp") -> None:
-        if not SAFE_REMOTE_PATH.match(prefix) or "~" in prefix[1:]:
-            raise UserError(
-                f"--prefix {prefix!r}: use letters, digits and ._/+- only (optionally starting with ~/)"
-            )
-        self.target = target
-        self.options = options
-        self.prefix = prefix
-        self.python = python
-        self.ssh = ssh
-        self.scp = scp
-
-    def ssh_argv(self, remote_command: list[str]) -> list[str]:
-        port = ["-p", str(self.target.port)] if self.target.port else []
-        return [self.ssh, *self.options.common(), *port, self.target.destination, shlex.join(remote_command)]
-
-    def agent_command(self, *args: str) -> list[str]:
-        python = ["--python", self.python] if self.python else []
-        return [self.python or "python3", "-", "--prefix", self.prefix, *python, *args]
-
-    def run_agent_raw(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
-        """Run the agent; returns the process (for `edgepipe` pass-through) after ssh-level errors."""
-        script = resources.files("edgepipe.deploy").joinpath("remote_agent.py").read_text(encoding="utf-8")
-        try:
-            proc = subprocess.run(self.ssh_argv(self.agent_command(*args)), input=script, capture_output=True,
-                                  text=True, timeout=timeout)
-        except FileNotFoundError:
-            raise UserError(f"`{self.ssh}` not found; install the OpenSSH client (apt-get install openssh-client)") from None
-        except subprocess.TimeoutExpired:
-            raise SshError(f"{self.target}: no answer within {timeout:g}s") from None
-        if proc.returncode == 255:
-            raise explain_failure(self.target, proc.stderr)
-        return proc
-
-    def agent(self, *args: str, timeout: float | None = None) -> dict:
-        """Run one agent subcommand; its JSON result, or UserError with its one-line error."""
-        proc = self.run_agent_raw(*args, timeout=timeout)
-        try:
-            result = json.loads(proc.stdout.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            python = self.python or "python3"
-            raise UserError(f"{self.target}: cannot run the deploy agent with {python} ({last}); "
-                            "install python3 on the device or pass --remote-python") from None
-        if proc.returncode != 0 or "error" in result:
-            raise AgentFailure(f"{self.target}: {result.get('error', 'agent failed')}", result)
-        return result
-
-    def upload(self, local: Path, remote_path: str) -> None:
-        """Copy a file or a directory (to a path that does not exist yet) with scp."""
-        port = ["-P", str(self.target.port)] if self.target.port else []
-        argv = [self.scp, *self.options.common(), *port, "-q", "-p", "-r", str(local),
-                self.target.scp_destination(remote_path)]
-        proc = subprocess.run(argv, capture_output=True, text=True)
-        if proc.returncode != 0:
-            error = explain_failure(self.target, proc.stderr)
-            raise SshError(f"{error}; upload of {local.name} did not complete")
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """The connection flags of every command that reaches a device (deploy, `bench --host`)."""
+    group = parser.add_argument_group("connection (OpenSSH: ~/.ssh/config, agents and known_hosts apply)")
+    group.add_argument("--identity", "-i", metavar="KEY", help="private key file (ssh -i)")
+    group.add_argument("--ssh-config", metavar="FILE", help="ssh client config file instead of ~/.ssh/config (ssh -F)")
+    group.add_argument("--ssh-option", metavar="K=V", action="append", default=[], type=ssh_option,
+                       help="extra ssh -o option, repeatable (e.g. ProxyJump=bastion); host key checking stays on")
+    group.add_argument("--connect-timeout", metavar="S", type=positive_int, default=DEFAULT_CONNECT_TIMEOUT,
+                       help="seconds to wait for the TCP connection (default: %(default)s)")
+    group.add_argument("--prefix", default=DEFAULT_PREFIX,
+                       help="install directory on the device (default: %(default)s)")
+    group.add_argument("--remote-python", metavar="PATH",
+                       help="Python with edgepipe on the device (default: PREFIX/venv/bin/python, made by "
+                            "pi-setup.sh, else python3)")
 
 
-class AgentFailure(UserError):
-    """The agent ran and reported a failure; `result` holds what it did (e.g. a rollback)."""
+@dataclass(frozen=True)
+class Connection:
+    """Where a device is and how to reach it: what the connection flags say."""
 
-    def __init__(self, message: str, result: dict) -> None:
-        super().__init__(message)
-        self.result = result
+    target: Target
+    ssh: SshOptions
+    prefix: str = DEFAULT_PREFIX
+    python: str | None = None
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, host: str) -> "Connection":
+        """For CLI modules: the connection flags added by `add_connection_arguments`."""
+        options = SshOptions(identity=args.identity, config=args.ssh_config, options=list(args.ssh_option),
+                             connect_timeout=args.connect_timeout)
+        return cls(Target.parse(host), options, args.prefix, args.remote_python)

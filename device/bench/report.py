@@ -10,8 +10,8 @@ import csv
 import io
 from typing import Any, Sequence
 
-from .benchplot import LatencySeries
-from .benchstats import LATENCY_KEYS
+from .plot import LatencySeries
+from .stats import LATENCY_KEYS
 
 # Bump on any change a reader of old files would misread (README, "Bench", documents it).
 SCHEMA = "edgepipe.bench/1"

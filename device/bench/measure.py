@@ -23,16 +23,16 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .bench_e2e import measure_e2e
-from .benchreport import SCHEMA
-from .benchstats import MS_DECIMALS, latency_summary, rate_per_s, time_windows, to_ms
-from .errors import UserError
-from .preprocess import InputSpec, load_image, normalize, quantize
-from .runtime import Classifier, EdgeTpuUnavailable, default_threads, open_classifier
-from .sources import open_source
+from .e2e import measure_e2e
+from .report import SCHEMA
+from .stats import MS_DECIMALS, latency_summary, rate_per_s, time_windows, to_ms
+from edgepipe.core.accelerators import BENCH_ACCELERATORS
+from edgepipe.core.errors import UserError
+from ..preprocess import InputSpec, load_image, normalize, quantize
+from ..runtime import Classifier, EdgeTpuUnavailable, default_threads, open_classifier
+from ..sources import open_source
 from .sysinfo import current_rss_mb, edgetpu_absence, environment, peak_rss_mb, thermal_snapshot
 
-ACCELERATOR_CHOICES = ("cpu", "edgetpu", "all")
 # A sustained run is cut into about this many windows (each at least MIN_WINDOW_S long).
 SUSTAINED_WINDOWS = 10
 MIN_WINDOW_S = 1.0
@@ -59,8 +59,8 @@ class BenchPlan:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.accelerator not in ACCELERATOR_CHOICES:
-            raise UserError(f"accelerator {self.accelerator!r} is not one of {', '.join(ACCELERATOR_CHOICES)}")
+        if self.accelerator not in BENCH_ACCELERATORS:
+            raise UserError(f"accelerator {self.accelerator!r} is not one of {', '.join(BENCH_ACCELERATORS)}")
         if self.accelerator == "edgetpu" and len(self.threads) > 1:
             raise UserError(
                 "the Edge TPU runs the model's ops itself and ignores --threads (they only size the CPU "

@@ -62,3 +62,19 @@ def atomic_directory(path: Path, force: bool = False) -> Iterator[Path]:
     os.replace(tmp, path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
+
+
+def check_writable(path: Path, force: bool = False) -> None:
+    """Stop before the work when an output could not be written after it.
+
+    A run that takes an hour must not end with "permission denied" and lose
+    its result: the destination's folder must exist (or be creatable) and be
+    writable now, and an existing file needs --force.
+    """
+    path = Path(path)
+    refuse_overwrite(path, force)
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write {path}: {folder} is not a writable folder")

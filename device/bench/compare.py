@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .benchplot import LatencySeries
-from .benchreport import SCHEMA, render_table
-from .errors import UserError
+from .plot import LatencySeries
+from .report import SCHEMA, render_table
+from edgepipe.core.errors import UserError
 
 COMPARE_SCHEMA = "edgepipe.bench-compare/1"
 

@@ -2,47 +2,40 @@
 
 It runs the real `run` pipeline (capture thread, preprocessing, inference,
 postprocessing) rather than a copy of it, and reads the per-frame stage
-latencies from the same JSON lines `edgepipe run --json` prints, so what is
-measured is what users run. Unlike the model latency, the "inference" stage
+latencies from the same `FrameResult`s every output of `edgepipe run` gets,
+so what is measured is what users run. Unlike the model latency, the "inference" stage
 here includes setting the input and reading and dequantising the output.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import time
 from typing import Any
 
 import numpy as np
 
-from .benchstats import MS_DECIMALS, latency_summary
-from .errors import UserError
-from .pipeline import Pipeline, RunOptions
-from .runstats import STAGES
-from .runtime import Classifier
-from .sources import FrameSource
+from .stats import MS_DECIMALS, latency_summary
+from edgepipe.core.errors import UserError
+from ..pipeline import Pipeline, RunOptions
+from ..results import FrameResult
+from ..runstats import STAGES
+from ..runtime import Classifier
+from ..sinks import Sink
+from ..sources import FrameSource
 from .sysinfo import peak_rss_mb
 
 
-class FrameLatencySink(io.TextIOBase):
-    """Stands in for stdout: keeps each frame's `latency_ms` and the moment its result was emitted."""
+class FrameLatencySink(Sink):
+    """Keeps each frame's stage latencies and the moment its result was emitted."""
 
     def __init__(self) -> None:
-        super().__init__()
         self.latencies: list[dict[str, float]] = []
         self.emitted_ns: list[int] = []
 
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        now = time.perf_counter_ns()
-        for line in text.splitlines():
-            if line.strip():
-                self.latencies.append(json.loads(line)["latency_ms"])
-                self.emitted_ns.append(now)
-        return len(text)
+    def emit(self, result: FrameResult) -> None:
+        self.emitted_ns.append(time.perf_counter_ns())
+        self.latencies.append(result.latency_ms)
 
 
 def measure_e2e(classifier: Classifier, source: FrameSource, warmup: int, runs: int,
@@ -50,14 +43,13 @@ def measure_e2e(classifier: Classifier, source: FrameSource, warmup: int, runs: 
     """Per-stage statistics over `runs` frames (or `duration_s` seconds) after `warmup` frames."""
     options = RunOptions(
         top_k=5,
-        json=True,
         max_frames=None if duration_s else warmup + runs,
         duration=duration_s,
         stats_interval=0,
         max_retries=0,  # a bench reports a lost source instead of waiting out retries
     )
     sink = FrameLatencySink()
-    result = Pipeline(classifier, source, options, out=sink, log=log).run()
+    result = Pipeline(classifier, source, options, [sink], log=log).run()
     frames = sink.latencies[warmup:]
     if not sink.latencies:
         raise UserError(f"source {source.name} yielded no frames ({result.reason}); check it with `edgepipe run --source`")

@@ -12,8 +12,8 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import MissingExtraError
-from .fsutil import atomic_write_bytes
+from edgepipe.core.errors import MissingExtraError
+from edgepipe.core.files import atomic_write_bytes
 
 # Above this max/min ratio a linear axis squeezes the fast rows (Edge TPU) into a line.
 LOG_SCALE_RATIO = 20

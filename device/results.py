@@ -1,0 +1,69 @@
+"""One classified frame, in the one shape every output reads.
+
+`edgepipe run` prints it, draws it, records it, counts it; `bench --e2e`
+measures it; MQTT, HTTP and the frame collector will publish or keep it. They
+all read this object, so a field added here reaches every output the same way.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .postprocess import Prediction
+
+LATENCY_DECIMALS = 3
+
+
+@dataclass
+class FrameResult:
+    """What the model said about one frame, and how long each stage took.
+
+    `image` is the frame itself (BGR), for outputs that show or keep it; it is
+    never serialised. `item` names the source item when it has one (the file
+    name for a folder of images), so a result can be traced to its input.
+    """
+
+    index: int  # position in the source: dropped frames show as gaps
+    ts: float  # wall-clock time of capture (seconds since the epoch)
+    top: list[Prediction]
+    latency_ms: dict[str, float]
+    fps: float
+    item: str | None = None
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def label(self) -> str | None:
+        return self.top[0].label if self.top else None
+
+    @property
+    def score(self) -> float | None:
+        return self.top[0].score if self.top else None
+
+    def to_json(self) -> dict[str, Any]:
+        """The object `run --json` prints, one per line."""
+        data: dict[str, Any] = {"frame": self.index, "ts": round(self.ts, 6)}
+        if self.item is not None:
+            data["item"] = self.item
+        data["top"] = [p.to_json() for p in self.top]
+        data["latency_ms"] = {k: round(v, LATENCY_DECIMALS) for k, v in self.latency_ms.items()}
+        data["fps"] = round(self.fps, 2)
+        return data
+
+    def human_line(self, threshold: float = 0.0) -> str:
+        """The line `run` prints without --json."""
+        labels = ", ".join(f"{p.label} {p.score:.2f}" for p in self.top) or f"(nothing above {threshold:g})"
+        where = f"frame {self.index}" + (f" {self.item}" if self.item is not None else "")
+        return f"{where}: {labels}  [inference {self.latency_ms['inference']:.1f} ms, {self.fps:.1f} fps]"
+
+    @functools.cached_property
+    def annotated(self) -> np.ndarray:
+        """The frame with the result drawn on it, made once however many outputs show it."""
+        from .annotate import annotate  # OpenCV drawing: only outputs that show frames need it
+
+        if self.image is None:
+            raise ValueError("this result carries no image to annotate")
+        return annotate(self.image, self.top, self.fps)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from edgepipe.core.args import add_command, non_negative_int, positive_float, positive_int
 
@@ -105,10 +106,20 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    from . import edgetpu_compiler
     from .converter import ConvertOptions, run_convert
     from .report import format_summary
 
-    options = ConvertOptions.from_args(args)
+    if not args.edgetpu and (args.min_runtime or args.segments or args.compiler_host):
+        args.parser.error("--min-runtime, --segments and --compiler-host need --edgetpu")
+    options = ConvertOptions(
+        run_dir=Path(args.run_dir), out=Path(args.out), method=args.method, qat_epochs=args.qat_epochs,
+        qat_lr=args.qat_lr, io=args.io, float16=args.float16, float32=args.float32,
+        representative=args.representative, max_drop=args.max_drop, batch_size=args.batch_size,
+        edgetpu=args.edgetpu, force=args.force,
+        compile=edgetpu_compiler.CompileOptions(args.min_runtime, args.segments, args.compiler_host,
+                                                args.compiler_timeout),
+    )
     result = run_convert(options)
     print(json.dumps(result.summary, indent=2) if args.json else format_summary(result.summary))
     if result.failed:

@@ -10,10 +10,8 @@ for inspection instead, and convert exits non-zero.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -24,6 +22,7 @@ from typing import Any
 from edgepipe import __version__
 from edgepipe.device.bundle import CPU_MODEL, EDGETPU_MODEL, LABELS, MANIFEST, build_manifest, sha256_file
 from edgepipe.core.errors import UserError
+from edgepipe.core.progress import say
 from edgepipe.core.files import atomic_directory, refuse_overwrite
 from edgepipe.device.labels import format_labels
 from edgepipe.device.preprocess import InputSpec
@@ -42,10 +41,6 @@ DRIFT_JSON = "drift.json"
 DRIFT_MD = "drift.md"
 
 
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 @dataclass
 class ConvertOptions:
     run_dir: Path
@@ -62,27 +57,6 @@ class ConvertOptions:
     edgetpu: bool = False
     compile: etc.CompileOptions = field(default_factory=etc.CompileOptions)
     force: bool = False
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> "ConvertOptions":
-        if not args.edgetpu and (args.min_runtime or args.segments or args.compiler_host):
-            raise UserError("--min-runtime, --segments and --compiler-host need --edgetpu")
-        return cls(
-            run_dir=Path(args.run_dir),
-            out=Path(args.out),
-            method=args.method,
-            qat_epochs=args.qat_epochs,
-            qat_lr=args.qat_lr,
-            io=args.io,
-            float16=args.float16,
-            float32=args.float32,
-            representative=args.representative,
-            max_drop=args.max_drop,
-            batch_size=args.batch_size,
-            edgetpu=args.edgetpu,
-            compile=etc.CompileOptions(args.min_runtime, args.segments, args.compiler_host, args.compiler_timeout),
-            force=args.force,
-        )
 
 
 @dataclass
@@ -163,7 +137,7 @@ def _compile(o: ConvertOptions, source: Path, scratch: Path, warnings: list[str]
         result = etc.compile_model(source, scratch, o.compile)
     except etc.CompilerUnavailable as exc:
         note = f"no Edge TPU compiler: {exc}"
-        progress(f"warning: {note}; continuing with the CPU bundle and the offline prediction")
+        say(f"warning: {note}; continuing with the CPU bundle and the offline prediction")
         warnings.append(note)
         return None, {"available": False, "reason": str(exc)}
     compiled = copy_metadata(source.read_bytes(), result.model_path.read_bytes())
@@ -194,26 +168,26 @@ def _accuracy_block(float_eval: Evaluation, candidates: dict[str, Candidate], ch
 def _build_candidates(o: ConvertOptions, run: TrainedRun, model: Any, activation: str, scratch: Path, warnings: list[str]) -> dict[str, Candidate]:
     spec = run.input_spec
     train_files = run.split_files("train")
-    progress(f"representative set: up to {o.representative} of {len(train_files)} training images")
+    say(f"representative set: up to {o.representative} of {len(train_files)} training images")
     rep = representative_pixels(train_files, spec, o.representative)
     candidates = {}
     started = time.perf_counter()
-    progress("PTQ: converting to full int8")
+    say("PTQ: converting to full int8")
     candidates["ptq"] = _write_candidate(scratch / "ptq", "ptq", export_tflite(model, spec, rep, o.io), run, activation)
-    progress(f"PTQ: done in {time.perf_counter() - started:.0f} s")
+    say(f"PTQ: done in {time.perf_counter() - started:.0f} s")
     nested = nested_models(model)
     if o.method == "auto" and nested:
         warnings.append(f"QAT skipped: the model nests {', '.join(nested)} (tfmot needs a flat model); shipped PTQ")
     elif o.method in ("auto", "qat"):
         started = time.perf_counter()
-        progress(f"QAT: calibrating and fine-tuning for {o.qat_epochs} epoch(s) at lr {o.qat_lr:g}")
+        say(f"QAT: calibrating and fine-tuning for {o.qat_epochs} epoch(s) at lr {o.qat_lr:g}")
         pixels, labels, _ = load_pixels(train_files, spec)
         qat = quantization_aware_model(
             model, rep, pixels, labels, spec, epochs=o.qat_epochs, learning_rate=o.qat_lr, batch_size=o.batch_size,
-            seed=int(run.config.get("seed", 0) or 0), progress=progress,
+            seed=int(run.config.get("seed", 0) or 0), progress=say,
         )  # fmt: skip
         candidates["qat"] = _write_candidate(scratch / "qat", "qat", export_tflite(qat, spec, rep, o.io), run, activation)
-        progress(f"QAT: done in {time.perf_counter() - started:.0f} s")
+        say(f"QAT: done in {time.perf_counter() - started:.0f} s")
     for flag, name, kwargs in ((o.float32, "float32_tflite", {}), (o.float16, "float16_tflite", {"float16": True})):
         if flag:
             candidates[name] = _write_candidate(scratch / name, name, export_tflite(model, spec, None, **kwargs), run, activation)
@@ -270,7 +244,7 @@ def run_convert(o: ConvertOptions) -> ConvertResult:
     val_files = run.split_files("val")
     if not val_files:
         raise UserError(f"{run.root}/split.json has no held-out (val) images to verify the conversion on")
-    progress(f"loading {run.model_path}")
+    say(f"loading {run.model_path}")
     model = run.load_model()
     activation = _check_classifier(model, run)
     held_out = load_held_out(val_files, run.input_spec)
@@ -283,7 +257,7 @@ def run_convert(o: ConvertOptions) -> ConvertResult:
     with tempfile.TemporaryDirectory(prefix=f".{o.out.name}.convert-", dir=o.out.parent) as tmp:
         scratch = Path(tmp)
         candidates = _build_candidates(o, run, model, activation, scratch, warnings)
-        progress(f"verifying on {len(held_out.files)} held-out images through the device runtime")
+        say(f"verifying on {len(held_out.files)} held-out images through the device runtime")
         float_eval = evaluate_keras(model, held_out, run.input_spec, run.labels)
         for candidate in candidates.values():
             candidate.evaluation = evaluate_on_device(candidate.name, candidate.root, held_out, run.labels)

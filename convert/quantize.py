@@ -24,13 +24,13 @@ PTQ does.
 from __future__ import annotations
 
 import random
-import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
 
 from edgepipe.core.errors import UserError
+from edgepipe.core.progress import say
 from edgepipe.device.preprocess import ImageReadError, InputSpec, load_image, normalize, resize_to_input
 
 IO_TYPES = ("uint8", "int8", "float")
@@ -255,7 +255,7 @@ def quantization_aware_model(
     learning_rate: float,
     batch_size: int,
     seed: int = 0,
-    progress: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+    progress: Callable[[str], None] = say,
 ):
     """A calibrated, briefly fine-tuned tfmot QAT model (convert it with `export_tflite`)."""
     import tensorflow as tf

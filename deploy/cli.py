@@ -13,9 +13,8 @@ from pathlib import Path
 
 from edgepipe.core.accelerators import ACCELERATORS
 from edgepipe.core.args import add_command, positive_float, positive_int
-from edgepipe.core.errors import UserError
 from edgepipe.core.files import atomic_write_text, refuse_overwrite
-from edgepipe.core.ssh import Connection, add_connection_arguments
+from edgepipe.core.ssh import Connection, add_connection_arguments, ssh_options_from_args
 
 ACTIONS = ("status", "rollback")
 # bench flags that name files on this machine, meaningless on a device.
@@ -71,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     svc.add_argument("--health-timeout", metavar="S", type=positive_float, default=60.0,
                      help="seconds the service has to print its first result (default: %(default)g)")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
-    p.set_defaults(func=run_deploy)
+    p.set_defaults(func=run_deploy, parser=p)
 
 
 def bench_on_host(args: argparse.Namespace) -> int:
@@ -83,8 +82,8 @@ def bench_on_host(args: argparse.Namespace) -> int:
 
     local_only = [f"--{flag}" for flag in BENCH_LOCAL_ONLY_FLAGS if getattr(args, flag)]
     if local_only:
-        raise UserError(f"{local_only[0]} is not supported with --host (it names a file here); "
-                        "save the device's result with --out and use `edgepipe bench compare`")
+        args.bench_parser.error(f"{local_only[0]} is not supported with --host (it names a file here); "
+                                "save the device's result with --out and use `edgepipe bench compare`")
     if args.out:
         refuse_overwrite(args.out, args.force)
     request = RemoteBench(Path(args.target), plan_from_args(args), Connection.from_args(args, args.host))
@@ -118,7 +117,7 @@ def run_deploy(args: argparse.Namespace) -> int:
 
     if args.target in ACTIONS:
         if not args.host:
-            raise UserError(f"`edgepipe deploy {args.target}` needs a HOST: edgepipe deploy {args.target} user@host")
+            args.parser.error(f"`edgepipe deploy {args.target}` needs a HOST: edgepipe deploy {args.target} user@host")
         remote = remote_for(Connection.from_args(args, args.host))
         if args.target == "status":
             result = release.status(remote)
@@ -130,12 +129,13 @@ def run_deploy(args: argparse.Namespace) -> int:
     bundle = Path(args.target)
     if args.inventory:
         if args.host:
-            raise UserError("give either HOST or --inventory, not both")
-        from .fleet import run_playbook
+            args.parser.error("give either HOST or --inventory, not both")
+        from .fleet import FleetDeploy, run_playbook
 
-        return run_playbook(bundle, Path(args.inventory), args, _service_settings(args))
+        return run_playbook(FleetDeploy(bundle, Path(args.inventory), ssh_options_from_args(args), args.prefix,
+                                        args.remote_python, args.keep, _service_settings(args)))
     if not args.host:
-        raise UserError("no device given: edgepipe deploy BUNDLE user@host (or --inventory hosts.ini)")
+        args.parser.error("no device given: edgepipe deploy BUNDLE user@host (or --inventory hosts.ini)")
     try:
         result = release.deploy(remote_for(Connection.from_args(args, args.host)), bundle, _service_settings(args), args.keep)
     except AgentFailure as exc:  # scripts get what happened on the device (rollback, health) as JSON too

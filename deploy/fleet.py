@@ -7,7 +7,6 @@ module only translates edgepipe's flags into playbook variables.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shlex
 import shutil
@@ -15,28 +14,43 @@ import subprocess
 from importlib import resources
 from pathlib import Path
 
+from dataclasses import dataclass
+
 from edgepipe.core.errors import MissingExtraError, UserError
+from edgepipe.core.ssh import SshOptions
 
 from .release import ServiceSettings, read_local_bundle
-from edgepipe.core.ssh import SshOptions
+
+
+@dataclass(frozen=True)
+class FleetDeploy:
+    """One bundle to every host of an Ansible inventory, with deploy's settings."""
+
+    bundle: Path
+    inventory: Path
+    ssh: SshOptions
+    prefix: str
+    python: str | None
+    keep: int
+    service: ServiceSettings | None
 
 
 def playbook_path() -> Path:
-    return Path(str(resources.files("edgepipe.deploy").joinpath("ansible", "deploy.yml")))
+    return Path(str(resources.files(__package__).joinpath("ansible", "deploy.yml")))
 
 
-def playbook_vars(bundle_root: Path, bundle_bytes: int, args: argparse.Namespace,
-                  service: ServiceSettings | None) -> dict:
+def playbook_vars(fleet: FleetDeploy, bundle_root: Path, bundle_bytes: int) -> dict:
+    service = fleet.service
     return {
         "edgepipe_bundle": str(bundle_root.resolve()),
         "edgepipe_bundle_bytes": bundle_bytes,
-        "edgepipe_prefix": args.prefix,
-        "edgepipe_python": args.remote_python or "",
+        "edgepipe_prefix": fleet.prefix,
+        "edgepipe_python": fleet.python or "",
         "edgepipe_source": (service.source if service else None) or "",
         "edgepipe_accelerator": service.accelerator if service else "auto",
         "edgepipe_service_manager": service.manager if service else "none",
         "edgepipe_unit_scope": service.scope if service else "user",
-        "edgepipe_keep": args.keep,
+        "edgepipe_keep": fleet.keep,
         "edgepipe_health_timeout": service.health_timeout if service else 60,
     }
 
@@ -47,17 +61,14 @@ def playbook_argv(executable: str, inventory: Path, variables: dict, ssh: SshOpt
             "--ssh-common-args", shlex.join(ssh.common())]
 
 
-def run_playbook(bundle_path: Path, inventory: Path, args: argparse.Namespace,
-                 service: ServiceSettings | None) -> int:
+def run_playbook(fleet: FleetDeploy) -> int:
     executable = shutil.which("ansible-playbook")
     if executable is None:
         raise MissingExtraError("ansible", "deploy")
-    if not inventory.is_file():
-        raise UserError(f"inventory {inventory} does not exist; write one host per line (see README, 'Deploy')")
-    bundle = read_local_bundle(bundle_path)
-    ssh = SshOptions(identity=args.identity, config=args.ssh_config, options=list(args.ssh_option),
-                     connect_timeout=args.connect_timeout)
-    argv = playbook_argv(executable, inventory, playbook_vars(bundle.root, bundle.size, args, service), ssh)
+    if not fleet.inventory.is_file():
+        raise UserError(f"inventory {fleet.inventory} does not exist; write one host per line (see README, 'Deploy')")
+    bundle = read_local_bundle(fleet.bundle)
+    argv = playbook_argv(executable, fleet.inventory, playbook_vars(fleet, bundle.root, bundle.size), fleet.ssh)
     if subprocess.run(argv).returncode != 0:
         raise UserError("ansible-playbook failed on at least one host (see its PLAY RECAP above); "
                         "each failed host keeps its previous release")

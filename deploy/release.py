@@ -9,13 +9,13 @@ renames into `releases/`, so a cut transfer never becomes a release.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Callable
 
 from edgepipe.device.bundle import MANIFEST, load_bundle, sha256_file
+from edgepipe.core import progress
 from edgepipe.core.errors import UserError
 
 from .device_check import assess, format_report, uses_camera
@@ -57,10 +57,6 @@ def read_local_bundle(path: Path) -> LocalBundle:
     )
 
 
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 Uploader = Callable[[Remote, Path, str], None]
 
 
@@ -69,7 +65,7 @@ def scp_upload(remote: Remote, local: Path, remote_path: str) -> None:
 
 
 def ensure_release(remote: Remote, bundle: LocalBundle, accelerator: str, needs_camera: bool,
-                   upload: Uploader = scp_upload, say: Callable[[str], None] = progress,
+                   upload: Uploader = scp_upload, say: Callable[[str], None] = progress.say,
                    commit: bool = True, systemd_scope: str | None = None) -> dict:
     """Check the device, then make sure PREFIX/releases/<id> holds this bundle, verified there.
 
@@ -101,7 +97,7 @@ def ensure_release(remote: Remote, bundle: LocalBundle, accelerator: str, needs_
 
 
 def deploy(remote: Remote, bundle_path: Path, service: ServiceSettings | None, keep: int,
-           upload: Uploader = scp_upload, say: Callable[[str], None] = progress) -> dict:
+           upload: Uploader = scp_upload, say: Callable[[str], None] = progress.say) -> dict:
     """Deploy one bundle to one device; raises UserError (one line) when it does not end healthy."""
     bundle = read_local_bundle(bundle_path)
     accelerator = service.accelerator if service else "auto"

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from edgepipe.core.errors import UserError
+from edgepipe.core.progress import say
 from edgepipe.core.ssh import Connection
 from edgepipe.device.bench.measure import BenchPlan, run_bench
 
-from .release import ensure_release, progress, read_local_bundle
+from .release import ensure_release, read_local_bundle
 from .remote import remote_for
 
 # bench's --accelerator -> what the device check should demand.
@@ -50,7 +51,7 @@ def bench_on_device(request: RemoteBench) -> dict[str, Any]:
     remote = remote_for(request.connection)
     bundle = read_local_bundle(request.bundle)
     prepared = ensure_release(remote, bundle, CHECK_ACCELERATOR[request.plan.accelerator], needs_camera=False)
-    progress(f"running `edgepipe bench` on {remote.target} ...")
+    say(f"running `edgepipe bench` on {remote.target} ...")
     proc = remote.run_agent_raw("edgepipe", *device_bench_args(request.plan, prepared["release_dir"]))
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
@@ -66,10 +67,10 @@ def bench_on_device(request: RemoteBench) -> dict[str, Any]:
 
 def bench_here(request: RemoteBench) -> dict[str, Any] | None:
     """The same plan on this machine, for the side-by-side; None when it cannot run here (e.g. no Edge TPU)."""
-    progress("running the same measurement on this machine ...")
+    say("running the same measurement on this machine ...")
     try:
         report = run_bench(request.bundle, None, request.plan)
     except UserError as exc:
-        progress(f"not measured here: {exc}")
+        say(f"not measured here: {exc}")
         return None
     return report if report.get("results") else None

@@ -9,6 +9,7 @@ device, convert and deploy tests exercise real interpreters without training.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +117,45 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_int8_model: dict)
     )
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return root
+
+
+@dataclass(frozen=True)
+class Video:
+    """A real video file; usable wherever a path is (str(), os.fspath())."""
+
+    path: Path
+    frames: int
+    fps: float
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+@pytest.fixture(scope="session")
+def video(tmp_path_factory: pytest.TempPathFactory) -> Video:
+    """A real 40-frame 320x240 MP4 of drawn shapes at 25 fps (a camera for `run`, bench and services)."""
+    from edgepipe.synthetic import write_video
+
+    path = tmp_path_factory.mktemp("video") / "shapes.mp4"
+    truth = write_video(path, frames=40, size=(320, 240), fps=25.0)
+    return Video(path, len(truth), 25.0)
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture):
+    """`edgepipe ARGV` in-process -> (exit code, stdout, stderr); argparse's exits count as exit codes."""
+    from edgepipe.cli import main
+
+    def run(*argv) -> tuple[int, str, str]:
+        capsys.readouterr()
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as exc:
+            code = exc.code
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

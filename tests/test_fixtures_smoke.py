@@ -1,6 +1,7 @@
 """The shared fixtures themselves: a real interpreter runs the tiny bundle."""
 
 import numpy as np
+import pytest
 
 from edgepipe.device.bundle import load_bundle
 from edgepipe.device.preprocess import load_image, to_model_input
@@ -18,5 +19,9 @@ def test_tiny_bundle_runs_in_litert(tiny_bundle, shapes_dataset):
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], tensor)
     interpreter.invoke()
     scores = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
-    assert scores.shape == (1, 4)
-    assert int(scores.sum()) > 0
+    assert scores.shape == (1, 4) and scores.dtype == np.uint8
+    # A softmax over 4 classes, quantised: the dequantised scores sum to one.
+    out = interpreter.get_output_details()[0]
+    scale, zero_point = out["quantization"]
+    probabilities = (scores.astype(np.float32) - zero_point) * scale
+    assert probabilities.sum() == pytest.approx(1.0, abs=0.05)

@@ -7,6 +7,7 @@ imported when a command runs.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from edgepipe.core.args import add_command, fraction, non_negative_float, non_negative_int, positive_float, positive_int
 
@@ -105,17 +106,18 @@ def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
             edgepipe evaluate model.tflite photos_test/ --labels labels.txt --top-k 3""",
     )
     p.add_argument("model", metavar="MODEL", help="run dir, model.keras, bundle dir or .tflite")
-    p.add_argument("data_dir", metavar="DATA_DIR", nargs="?", help="folder with one sub-folder of images per class")
+    p.add_argument("data_dir", metavar="DATA_DIR", nargs="?", type=Path,
+                   help="folder with one sub-folder of images per class")
     p.add_argument("--split", choices=("val", "train"),
                    help="evaluate on this part of the run's split.json instead of DATA_DIR")
-    p.add_argument("--run", metavar="RUN_DIR", help="run dir whose split --split uses (default: MODEL)")
-    p.add_argument("--labels", metavar="FILE", help="labels file for a bare .tflite or .keras model")
+    p.add_argument("--run", metavar="RUN_DIR", type=Path, help="run dir whose split --split uses (default: MODEL)")
+    p.add_argument("--labels", metavar="FILE", type=Path, help="labels file for a bare .tflite or .keras model")
     p.add_argument("--top-k", type=positive_int, default=5, help="also report top-K accuracy (default 5)")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument("--out", metavar="DIR", help="write metrics.json and confusion_matrix.png here")
     p.add_argument("--force", action="store_true", help="overwrite files in --out")
-    p.set_defaults(func=run_evaluate)
+    p.set_defaults(func=run_evaluate, parser=p)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -153,6 +155,32 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_command
+    import json
+    import sys
 
-    return evaluate_command(args)
+    from . import run_dir as rd
+    from .evaluate import EvaluateOptions, evaluate
+    from .metrics import format_report
+
+    if args.data_dir is not None and args.split is not None:
+        args.parser.error("pass either DATA_DIR or --split, not both")
+    if args.data_dir is None and args.split is None:
+        args.parser.error("pass DATA_DIR (a folder of class sub-folders) or --split val to use the run's held-out split")
+    out = Path(args.out) if args.out else None
+    evaluation = evaluate(EvaluateOptions(
+        model=Path(args.model), data_dir=args.data_dir, split=args.split, run=args.run, labels=args.labels,
+        top_k=args.top_k, batch_size=args.batch_size, out=out, force=args.force))
+    skipped = evaluation.skipped
+    if args.json:
+        print(json.dumps(evaluation.result))
+    else:
+        print(f"model {args.model} ({evaluation.engine})")
+        print(format_report(evaluation.report))
+        if skipped:
+            print(f"\nskipped {len(skipped)} unreadable files: {', '.join(map(str, skipped[:5]))}"
+                  + (" ..." if len(skipped) > 5 else ""))
+        if out is not None:
+            print(f"\nwrote {out / rd.METRICS} and {out / rd.CONFUSION_PNG}")
+    if skipped:
+        print(f"skipped {len(skipped)} unreadable files", file=sys.stderr)
+    return 0

@@ -3,11 +3,10 @@ bundle, so float, int8 and Edge TPU numbers can be compared line by line."""
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,8 +17,37 @@ from edgepipe.device.preprocess import InputSpec
 
 from . import run_dir as rd
 from .data import Sample, probe, scan_folder
-from .metrics import classification_report, format_report
+from .metrics import classification_report
 from .plots import save_confusion_matrix
+
+
+@dataclass(frozen=True)
+class EvaluateOptions:
+    """What to evaluate on what: DATA_DIR, or a part of a run's split (exactly one of them)."""
+
+    model: Path
+    data_dir: Path | None = None
+    split: str | None = None  # "val" or "train" of the run's split.json
+    run: Path | None = None  # the run whose split `split` names (default: `model`)
+    labels: Path | None = None
+    top_k: int = 5
+    batch_size: int = 32
+    out: Path | None = None
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.data_dir is None) == (self.split is None):
+            raise ValueError("exactly one of data_dir and split")
+
+
+@dataclass
+class Evaluation:
+    """The report (metrics.json's content) and what it was computed with."""
+
+    result: dict[str, Any]
+    report: dict[str, Any]
+    engine: str
+    skipped: list[Path]
 
 
 @dataclass
@@ -41,7 +69,7 @@ def is_device_model(path: Path) -> bool:
     return path.suffix == ".tflite" or is_bundle(path)
 
 
-def _samples_for(args: argparse.Namespace, labels: list[str]) -> tuple[list[Sample], list[Path]]:
+def _samples_for(args: EvaluateOptions, labels: list[str]) -> tuple[list[Sample], list[Path]]:
     """Readable (path, label index in `labels`) pairs from DATA_DIR or the run's split, plus unreadable files."""
     if args.split:
         run = rd.load_run(args.run or args.model)
@@ -56,7 +84,7 @@ def _samples_for(args: argparse.Namespace, labels: list[str]) -> tuple[list[Samp
     return scanned.samples, [p for p, _ in scanned.skipped]
 
 
-def _score_keras(args: argparse.Namespace, path: Path) -> Scored:
+def _score_keras(args: EvaluateOptions, path: Path) -> Scored:
     from .data import image_dataset, inputs_only
     from .keras_io import load_keras_model
 
@@ -81,7 +109,7 @@ def _score_keras(args: argparse.Namespace, path: Path) -> Scored:
     return Scored(scores, np.array([s.label for s in samples]), labels, skipped, "keras")
 
 
-def _score_device(args: argparse.Namespace, path: Path) -> Scored:
+def _score_device(args: EvaluateOptions, path: Path) -> Scored:
     from edgepipe.device.runtime import open_classifier
 
     from .device_eval import predict_files
@@ -99,40 +127,26 @@ def _score_device(args: argparse.Namespace, path: Path) -> Scored:
     return Scored(scores, np.array([s.label for s in samples]), classifier.labels, skipped, engine)
 
 
-def evaluate_command(args: argparse.Namespace) -> int:
-    path = Path(args.model)
-    if not args.data_dir and not args.split:
-        raise UserError("pass DATA_DIR (a folder of class sub-folders) or --split val to use the run's held-out split")
-    if args.data_dir and args.split:
-        raise UserError("pass either DATA_DIR or --split, not both")
+def evaluate(options: EvaluateOptions) -> Evaluation:
+    """Score the model on the images, report, and write --out's files when asked."""
+    path = options.model
     if not path.exists():
         raise UserError(f"model {path} does not exist")
-    if is_keras_model(path):
-        scored = _score_keras(args, path)
-    elif is_device_model(path):
-        scored = _score_device(args, path)
-    else:
-        raise UserError(f"{path} is not a run dir, .keras model, bundle dir or .tflite file")
-    out = Path(args.out) if args.out else None
+    out = options.out
     if out is not None:
         for name in (rd.METRICS, rd.CONFUSION_PNG):
-            refuse_overwrite(out / name, args.force)
-    report = classification_report(scored.y_true, None, scored.labels, scores=scored.scores, top_k=(1, args.top_k))
+            refuse_overwrite(out / name, options.force)
+    if is_keras_model(path):
+        scored = _score_keras(options, path)
+    elif is_device_model(path):
+        scored = _score_device(options, path)
+    else:
+        raise UserError(f"{path} is not a run dir, .keras model, bundle dir or .tflite file")
+    report = classification_report(scored.y_true, None, scored.labels, scores=scored.scores,
+                                   top_k=(1, options.top_k))
     result = {**report, "model": str(path.resolve()), "engine": scored.engine,
               "skipped": [str(p) for p in scored.skipped]}
     if out is not None:
         atomic_write_text(out / rd.METRICS, json.dumps(result, indent=2))
         save_confusion_matrix(report, out / rd.CONFUSION_PNG)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(f"model {path} ({scored.engine})")
-        print(format_report(report))
-        if scored.skipped:
-            print(f"\nskipped {len(scored.skipped)} unreadable files: {', '.join(map(str, scored.skipped[:5]))}"
-                  + (" ..." if len(scored.skipped) > 5 else ""))
-        if out is not None:
-            print(f"\nwrote {out / rd.METRICS} and {out / rd.CONFUSION_PNG}")
-    if scored.skipped:
-        print(f"skipped {len(scored.skipped)} unreadable files", file=sys.stderr)
-    return 0
+    return Evaluation(result, report, scored.engine, scored.skipped)

@@ -16,7 +16,6 @@ import csv
 import io
 import json
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from edgepipe import __version__
+from edgepipe.core.progress import say
 from edgepipe.core.files import atomic_directory, refuse_overwrite
 from edgepipe.device.labels import format_labels
 from edgepipe.device.preprocess import InputSpec
@@ -65,10 +65,6 @@ class TrainConfig:
     augment_copies: int = 3
     strategy: str = "default"
     force: bool = False
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def make_strategy(name: str):
@@ -137,7 +133,7 @@ def _epoch_callback(phase: str, epochs: int, best: BestWeights, history: list[di
             row = {"phase": phase, "epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
             history.append(row)
             improved = best.offer(row.get("val_loss", float("inf")), f"{phase} epoch {epoch + 1}")
-            _log(
+            say(
                 f"{phase} epoch {epoch + 1}/{epochs}: loss {row.get('loss', float('nan')):.4f} "
                 f"acc {row.get('accuracy', float('nan')):.4f} val_loss {row.get('val_loss', float('nan')):.4f} "
                 f"val_acc {row.get('val_accuracy', float('nan')):.4f} ({time.monotonic() - self.start:.1f}s)"
@@ -230,7 +226,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     refuse_overwrite(out, cfg.force)
     wall_start, cpu_start = time.monotonic(), time.process_time()
     split = make_split(cfg.data_dir, cfg.val_split, cfg.seed, cfg.val_dir)
-    _log(f"{len(split.labels)} classes, {len(split.train)} training and {len(split.val)} validation images"
+    say(f"{len(split.labels)} classes, {len(split.train)} training and {len(split.val)} validation images"
          + (f", {len(split.skipped)} unreadable files skipped (see {rd.SKIPPED})" if split.skipped else ""))
     keras().utils.set_random_seed(cfg.seed)
     spec = InputSpec(height=cfg.model.input_size, width=cfg.model.input_size)
@@ -277,7 +273,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 if top:
                     random_init = cfg.model.weights == "none"
                     unfrozen = unfreeze_top(model, top, train_batch_norm=random_init)
-                    _log(f"fine-tuning the top {len(top)} backbone layers ({unfrozen} with weights; "
+                    say(f"fine-tuning the top {len(top)} backbone layers ({unfrozen} with weights; "
                          + ("BatchNormalization trains: random initial weights)" if random_init
                             else "BatchNormalization stays frozen)"))
                     suffix = sub_model(boundary, model.output, "fine_tuned_top")
@@ -287,7 +283,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             if best.weights is None:
                 raise
             interrupted = True
-            _log(f"interrupted: keeping the best model so far ({best.where}, val_loss {best.best_loss:.4f})")
+            say(f"interrupted: keeping the best model so far ({best.where}, val_loss {best.best_loss:.4f})")
         best.restore()
         freeze_backbone(model)
         final = sub_model(boundary, model.output, "final")  # boundary is `features` when nothing is fine-tuned

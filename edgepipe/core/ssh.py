@@ -152,6 +152,10 @@ class Connection:
     @classmethod
     def from_args(cls, args: argparse.Namespace, host: str) -> "Connection":
         """For CLI modules: the connection flags added by `add_connection_arguments`."""
-        options = SshOptions(identity=args.identity, config=args.ssh_config, options=list(args.ssh_option),
-                             connect_timeout=args.connect_timeout)
-        return cls(Target.parse(host), options, args.prefix, args.remote_python)
+        return cls(Target.parse(host), ssh_options_from_args(args), args.prefix, args.remote_python)
+
+
+def ssh_options_from_args(args: argparse.Namespace) -> SshOptions:
+    """For CLI modules: the ssh flags added by `add_connection_arguments`."""
+    return SshOptions(identity=args.identity, config=args.ssh_config, options=list(args.ssh_option),
+                      connect_timeout=args.connect_timeout)

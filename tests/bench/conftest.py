@@ -15,22 +15,6 @@ RUNS = 20
 WARMUP = 3
 
 
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture):
-    """`edgepipe ARGV` in-process -> (exit code, stdout, stderr); argparse's exits count as exit codes."""
-
-    def run(*argv) -> tuple[int, str, str]:
-        capsys.readouterr()
-        try:
-            code = main([str(a) for a in argv])
-        except SystemExit as exc:
-            code = exc.code
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
-
-
 @pytest.fixture(scope="session")
 def measured() -> dict[str, int]:
     """--runs and --warmup of the session's bench results."""

@@ -4,16 +4,8 @@ import json
 
 import pytest
 
-from edgepipe.synthetic import write_video
 
 STAGES = ("capture", "preprocess", "inference", "postprocess", "total")
-
-
-@pytest.fixture(scope="module")
-def video(tmp_path_factory):
-    path = tmp_path_factory.mktemp("e2e") / "shapes.mp4"
-    write_video(path, frames=24, size=(320, 240), fps=15.0)
-    return path
 
 
 def test_e2e_reports_every_stage_over_the_timed_frames(cli, tiny_bundle, video):
@@ -42,9 +34,10 @@ def test_e2e_human_output_has_a_stage_table(cli, tiny_bundle, video):
 
 
 def test_a_video_shorter_than_the_warmup_is_a_clear_error(cli, tiny_bundle, video):
-    code, _, stderr = cli("bench", tiny_bundle, "--threads", "1", "--runs", "5", "--warmup", "30", "--e2e", video)
+    warmup = video.frames + 5
+    code, _, stderr = cli("bench", tiny_bundle, "--threads", "1", "--runs", "5", "--warmup", warmup, "--e2e", video)
     assert code == 1
-    assert "yielded only 24 frames, all spent on --warmup 30" in stderr
+    assert f"yielded only {video.frames} frames, all spent on --warmup {warmup}" in stderr
 
 
 @pytest.mark.parametrize("make, message", [

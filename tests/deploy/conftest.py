@@ -55,13 +55,3 @@ def deploy_argv(sshd: SshServer, prefix: Path):
 def closed_port() -> int:
     """A port nothing listens on (an unreachable device)."""
     return free_port()
-
-
-@pytest.fixture(scope="session")
-def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A short real video for the service's `--source` (the device has no camera here)."""
-    from edgepipe.synthetic import write_video
-
-    path = tmp_path_factory.mktemp("video") / "shapes.mp4"
-    write_video(path, frames=40, size=(160, 120))
-    return path

@@ -53,15 +53,8 @@ def _service_pid(prefix: Path) -> int:
     return int((prefix / "service.pid").read_text())
 
 
-@pytest.fixture(scope="module")
-def run_available():
-    probe = subprocess.run([sys.executable, "-m", "edgepipe", "run", "--help"], capture_output=True, text=True)
-    if "--source" not in probe.stdout:
-        pytest.skip("`edgepipe run` (device stage) is not built yet: no service can produce results")
-
-
 def test_deploy_uploads_verifies_switches_and_starts_a_healthy_service(
-        tiny_bundle, sshd, deploy_argv, prefix, video, run_available, capsys):
+        tiny_bundle, sshd, deploy_argv, prefix, video, capsys):
     assert _deploy(tiny_bundle, sshd, deploy_argv, "--source", str(video), "--json") == 0
     out, err = capsys.readouterr()
     result = json.loads(out)
@@ -152,7 +145,7 @@ def _cut_upload(remote, local: Path, remote_path: str) -> None:
 
 
 def test_cut_transfer_keeps_the_previous_release_running_and_leaves_no_release(
-        tiny_bundle, sshd, remote, prefix, video, tmp_path, run_available):
+        tiny_bundle, sshd, remote, prefix, video, tmp_path):
     service = release.ServiceSettings(manager="process", source=str(video), health_timeout=60)
     first = release.deploy(remote, tiny_bundle, service, keep=3, say=lambda _: None)
     pid = _service_pid(prefix)
@@ -188,7 +181,7 @@ def test_hash_mismatch_on_the_device_discards_the_upload(tiny_bundle, sshd, remo
 
 
 def test_failed_health_check_rolls_back_then_status_and_manual_rollback(
-        tiny_bundle, sshd, deploy_argv, prefix, video, tmp_path, run_available, capsys):
+        tiny_bundle, sshd, deploy_argv, prefix, video, tmp_path, capsys):
     good, bad = tiny_bundle, _variant(tiny_bundle, tmp_path, "v2")
     good_id, bad_id = _release_id(good), _release_id(bad)
     assert _deploy(good, sshd, deploy_argv, "--source", str(video)) == 0

@@ -167,9 +167,17 @@ def test_systemd_analyze_catches_a_broken_unit(tmp_path):
     assert verify.returncode != 0
 
 
-def test_deploy_action_needs_a_host(capsys):
-    assert main(["deploy", "status"]) == 1
-    assert "needs a HOST: edgepipe deploy status user@host" in capsys.readouterr().err
+@pytest.mark.parametrize("argv, message", [
+    (["deploy", "status"], "needs a HOST: edgepipe deploy status user@host"),
+    (["deploy", "bundle/"], "no device given: edgepipe deploy BUNDLE user@host"),
+    (["deploy", "bundle/", "pi@cam", "--inventory", "hosts.ini"], "give either HOST or --inventory, not both"),
+])
+def test_deploy_usage_errors_exit_2_with_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
 
 
 def test_deploy_refuses_disabling_host_key_checking(capsys, tmp_path):

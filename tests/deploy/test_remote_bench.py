@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+import pytest
+
 from edgepipe.cli import main
 from edgepipe.device.bundle import MANIFEST, sha256_file
 
@@ -43,5 +45,7 @@ def test_bench_host_is_dispatched_to_the_deploy_stage(tiny_bundle, closed_port, 
 
 
 def test_bench_host_refuses_flags_naming_local_files(tiny_bundle, tmp_path, capsys):
-    assert main(["bench", str(tiny_bundle), "--host", "pi@cam", "--image", str(tmp_path / "cat.jpg")]) == 1
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", str(tiny_bundle), "--host", "pi@cam", "--image", str(tmp_path / "cat.jpg")])
+    assert exit_info.value.code == 2
     assert "--image is not supported with --host" in capsys.readouterr().err

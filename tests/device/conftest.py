@@ -58,16 +58,6 @@ def vector_model(tmp_path_factory: pytest.TempPathFactory, tiny_int8_model: dict
 
 
 @pytest.fixture(scope="session")
-def video(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A real 24-frame 320x240 MP4 at 25 fps; {"path", "frames", "fps"}."""
-    from edgepipe.synthetic import write_video
-
-    path = tmp_path_factory.mktemp("video") / "shapes.mp4"
-    truth = write_video(path, frames=24, size=(320, 240), fps=25.0)
-    return {"path": path, "frames": len(truth), "fps": 25.0}
-
-
-@pytest.fixture(scope="session")
 def image_folder(tmp_path_factory: pytest.TempPathFactory, shapes_dataset: Path) -> dict:
     """Five real JPEGs plus a truncated JPEG and a text file posing as one."""
     root = tmp_path_factory.mktemp("images")

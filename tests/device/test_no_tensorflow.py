@@ -64,7 +64,7 @@ def test_device_classify_run_and_bench_work_with_tensorflow_unimportable(tiny_bu
     env = {"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
            "EDGEPIPE_TEST_IMPORT_ATTEMPTS": str(attempts)}
     proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tiny_bundle), str(image_folder["good"][0]), str(video["path"])],
+        [sys.executable, "-c", SCRIPT, str(tiny_bundle), str(image_folder["good"][0]), str(video.path)],
         capture_output=True, text=True, env=env, timeout=120,
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]

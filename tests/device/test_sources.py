@@ -116,10 +116,10 @@ def test_open_source_recognises_every_kind(video, image_folder, tmp_path):
     assert isinstance(open_source("0"), OpenCVSource) and open_source("0").live
     stream = open_source("rtsp://camera.local:554/stream")
     assert isinstance(stream, OpenCVSource) and stream.live
-    file_source = open_source(str(video["path"]))
+    file_source = open_source(str(video.path))
     assert isinstance(file_source, OpenCVSource) and not file_source.live
     file_source.open()
-    assert file_source.fps == pytest.approx(video["fps"])
+    assert file_source.fps == pytest.approx(video.fps)
     assert file_source.read().shape == (240, 320, 3)
     file_source.close()
     folder = open_source(str(image_folder["root"]))

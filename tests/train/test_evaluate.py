@@ -77,9 +77,13 @@ def test_evaluate_bad_model_is_one_line_error(args, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_evaluate_needs_data_or_split(tiny_run, capsys):
-    assert main(["evaluate", str(tiny_run)]) == 1
-    assert "pass DATA_DIR" in capsys.readouterr().err
+@pytest.mark.parametrize("extra, message", [
+    ((), "pass DATA_DIR (a folder of class sub-folders) or --split val"),
+    (("photos/", "--split", "val"), "pass either DATA_DIR or --split, not both"),
+])
+def test_evaluate_needs_data_or_split_a_usage_error(cli, tiny_run, extra, message):
+    code, _, err = cli("evaluate", tiny_run, *extra)
+    assert code == 2 and message in err
 
 
 def test_bare_keras_model_needs_labels(tiny_run, shapes_dataset, tmp_path, capsys):

@@ -2,10 +2,13 @@
 
 The compiler exists only for x86-64 Debian/Ubuntu, so users on a Mac, a Pi or
 these build machines still need to know before deploying whether their model
-maps. The rules below are shared/docs/edgetpu.md (Coral's documented op table,
-and op versions seen rejected in Coral's issue tracker) encoded as data; the
-compiler's own status strings are reused so a prediction and a real compile
-read the same.
+maps. The rules below are Coral's documented op table, op versions seen
+rejected in Coral's issue tracker, and corrections measured against the
+compiler's own output (the compiled models Coral publishes in
+github.com/google-coral/test_data, each checked op for op by
+tests/convert/test_coral_pairs.py), encoded as data; every correction names
+its evidence. The compiler's own status strings are reused so a prediction and
+a real compile read the same.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from typing import Any, Callable
 from .modelinfo import EDGETPU_CUSTOM_OP, ModelInfo, OpInfo, TensorInfo
 
 COMPILER_VERSION = 16
+# Compiler 16 writes packages that need Edge TPU runtime 14 unless run with -m
+# (coral.ai/docs/edgetpu/compiler, "Compiler and runtime versions").
+COMPILER_DEFAULT_MIN_RUNTIME = 14
 
 # The compiler log's status column.
 MAPPED = "Mapped to Edge TPU"
@@ -27,6 +33,55 @@ BAD_TYPE = "Operation is working on an unsupported data type"
 AFTER_CUT = "More than one subgraph is not supported"
 LIMITATION = "Operation is otherwise supported, but not mapped due to some unspecified limitation"
 
+TEST_DATA = "github.com/google-coral/test_data"
+
+
+@dataclass(frozen=True)
+class Correction:
+    """Where the documented rules mispredicted a model Coral publishes compiled: what
+    edgepipe predicts instead, and the evidence (the compiled file is the oracle)."""
+
+    rule: str
+    source: str
+
+
+CORRECTIONS: dict[str, Correction] = {
+    "lstm_int16_state": Correction(
+        "UNIDIRECTIONAL_SEQUENCE_LSTM maps with its int16 cell state (a variable tensor); "
+        "its activations must still be 8-bit",
+        f"{TEST_DATA} keras_lstm_mnist_ptq_edgetpu.tflite: the LSTM, with int8 output state "
+        "and int16 cell state, is inside edgetpu-custom-op",
+    ),
+    "resize_bilinear_v3": Correction(
+        "RESIZE_BILINEAR version 3 (half_pixel_centers) maps in compiler 16; compilers up to "
+        "15.0 rejected it",
+        f"{TEST_DATA} movenet_single_pose_lightning_ptq_edgetpu.tflite (released with compiler 16, "
+        "2021-07-26) maps three v3 RESIZE_BILINEARs; rejected by 2.0 and 15.0 in "
+        "github.com/google-coral/edgetpu issues 45 and 396",
+    ),
+    "resize_bilinear_upscale": Correction(
+        "RESIZE_BILINEAR that enlarges a side more than 2x (a 1x1 map to 33x33, 33x33 to 513x513) "
+        "stays on the CPU; 1x and 2x map",
+        f"Coral's op table ('depending on input/output size, this operation may not be mapped "
+        f"... to avoid loss in precision'); {TEST_DATA} deeplabv3_mnv2_pascal_quant, "
+        "deeplabv3_mnv2_dm05_pascal_quant and deeplab_mobilenet_edgetpu_slim_cityscapes_quant "
+        "(33x and 15.5x left on the CPU, 1x mapped), movenet_single_pose_lightning_ptq (2x mapped); "
+        "factors between 2 and 15.5 are unverified",
+    ),
+    "tile": Correction(
+        "TILE maps",
+        f"{TEST_DATA} deeplab_mobilenet_edgetpu_slim_cityscapes_quant_edgetpu.tflite: its TILE "
+        "(1x1 to 33x33, in place of a RESIZE_BILINEAR) is inside edgetpu-custom-op",
+    ),
+    "one_subgraph_by_dependency": Correction(
+        "the compiler makes one Edge TPU subgraph: unsupported ops before it (fed only by the "
+        "graph inputs or other such ops) stay on the CPU without cutting, and after it only the "
+        "ops that depend on a CPU op are cut; independent branches still map",
+        f"{TEST_DATA} movenet_single_pose_lightning_ptq_edgetpu.tflite: CAST and QUANTIZE before "
+        "the Edge TPU part, and branches after its first ARG_MAX, stay as the prediction says",
+    ),
+}
+
 # Ops the compiler maps (Coral's "supported operations" table), by TFLite builtin name.
 SUPPORTED_OPS = frozenset(
     {
@@ -36,9 +91,11 @@ SUPPORTED_OPS = frozenset(
         "AVERAGE_POOL_2D", "MAX_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D",
         "FULLY_CONNECTED", "MEAN", "PACK", "PAD", "PRELU", "REDUCE_MAX", "REDUCE_MIN",
         "RESHAPE", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "SOFTMAX", "SQUEEZE",
-        "STRIDED_SLICE",
+        "STRIDED_SLICE", "TILE",
     }
 )  # fmt: skip
+# Ops mapped on the evidence of a compiled model rather than the table: the correction to cite.
+SUPPORTED_BY_CORRECTION = {"TILE": "tile"}
 
 # Op versions compiler 16 was seen to reject ("Didn't find op for builtin opcode
 # 'CONV_2D' version '6'"): this version and every newer one fail.
@@ -47,9 +104,10 @@ FIRST_REJECTED_VERSION = {
     "QUANTIZE": 3,  # per-channel
     "TRANSPOSE_CONV": 4,
     "EXP": 2,
-    "RESIZE_BILINEAR": 3,  # half_pixel_centers
     "REVERSE_V2": 3,
 }
+# Versions once rejected that compiler 16 maps: op -> (version, the correction to cite).
+ACCEPTED_SINCE_COMPILER_16 = {"RESIZE_BILINEAR": (3, "resize_bilinear_v3")}
 
 # Known-unsupported ops with the advice users need.
 UNSUPPORTED_ADVICE = {
@@ -62,6 +120,9 @@ UNSUPPORTED_ADVICE = {
 EIGHT_BIT = ("int8", "uint8")
 # Constant inputs that are not 8-bit but are fine: int32 biases, shapes, axes, paddings.
 CONSTANT_TYPES_OK = ("int8", "uint8", "int32")
+# State tensors (variable, not constant) an op may keep wider than 8 bits: op -> (types, correction).
+STATE_TYPES_OK = {"UNIDIRECTIONAL_SEQUENCE_LSTM": (("int8", "int16"), "lstm_int16_state")}
+MAX_RESIZE_BILINEAR_UPSCALE = 2  # per side; see CORRECTIONS["resize_bilinear_upscale"]
 MAX_SOFTMAX_ELEMENTS = 16_000
 MAX_MAPPED_DIMS = 3
 
@@ -181,6 +242,19 @@ def _strided_slice(op: OpInfo, model: ModelInfo) -> str | None:
     return None
 
 
+def _resize_bilinear(op: OpInfo, model: ModelInfo) -> str | None:
+    before, after = model.tensors[op.inputs[0]].shape, model.tensors[op.outputs[0]].shape
+    if len(before) != 4 or len(after) != 4:
+        return None
+    factor = max(after[1] / max(before[1], 1), after[2] / max(before[2], 1))
+    if factor > MAX_RESIZE_BILINEAR_UPSCALE:
+        return (
+            f"RESIZE_BILINEAR {before[1]}x{before[2]} to {after[1]}x{after[2]} enlarges {factor:.3g}x, more than "
+            f"{MAX_RESIZE_BILINEAR_UPSCALE}x: {CORRECTIONS['resize_bilinear_upscale'].rule}"
+        )
+    return None
+
+
 # Per-op limits from Coral's table; each returns the reason the op does NOT map, or None.
 OP_LIMITS: dict[str, Callable[[OpInfo, ModelInfo], str | None]] = {
     "AVERAGE_POOL_2D": _fused_activation_none,
@@ -199,15 +273,8 @@ OP_LIMITS: dict[str, Callable[[OpInfo, ModelInfo], str | None]] = {
     "SOFTMAX": _softmax,
     "SQUEEZE": _squeeze,
     "STRIDED_SLICE": _strided_slice,
+    "RESIZE_BILINEAR": _resize_bilinear,
 }
-
-
-def _is_edge_op(op: OpInfo, model: ModelInfo) -> bool:
-    """A QUANTIZE/DEQUANTIZE converting a graph input or output: the compiler may leave it
-    on the CPU without cutting the graph."""
-    if op.op not in ("QUANTIZE", "DEQUANTIZE"):
-        return False
-    return all(i in model.inputs for i in op.inputs) or all(o in model.outputs for o in op.outputs)
 
 
 def _tensor_problem(op: OpInfo, model: ModelInfo) -> tuple[str, str] | None:
@@ -215,8 +282,9 @@ def _tensor_problem(op: OpInfo, model: ModelInfo) -> tuple[str, str] | None:
     for t in tensors:
         if t.dynamic:
             return LIMITATION, f"tensor {t.name!r} has a dynamic shape {t.shape_signature} (export with a static batch of 1)"
+    state_types = STATE_TYPES_OK.get(op.op, ((), ""))[0]
     for t in tensors:
-        allowed = CONSTANT_TYPES_OK if t.constant else EIGHT_BIT
+        allowed = state_types if t.variable and state_types else CONSTANT_TYPES_OK if t.constant else EIGHT_BIT
         if t.dtype not in allowed:
             return BAD_TYPE, f"tensor {t.name!r} is {t.dtype}, not 8-bit"
     for t in tensors:
@@ -245,6 +313,18 @@ def _op_problem(op: OpInfo, model: ModelInfo) -> tuple[str, str] | None:
     return (LIMITATION, reason) if reason else None
 
 
+def _mapped_because(op: OpInfo, model: ModelInfo) -> str:
+    """For an op that maps only on the evidence of a correction, which one; else ""."""
+    correction = SUPPORTED_BY_CORRECTION.get(op.op)
+    accepted = ACCEPTED_SINCE_COMPILER_16.get(op.op)
+    if accepted and op.version >= accepted[0]:
+        correction = accepted[1]
+    state = STATE_TYPES_OK.get(op.op)
+    if state and any(model.tensors[i].variable and model.tensors[i].dtype not in EIGHT_BIT for i in op.inputs if i >= 0):
+        correction = state[1]
+    return f"maps: {CORRECTIONS[correction].rule}" if correction else ""
+
+
 def _predict_compiled(model: ModelInfo) -> list[OpPrediction]:
     """An already-compiled model: the compiler has decided; custom ops are the Edge TPU parts."""
     return [
@@ -255,25 +335,41 @@ def _predict_compiled(model: ModelInfo) -> list[OpPrediction]:
     ]
 
 
+def _parents(op: OpInfo, producer: dict[int, int]) -> list[int]:
+    return [producer[i] for i in op.inputs if i >= 0 and i in producer]
+
+
 def predict_ops(model: ModelInfo) -> list[OpPrediction]:
-    """One prediction per op, in execution order, applying the compiler's single cut."""
+    """One prediction per op, in execution order.
+
+    The compiler makes one Edge TPU subgraph (CORRECTIONS["one_subgraph_by_dependency"]):
+    an op that cannot map is a CPU op; if it depends on a mapped op it comes after the
+    Edge TPU part, and every op depending on it runs on the CPU too (mapping those would
+    need a second Edge TPU subgraph). CPU ops that depend on no mapped op (a CAST or
+    float QUANTIZE right after the input) run before the Edge TPU part and cut nothing.
+    """
     if model.edgetpu_compiled:
         return _predict_compiled(model)
+    producer = {t: op.index for op in model.ops for t in op.outputs}
+    after_edgetpu: set[int] = set()  # ops that depend on a mapped op, directly or not
+    cut_by: dict[int, OpPrediction] = {}  # CPU ops after the Edge TPU part -> the CPU op that cut them
     predictions = []
-    cut_at: OpPrediction | None = None
     for op in model.ops:
-        problem = _op_problem(op, model)
-        edge = _is_edge_op(op, model)
-        if cut_at is not None and not (edge and problem):
-            status, reason = AFTER_CUT, f"after the first CPU op (#{cut_at.index} {cut_at.op}): the compiler cuts the graph once"
-            predictions.append(OpPrediction(op.index, op.op, op.version, "cpu", reason, status))
+        parents = _parents(op, producer)
+        cut = next((cut_by[p] for p in parents if p in cut_by), None)
+        problem = None if cut else _op_problem(op, model)
+        if cut:
+            reason = f"needs #{cut.index} {cut.op}, which runs on the CPU after the Edge TPU part: the compiler makes one Edge TPU subgraph"
+            prediction = OpPrediction(op.index, op.op, op.version, "cpu", reason, AFTER_CUT)
         elif problem:
-            status, reason = problem
-            predictions.append(OpPrediction(op.index, op.op, op.version, "cpu", reason, status))
-            if not edge:
-                cut_at = predictions[-1]
+            prediction = OpPrediction(op.index, op.op, op.version, "cpu", problem[1], problem[0])
         else:
-            predictions.append(OpPrediction(op.index, op.op, op.version, "mapped", "", MAPPED))
+            prediction = OpPrediction(op.index, op.op, op.version, "mapped", _mapped_because(op, model), MAPPED)
+        predictions.append(prediction)
+        if prediction.edgetpu == "mapped" or any(p in after_edgetpu for p in parents):
+            after_edgetpu.add(op.index)
+        if prediction.edgetpu == "cpu" and op.index in after_edgetpu:
+            cut_by[op.index] = cut or prediction
     return predictions
 
 

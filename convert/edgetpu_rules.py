@@ -398,6 +398,14 @@ def model_warnings(model: ModelInfo) -> list[str]:
         warnings.append('dynamic input shape: the compiler stops with "Model not quantized"; export with a static batch of 1')
     if model.num_subgraphs > 1:
         warnings.append("the model has more than one subgraph; only the first is mapped")
+    for package in model.edgetpu_packages:
+        runtime = package.min_runtime_version
+        if runtime is not None and runtime < COMPILER_DEFAULT_MIN_RUNTIME:
+            warnings.append(
+                f"op #{package.op_index} was compiled by Edge TPU compiler {package.compiler_version or '(unnamed)'!r} "
+                f"for runtime {runtime} (an older compiler, or -m {runtime}); compiler {COMPILER_VERSION} targets runtime "
+                f"{COMPILER_DEFAULT_MIN_RUNTIME} and may map this model differently"
+            )
     float_ops = [op for op in model.ops if any(model.tensors[i].dtype == "float32" and not model.tensors[i].constant for i in op.outputs)]
     if float_ops and len(float_ops) == len(model.ops):
         warnings.append('the model is not quantized (float32): the compiler stops with "Model not quantized"')

@@ -42,6 +42,7 @@ def inspect_report(model: ModelInfo) -> dict[str, Any]:
         "outputs": [_io_spec(model.tensors[i]) for i in model.outputs],
         "tensors": [{**model.tensors[i].to_json(), "producer": op.index} for op in model.ops for i in op.outputs],
         "metadata": model.metadata,
+        "compiled_by": [package.to_json() for package in model.edgetpu_packages],
         "prediction": {"compiler_version": COMPILER_VERSION, **totals, "warnings": model_warnings(model)},
     }
 
@@ -85,6 +86,11 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append(f"{kind[:-1]:<6} {spec['name']}: {spec['dtype']} {_shape(spec)}{_quant(spec)}")
     compiled = report["edgetpu_compiled"]
     lines.append(f"Edge TPU compiled: {'yes (edgetpu-custom-op)' if compiled else 'no'}")
+    for package in report["compiled_by"]:
+        lines.append(
+            f"  op #{package['op_index']}: compiler {package['compiler_version'] or '(unnamed)'}, "
+            f"needs Edge TPU runtime {package['min_runtime_version']}"
+        )
     lines.append("")
     lines.append(f"{'#':>4}  {'op':<26} {'ver':>3}  {'output':<22} {'edge tpu':<8} reason")
     for op in report["ops"]:

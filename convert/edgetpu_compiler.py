@@ -252,8 +252,9 @@ def compile_model(model: Path, out_dir: Path, options: CompileOptions) -> Compil
 def per_op_from_log(predictions: list[OpPrediction], table: list[dict[str, Any]]) -> list[OpPrediction]:
     """The compiler's per-(op, status) counts spread over the ops, in `inspect`'s per-op form.
 
-    The log counts ops per type, not per index; since the compiler cuts the graph
-    once, the mapped instances of a type are its first ones in execution order.
+    The log counts ops per type, not per index; the mapped instances of a type are
+    taken to be its first ones in execution order (exact for a sequential graph cut
+    once, like edgepipe's classifiers; not for CPU ops before the Edge TPU part).
     Where the compiler leaves an op on the CPU our offline reason is kept beside
     its status, because the status alone rarely says what to change.
     """

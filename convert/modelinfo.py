@@ -172,8 +172,16 @@ _SLOT_MIN_RUNTIME = 0
 _SLOT_COMPILER_VERSION = 4
 
 
-def _edgetpu_package(index: int, options: bytes) -> EdgeTpuPackage:
-    """The compiler version a compiled model records; fields it lacks stay empty/None."""
+def _edgetpu_package(index: int, options: bytes) -> EdgeTpuPackage | None:
+    """The compiler version a compiled model records, or None when its custom op options
+    are not the package libedgetpu reads (the model still inspects; this detail is optional)."""
+    try:
+        return _read_package(index, options)
+    except Exception:  # noqa: BLE001 - a malformed package only lacks this detail
+        return None
+
+
+def _read_package(index: int, options: bytes) -> EdgeTpuPackage:
     ref = flexbuffers.GetRoot(options).AsMap[_EXECUTABLE_KEY]
     blob = bytes(flexbuffers.String(ref._Indirect(), ref._byte_width).Bytes)  # noqa: SLF001 - bytes, not utf-8
     if blob[4:8] != _PACKAGE_IDENTIFIER:
@@ -205,8 +213,9 @@ def _parse(path: Path, buf: bytes) -> ModelInfo:
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
         name, version, custom = codes[op.OpcodeIndex()]
-        if custom == EDGETPU_CUSTOM_OP:
-            packages.append(_edgetpu_package(i, op.CustomOptionsAsNumpy().tobytes()))
+        package = _edgetpu_package(i, op.CustomOptionsAsNumpy().tobytes() if op.CustomOptionsLength() else b"") if custom == EDGETPU_CUSTOM_OP else None
+        if package:
+            packages.append(package)
         ops.append(
             OpInfo(
                 index=i,

@@ -47,21 +47,18 @@ class Correction:
 
 CORRECTIONS: dict[str, Correction] = {
     "lstm_int16_state": Correction(
-        "UNIDIRECTIONAL_SEQUENCE_LSTM maps with its int16 cell state (a variable tensor); "
-        "its activations must still be 8-bit",
+        "an LSTM's int16 cell state is accepted (its activations must still be 8-bit)",
         f"{TEST_DATA} keras_lstm_mnist_ptq_edgetpu.tflite: the LSTM, with int8 output state "
         "and int16 cell state, is inside edgetpu-custom-op",
     ),
     "resize_bilinear_v3": Correction(
-        "RESIZE_BILINEAR version 3 (half_pixel_centers) maps in compiler 16; compilers up to "
-        "15.0 rejected it",
+        "RESIZE_BILINEAR version 3 (half_pixel_centers) maps in compiler 16 (15.0 rejected it)",
         f"{TEST_DATA} movenet_single_pose_lightning_ptq_edgetpu.tflite (released with compiler 16, "
         "2021-07-26) maps three v3 RESIZE_BILINEARs; rejected by 2.0 and 15.0 in "
         "github.com/google-coral/edgetpu issues 45 and 396",
     ),
     "resize_bilinear_upscale": Correction(
-        "RESIZE_BILINEAR that enlarges a side more than 2x (a 1x1 map to 33x33, 33x33 to 513x513) "
-        "stays on the CPU; 1x and 2x map",
+        "the compiler keeps a RESIZE_BILINEAR that enlarges a side more than 2x on the CPU",
         f"Coral's op table ('depending on input/output size, this operation may not be mapped "
         f"... to avoid loss in precision'); {TEST_DATA} deeplabv3_mnv2_pascal_quant, "
         "deeplabv3_mnv2_dm05_pascal_quant and deeplab_mobilenet_edgetpu_slim_cityscapes_quant "
@@ -69,7 +66,7 @@ CORRECTIONS: dict[str, Correction] = {
         "factors between 2 and 15.5 are unverified",
     ),
     "tile": Correction(
-        "TILE maps",
+        "TILE maps, as in Coral's compiled EdgeTPU-slim DeepLab",
         f"{TEST_DATA} deeplab_mobilenet_edgetpu_slim_cityscapes_quant_edgetpu.tflite: its TILE "
         "(1x1 to 33x33, in place of a RESIZE_BILINEAR) is inside edgetpu-custom-op",
     ),
@@ -249,8 +246,8 @@ def _resize_bilinear(op: OpInfo, model: ModelInfo) -> str | None:
     factor = max(after[1] / max(before[1], 1), after[2] / max(before[2], 1))
     if factor > MAX_RESIZE_BILINEAR_UPSCALE:
         return (
-            f"RESIZE_BILINEAR {before[1]}x{before[2]} to {after[1]}x{after[2]} enlarges {factor:.3g}x, more than "
-            f"{MAX_RESIZE_BILINEAR_UPSCALE}x: {CORRECTIONS['resize_bilinear_upscale'].rule}"
+            f"{before[1]}x{before[2]} to {after[1]}x{after[2]} enlarges {factor:.3g}x: "
+            f"{CORRECTIONS['resize_bilinear_upscale'].rule}"
         )
     return None
 
@@ -322,7 +319,7 @@ def _mapped_because(op: OpInfo, model: ModelInfo) -> str:
     state = STATE_TYPES_OK.get(op.op)
     if state and any(model.tensors[i].variable and model.tensors[i].dtype not in EIGHT_BIT for i in op.inputs if i >= 0):
         correction = state[1]
-    return f"maps: {CORRECTIONS[correction].rule}" if correction else ""
+    return CORRECTIONS[correction].rule if correction else ""
 
 
 def _predict_compiled(model: ModelInfo) -> list[OpPrediction]:

@@ -7,9 +7,14 @@ instruction until then."""
 
 from __future__ import annotations
 
-import pytest
-from coral_pairs import FETCH_HINT, Pair, load_pairs
+import subprocess
+from collections import Counter
+from pathlib import Path
 
+import pytest
+from coral_pairs import FETCH_HINT, Pair, fetch, git_blob_id, load_pairs
+
+from edgepipe.convert.edgetpu_compiler import per_op_from_log
 from edgepipe.convert.edgetpu_oracle import compare, cpu_op_keys, not_a_pair
 from edgepipe.convert.edgetpu_rules import AFTER_CUT, COMPILER_VERSION, CORRECTIONS, MAPPED, predict_ops
 from edgepipe.convert.inspect import inspect_file
@@ -81,7 +86,7 @@ def test_the_committed_pairs_cover_every_model_of_the_issue_and_every_correction
 def test_lstm_with_int16_state_maps_and_says_why() -> None:
     report = inspect_file(BY_NAME["keras_lstm_mnist_ptq@104342d"].file("uncompiled"))
     lstm = next(op for op in report["ops"] if op["op"] == "UNIDIRECTIONAL_SEQUENCE_LSTM")
-    assert lstm["edgetpu"] == "mapped" and "int16 cell state" in lstm["reason"]
+    assert lstm["edgetpu"] == "mapped" and lstm["reason"] == CORRECTIONS["lstm_int16_state"].rule
     assert (report["mapped"], report["cpu"]) == (6, 0)
 
 
@@ -90,7 +95,7 @@ def test_deeplab_cuts_at_the_1x1_to_33x33_resize() -> None:
     cpu = [p for p in ops if p.edgetpu == "cpu"]
     assert [p.op for p in cpu] == ["RESIZE_BILINEAR", "QUANTIZE", "CONCATENATION", "CONV_2D", "CONV_2D",
                                    "RESIZE_BILINEAR", "RESIZE_BILINEAR", "ARG_MAX"]
-    assert "1x1 to 33x33 enlarges 33x" in cpu[0].reason
+    assert cpu[0].reason.startswith("1x1 to 33x33 enlarges 33x: ") and cpu[0].status == "Operation is otherwise supported, but not mapped due to some unspecified limitation"
     assert all(p.status == AFTER_CUT and f"#{cpu[0].index} RESIZE_BILINEAR" in p.reason for p in cpu[1:])
 
 
@@ -110,3 +115,37 @@ def test_inspect_of_a_compiled_file_reports_the_compiler_that_made_it() -> None:
     assert report["edgetpu_compiled"] is True
     assert report["compiled_by"] == [{"op_index": 0, "compiler_version": "cl/", "min_runtime_version": 12}]
     assert any(f"compiler {COMPILER_VERSION}" in w and "runtime 12" in w for w in report["prediction"]["warnings"])
+
+
+def test_compiler_log_counts_spread_over_movenet_ops_land_where_the_compiler_put_them() -> None:
+    """convert reads the compiler's log, which counts ops per type only; spread over the ops
+    it must give MoveNet's CAST/QUANTIZE prologue and cut branches the CPU, as the compiled file does."""
+    pair = BY_NAME["movenet_single_pose_lightning_ptq@104342d"]
+    info = read_model_info(pair.file("uncompiled"))
+    actual = compare(info, pair.cpu_ops)
+    rows = Counter((v.op, MAPPED if v.actual == "mapped" else "Operation not supported") for v in actual.ops)
+    table = [{"op": op, "count": n, "status": status} for (op, status), n in rows.items()]
+    spread = per_op_from_log(predict_ops(info), table)
+    assert [p.edgetpu for p in spread] == [v.actual for v in actual.ops]
+
+
+def test_fetch_keeps_only_files_whose_blob_id_matches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`coral_pairs.py fetch --git-dir` on a real git repository: the right blob lands in the
+    cache; a manifest naming another blob id leaves nothing behind."""
+    repo = tmp_path / "test_data"
+    repo.mkdir()
+    model = BY_NAME["tools/split_concat@104342d"].file("uncompiled").read_bytes()
+    (repo / "m.tflite").write_bytes(model)
+    (repo / "m_edgetpu.tflite").write_bytes(b"not the compiled file")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "m"], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    monkeypatch.setenv("EDGEPIPE_CORAL_CACHE", str(tmp_path / "cache"))
+    pair = Pair("m@x", commit, {"path": "m.tflite", "blob": git_blob_id(model), "committed": False},
+                {"path": "m_edgetpu.tflite", "blob": "0" * 40, "committed": False}, None, [], None)
+    fetch([pair], repo / ".git")
+    assert pair.file("uncompiled") == tmp_path / "cache" / commit[:7] / "m.tflite"
+    assert pair.file("uncompiled").read_bytes() == model
+    assert pair.file("compiled") is None and not list((tmp_path / "cache").rglob("*edgetpu*"))

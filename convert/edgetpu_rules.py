@@ -34,6 +34,9 @@ AFTER_CUT = "More than one subgraph is not supported"
 LIMITATION = "Operation is otherwise supported, but not mapped due to some unspecified limitation"
 
 TEST_DATA = "github.com/google-coral/test_data"
+# What those compiled files record in their edgetpu-custom-op: a Coral compiler build, not a
+# release number, made for runtime 12 (compiler 16 defaults to 14).
+CORAL_BUILD = "compiled file records compiler build 'cl/', runtime 12"
 
 
 @dataclass(frozen=True)
@@ -49,12 +52,12 @@ CORRECTIONS: dict[str, Correction] = {
     "lstm_int16_state": Correction(
         "an LSTM's int16 cell state is accepted (its activations must still be 8-bit)",
         f"{TEST_DATA} keras_lstm_mnist_ptq_edgetpu.tflite: the LSTM, with int8 output state "
-        "and int16 cell state, is inside edgetpu-custom-op",
+        f"and int16 cell state, is inside edgetpu-custom-op ({CORAL_BUILD})",
     ),
     "resize_bilinear_v3": Correction(
         "RESIZE_BILINEAR version 3 (half_pixel_centers) maps in compiler 16 (15.0 rejected it)",
         f"{TEST_DATA} movenet_single_pose_lightning_ptq_edgetpu.tflite (released with compiler 16, "
-        "2021-07-26) maps three v3 RESIZE_BILINEARs; rejected by 2.0 and 15.0 in "
+        f"2021-07-26; {CORAL_BUILD}) maps three v3 RESIZE_BILINEARs; rejected by 2.0 and 15.0 in "
         "github.com/google-coral/edgetpu issues 45 and 396",
     ),
     "resize_bilinear_upscale": Correction(
@@ -63,19 +66,19 @@ CORRECTIONS: dict[str, Correction] = {
         f"... to avoid loss in precision'); {TEST_DATA} deeplabv3_mnv2_pascal_quant, "
         "deeplabv3_mnv2_dm05_pascal_quant and deeplab_mobilenet_edgetpu_slim_cityscapes_quant "
         "(33x and 15.5x left on the CPU, 1x mapped), movenet_single_pose_lightning_ptq (2x mapped); "
-        "factors between 2 and 15.5 are unverified",
+        f"factors between 2 and 15.5 are unverified ({CORAL_BUILD})",
     ),
     "tile": Correction(
         "TILE maps, as in Coral's compiled EdgeTPU-slim DeepLab",
         f"{TEST_DATA} deeplab_mobilenet_edgetpu_slim_cityscapes_quant_edgetpu.tflite: its TILE "
-        "(1x1 to 33x33, in place of a RESIZE_BILINEAR) is inside edgetpu-custom-op",
+        f"(1x1 to 33x33, in place of a RESIZE_BILINEAR) is inside edgetpu-custom-op ({CORAL_BUILD})",
     ),
     "one_subgraph_by_dependency": Correction(
         "the compiler makes one Edge TPU subgraph: unsupported ops before it (fed only by the "
         "graph inputs or other such ops) stay on the CPU without cutting, and after it only the "
         "ops that depend on a CPU op are cut; independent branches still map",
         f"{TEST_DATA} movenet_single_pose_lightning_ptq_edgetpu.tflite: CAST and QUANTIZE before "
-        "the Edge TPU part, and branches after its first ARG_MAX, stay as the prediction says",
+        f"the Edge TPU part stay on the CPU, and the heads after its first ARG_MAX map ({CORAL_BUILD})",
     ),
 }
 
@@ -132,6 +135,7 @@ class OpPrediction:
     edgetpu: str  # "mapped" | "cpu"
     reason: str
     status: str
+    correction: str = ""  # the CORRECTIONS key this prediction rests on, if any
 
     def to_json(self) -> dict[str, Any]:
         return {"index": self.index, "op": self.op, "version": self.version, "edgetpu": self.edgetpu, "reason": self.reason}
@@ -252,6 +256,10 @@ def _resize_bilinear(op: OpInfo, model: ModelInfo) -> str | None:
     return None
 
 
+# Limits that come from a correction rather than Coral's table: op -> CORRECTIONS key.
+LIMIT_CORRECTIONS = {"RESIZE_BILINEAR": "resize_bilinear_upscale"}
+
+
 # Per-op limits from Coral's table; each returns the reason the op does NOT map, or None.
 OP_LIMITS: dict[str, Callable[[OpInfo, ModelInfo], str | None]] = {
     "AVERAGE_POOL_2D": _fused_activation_none,
@@ -311,7 +319,7 @@ def _op_problem(op: OpInfo, model: ModelInfo) -> tuple[str, str] | None:
 
 
 def _mapped_because(op: OpInfo, model: ModelInfo) -> str:
-    """For an op that maps only on the evidence of a correction, which one; else ""."""
+    """For an op that maps only on the evidence of a correction, its CORRECTIONS key; else ""."""
     correction = SUPPORTED_BY_CORRECTION.get(op.op)
     accepted = ACCEPTED_SINCE_COMPILER_16.get(op.op)
     if accepted and op.version >= accepted[0]:
@@ -319,7 +327,7 @@ def _mapped_because(op: OpInfo, model: ModelInfo) -> str:
     state = STATE_TYPES_OK.get(op.op)
     if state and any(model.tensors[i].variable and model.tensors[i].dtype not in EIGHT_BIT for i in op.inputs if i >= 0):
         correction = state[1]
-    return CORRECTIONS[correction].rule if correction else ""
+    return correction or ""
 
 
 def _predict_compiled(model: ModelInfo) -> list[OpPrediction]:
@@ -359,15 +367,40 @@ def predict_ops(model: ModelInfo) -> list[OpPrediction]:
             reason = f"needs #{cut.index} {cut.op}, which runs on the CPU after the Edge TPU part: the compiler makes one Edge TPU subgraph"
             prediction = OpPrediction(op.index, op.op, op.version, "cpu", reason, AFTER_CUT)
         elif problem:
-            prediction = OpPrediction(op.index, op.op, op.version, "cpu", problem[1], problem[0])
+            correction = LIMIT_CORRECTIONS.get(op.op, "") if problem[0] == LIMITATION else ""
+            prediction = OpPrediction(op.index, op.op, op.version, "cpu", problem[1], problem[0], correction)
         else:
-            prediction = OpPrediction(op.index, op.op, op.version, "mapped", _mapped_because(op, model), MAPPED)
+            correction = _mapped_because(op, model)
+            if not correction and cut_by:  # a single cut in execution order would have put it on the CPU
+                correction = "one_subgraph_by_dependency"
+            reason = CORRECTIONS[correction].rule if correction else ""
+            prediction = OpPrediction(op.index, op.op, op.version, "mapped", reason, MAPPED, correction)
         predictions.append(prediction)
         if prediction.edgetpu == "mapped" or any(p in after_edgetpu for p in parents):
             after_edgetpu.add(op.index)
         if prediction.edgetpu == "cpu" and op.index in after_edgetpu:
             cut_by[op.index] = cut or prediction
+    _mark_cpu_before_the_edgetpu_part(predictions, after_edgetpu)
     return predictions
+
+
+def _mark_cpu_before_the_edgetpu_part(predictions: list[OpPrediction], after_edgetpu: set[int]) -> None:
+    """CPU ops that precede mapped ops without feeding from them cut nothing: name the
+    correction that says so (a single cut in execution order would have cut there)."""
+    last_mapped = max((p.index for p in predictions if p.edgetpu == "mapped"), default=-1)
+    for p in predictions:
+        if p.edgetpu == "cpu" and p.index < last_mapped and p.index not in after_edgetpu and not p.correction:
+            p.correction = "one_subgraph_by_dependency"
+
+
+def corrections_used(predictions: list[OpPrediction]) -> list[dict[str, Any]]:
+    """The corrections a prediction rests on, with their evidence and the ops concerned."""
+    ops: dict[str, list[int]] = {}
+    for p in predictions:
+        if p.correction:
+            ops.setdefault(p.correction, []).append(p.index)
+    return [{"id": key, "rule": CORRECTIONS[key].rule, "source": CORRECTIONS[key].source, "ops": ops[key]}
+            for key in CORRECTIONS if key in ops]
 
 
 def summarize(predictions: list[OpPrediction], compiled: bool = False) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .edgetpu_rules import COMPILER_VERSION, model_warnings, predict_ops, summarize
+from .edgetpu_rules import COMPILER_VERSION, corrections_used, model_warnings, predict_ops, summarize
 from .modelinfo import ModelInfo, TensorInfo, read_model_info
 
 
@@ -43,7 +43,12 @@ def inspect_report(model: ModelInfo) -> dict[str, Any]:
         "tensors": [{**model.tensors[i].to_json(), "producer": op.index} for op in model.ops for i in op.outputs],
         "metadata": model.metadata,
         "compiled_by": [package.to_json() for package in model.edgetpu_packages],
-        "prediction": {"compiler_version": COMPILER_VERSION, **totals, "warnings": model_warnings(model)},
+        "prediction": {
+            "compiler_version": COMPILER_VERSION,
+            **totals,
+            "warnings": model_warnings(model),
+            "corrections": corrections_used(predictions),
+        },
     }
 
 
@@ -102,5 +107,9 @@ def format_report(report: dict[str, Any]) -> str:
     heading = "Edge TPU" if compiled else f"Predicted Edge TPU compile (compiler {report['prediction']['compiler_version']}, offline)"
     lines.append(f"{heading}:")
     lines += ["  " + line if line else "" for line in format_totals(report["prediction"])]
+    corrections = report["prediction"]["corrections"]
+    if corrections:
+        lines += ["", "Rules measured against Coral's compiled models that this prediction rests on:"]
+        lines += [f"  {c['rule']} (ops {', '.join(f'#{i}' for i in c['ops'])}); evidence: {c['source']}" for c in corrections]
     lines += [f"warning: {w}" for w in report["prediction"]["warnings"]]
     return "\n".join(lines)

@@ -108,6 +108,12 @@ def test_movenet_keeps_cpu_ops_before_the_edgetpu_part_and_maps_independent_bran
     resizes = [p for p in ops if p.op == "RESIZE_BILINEAR"]
     assert len(resizes) == 3 and all(p.version == 3 and p.status == MAPPED for p in resizes)
     assert sum(p.edgetpu == "cpu" for p in ops) == 59
+    corrections = inspect_file(BY_NAME["movenet_single_pose_lightning_ptq@104342d"].file("uncompiled"))["prediction"]["corrections"]
+    assert {c["id"]: c["ops"] for c in corrections} == {
+        "resize_bilinear_v3": [71, 75, 79],
+        "one_subgraph_by_dependency": [0, 1, *range(100, 105), *range(106, 112)],
+    }
+    assert all(c["source"].startswith("github.com/google-coral/test_data") for c in corrections)
 
 
 def test_inspect_of_a_compiled_file_reports_the_compiler_that_made_it() -> None:

@@ -41,6 +41,7 @@ def test_default_mobilenet_v2_export_is_predicted_fully_mapped(mobilenet_v2_expo
     assert report["cpu"] == 0 and report["mapped"] == len(report["ops"]) > 60
     assert report["prediction"]["mapped_fraction"] == 1.0
     assert report["prediction"]["edgetpu_subgraphs"] == 1 and report["prediction"]["warnings"] == []
+    assert report["prediction"]["corrections"] == []  # documented rules alone decide a plain classifier
     assert report["input"]["dtype"] == "uint8" and report["input"]["shape_signature"] == [1, 96, 96, 3]
     assert report["output"]["dtype"] == "uint8" and report["output"]["shape"] == [1, 4]
     ops = {op["op"] for op in report["ops"]}

@@ -107,7 +107,6 @@ _OPTION_READERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "PACK": ("PackOptions", ("Axis",)),
     "STRIDED_SLICE": ("StridedSliceOptions", ("EllipsisMask", "NewAxisMask")),
     "SQUEEZE": ("SqueezeOptions", ("SqueezeDimsAsNumpy",)),
-    "RESIZE_BILINEAR": ("ResizeBilinearOptions", ("AlignCorners", "HalfPixelCenters")),
 }
 
 
@@ -182,8 +181,7 @@ def _edgetpu_package(index: int, options: bytes) -> EdgeTpuPackage | None:
 
 
 def _read_package(index: int, options: bytes) -> EdgeTpuPackage:
-    ref = flexbuffers.GetRoot(options).AsMap[_EXECUTABLE_KEY]
-    blob = bytes(flexbuffers.String(ref._Indirect(), ref._byte_width).Bytes)  # noqa: SLF001 - bytes, not utf-8
+    blob = bytes(flexbuffers.GetRoot(options).AsMap[_EXECUTABLE_KEY].AsStringBytes)  # binary, not utf-8
     if blob[4:8] != _PACKAGE_IDENTIFIER:
         raise ValueError("edgetpu-custom-op holds no DWN1 package")
     table = Table(bytearray(blob), flatbuffers.encode.Get(flatbuffers.packer.uoffset, blob, 0))

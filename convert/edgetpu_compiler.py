@@ -252,20 +252,30 @@ def compile_model(model: Path, out_dir: Path, options: CompileOptions) -> Compil
 def per_op_from_log(predictions: list[OpPrediction], table: list[dict[str, Any]]) -> list[OpPrediction]:
     """The compiler's per-(op, status) counts spread over the ops, in `inspect`'s per-op form.
 
-    The log counts ops per type, not per index; since the compiler cuts the graph
-    once, the mapped instances of a type are its first ones in execution order.
-    Where the compiler leaves an op on the CPU our offline reason is kept beside
-    its status, because the status alone rarely says what to change.
+    The log counts ops per type, not per index, so a type's "Mapped" count goes to the
+    instances the offline prediction maps, first ones first, then to the earliest others;
+    its other statuses go to the rest in execution order. Where the compiler leaves an op
+    on the CPU our offline reason is kept beside its status, because the status alone
+    rarely says what to change.
     """
-    queues: dict[str, deque[str]] = defaultdict(deque)
-    for row in sorted(table, key=lambda r: r["status"] != MAPPED):
-        queues[row["op"]].extend([row["status"]] * row["count"])
+    mapped_left: dict[str, int] = defaultdict(int)
+    others: dict[str, deque[str]] = defaultdict(deque)
+    for row in table:
+        if row["status"] == MAPPED:
+            mapped_left[row["op"]] += row["count"]
+        else:
+            others[row["op"]].extend([row["status"]] * row["count"])
+    mapped: set[int] = set()
+    for p in sorted(predictions, key=lambda p: (p.edgetpu != "mapped", p.index)):
+        if mapped_left[p.op] > 0:
+            mapped_left[p.op] -= 1
+            mapped.add(p.index)
     ops = []
     for p in predictions:
-        status = queues[p.op].popleft() if queues[p.op] else p.status
-        if status == MAPPED:
+        if p.index in mapped:
             ops.append(OpPrediction(p.index, p.op, p.version, "mapped", "", MAPPED))
-        else:
-            reason = status if p.edgetpu == "mapped" or not p.reason else f"{status}: {p.reason}"
-            ops.append(OpPrediction(p.index, p.op, p.version, "cpu", reason, status))
+            continue
+        status = others[p.op].popleft() if others[p.op] else p.status
+        reason = status if p.edgetpu == "mapped" or not p.reason else f"{status}: {p.reason}"
+        ops.append(OpPrediction(p.index, p.op, p.version, "cpu", reason, status))
     return ops

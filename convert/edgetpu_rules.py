@@ -2,10 +2,13 @@
 
 The compiler exists only for x86-64 Debian/Ubuntu, so users on a Mac, a Pi or
 these build machines still need to know before deploying whether their model
-maps. The rules below are shared/docs/edgetpu.md (Coral's documented op table,
-and op versions seen rejected in Coral's issue tracker) encoded as data; the
-compiler's own status strings are reused so a prediction and a real compile
-read the same.
+maps. The rules below are Coral's documented op table, op versions seen
+rejected in Coral's issue tracker, and corrections measured against the
+compiler's own output (the compiled models Coral publishes in
+github.com/google-coral/test_data, each checked op for op by
+tests/convert/test_coral_pairs.py), encoded as data; every correction names
+its evidence. The compiler's own status strings are reused so a prediction and
+a real compile read the same.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from typing import Any, Callable
 from .modelinfo import EDGETPU_CUSTOM_OP, ModelInfo, OpInfo, TensorInfo
 
 COMPILER_VERSION = 16
+# Compiler 16 writes packages that need Edge TPU runtime 14 unless run with -m
+# (coral.ai/docs/edgetpu/compiler, "Compiler and runtime versions").
+COMPILER_DEFAULT_MIN_RUNTIME = 14
 
 # The compiler log's status column.
 MAPPED = "Mapped to Edge TPU"
@@ -27,6 +33,55 @@ BAD_TYPE = "Operation is working on an unsupported data type"
 AFTER_CUT = "More than one subgraph is not supported"
 LIMITATION = "Operation is otherwise supported, but not mapped due to some unspecified limitation"
 
+TEST_DATA = "github.com/google-coral/test_data"
+# What those compiled files record in their edgetpu-custom-op: a Coral compiler build, not a
+# release number, made for runtime 12 (compiler 16 defaults to 14).
+CORAL_BUILD = "compiled file records compiler build 'cl/', runtime 12"
+
+
+@dataclass(frozen=True)
+class Correction:
+    """Where the documented rules mispredicted a model Coral publishes compiled: what
+    edgepipe predicts instead, and the evidence (the compiled file is the oracle)."""
+
+    rule: str
+    source: str
+
+
+CORRECTIONS: dict[str, Correction] = {
+    "lstm_int16_state": Correction(
+        "an LSTM's int16 cell state is accepted (its activations must still be 8-bit)",
+        f"{TEST_DATA} keras_lstm_mnist_ptq_edgetpu.tflite: the LSTM, with int8 output state "
+        f"and int16 cell state, is inside edgetpu-custom-op ({CORAL_BUILD})",
+    ),
+    "resize_bilinear_v3": Correction(
+        "RESIZE_BILINEAR version 3 (half_pixel_centers) maps in compiler 16 (15.0 rejected it)",
+        f"{TEST_DATA} movenet_single_pose_lightning_ptq_edgetpu.tflite (released with compiler 16, "
+        f"2021-07-26; {CORAL_BUILD}) maps three v3 RESIZE_BILINEARs; rejected by 2.0 and 15.0 in "
+        "github.com/google-coral/edgetpu issues 45 and 396",
+    ),
+    "resize_bilinear_upscale": Correction(
+        "the compiler keeps a RESIZE_BILINEAR that enlarges a side more than 2x on the CPU",
+        f"Coral's op table ('depending on input/output size, this operation may not be mapped "
+        f"... to avoid loss in precision'); {TEST_DATA} deeplabv3_mnv2_pascal_quant, "
+        "deeplabv3_mnv2_dm05_pascal_quant and deeplab_mobilenet_edgetpu_slim_cityscapes_quant "
+        "(33x and 15.5x left on the CPU, 1x mapped), movenet_single_pose_lightning_ptq (2x mapped); "
+        f"factors between 2 and 15.5 are unverified ({CORAL_BUILD})",
+    ),
+    "tile": Correction(
+        "TILE maps, as in Coral's compiled EdgeTPU-slim DeepLab",
+        f"{TEST_DATA} deeplab_mobilenet_edgetpu_slim_cityscapes_quant_edgetpu.tflite: its TILE "
+        f"(1x1 to 33x33, in place of a RESIZE_BILINEAR) is inside edgetpu-custom-op ({CORAL_BUILD})",
+    ),
+    "one_subgraph_by_dependency": Correction(
+        "the compiler makes one Edge TPU subgraph: unsupported ops before it (fed only by the "
+        "graph inputs or other such ops) stay on the CPU without cutting, and after it only the "
+        "ops that depend on a CPU op are cut; independent branches still map",
+        f"{TEST_DATA} movenet_single_pose_lightning_ptq_edgetpu.tflite: CAST and QUANTIZE before "
+        f"the Edge TPU part stay on the CPU, and the heads after its first ARG_MAX map ({CORAL_BUILD})",
+    ),
+}
+
 # Ops the compiler maps (Coral's "supported operations" table), by TFLite builtin name.
 SUPPORTED_OPS = frozenset(
     {
@@ -36,9 +91,11 @@ SUPPORTED_OPS = frozenset(
         "AVERAGE_POOL_2D", "MAX_POOL_2D", "CONCATENATION", "CONV_2D", "DEPTHWISE_CONV_2D",
         "FULLY_CONNECTED", "MEAN", "PACK", "PAD", "PRELU", "REDUCE_MAX", "REDUCE_MIN",
         "RESHAPE", "RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "SOFTMAX", "SQUEEZE",
-        "STRIDED_SLICE",
+        "STRIDED_SLICE", "TILE",
     }
 )  # fmt: skip
+# Ops mapped on the evidence of a compiled model rather than the table: the correction to cite.
+SUPPORTED_BY_CORRECTION = {"TILE": "tile"}
 
 # Op versions compiler 16 was seen to reject ("Didn't find op for builtin opcode
 # 'CONV_2D' version '6'"): this version and every newer one fail.
@@ -47,9 +104,10 @@ FIRST_REJECTED_VERSION = {
     "QUANTIZE": 3,  # per-channel
     "TRANSPOSE_CONV": 4,
     "EXP": 2,
-    "RESIZE_BILINEAR": 3,  # half_pixel_centers
     "REVERSE_V2": 3,
 }
+# Versions once rejected that compiler 16 maps: op -> (version, the correction to cite).
+ACCEPTED_SINCE_COMPILER_16 = {"RESIZE_BILINEAR": (3, "resize_bilinear_v3")}
 
 # Known-unsupported ops with the advice users need.
 UNSUPPORTED_ADVICE = {
@@ -62,6 +120,9 @@ UNSUPPORTED_ADVICE = {
 EIGHT_BIT = ("int8", "uint8")
 # Constant inputs that are not 8-bit but are fine: int32 biases, shapes, axes, paddings.
 CONSTANT_TYPES_OK = ("int8", "uint8", "int32")
+# State tensors (variable, not constant) an op may keep wider than 8 bits: op -> (types, correction).
+STATE_TYPES_OK = {"UNIDIRECTIONAL_SEQUENCE_LSTM": (("int8", "int16"), "lstm_int16_state")}
+MAX_RESIZE_BILINEAR_UPSCALE = 2  # per side; see CORRECTIONS["resize_bilinear_upscale"]
 MAX_SOFTMAX_ELEMENTS = 16_000
 MAX_MAPPED_DIMS = 3
 
@@ -74,6 +135,7 @@ class OpPrediction:
     edgetpu: str  # "mapped" | "cpu"
     reason: str
     status: str
+    correction: str = ""  # the CORRECTIONS key this prediction rests on, if any
 
     def to_json(self) -> dict[str, Any]:
         return {"index": self.index, "op": self.op, "version": self.version, "edgetpu": self.edgetpu, "reason": self.reason}
@@ -181,6 +243,23 @@ def _strided_slice(op: OpInfo, model: ModelInfo) -> str | None:
     return None
 
 
+def _resize_bilinear(op: OpInfo, model: ModelInfo) -> str | None:
+    before, after = model.tensors[op.inputs[0]].shape, model.tensors[op.outputs[0]].shape
+    if len(before) != 4 or len(after) != 4:
+        return None
+    factor = max(after[1] / max(before[1], 1), after[2] / max(before[2], 1))
+    if factor > MAX_RESIZE_BILINEAR_UPSCALE:
+        return (
+            f"{before[1]}x{before[2]} to {after[1]}x{after[2]} enlarges {factor:.3g}x: "
+            f"{CORRECTIONS['resize_bilinear_upscale'].rule}"
+        )
+    return None
+
+
+# Limits that come from a correction rather than Coral's table: op -> CORRECTIONS key.
+LIMIT_CORRECTIONS = {"RESIZE_BILINEAR": "resize_bilinear_upscale"}
+
+
 # Per-op limits from Coral's table; each returns the reason the op does NOT map, or None.
 OP_LIMITS: dict[str, Callable[[OpInfo, ModelInfo], str | None]] = {
     "AVERAGE_POOL_2D": _fused_activation_none,
@@ -199,15 +278,8 @@ OP_LIMITS: dict[str, Callable[[OpInfo, ModelInfo], str | None]] = {
     "SOFTMAX": _softmax,
     "SQUEEZE": _squeeze,
     "STRIDED_SLICE": _strided_slice,
+    "RESIZE_BILINEAR": _resize_bilinear,
 }
-
-
-def _is_edge_op(op: OpInfo, model: ModelInfo) -> bool:
-    """A QUANTIZE/DEQUANTIZE converting a graph input or output: the compiler may leave it
-    on the CPU without cutting the graph."""
-    if op.op not in ("QUANTIZE", "DEQUANTIZE"):
-        return False
-    return all(i in model.inputs for i in op.inputs) or all(o in model.outputs for o in op.outputs)
 
 
 def _tensor_problem(op: OpInfo, model: ModelInfo) -> tuple[str, str] | None:
@@ -215,8 +287,9 @@ def _tensor_problem(op: OpInfo, model: ModelInfo) -> tuple[str, str] | None:
     for t in tensors:
         if t.dynamic:
             return LIMITATION, f"tensor {t.name!r} has a dynamic shape {t.shape_signature} (export with a static batch of 1)"
+    state_types = STATE_TYPES_OK.get(op.op, ((), ""))[0]
     for t in tensors:
-        allowed = CONSTANT_TYPES_OK if t.constant else EIGHT_BIT
+        allowed = state_types if t.variable and state_types else CONSTANT_TYPES_OK if t.constant else EIGHT_BIT
         if t.dtype not in allowed:
             return BAD_TYPE, f"tensor {t.name!r} is {t.dtype}, not 8-bit"
     for t in tensors:
@@ -245,6 +318,18 @@ def _op_problem(op: OpInfo, model: ModelInfo) -> tuple[str, str] | None:
     return (LIMITATION, reason) if reason else None
 
 
+def _mapped_because(op: OpInfo, model: ModelInfo) -> str:
+    """For an op that maps only on the evidence of a correction, its CORRECTIONS key; else ""."""
+    correction = SUPPORTED_BY_CORRECTION.get(op.op)
+    accepted = ACCEPTED_SINCE_COMPILER_16.get(op.op)
+    if accepted and op.version >= accepted[0]:
+        correction = accepted[1]
+    state = STATE_TYPES_OK.get(op.op)
+    if state and any(model.tensors[i].variable and model.tensors[i].dtype not in EIGHT_BIT for i in op.inputs if i >= 0):
+        correction = state[1]
+    return correction or ""
+
+
 def _predict_compiled(model: ModelInfo) -> list[OpPrediction]:
     """An already-compiled model: the compiler has decided; custom ops are the Edge TPU parts."""
     return [
@@ -255,26 +340,67 @@ def _predict_compiled(model: ModelInfo) -> list[OpPrediction]:
     ]
 
 
+def _parents(op: OpInfo, producer: dict[int, int]) -> list[int]:
+    return [producer[i] for i in op.inputs if i >= 0 and i in producer]
+
+
 def predict_ops(model: ModelInfo) -> list[OpPrediction]:
-    """One prediction per op, in execution order, applying the compiler's single cut."""
+    """One prediction per op, in execution order.
+
+    The compiler makes one Edge TPU subgraph (CORRECTIONS["one_subgraph_by_dependency"]):
+    an op that cannot map is a CPU op; if it depends on a mapped op it comes after the
+    Edge TPU part, and every op depending on it runs on the CPU too (mapping those would
+    need a second Edge TPU subgraph). CPU ops that depend on no mapped op (a CAST or
+    float QUANTIZE right after the input) run before the Edge TPU part and cut nothing.
+    """
     if model.edgetpu_compiled:
         return _predict_compiled(model)
+    producer = {t: op.index for op in model.ops for t in op.outputs}
+    after_edgetpu: set[int] = set()  # ops that depend on a mapped op, directly or not
+    cut_by: dict[int, OpPrediction] = {}  # CPU ops after the Edge TPU part -> the CPU op that cut them
     predictions = []
-    cut_at: OpPrediction | None = None
     for op in model.ops:
-        problem = _op_problem(op, model)
-        edge = _is_edge_op(op, model)
-        if cut_at is not None and not (edge and problem):
-            status, reason = AFTER_CUT, f"after the first CPU op (#{cut_at.index} {cut_at.op}): the compiler cuts the graph once"
-            predictions.append(OpPrediction(op.index, op.op, op.version, "cpu", reason, status))
+        parents = _parents(op, producer)
+        cut = next((cut_by[p] for p in parents if p in cut_by), None)
+        problem = None if cut else _op_problem(op, model)
+        if cut:
+            reason = f"needs #{cut.index} {cut.op}, which runs on the CPU after the Edge TPU part: the compiler makes one Edge TPU subgraph"
+            prediction = OpPrediction(op.index, op.op, op.version, "cpu", reason, AFTER_CUT)
         elif problem:
-            status, reason = problem
-            predictions.append(OpPrediction(op.index, op.op, op.version, "cpu", reason, status))
-            if not edge:
-                cut_at = predictions[-1]
+            correction = LIMIT_CORRECTIONS.get(op.op, "") if problem[0] == LIMITATION else ""
+            prediction = OpPrediction(op.index, op.op, op.version, "cpu", problem[1], problem[0], correction)
         else:
-            predictions.append(OpPrediction(op.index, op.op, op.version, "mapped", "", MAPPED))
+            correction = _mapped_because(op, model)
+            if not correction and cut_by:  # a single cut in execution order would have put it on the CPU
+                correction = "one_subgraph_by_dependency"
+            reason = CORRECTIONS[correction].rule if correction else ""
+            prediction = OpPrediction(op.index, op.op, op.version, "mapped", reason, MAPPED, correction)
+        predictions.append(prediction)
+        if prediction.edgetpu == "mapped" or any(p in after_edgetpu for p in parents):
+            after_edgetpu.add(op.index)
+        if prediction.edgetpu == "cpu" and op.index in after_edgetpu:
+            cut_by[op.index] = cut or prediction
+    _mark_cpu_before_the_edgetpu_part(predictions, after_edgetpu)
     return predictions
+
+
+def _mark_cpu_before_the_edgetpu_part(predictions: list[OpPrediction], after_edgetpu: set[int]) -> None:
+    """CPU ops that precede mapped ops without feeding from them cut nothing: name the
+    correction that says so (a single cut in execution order would have cut there)."""
+    last_mapped = max((p.index for p in predictions if p.edgetpu == "mapped"), default=-1)
+    for p in predictions:
+        if p.edgetpu == "cpu" and p.index < last_mapped and p.index not in after_edgetpu and not p.correction:
+            p.correction = "one_subgraph_by_dependency"
+
+
+def corrections_used(predictions: list[OpPrediction]) -> list[dict[str, Any]]:
+    """The corrections a prediction rests on, with their evidence and the ops concerned."""
+    ops: dict[str, list[int]] = {}
+    for p in predictions:
+        if p.correction:
+            ops.setdefault(p.correction, []).append(p.index)
+    return [{"id": key, "rule": CORRECTIONS[key].rule, "source": CORRECTIONS[key].source, "ops": ops[key]}
+            for key in CORRECTIONS if key in ops]
 
 
 def summarize(predictions: list[OpPrediction], compiled: bool = False) -> dict[str, Any]:
@@ -302,6 +428,14 @@ def model_warnings(model: ModelInfo) -> list[str]:
         warnings.append('dynamic input shape: the compiler stops with "Model not quantized"; export with a static batch of 1')
     if model.num_subgraphs > 1:
         warnings.append("the model has more than one subgraph; only the first is mapped")
+    for package in model.edgetpu_packages:
+        runtime = package.min_runtime_version
+        if runtime is not None and runtime < COMPILER_DEFAULT_MIN_RUNTIME:
+            warnings.append(
+                f"op #{package.op_index} was compiled by Edge TPU compiler {package.compiler_version or '(unnamed)'!r} "
+                f"for runtime {runtime} (an older compiler, or -m {runtime}); compiler {COMPILER_VERSION} targets runtime "
+                f"{COMPILER_DEFAULT_MIN_RUNTIME} and may map this model differently"
+            )
     float_ops = [op for op in model.ops if any(model.tensors[i].dtype == "float32" and not model.tensors[i].constant for i in op.outputs)]
     if float_ops and len(float_ops) == len(model.ops):
         warnings.append('the model is not quantized (float32): the compiler stops with "Model not quantized"')

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .edgetpu_rules import COMPILER_VERSION, model_warnings, predict_ops, summarize
+from .edgetpu_rules import COMPILER_VERSION, corrections_used, model_warnings, predict_ops, summarize
 from .modelinfo import ModelInfo, TensorInfo, read_model_info
 
 
@@ -42,7 +42,13 @@ def inspect_report(model: ModelInfo) -> dict[str, Any]:
         "outputs": [_io_spec(model.tensors[i]) for i in model.outputs],
         "tensors": [{**model.tensors[i].to_json(), "producer": op.index} for op in model.ops for i in op.outputs],
         "metadata": model.metadata,
-        "prediction": {"compiler_version": COMPILER_VERSION, **totals, "warnings": model_warnings(model)},
+        "compiled_by": [package.to_json() for package in model.edgetpu_packages],
+        "prediction": {
+            "compiler_version": COMPILER_VERSION,
+            **totals,
+            "warnings": model_warnings(model),
+            "corrections": corrections_used(predictions),
+        },
     }
 
 
@@ -85,6 +91,11 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append(f"{kind[:-1]:<6} {spec['name']}: {spec['dtype']} {_shape(spec)}{_quant(spec)}")
     compiled = report["edgetpu_compiled"]
     lines.append(f"Edge TPU compiled: {'yes (edgetpu-custom-op)' if compiled else 'no'}")
+    for package in report["compiled_by"]:
+        lines.append(
+            f"  op #{package['op_index']}: compiler {package['compiler_version'] or '(unnamed)'}, "
+            f"needs Edge TPU runtime {package['min_runtime_version']}"
+        )
     lines.append("")
     lines.append(f"{'#':>4}  {'op':<26} {'ver':>3}  {'output':<22} {'edge tpu':<8} reason")
     for op in report["ops"]:
@@ -96,5 +107,9 @@ def format_report(report: dict[str, Any]) -> str:
     heading = "Edge TPU" if compiled else f"Predicted Edge TPU compile (compiler {report['prediction']['compiler_version']}, offline)"
     lines.append(f"{heading}:")
     lines += ["  " + line if line else "" for line in format_totals(report["prediction"])]
+    corrections = report["prediction"]["corrections"]
+    if corrections:
+        lines += ["", "Rules measured against Coral's compiled models that this prediction rests on:"]
+        lines += [f"  {c['rule']} (ops {', '.join(f'#{i}' for i in c['ops'])}); evidence: {c['source']}" for c in corrections]
     lines += [f"warning: {w}" for w in report["prediction"]["warnings"]]
     return "\n".join(lines)

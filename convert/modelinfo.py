@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import flatbuffers
 import numpy as np
 import tflite
+from flatbuffers import flexbuffers
+from flatbuffers.table import Table
 
 from edgepipe.core.errors import UserError
 
@@ -31,6 +34,7 @@ class TensorInfo:
     zero_point: int | None
     per_channel: bool
     constant: bool
+    variable: bool = False  # state an op keeps between invocations (an LSTM's cell/output state)
     data: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -61,6 +65,20 @@ class OpInfo:
 
 
 @dataclass
+class EdgeTpuPackage:
+    """What a compiled model's `edgetpu-custom-op` says about the compiler that made it
+    (libedgetpu's executable.fbs `Package`: `compiler_version`, `min_runtime_version`)."""
+
+    op_index: int
+    compiler_version: str
+    min_runtime_version: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"op_index": self.op_index, "compiler_version": self.compiler_version,
+                "min_runtime_version": self.min_runtime_version}
+
+
+@dataclass
 class ModelInfo:
     path: Path
     size_bytes: int
@@ -70,6 +88,7 @@ class ModelInfo:
     outputs: list[int]
     num_subgraphs: int
     metadata: list[str]
+    edgetpu_packages: list[EdgeTpuPackage] = field(default_factory=list)
 
     @property
     def edgetpu_compiled(self) -> bool:
@@ -138,7 +157,40 @@ def _tensor(model: Any, graph: Any, index: int) -> TensorInfo:
         zero_point=int(zeros[0]) if zeros is not None else None,
         per_channel=scales is not None and len(scales) > 1,
         constant=data is not None,
+        variable=bool(t.IsVariable()),
         data=data,
+    )
+
+
+# The `edgetpu-custom-op` options are a FlexBuffer map; key "4" holds the serialized
+# `Package` flatbuffer (file identifier DWN1). Its table slots, from libedgetpu's
+# executable/executable.fbs: 0 min_runtime_version:int, 4 compiler_version:string.
+_EXECUTABLE_KEY = "4"
+_PACKAGE_IDENTIFIER = b"DWN1"
+_SLOT_MIN_RUNTIME = 0
+_SLOT_COMPILER_VERSION = 4
+
+
+def _edgetpu_package(index: int, options: bytes) -> EdgeTpuPackage | None:
+    """The compiler version a compiled model records, or None when its custom op options
+    are not the package libedgetpu reads (the model still inspects; this detail is optional)."""
+    try:
+        return _read_package(index, options)
+    except Exception:  # noqa: BLE001 - a malformed package only lacks this detail
+        return None
+
+
+def _read_package(index: int, options: bytes) -> EdgeTpuPackage:
+    blob = bytes(flexbuffers.GetRoot(options).AsMap[_EXECUTABLE_KEY].AsStringBytes)  # binary, not utf-8
+    if blob[4:8] != _PACKAGE_IDENTIFIER:
+        raise ValueError("edgetpu-custom-op holds no DWN1 package")
+    table = Table(bytearray(blob), flatbuffers.encode.Get(flatbuffers.packer.uoffset, blob, 0))
+    runtime_at = table.Offset(4 + 2 * _SLOT_MIN_RUNTIME)
+    version_at = table.Offset(4 + 2 * _SLOT_COMPILER_VERSION)
+    return EdgeTpuPackage(
+        op_index=index,
+        compiler_version=table.String(version_at + table.Pos).decode("utf-8", "replace") if version_at else "",
+        min_runtime_version=table.Get(flatbuffers.number_types.Int32Flags, runtime_at + table.Pos) if runtime_at else None,
     )
 
 
@@ -155,9 +207,13 @@ def _parse(path: Path, buf: bytes) -> ModelInfo:
         codes.append((tflite.opcode2name(builtin), code.Version(), custom.decode() if custom else None))
     tensors = [_tensor(model, graph, i) for i in range(graph.TensorsLength())]
     ops = []
+    packages = []
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
         name, version, custom = codes[op.OpcodeIndex()]
+        package = _edgetpu_package(i, op.CustomOptionsAsNumpy().tobytes() if op.CustomOptionsLength() else b"") if custom == EDGETPU_CUSTOM_OP else None
+        if package:
+            packages.append(package)
         ops.append(
             OpInfo(
                 index=i,
@@ -179,6 +235,7 @@ def _parse(path: Path, buf: bytes) -> ModelInfo:
         outputs=[int(x) for x in graph.OutputsAsNumpy()],
         num_subgraphs=model.SubgraphsLength(),
         metadata=metadata,
+        edgetpu_packages=packages,
     )
 
 

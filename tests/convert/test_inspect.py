@@ -41,6 +41,7 @@ def test_default_mobilenet_v2_export_is_predicted_fully_mapped(mobilenet_v2_expo
     assert report["cpu"] == 0 and report["mapped"] == len(report["ops"]) > 60
     assert report["prediction"]["mapped_fraction"] == 1.0
     assert report["prediction"]["edgetpu_subgraphs"] == 1 and report["prediction"]["warnings"] == []
+    assert report["prediction"]["corrections"] == []  # documented rules alone decide a plain classifier
     assert report["input"]["dtype"] == "uint8" and report["input"]["shape_signature"] == [1, 96, 96, 3]
     assert report["output"]["dtype"] == "uint8" and report["output"]["shape"] == [1, 4]
     ops = {op["op"] for op in report["ops"]}
@@ -67,7 +68,8 @@ def test_float32_model_is_predicted_on_cpu_with_the_dtype_reason(exports: dict[s
     assert report["input"]["dtype"] == "float32" and report["input"]["scale"] is None
     assert report["mapped"] == 0 and report["edgetpu_compiled"] is False
     assert "float32, not 8-bit" in report["ops"][0]["reason"]
-    assert all(op["reason"].startswith("after the first CPU op") for op in report["ops"][1:])
+    # Nothing maps, so nothing is cut: every op is on the CPU for its own reason.
+    assert all(op["edgetpu"] == "cpu" and "not 8-bit" in op["reason"] for op in report["ops"])
     assert any("not quantized" in w for w in report["prediction"]["warnings"])
 
 
@@ -77,7 +79,8 @@ def test_unsupported_op_cuts_the_graph_there(exports: dict[str, Path]) -> None:
     first = names.index("LEAKY_RELU")
     assert [op["edgetpu"] for op in report["ops"][:first]] == ["mapped"] * first
     assert report["ops"][first]["edgetpu"] == "cpu" and "LEAKY_RELU is not supported" in report["ops"][first]["reason"]
-    assert all(op["edgetpu"] == "cpu" and "after the first CPU op" in op["reason"] for op in report["ops"][first + 1 :])
+    # A sequential model: every later op needs the LEAKY_RELU's output, so it is cut there.
+    assert all(op["edgetpu"] == "cpu" and op["reason"].startswith(f"needs #{first} LEAKY_RELU") for op in report["ops"][first + 1 :])
     assert (report["mapped"], report["cpu"]) == (first, len(names) - first)
     table = {(row["op"], row["status"]): row["count"] for row in report["prediction"]["table"]}
     assert table[("LEAKY_RELU", "Operation not supported")] == 1

@@ -1,4 +1,4 @@
-"""Does `edgepipe bench` tell the truth? (issue 6)
+"""Does `edgepipe bench` tell the truth?
 
 On the Coral-style int8 MobileNetV2 1.0 224 (benchmarks/models.py), in this
 one process and at the same thread count:

@@ -1,4 +1,4 @@
-"""Does `edgepipe convert` keep the accuracy and make an Edge TPU-ready model? (issue 4)
+"""Does `edgepipe convert` keep the accuracy and make an Edge TPU-ready model?
 
 On the train benchmark's model (benchmarks/results/train_run/: MobileNetV2 1.0,
 224x224, flowers12; made by benchmarks/bench_train.py, which this script runs

@@ -1,4 +1,4 @@
-"""What an `edgepipe deploy` costs (issue 7), over a real OpenSSH server on 127.0.0.1.
+"""What an `edgepipe deploy` costs, over a real OpenSSH server on 127.0.0.1.
 
 With the int8 MobileNetV2 1.0 224 bundle of the performance table
 (benchmarks/models.py), deploying into a temp prefix through the same code

@@ -1,4 +1,4 @@
-"""How often does `edgepipe inspect` predict what the real Edge TPU compiler did? (issue 18)
+"""How often does `edgepipe inspect` predict what the real Edge TPU compiler did?
 
 Holds the offline prediction, op for op, against every model pair Coral publishes
 (github.com/google-coral/test_data: a model and the `*_edgetpu.tflite` the compiler

@@ -14,7 +14,7 @@ hits both sides alike:
 The reported ratio is the median over rounds. The model and the video are
 made in a subprocess: the parent stays a small stdlib-only process, because a
 child's ru_maxrss includes the memory of the parent it was forked from.
-Targets (issue 5): run >= 0.85 x bare, first result <= 1.5 s, RSS <= 150 MB,
+Targets: run >= 0.85 x bare, first result <= 1.5 s, RSS <= 150 MB,
 TensorFlow never imported.
 
     python benchmarks/bench_run.py [--model M.tflite] [--threads 1,2] [--frames 300]

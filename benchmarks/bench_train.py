@@ -1,4 +1,4 @@
-"""Does the default `edgepipe train` recipe meet its targets? (issue 3)
+"""Does the default `edgepipe train` recipe meet its targets?
 
 Runs the real command, default recipe, on ../shared/datasets/flowers12/train at
 224x224 from ../shared/weights/mobilenet_v2_1.0_224_no_top.h5 into

@@ -70,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     svc.add_argument("--health-timeout", metavar="S", type=positive_float, default=60.0,
                      help="seconds the service has to print its first result (default: %(default)g)")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
-    p.set_defaults(func=run_deploy, parser=p)
+    p.set_defaults(func=run_deploy)
 
 
 def bench_on_host(args: argparse.Namespace) -> int:

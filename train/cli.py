@@ -117,7 +117,7 @@ def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument("--out", metavar="DIR", help="write metrics.json and confusion_matrix.png here")
     p.add_argument("--force", action="store_true", help="overwrite files in --out")
-    p.set_defaults(func=run_evaluate, parser=p)
+    p.set_defaults(func=run_evaluate)
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -15,14 +15,21 @@ def add_command(
     description: str,
     examples: str,
 ) -> argparse.ArgumentParser:
-    """A subcommand whose --help ends with worked examples."""
-    return subparsers.add_parser(
+    """A subcommand whose --help ends with worked examples.
+
+    The parser is left in the parsed arguments (`args.parser`) so that a
+    command body reports a wrong combination of flags as argparse does: one
+    line, exit code 2.
+    """
+    parser = subparsers.add_parser(
         name,
         help=help,
         description=textwrap.dedent(description).strip(),
         epilog="examples:\n" + textwrap.indent(textwrap.dedent(examples).strip(), "  "),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.set_defaults(parser=parser)
+    return parser
 
 
 def positive_int(text: str) -> int:

@@ -1,5 +1,5 @@
 """Fixtures for the convert tests: real RUN_DIRs in the layout `edgepipe train`
-writes (contracts.md), real exported .tflite models, and a stand-in
+writes, real exported .tflite models, and a stand-in
 `edgetpu_compiler` (the real one is x86-64 Linux only)."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Builders shared by the convert tests and fixtures: RUN_DIRs in the layout
-`edgepipe train` writes (contracts.md) and small real Keras classifiers."""
+`edgepipe train` writes and small real Keras classifiers."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ SMALL_SIZE = 32
 
 
 def write_run_dir(root: Path, model, data_dir: Path, size: int, train_per_class: int = 10) -> Path:
-    """`model` and a per-class split of `data_dir` in the RUN_DIR layout of contracts.md."""
+    """`model` and a per-class split of `data_dir` in the RUN_DIR layout."""
     from edgepipe.device.preprocess import InputSpec
 
     root.mkdir(parents=True)

@@ -1,7 +1,7 @@
 """Stand-in for Coral's `edgetpu_compiler` (x86-64 only, not installable here).
 
 Accepts the real command line, prints the real compiler's output format
-(shared/docs/edgetpu.md) and, on success, writes OUT/<stem>_edgetpu.tflite
+(Coral's documented format) and, on success, writes OUT/<stem>_edgetpu.tflite
 (the input with its first ops replaced by one CUSTOM `edgetpu-custom-op`, and
 its metadata dropped, as the real compiler does) and OUT/<stem>_edgetpu.log.
 EDGETPU_STAND_IN picks the behaviour: success (default), partial, zero,

@@ -215,3 +215,10 @@ def test_mobilenet_v2_run_converts_fully_mapped_and_ships_the_better_int8(tmp_pa
     assert manifest["edgetpu"]["prediction"]["mapped_fraction"] == 1.0
     assert manifest["accuracy"]["qat"] is not None and manifest["accuracy"]["ptq"] is not None
     assert manifest["accuracy"]["int8"] == max(manifest["accuracy"]["qat"], manifest["accuracy"]["ptq"])
+
+
+@pytest.mark.parametrize("flag", [("--segments", "2"), ("--min-runtime", "14"), ("--compiler-host", "pi@box")])
+def test_compiler_flags_without_edgetpu_are_a_usage_error(cli, small_run: Path, tmp_path: Path, flag) -> None:
+    code, _, err = cli("convert", small_run, "--out", tmp_path / "b", *flag)
+    assert code == 2 and "need --edgetpu" in err
+    assert not (tmp_path / "b").exists()

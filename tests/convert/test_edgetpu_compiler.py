@@ -1,6 +1,6 @@
 """Running edgetpu_compiler and reading its verdict. The real compiler is x86-64
 Linux only, so these tests put a stand-in on PATH that prints its output format
-(shared/docs/edgetpu.md) and writes its files."""
+(Coral's documented format) and writes its files."""
 
 from __future__ import annotations
 

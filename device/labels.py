@@ -26,10 +26,19 @@ def parse_labels(text: str) -> list[str]:
 def read_labels(path: str | Path) -> list[str]:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise UserError(f"labels file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
+        raise UserError(f"cannot read labels file {path}: {exc}") from None
+    return labels_from_bytes(data, path)
+
+
+def labels_from_bytes(data: bytes, path: str | Path) -> list[str]:
+    """Labels from a file's bytes (a bundle hands over the bytes it has just hashed)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise UserError(f"cannot read labels file {path}: {exc}") from None
     labels = parse_labels(text)
     if not labels:

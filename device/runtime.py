@@ -25,13 +25,14 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .bundle import Bundle, is_bundle, load_bundle
+from .bundle import MAX_MODEL_BYTES, TFLITE_IDENTIFIER, Bundle, is_bundle, load_bundle
 from edgepipe.core.accelerators import ACCELERATORS
 from edgepipe.core.errors import UserError
 from .labels import read_labels
 from . import postprocess
 from .postprocess import Prediction
 from .preprocess import InputSpec, normalize, quantize, resize_to_input
+from .safefile import FileRefused, open_regular, read_fd
 
 __all__ = ["ACCELERATORS", "Backend", "Classifier", "Prediction", "find_backend", "open_classifier"]
 
@@ -41,7 +42,6 @@ EDGETPU_INSTALL_HINT = (
     "install the Edge TPU runtime (Coral's apt repository: sudo apt-get install libedgetpu1-std) "
     "and plug in the accelerator"
 )
-TFLITE_IDENTIFIER = b"TFL3"
 
 # (name reported, module holding Interpreter/load_delegate, distribution for the version)
 _BACKENDS = (
@@ -131,21 +131,14 @@ def load_edgetpu_delegate(backend: Backend, device: str | None = None) -> Any:
 
 
 def read_model_bytes(path: Path) -> bytes:
-    """The model file, checked to be a TFLite flatbuffer before any interpreter sees it."""
+    """The model file, checked to be a TFLite flatbuffer (size, identifier) before it is read whole."""
     if path.is_dir():
         raise ModelError(f"{path} is a directory but not a bundle (no bundle.json); pass a bundle or a .tflite file")
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ModelError(f"model {path} does not exist") from None
-    except OSError as exc:
-        raise ModelError(f"cannot read model {path}: {exc.strerror or exc}") from None
-    if len(data) < 8 or data[4:8] != TFLITE_IDENTIFIER:
-        raise ModelError(
-            f"{path} is not a TFLite model (no TFL3 identifier; empty, truncated or another format); "
-            "pass a .tflite file or a bundle made by `edgepipe convert`"
-        )
-    return data
+        return read_fd(open_regular(path), str(path), max_bytes=MAX_MODEL_BYTES, identifier=TFLITE_IDENTIFIER,
+                       identifier_at=4, what="TFLite model")
+    except FileRefused as exc:
+        raise ModelError(f"{exc}; pass a .tflite file or a bundle made by `edgepipe convert`") from None
 
 
 def is_edgetpu_model(data: bytes) -> bool:
@@ -361,7 +354,7 @@ def open_classifier(
         base_spec = bundle.input_spec
         label_list = label_list or bundle.labels
         model_path, chosen, delegate, note = _choose_bundle_model(bundle, accelerator, backend, edgetpu_device)
-        data = read_model_bytes(model_path)
+        data = bundle.read_model(chosen)
         if chosen == "cpu" and is_edgetpu_model(data):
             raise ModelError(f"{model_path} is listed as the bundle's CPU model but is compiled for the Edge TPU")
     else:

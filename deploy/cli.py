@@ -14,6 +14,7 @@ from pathlib import Path
 from edgepipe.core.accelerators import ACCELERATORS
 from edgepipe.core.args import add_command, positive_float, positive_int
 from edgepipe.core.files import atomic_write_text, refuse_overwrite
+from edgepipe.core.safetext import redact, redact_obj
 from edgepipe.core.ssh import Connection, add_connection_arguments, ssh_options_from_args
 
 ACTIONS = ("status", "rollback")
@@ -108,7 +109,8 @@ def _service_settings(args: argparse.Namespace):
 
 
 def _emit(args: argparse.Namespace, result: dict, lines: list[str]) -> None:
-    print(json.dumps(result, indent=2) if args.json else "\n".join(lines))
+    """JSON stays JSON (control characters escaped by json.dumps); credentials are redacted either way."""
+    print(json.dumps(redact_obj(result), indent=2) if args.json else "\n".join(redact(line) for line in lines))
 
 
 def run_deploy(args: argparse.Namespace) -> int:
@@ -140,7 +142,7 @@ def run_deploy(args: argparse.Namespace) -> int:
         result = release.deploy(remote_for(Connection.from_args(args, args.host)), bundle, _service_settings(args), args.keep)
     except AgentFailure as exc:  # scripts get what happened on the device (rollback, health) as JSON too
         if args.json:
-            print(json.dumps(exc.result, indent=2))
+            print(json.dumps(redact_obj(exc.result), indent=2))
         raise
     _emit(args, result, [release.describe(result)])
     return 0

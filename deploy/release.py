@@ -3,33 +3,61 @@
 The steps that change the device run inside remote_agent.py on the device;
 this module orders them and decides, from the device report, whether to go on.
 Uploads go to a `.partial` directory that only the on-device verification
-renames into `releases/`, so a cut transfer never becomes a release.
+renames into `releases/`, so a cut transfer never becomes a release. What is
+uploaded is exactly the manifest's files, copied from the bytes verified here
+into a private staging folder (never the user's folder: no unlisted file, no
+symlink followed). The whole deploy holds the device's prefix lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import tempfile
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator
 
-from edgepipe.device.bundle import MANIFEST, load_bundle, sha256_file
+from edgepipe.device.bundle import MANIFEST, MAX_MODEL_BYTES, Bundle, load_bundle
 from edgepipe.core import progress
 from edgepipe.core.errors import UserError
+from edgepipe.core.safetext import has_control, redact, safe_line
 
 from .device_check import assess, format_report, uses_camera
-from .remote import Remote
+from .remote import AgentFailure, DiskFull, Remote
 
 RELEASE_ID_CHARS = 16
+_NONE = type(None)
+# What the device agent must answer (key: allowed types); anything else is refused before use.
+PREPARE_SHAPE: dict[str, Any] = {"prefix": str, "partial": str, "release_dir": str, "have_release": bool,
+                                 "removed_partials": list, "report": dict}
+ACTIVATE_SHAPE: dict[str, Any] = {"release": str, "previous": (str, _NONE), "health": (dict, _NONE)}
+STATUS_SHAPE: dict[str, Any] = {"prefix": str, "current": (str, _NONE), "history": list, "releases": list,
+                                "service": (dict, _NONE), "last_result": (dict, _NONE)}
+
+
+def expect_shape(result: dict, remote: Remote, shape: dict[str, Any]) -> dict:
+    """`result` when every key of `shape` is there with an allowed type; else one line saying so."""
+    for key, kind in shape.items():
+        if not isinstance(result.get(key), kind):
+            raise UserError(f"{remote.target}: the device agent's answer has {key!r} = "
+                            f"{safe_line(repr(result.get(key)))[:80]}, not what this edgepipe expects; "
+                            "is the device running a different edgepipe?")
+    return result
+
+
+def _obj(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
 
 
 @dataclass(frozen=True)
 class LocalBundle:
     root: Path
     sha256: str
-    size: int
+    size: int  # of exactly what is uploaded: the listed files and the manifest
     has_edgetpu_model: bool
+    bundle: Bundle
 
     @property
     def release_id(self) -> str:
@@ -48,13 +76,29 @@ class ServiceSettings:
 def read_local_bundle(path: Path) -> LocalBundle:
     """Verify the bundle here first: shipping a broken bundle would only fail later, on the device."""
     bundle = load_bundle(path, verify=True)
-    files = [bundle.root / name for name in bundle.manifest["files"]] + [bundle.root / MANIFEST]
+    files = [bundle.root / name for name in bundle.manifest["files"]]
     return LocalBundle(
         root=bundle.root,
-        sha256=sha256_file(bundle.root / MANIFEST),
-        size=sum(f.stat().st_size for f in files),
+        sha256=bundle.sha256,
+        size=sum(f.stat().st_size for f in files) + len(bundle.manifest_bytes),
         has_edgetpu_model=bundle.model_path("edgetpu") is not None,
+        bundle=bundle,
     )
+
+
+@contextlib.contextmanager
+def staged_bundle(local: LocalBundle) -> Iterator[Path]:
+    """A private temporary folder holding exactly the manifest's files, written from bytes hashed
+    as they were read: what is shipped is what was verified, and nothing else."""
+    with tempfile.TemporaryDirectory(prefix="edgepipe-upload-") as tmp:
+        root = Path(tmp) / local.root.name
+        root.mkdir()
+        for name in local.bundle.manifest["files"]:
+            target = root / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(local.bundle.read_member(name, max_bytes=MAX_MODEL_BYTES))
+        (root / MANIFEST).write_bytes(local.bundle.manifest_bytes)
+        yield root
 
 
 Uploader = Callable[[Remote, Path, str], None]
@@ -73,12 +117,12 @@ def ensure_release(remote: Remote, bundle: LocalBundle, accelerator: str, needs_
     device changes before the checks pass, apart from removing stale partial
     uploads. With commit=False the caller's `activate --sha` verifies the upload.
     """
-    prepared = remote.agent("prepare", bundle.release_id, bundle.sha256)
+    prepared = expect_shape(remote.agent("prepare", bundle.release_id, bundle.sha256), remote, PREPARE_SHAPE)
     report = prepared["report"]
     for line in format_report(str(remote.target), report):
-        say(line)
+        say(safe_line(line))
     if prepared["removed_partials"]:
-        say(f"removed interrupted uploads: {', '.join(prepared['removed_partials'])}")
+        say(safe_line(f"removed interrupted uploads: {', '.join(map(str, prepared['removed_partials']))}"))
     verdict = assess(report, bundle.size, accelerator, bundle.has_edgetpu_model, needs_camera,
                      already_uploaded=prepared["have_release"], systemd_scope=systemd_scope)
     for warning in verdict.warnings:
@@ -89,7 +133,13 @@ def ensure_release(remote: Remote, bundle: LocalBundle, accelerator: str, needs_
         say(f"release {bundle.release_id} already on the device (verified)")
         return prepared
     say(f"uploading {bundle.root} ({bundle.size / 1e6:.1f} MB) to {prepared['release_dir']}")
-    upload(remote, bundle.root, prepared["partial"])
+    try:
+        with staged_bundle(bundle) as staged:
+            upload(remote, staged, prepared["partial"])
+    except DiskFull as exc:  # leave nothing half-copied behind
+        remote.agent("discard", bundle.release_id)
+        raise DiskFull(f"{exc} (the bundle needs {bundle.size / 1e6:.1f} MB); the partial upload was removed "
+                       "and the device keeps its current release; free some space and deploy again") from None
     if commit:
         remote.agent("commit", bundle.release_id, bundle.sha256)
         say(f"verified every file's sha256 on the device: release {bundle.release_id}")
@@ -100,6 +150,15 @@ def deploy(remote: Remote, bundle_path: Path, service: ServiceSettings | None, k
            upload: Uploader = scp_upload, say: Callable[[str], None] = progress.say) -> dict:
     """Deploy one bundle to one device; raises UserError (one line) when it does not end healthy."""
     bundle = read_local_bundle(bundle_path)
+    if service and service.source and has_control(service.source):
+        raise UserError(f"--source {redact(service.source)!r} contains a control character; it would break the "
+                        "service's systemd unit")
+    with remote.locked():
+        return _deploy_locked(remote, bundle, service, keep, upload, say)
+
+
+def _deploy_locked(remote: Remote, bundle: LocalBundle, service: ServiceSettings | None, keep: int,
+                   upload: Uploader, say: Callable[[str], None]) -> dict:
     accelerator = service.accelerator if service else "auto"
     needs_camera = service is not None and uses_camera(service.source)
     systemd_scope = service.scope if service and service.manager == "systemd" else None
@@ -116,42 +175,50 @@ def deploy(remote: Remote, bundle_path: Path, service: ServiceSettings | None, k
             f"restarting the service and waiting up to {service.health_timeout:g}s for a result")
     else:
         args += ["--manager", "none"]
-    result = remote.agent(*args)
+    result = expect_shape(remote.agent(*args), remote, ACTIVATE_SHAPE)
     return {"host": str(remote.target), "prefix": prepared["prefix"], "release": bundle.release_id,
             "bundle_sha256": bundle.sha256, "report": prepared["report"], **result}
 
 
 def status(remote: Remote) -> dict:
-    return {"host": str(remote.target), **remote.agent("status")}
+    return {"host": str(remote.target), **expect_shape(remote.agent("status"), remote, STATUS_SHAPE)}
 
 
 def rollback(remote: Remote, health_timeout: float) -> dict:
-    return {"host": str(remote.target), **remote.agent("rollback", "--health-timeout", f"{health_timeout:g}")}
+    with remote.locked():
+        result = remote.agent("rollback", "--health-timeout", f"{health_timeout:g}")
+        return {"host": str(remote.target), **expect_shape(result, remote, ACTIVATE_SHAPE)}
 
 
 def describe(result: dict) -> str:
     """The human summary of a deploy or rollback."""
-    health = result.get("health")
+    health = _obj(result.get("health"))
     if health:
-        top = (health.get("result") or {}).get("top") or [{}]
-        service = f"service {health['state']['state']}, first result: {top[0].get('label')} {top[0].get('score', 0):.2f}"
+        top = _obj(health.get("result")).get("top")
+        first = _obj(top[0]) if isinstance(top, list) and top else {}
+        score = first.get("score")
+        service = (f"service {_obj(health.get('state')).get('state')}, first result: {first.get('label')} "
+                   + (f"{score:.2f}" if isinstance(score, (int, float)) else "?"))
     else:
         service = "no service restarted"
     previous = result.get("previous") or "none"
-    removed = f"; removed old releases {', '.join(result['removed'])}" if result.get("removed") else ""
-    return f"{result['host']}: running release {result['release']} (previous {previous}); {service}{removed}"
+    removed = result.get("removed")
+    removed = f"; removed old releases {', '.join(map(str, removed))}" if isinstance(removed, list) and removed else ""
+    return safe_line(f"{result['host']}: running release {result['release']} (previous {previous}); {service}{removed}")
 
 
 def describe_status(result: dict) -> list[str]:
-    service = result.get("service") or {}
+    service = _obj(result.get("service"))
     uptime = service.get("uptime_s")
     lines = [
         f"{result['host']}: current release {result.get('current') or 'none'} under {result['prefix']}",
-        f"  releases   {', '.join(result.get('releases') or []) or 'none'} (history, oldest first: "
-        f"{', '.join(result.get('history') or []) or 'none'})",
+        f"  releases   {', '.join(map(str, result['releases'])) or 'none'} (history, oldest first: "
+        f"{', '.join(map(str, result['history'])) or 'none'})",
         f"  service    {service.get('state', 'not installed')} ({service.get('manager', '-')})"
-        + (f", up {uptime:.0f}s" if uptime is not None else ""),
+        + (f", up {uptime:.0f}s" if isinstance(uptime, (int, float)) else ""),
     ]
+    if result.get("state_error"):
+        lines.append(f"  warning    {result['state_error']}")
     last = result.get("last_result")
     lines.append(f"  last result {json.dumps(last)}" if last else "  last result none")
-    return lines
+    return [safe_line(line) for line in lines]

@@ -3,19 +3,26 @@
 Why argument lists and one fixed remote script: ssh joins the remote command
 into a string for the device's shell, so the only things on that string are
 the interpreter path and arguments, each quoted with shlex.quote; the logic
-itself is deploy/remote_agent.py, sent on stdin to `python3 -`.
+itself is deploy/remote_agent.py, sent on stdin to a fixed bootstrap that reads
+exactly its length, so the rest of stdin stays free (the deploy lock is held
+until the workstation closes it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import shlex
 import subprocess
 from importlib import resources
 from pathlib import Path
+from typing import Iterator
 
 from edgepipe.core.errors import UserError
-from edgepipe.core.ssh import SAFE_REMOTE_PATH, Connection, SshError, SshOptions, Target, explain_failure
+from edgepipe.core.ssh import (SAFE_REMOTE_PATH, Connection, SshError, SshOptions, Target, explain_failure, scp_command,
+                               ssh_command)
+
+# Reads exactly the agent's bytes from stdin and runs them; `%d` is their length.
+AGENT_BOOTSTRAP = "import sys; exec(compile(sys.stdin.buffer.read(%d), 'edgepipe-agent', 'exec'))"
 
 
 class Remote:
@@ -33,18 +40,77 @@ class Remote:
         self.python = python
         self.ssh = ssh
         self.scp = scp
+        self.lock_token: str | None = None
 
     def ssh_argv(self, remote_command: list[str]) -> list[str]:
-        port = ["-p", str(self.target.port)] if self.target.port else []
-        return [self.ssh, *self.options.common(), *port, self.target.destination, shlex.join(remote_command)]
+        return ssh_command(self.target, self.options, remote_command, ssh=self.ssh)
+
+    @staticmethod
+    def agent_script() -> bytes:
+        return resources.files(__package__).joinpath("remote_agent.py").read_bytes()
 
     def agent_command(self, *args: str) -> list[str]:
         python = ["--python", self.python] if self.python else []
-        return [self.python or "python3", "-", "--prefix", self.prefix, *python, *args]
+        lock = ["--lock", self.lock_token] if self.lock_token else []
+        bootstrap = AGENT_BOOTSTRAP % len(self.agent_script())
+        return [self.python or "python3", "-c", bootstrap, "--prefix", self.prefix, *python, *lock, *args]
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[str]:
+        """Hold the device's prefix lock for the block: one ssh session whose open stdin is the lock.
+
+        A second deploy gets the agent's "another deploy ... in progress since T" and touches nothing;
+        if this process or its connection dies, the device sees stdin close and the lock goes with it.
+        """
+        script = self.agent_script()
+        try:
+            proc = subprocess.Popen(self.ssh_argv(self.agent_command("lock")), stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except FileNotFoundError:
+            raise UserError(f"`{self.ssh}` not found; install the OpenSSH client (apt-get install openssh-client)") from None
+        try:
+            proc.stdin.write(script)
+            proc.stdin.flush()
+            answer = self._parse_answer(proc.stdout.readline().decode("utf-8", "replace"), proc)
+            self.lock_token = answer["token"]
+            yield self.lock_token
+        finally:
+            self.lock_token = None
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+
+    def _parse_answer(self, line: str, proc: subprocess.Popen) -> dict:
+        """The holder's first line: its token, or why the lock was not taken."""
+        try:
+            answer = json.loads(line)
+        except ValueError:
+            answer = None
+        if isinstance(answer, dict) and isinstance(answer.get("token"), str):
+            return answer
+        proc.stdin.close()
+        stderr = proc.stderr.read().decode("utf-8", "replace")
+        if proc.wait() == 255:
+            raise explain_failure(self.target, stderr)
+        if isinstance(answer, dict) and isinstance(answer.get("error"), str):
+            raise AgentFailure(f"{self.target}: {answer['error']}", answer)
+        raise self._no_agent(stderr)
+
+    def _no_agent(self, stderr: str) -> UserError:
+        last = (stderr.strip().splitlines() or ["no output"])[-1]
+        python = self.python or "python3"
+        return UserError(f"{self.target}: cannot run the deploy agent with {python} ({last}); "
+                         "install python3 on the device or pass --remote-python")
 
     def run_agent_raw(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
         """Run the agent; returns the process (for `edgepipe` pass-through) after ssh-level errors."""
-        script = resources.files(__package__).joinpath("remote_agent.py").read_text(encoding="utf-8")
+        script = self.agent_script().decode("utf-8")
         try:
             proc = subprocess.run(self.ssh_argv(self.agent_command(*args)), input=script, capture_output=True,
                                   text=True, timeout=timeout)
@@ -62,23 +128,29 @@ class Remote:
         try:
             result = json.loads(proc.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
-            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            python = self.python or "python3"
-            raise UserError(f"{self.target}: cannot run the deploy agent with {python} ({last}); "
-                            "install python3 on the device or pass --remote-python") from None
+            raise self._no_agent(proc.stderr) from None
+        if not isinstance(result, dict):
+            raise UserError(f"{self.target}: the deploy agent answered {type(result).__name__}, not an object; "
+                            "is the device running a different edgepipe?")
         if proc.returncode != 0 or "error" in result:
             raise AgentFailure(f"{self.target}: {result.get('error', 'agent failed')}", result)
         return result
 
     def upload(self, local: Path, remote_path: str) -> None:
-        """Copy a file or a directory (to a path that does not exist yet) with scp."""
-        port = ["-P", str(self.target.port)] if self.target.port else []
-        argv = [self.scp, *self.options.common(), *port, "-q", "-p", "-r", str(local),
-                self.target.scp_destination(remote_path)]
+        """Copy `local` (a private staging folder holding exactly a bundle's files, made by
+        release.staged_bundle: no links, nothing unlisted) to a path that does not exist yet."""
+        argv = scp_command(self.target, self.options, [str(local)], self.target.scp_destination(remote_path),
+                           recursive=True, scp=self.scp)
         proc = subprocess.run(argv, capture_output=True, text=True)
         if proc.returncode != 0:
+            if "no space left on device" in proc.stderr.lower():
+                raise DiskFull(f"{self.target}: the device's disk filled up during the upload of {local.name}")
             error = explain_failure(self.target, proc.stderr)
             raise SshError(f"{error}; upload of {local.name} did not complete")
+
+
+class DiskFull(UserError):
+    """The device ran out of space while receiving a bundle."""
 
 
 class AgentFailure(UserError):

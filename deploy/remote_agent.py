@@ -13,7 +13,14 @@ installed on the device, and with whatever python3 the OS has (3.7+), so it
 can report what is missing instead of failing to import.
 
 Every subcommand prints ONE JSON object on stdout and exits 0, or prints
-{"error": "one line"} (plus any partial result) and exits 1.
+{"error": "one line"} (plus any partial result) and exits 1; an unexpected
+failure of the agent itself is reported as "device-side error: TYPE: message".
+
+One deploy at a time per prefix: `lock` holds an flock on PREFIX/.deploy.lock
+for as long as the workstation keeps its stdin open (a dead workstation or
+connection closes it, so the lock never outlives its deploy), and the commands
+that change the device run either under that holder's token or take the lock
+themselves for their own duration.
 
 Layout under PREFIX:
     releases/<id>/          verified bundles (<id> = first 16 hex of sha256(bundle.json))
@@ -22,14 +29,22 @@ Layout under PREFIX:
     deploy-state.json       {"history": [{"release": id, "service": config}, ...]}, oldest first:
                             what rollback goes back to, with the service settings it ran with
     service.json            the service settings in effect (manager, source, accelerator, python)
+    .deploy.lock            the prefix lock (holder's token and start time)
+Files holding the service's arguments (which may carry stream credentials) are 0600;
+state files and the `current` switch are fsynced with their directory.
     edgepipe.service.in     the unit template (sent by `edgepipe deploy`, copied by Ansible)
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import fcntl
 import glob
 import hashlib
+import re
+import secrets
+import stat
 import json
 import os
 import platform
@@ -50,6 +65,11 @@ TEMPLATE_FILE = "edgepipe.service.in"
 PARTIAL_SUFFIX = ".partial"
 MANIFEST = "bundle.json"
 SERVICE_NAME = "edgepipe"
+LOCK_FILE = ".deploy.lock"
+PRIVATE = 0o600
+# A bundle member: a plain relative path (same rule as edgepipe.device.safefile, which this script cannot import).
+NAME_PART = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]*\Z")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # Coral USB Accelerator before (1a6e:089a) and after (18d1:9302) its firmware is loaded.
 CORAL_USB_IDS = ("1a6e:089a", "18d1:9302")
 POLL_S = 0.25
@@ -88,26 +108,78 @@ class AgentError(Exception):
         self.details = details
 
 
-def sha256_file(path: Path) -> str:
-    """edgepipe.device.bundle.sha256_file, again: this script must run where edgepipe is not installed."""
+def plain_name(name) -> bool:
+    return isinstance(name, str) and 0 < len(name) <= 255 and all(NAME_PART.match(p) for p in name.split("/"))
+
+
+def sha256_member(root: Path, name: str) -> str:
+    """edgepipe.device.safefile's check, again (this script must run where edgepipe is not installed):
+    a regular file inside root, no symlink at any component, hashed in constant memory."""
+    if not plain_name(name):
+        raise AgentError("%s lists %r, not a plain relative path inside the bundle" % (MANIFEST, name))
+    parts = name.split("/")
+    fd = os.open(str(root), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for part in parts[:-1]:
+            child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        member = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+    except FileNotFoundError:
+        raise AgentError("%s is missing after upload" % name)
+    except OSError:
+        raise AgentError("%s is a symlink or not a regular file on the device" % name)
+    finally:
+        os.close(fd)
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with os.fdopen(member, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise AgentError("%s is not a regular file on the device" % name)
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
-def write_json_atomic(path: Path, data: dict) -> None:
+def fsync_dir(path: Path) -> None:
+    fd = os.open(str(path), os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write, fsync, rename, fsync the directory: a power cut leaves the old file or the new one."""
     tmp = path.with_name(".%s.%d.tmp" % (path.name, os.getpid()))
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    fd = os.open(str(tmp), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        with os.fdopen(fd, "w") as f:
+            os.fchmod(f.fileno(), mode)  # an existing tmp keeps its mode otherwise
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(str(tmp), str(path))
+    except BaseException:
+        if os.path.lexists(str(tmp)):
+            os.unlink(str(tmp))
+        raise
+    fsync_dir(path.parent)
+
+
+def write_json_atomic(path: Path, data: dict, mode: int = 0o644) -> None:
+    write_atomic(path, json.dumps(data, indent=2) + "\n", mode)
 
 
 def read_json(path: Path, default: dict) -> dict:
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError):
         return default
+    return data if isinstance(data, dict) else default
+
+
+class StateDamaged(Exception):
+    """deploy-state.json exists but cannot be read as {"history": [...]}."""
 
 
 class Layout:
@@ -132,11 +204,38 @@ class Layout:
             return None
 
     def history(self) -> list:
-        """Activations, oldest first: [{"release": id, "service": settings or None}, ...]."""
-        return list(read_json(self.state_file, {}).get("history", []))
+        """Activations, oldest first: [{"release": id, "service": settings or None}, ...].
+
+        A damaged state file raises StateDamaged; callers that must work anyway use history_or_disk."""
+        try:
+            data = json.loads(self.state_file.read_text())
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as exc:
+            raise StateDamaged("%s is damaged (%s)" % (self.state_file, exc))
+        history = data.get("history") if isinstance(data, dict) else None
+        if not isinstance(history, list) or not all(
+                isinstance(e, dict) and isinstance(e.get("release"), str) and plain_name(e["release"])
+                and "/" not in e["release"] and isinstance(e.get("service"), (dict, type(None))) for e in history):
+            raise StateDamaged("%s is damaged (not {\"history\": [{\"release\": ..., \"service\": ...}]})"
+                               % self.state_file)
+        return list(history)
+
+    def history_or_disk(self) -> tuple:
+        """(history, problem): the recorded history, or when it is damaged the releases on disk,
+        oldest first by time, with the service settings in effect, so status and rollback still work."""
+        try:
+            return self.history(), None
+        except StateDamaged as exc:
+            service = read_json(self.service_file, {}) or None
+            on_disk = sorted((p for p in self.releases.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                             key=lambda p: p.stat().st_mtime) if self.releases.is_dir() else []
+            current = self.current_release()
+            names = [p.name for p in on_disk if p.name != current] + ([current] if current else [])
+            return [{"release": name, "service": service} for name in names], str(exc)
 
     def save_history(self, history: list) -> None:
-        write_json_atomic(self.state_file, {"history": history})
+        write_json_atomic(self.state_file, {"history": history}, PRIVATE)  # entries hold the service's arguments
 
     def switch(self, release_id: str) -> None:
         """Point `current` at a release atomically: a new symlink renamed over the old one."""
@@ -147,6 +246,60 @@ class Layout:
             tmp.unlink()
         os.symlink(os.path.join(RELEASES, release_id), tmp)
         os.replace(tmp, self.current)
+        fsync_dir(self.root)
+
+
+class PrefixLock:
+    """One deploy at a time per prefix: an flock on PREFIX/.deploy.lock, released when its holder exits."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.path = layout.root / LOCK_FILE
+        self.fd = None
+
+    def _open(self) -> int:
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        return os.open(str(self.path), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, PRIVATE)
+
+    def _busy(self, fd: int) -> AgentError:
+        try:
+            info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+        except ValueError:
+            info = {}
+        since = info.get("since") if isinstance(info, dict) else None
+        return AgentError("another deploy to %s is in progress since %s; try again"
+                          % (self.layout.root, since or "an unknown time"), busy=True)
+
+    def acquire(self) -> dict:
+        fd = self._open()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            error = self._busy(fd) if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN) else exc
+            os.close(fd)
+            raise error
+        info = {"token": secrets.token_hex(16), "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "pid": os.getpid()}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        self.fd = fd
+        return info
+
+    def check(self, token: str) -> None:
+        """The lock is held, by the deploy that holds `token` (not by us, not by another deploy)."""
+        fd = self._open()
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                info = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+                if not isinstance(info, dict) or info.get("token") != token:
+                    raise self._busy(fd)
+                return
+            raise AgentError("the deploy lock on %s was lost (the connection holding it dropped); deploy again"
+                             % self.layout.root)
+        finally:
+            os.close(fd)
 
 
 def verify_release(directory: Path, expected_sha: str | None = None) -> None:
@@ -158,17 +311,20 @@ def verify_release(directory: Path, expected_sha: str | None = None) -> None:
     manifest_path = directory / MANIFEST
     if not manifest_path.is_file():
         raise AgentError("%s has no %s" % (directory, MANIFEST))
-    if expected_sha and sha256_file(manifest_path) != expected_sha:
+    if expected_sha and sha256_member(directory, MANIFEST) != expected_sha:
         raise AgentError("%s does not match the bundle's sha256 (corrupted in transfer)" % MANIFEST)
     files = read_json(manifest_path, {}).get("files")
     if not isinstance(files, dict) or not files:
         raise AgentError("%s lists no files" % MANIFEST)
     for name, expected in sorted(files.items()):
-        path = directory / name
-        if not path.is_file():
-            raise AgentError("%s is missing after upload" % name)
-        if sha256_file(path) != expected:
+        if sha256_member(directory, name) != expected:
             raise AgentError("%s does not match its sha256 on the device (corrupted in transfer or on disk)" % name)
+    listed = set(files) | {MANIFEST}
+    for dirpath, dirnames, filenames in os.walk(str(directory)):
+        for entry in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            name = os.path.relpath(os.path.join(dirpath, entry), str(directory)).replace(os.sep, "/")
+            if name not in listed:
+                raise AgentError("%s is not listed in %s; a release holds exactly the manifest's files" % (name, MANIFEST))
 
 
 # ---------------------------------------------------------------- device report
@@ -279,6 +435,10 @@ def service_argv(python: str, layout: Layout, config: dict) -> list:
 
 
 def render_unit(template: str, layout: Layout, config: dict, argv: list) -> str:
+    """The unit text; a value with a control character (a newline would start a new directive) is refused."""
+    for value in list(argv) + [str(layout.root), str(config.get("user") or "")]:
+        if CONTROL.search(value):
+            raise AgentError("refusing a systemd unit value with a control character: %r" % value)
     system = config.get("scope") == "system"
     return string.Template(template).substitute(
         prefix=str(layout.root),
@@ -316,14 +476,14 @@ class SystemdService:
 
     def install(self, unit_text: str, argv: list) -> None:
         if not (self.unit_path.is_file() and self.unit_path.read_text() == unit_text):
-            tmp = self.layout.root / (".%s.%d.tmp" % (self.unit, os.getpid()))
-            tmp.write_text(unit_text)
-            if self._sudo():
-                subprocess.run(["sudo", "-n", "install", "-m", "644", str(tmp), str(self.unit_path)], check=True)
+            if self._sudo():  # the unit holds the service's arguments: readable by root and its user only
+                tmp = self.layout.root / (".%s.%d.tmp" % (self.unit, os.getpid()))
+                write_atomic(tmp, unit_text, PRIVATE)
+                subprocess.run(["sudo", "-n", "install", "-m", "600", str(tmp), str(self.unit_path)], check=True)
                 tmp.unlink()
             else:
                 self.unit_path.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp, self.unit_path)
+                write_atomic(self.unit_path, unit_text, PRIVATE)
         self._run("systemctl", "daemon-reload")
         self._run("systemctl", "enable", self.unit)
 
@@ -376,16 +536,23 @@ class ProcessService:
         self.argv_file = layout.root / "service.argv.json"
 
     def install(self, unit_text: str, argv: list) -> None:
-        write_json_atomic(self.argv_file, {"argv": argv})
+        write_json_atomic(self.argv_file, {"argv": argv}, PRIVATE)
 
     def _pid(self) -> int | None:
+        """The service's PID, only when the live process is provably the one we launched: same start
+        time (field 22 of /proc/PID/stat) and command line as recorded at launch. A stale pid file
+        (PID reused after a reboot) names someone else's process, which is never signalled."""
         try:
-            pid = int(self.pid_file.read_text())
-            with open("/proc/%d/stat" % pid) as f:
-                alive = f.read().rsplit(")", 1)[1].split()[0] != "Z"
-        except (OSError, ValueError, IndexError):
+            recorded = json.loads(self.pid_file.read_text())
+            pid = int(recorded["pid"])
+            identity = process_identity(pid)
+        except (OSError, ValueError, TypeError, KeyError):
             return None
-        return pid if alive else None
+        if identity is None or identity["state"] == "Z":
+            return None
+        if identity["start_time"] != recorded.get("start_time") or identity["cmdline"] != recorded.get("cmdline"):
+            return None
+        return pid
 
     def restart(self) -> float:
         self.stop()
@@ -396,12 +563,16 @@ class ProcessService:
             if path.exists():
                 path.unlink()
         started = time.time()
-        with open(self.log_file, "ab") as log, open(os.devnull, "rb") as null:
+        log_fd = os.open(str(self.log_file), os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE)
+        with os.fdopen(log_fd, "ab") as log, open(os.devnull, "rb") as null:
             env = dict(os.environ, PYTHONUNBUFFERED="1")
-            proc = subprocess.Popen([sys.executable, "-c", SUPERVISOR, str(self.exit_file)] + argv, stdin=null,
-                                    stdout=log, stderr=subprocess.STDOUT, cwd=str(self.layout.root), env=env,
-                                    start_new_session=True)
-        self.pid_file.write_text(str(proc.pid))
+            command = [sys.executable, "-c", SUPERVISOR, str(self.exit_file)] + argv
+            proc = subprocess.Popen(command, stdin=null, stdout=log, stderr=subprocess.STDOUT,
+                                    cwd=str(self.layout.root), env=env, start_new_session=True)
+        # The start time is the fork's (unchanged by exec); the child exists until waited for, even if it exited.
+        identity = process_identity(proc.pid)
+        write_json_atomic(self.pid_file, {"pid": proc.pid, "start_time": identity and identity["start_time"],
+                                          "cmdline": command})
         return started
 
     def stop(self) -> None:
@@ -432,6 +603,18 @@ class ProcessService:
             return self.log_file.read_text(errors="replace").splitlines()
         except OSError:
             return []
+
+
+def process_identity(pid: int) -> dict | None:
+    """{"state", "start_time", "cmdline"} of a live PID from /proc, or None when it does not exist."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            cmdline = f.read().decode("utf-8", "replace").rstrip("\0").split("\0")
+    except (OSError, IndexError):
+        return None
+    return {"state": fields[0], "start_time": int(fields[19]), "cmdline": cmdline}
 
 
 MANAGERS = {"systemd": SystemdService, "process": ProcessService}
@@ -485,7 +668,7 @@ def install_service(layout: Layout, config: dict):
     argv = service_argv(config["python"], layout, config)
     service = MANAGERS[config["manager"]](layout, config)
     service.install(render_unit(layout.template.read_text(), layout, config, argv), argv)
-    write_json_atomic(layout.service_file, config)
+    write_json_atomic(layout.service_file, config, PRIVATE)
     return service
 
 
@@ -502,7 +685,7 @@ def restore(layout: Layout, entry: dict, timeout: float) -> dict | None:
 
 def prune(layout: Layout, keep: int) -> list:
     """Keep the newest `keep` releases of the history (always including current); remove the rest."""
-    history = layout.history()[-keep:]
+    history = layout.history_or_disk()[0][-keep:]
     current = layout.current_release()
     kept = [entry["release"] for entry in history]
     if current and current not in kept:
@@ -567,7 +750,7 @@ def cmd_activate(args, layout: Layout) -> dict:
     if args.template_text:
         layout.template.write_text(args.template_text)
     previous = layout.current_release()
-    original = layout.history()
+    original = layout.history_or_disk()[0]  # a damaged state file is rewritten from what is on disk
     previous_entry = next((e for e in reversed(original) if e["release"] == previous), None)
     history = [e for e in original if e["release"] != args.release]
     layout.switch(args.release)
@@ -603,7 +786,7 @@ def cmd_activate(args, layout: Layout) -> dict:
 
 
 def cmd_rollback(args, layout: Layout) -> dict:
-    history = layout.history()
+    history = layout.history_or_disk()[0]
     current = layout.current_release()
     releases = [e["release"] for e in history]
     if current in releases:
@@ -626,15 +809,34 @@ def cmd_status(args, layout: Layout) -> dict:
     state = service.state() if service else None
     releases = sorted(p.name for p in layout.releases.iterdir() if p.is_dir() and not p.name.startswith(".")) \
         if layout.releases.is_dir() else []
+    history, problem = layout.history_or_disk()
     return {
         "prefix": str(layout.root),
         "current": layout.current_release(),
-        "history": [entry["release"] for entry in layout.history()],
+        "state_error": problem and "%s; showing the releases on disk (the next deploy or rollback rewrites it)" % problem,
+        "history": [entry["release"] for entry in history],
         "releases": releases,
         "service": state,
         "service_config": read_json(layout.service_file, {}) or None,
         "last_result": last_result(service.output(None)) if service else None,
     }
+
+
+def cmd_discard(args, layout: Layout) -> dict:
+    """Remove the partial upload of a release (after a failed transfer): nothing half-copied stays."""
+    partial = layout.partial(args.release)
+    existed = partial.exists()
+    shutil.rmtree(str(partial), ignore_errors=True)
+    return {"discarded": existed, "disk_free": shutil.disk_usage(str(layout.root)).free}
+
+
+def cmd_lock(args, layout: Layout) -> None:
+    """Hold the prefix lock until stdin closes (the deploy ended, or its connection died)."""
+    lock = PrefixLock(layout)
+    print(json.dumps(lock.acquire()), flush=True)
+    while sys.stdin.buffer.read(1 << 16):
+        pass
+    print(json.dumps({"released": True}), flush=True)
 
 
 def cmd_stop(args, layout: Layout) -> dict:
@@ -655,6 +857,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgepipe-agent")
     parser.add_argument("--prefix", required=True)
     parser.add_argument("--python", help="the Python that has edgepipe (default: PREFIX/venv, else this one)")
+    parser.add_argument("--lock", metavar="TOKEN", help="run under the prefix lock held by `lock` with this token "
+                                                        "(default: take the lock for this command)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("prepare")
     p.add_argument("release")
@@ -681,10 +885,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_rollback)
     sub.add_parser("status").set_defaults(func=cmd_status)
     sub.add_parser("stop").set_defaults(func=cmd_stop)
+    p = sub.add_parser("discard")
+    p.add_argument("release")
+    p.set_defaults(func=cmd_discard)
+    sub.add_parser("lock").set_defaults(func=cmd_lock)
     p = sub.add_parser("edgepipe")
     p.add_argument("edgepipe_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_edgepipe)
     return parser
+
+
+# The commands that change the device: they run under the prefix lock.
+LOCKED_COMMANDS = ("prepare", "commit", "activate", "rollback", "discard", "stop")
 
 
 def main(argv: list | None = None) -> int:
@@ -693,12 +905,21 @@ def main(argv: list | None = None) -> int:
         layout = Layout(args.prefix)
         # ssh starts us in $HOME, where the default prefix ~/edgepipe would shadow the edgepipe package.
         os.chdir("/")
+        lock = PrefixLock(layout)
+        if args.command in LOCKED_COMMANDS:
+            lock.check(args.lock) if args.lock else lock.acquire()
         print(json.dumps(args.func(args, layout)))
         return 0
     except AgentError as exc:
         print(json.dumps(dict(exc.details, error=str(exc))))
     except OSError as exc:
-        print(json.dumps({"error": "%s: %s" % (type(exc).__name__, exc)}))
+        if exc.errno == errno.ENOSPC:
+            print(json.dumps({"error": "the device's disk is full under %s (%s); free some space and try again"
+                                       % (args.prefix, exc), "disk_full": True}))
+        else:
+            print(json.dumps({"error": "device-side error: %s: %s" % (type(exc).__name__, exc)}))
+    except Exception as exc:  # noqa: BLE001 - the workstation must learn what failed here, in one line
+        print(json.dumps({"error": "device-side error: %s: %s" % (type(exc).__name__, exc)}))
     return 1
 
 

@@ -50,7 +50,8 @@ def device_bench_args(plan: BenchPlan, release_dir: str) -> list[str]:
 def bench_on_device(request: RemoteBench) -> dict[str, Any]:
     remote = remote_for(request.connection)
     bundle = read_local_bundle(request.bundle)
-    prepared = ensure_release(remote, bundle, CHECK_ACCELERATOR[request.plan.accelerator], needs_camera=False)
+    with remote.locked():
+        prepared = ensure_release(remote, bundle, CHECK_ACCELERATOR[request.plan.accelerator], needs_camera=False)
     say(f"running `edgepipe bench` on {remote.target} ...")
     proc = remote.run_agent_raw("edgepipe", *device_bench_args(request.plan, prepared["release_dir"]))
     if proc.returncode != 0:

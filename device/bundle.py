@@ -59,8 +59,13 @@ class Bundle:
     manifest: dict[str, Any]
     labels: list[str]
     input_spec: InputSpec
-    sha256: str = ""  # identity of the whole bundle: the hash of its manifest bytes (which hash every file)
+    manifest_bytes: bytes = b""  # as read and checked: what is shipped, and the bundle's identity
     models: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def sha256(self) -> str:
+        """Identity of the whole bundle: the hash of its manifest (which hashes every file)."""
+        return sha256_bytes(self.manifest_bytes)
 
     def model_path(self, accelerator: str) -> Path | None:
         """Path of the model for 'cpu' or 'edgetpu' (for messages), or None when the bundle has none."""
@@ -217,5 +222,5 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
         spec = InputSpec.from_json(manifest["input"])
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{root / MANIFEST} has no valid input spec ({exc}); re-create the bundle") from None
-    return Bundle(root=root, manifest=manifest, labels=labels, input_spec=spec, sha256=sha256_bytes(manifest_bytes),
+    return Bundle(root=root, manifest=manifest, labels=labels, input_spec=spec, manifest_bytes=manifest_bytes,
                   models=dict(manifest.get("models", {})))

@@ -22,6 +22,7 @@ import numpy as np
 
 from edgepipe.core.errors import UserError
 from .preprocess import IMAGE_SUFFIXES, ImageReadError, load_image
+from edgepipe.core.safetext import redact
 
 PICAMERA2 = "picamera2"
 _STREAM_URL = re.compile(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp)://", re.IGNORECASE)
@@ -133,7 +134,7 @@ class OpenCVSource:
         self.target = target
         self.live = live
         self.current_item: str | None = None
-        self.name = f"camera {target}" if isinstance(target, int) else str(target)
+        self.name = f"camera {target}" if isinstance(target, int) else redact(str(target))  # shown everywhere
         self.size = size
         self._requested_fps = fps
         self._capture: Any = None
@@ -152,7 +153,7 @@ class OpenCVSource:
             capture.release()
             what = "absent or busy" if self.live and not _STREAM_URL.match(str(self.target)) else "unreachable"
             if not self.live:
-                raise UserError(f"cannot open video {self.target}: not a video OpenCV can decode")
+                raise UserError(f"cannot open video {self.name}: not a video OpenCV can decode")
             raise SourceUnavailable(f"cannot open {self.name}: {what}")
         if self.live and self.size:
             capture.set(cv2.CAP_PROP_FRAME_WIDTH, self.size[0])

@@ -16,6 +16,7 @@ from typing import NoReturn, Sequence
 from edgepipe import __version__, demo
 from edgepipe.convert import cli as convert_cli
 from edgepipe.core.errors import MissingExtraError, UserError
+from edgepipe.core.safetext import safe_line
 from edgepipe.deploy import cli as deploy_cli
 from edgepipe.device import cli as device_cli
 from edgepipe.train import cli as train_cli
@@ -94,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         if debug:
             traceback.print_exc()
-        print(f"{prog}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {safe_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except ModuleNotFoundError as exc:
         missing = _missing_extra(exc)
@@ -111,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         print(
-            f"{prog}: internal error: {type(exc).__name__}: {exc} "
+            f"{prog}: internal error: {type(exc).__name__}: {safe_line(exc)} "
             "(rerun with --debug for the traceback, and please report it)",
             file=sys.stderr,
         )

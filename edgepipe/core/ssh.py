@@ -8,12 +8,19 @@ unknown key stops the deploy with one line telling the user to verify it.
 Every stage that reaches a machine over SSH (deploy, `bench --host`,
 `convert --compiler-host`) goes through these few pieces, so host keys are
 checked, and options parsed, the same way everywhere.
+
+The destination is validated in full (user and host) and always passed after
+`--`, so nothing in it reaches ssh's option parser; --ssh-option values that
+would weaken host-key checking are refused whatever their spelling.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import os
 import re
+import shlex
 from dataclasses import dataclass, field
 
 from .args import positive_int
@@ -23,6 +30,8 @@ from .errors import UserError
 DEFAULT_CONNECT_TIMEOUT = 10
 DEFAULT_PREFIX = "~/edgepipe"
 SAFE_REMOTE_PATH = re.compile(r"^~?[A-Za-z0-9._/+-]*$")
+USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
+HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,252})")
 
 
 class SshError(UserError):
@@ -46,8 +55,9 @@ class Target:
             host, port = bracketed.group(1), bracketed.group(2)
         elif hostport.count(":") == 1:
             host, port = hostport.split(":")
-        if not host or host.startswith("-") or any(c.isspace() for c in text):
-            raise UserError(f"{text!r} is not a host; use user@host or user@host:port")
+        if not _valid_host(host) or (user and not USER_NAME.fullmatch(user)) or (not user and "@" in text):
+            raise UserError(f"{text!r} is not a host; use user@host or user@host:port "
+                            "(user: letters, digits, ._-; host: a name or an IP address)")
         if port is not None and not (str(port).isdigit() and 0 < int(port) < 65536):
             raise UserError(f"{text!r} has an invalid port; use user@host:port with a port 1-65535")
         return cls(host=host, user=user or None, port=int(port) if port else None)
@@ -62,6 +72,16 @@ class Target:
 
     def __str__(self) -> str:
         return self.destination + (f":{self.port}" if self.port else "")
+
+
+def _valid_host(host: str) -> bool:
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return False
+        return True
+    return bool(HOST_NAME.fullmatch(host))
 
 
 @dataclass
@@ -85,16 +105,58 @@ class SshOptions:
         return args
 
 
+_OPTION = re.compile(r"\s*(?P<key>\"[^\"]*\"|[^\s=\"]+)\s*(?:=\s*|\s+)(?P<value>.*?)\s*")
+# Keys whose value decides which host keys are trusted: (allowed values, or None = refused outright).
+_HOST_KEY_OPTIONS: dict[str, tuple[str, ...] | None] = {
+    "stricthostkeychecking": ("yes", "true", "ask"),
+    "checkhostip": ("yes", "true"),
+    "knownhostscommand": None,
+    "hostkeyalias": None,
+    "include": None,
+    "match": None,
+    "host": None,
+}
+_KNOWN_HOSTS_FILES = ("userknownhostsfile", "globalknownhostsfile")
+
+
+def _unquote(text: str) -> str:
+    return text[1:-1] if len(text) >= 2 and text[0] == text[-1] == '"' else text
+
+
+def parse_ssh_option(text: str) -> tuple[str, str]:
+    """(key, value) the way ssh reads `-o`: `Key=Value` or `Key Value`, keys case-insensitive, quotes removed."""
+    match = _OPTION.fullmatch(text)
+    if not match or any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise ValueError(f"{text!r} is not KEY=VALUE (e.g. ProxyJump=bastion)")
+    key, value = _unquote(match["key"]), match["value"]
+    if not key or not value:
+        raise ValueError(f"{text!r} is not KEY=VALUE (e.g. ProxyJump=bastion)")
+    return key, value
+
+
+def weakens_host_key_checking(key: str, value: str) -> bool:
+    lowered = key.lower()
+    words = [_unquote(w).lower() for w in value.split()]
+    if lowered in _HOST_KEY_OPTIONS:
+        allowed = _HOST_KEY_OPTIONS[lowered]
+        return allowed is None or len(words) != 1 or words[0] not in allowed
+    if lowered in _KNOWN_HOSTS_FILES:  # a file that holds no keys accepts none, so /dev/null means "trust any"
+        return any(w == "none" or os.path.realpath(os.path.expanduser(w)) == os.devnull for w in words)
+    return False
+
+
 def ssh_option(text: str) -> str:
-    """argparse type for --ssh-option K=V; refuses to switch host key checking off."""
-    key, sep, value = text.partition("=")
-    if not sep or not key.strip() or not value.strip():
-        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (e.g. ProxyJump=bastion)")
-    if key.strip().lower() == "stricthostkeychecking" and value.strip().lower() in ("no", "off"):
+    """argparse type for --ssh-option K=V; refuses anything that weakens host key checking."""
+    try:
+        key, value = parse_ssh_option(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if weakens_host_key_checking(key, value):
         raise argparse.ArgumentTypeError(
-            "edgepipe never disables host key checking; verify the key once with `ssh HOST` or ssh-keyscan"
+            f"{key} {value}: edgepipe never weakens host key checking; verify the key once with `ssh HOST` "
+            "or ssh-keyscan, and put other host-key settings in your ssh config (--ssh-config)"
         )
-    return f"{key.strip()}={value.strip()}"
+    return f"{key}={value}"
 
 
 def explain_failure(target: Target, stderr: str) -> SshError:
@@ -122,6 +184,19 @@ def explain_failure(target: Target, stderr: str) -> SshError:
                                "connection reset")):
         return SshError(f"{target}: cannot connect ({last}); check the address, the port and that sshd runs")
     return SshError(f"{target}: ssh failed: {last}")
+
+
+def ssh_command(target: Target, options: SshOptions, remote_command: list[str], ssh: str = "ssh") -> list[str]:
+    """ssh's argv: options, then `--`, then the validated destination, then the quoted remote command."""
+    port = ["-p", str(target.port)] if target.port else []
+    return [ssh, *options.common(), *port, "--", target.destination, shlex.join(remote_command)]
+
+
+def scp_command(target: Target, options: SshOptions, sources: list[str], destination: str,
+                recursive: bool = False, scp: str = "scp") -> list[str]:
+    """scp's argv: options, then `--`, then the paths (scp takes the port as -P)."""
+    port = ["-P", str(target.port)] if target.port else []
+    return [scp, *options.common(), *port, "-q", "-p", *(["-r"] if recursive else []), "--", *sources, destination]
 
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,6 +8,7 @@ directory, so nothing reads or writes ~/.ssh.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -114,6 +115,6 @@ def running_sshd(root: Path) -> Iterator[SshServer]:
 def stop_service(prefix: Path) -> None:
     """Kill the agent's `process`-manager service under `prefix` (its whole process group)."""
     try:
-        os.killpg(int((prefix / "service.pid").read_text()), 9)
-    except (OSError, ValueError):
+        os.killpg(int(json.loads((prefix / "service.pid").read_text())["pid"]), 9)
+    except (OSError, ValueError, KeyError, TypeError):
         return

@@ -50,7 +50,7 @@ def _releases(prefix: Path) -> list[str]:
 
 
 def _service_pid(prefix: Path) -> int:
-    return int((prefix / "service.pid").read_text())
+    return int(json.loads((prefix / "service.pid").read_text())["pid"])
 
 
 def test_deploy_uploads_verifies_switches_and_starts_a_healthy_service(

@@ -136,14 +136,28 @@ def ensure_release(remote: Remote, bundle: LocalBundle, accelerator: str, needs_
     try:
         with staged_bundle(bundle) as staged:
             upload(remote, staged, prepared["partial"])
-    except DiskFull as exc:  # leave nothing half-copied behind
-        remote.agent("discard", bundle.release_id)
-        raise DiskFull(f"{exc} (the bundle needs {bundle.size / 1e6:.1f} MB); the partial upload was removed "
-                       "and the device keeps its current release; free some space and deploy again") from None
+    except UserError as exc:
+        raise _upload_failure(remote, bundle, exc) from None
     if commit:
         remote.agent("commit", bundle.release_id, bundle.sha256)
         say(f"verified every file's sha256 on the device: release {bundle.release_id}")
     return prepared
+
+
+def _upload_failure(remote: Remote, bundle: LocalBundle, error: UserError) -> UserError:
+    """Remove the partial upload (nothing half-copied stays behind) and say why the upload failed:
+    a device left with less free space than the bundle needs ran out of disk, whatever scp printed."""
+    try:
+        discarded = remote.agent("discard", bundle.release_id)
+    except UserError:  # the link is gone: the next deploy's `prepare` removes the partial upload
+        return error
+    free = discarded.get("disk_free")
+    if isinstance(error, DiskFull) or (isinstance(free, int) and free < bundle.size):
+        shown = f"{free / 1e6:.1f} MB free" if isinstance(free, int) else "no space left"
+        return DiskFull(f"{remote.target}: the device's disk under {remote.prefix} filled up during the upload "
+                        f"({shown}, the bundle needs {bundle.size / 1e6:.1f} MB); the partial upload was removed "
+                        "and the device keeps its current release; free some space and deploy again")
+    return type(error)(f"{error}; the partial upload was removed")
 
 
 def deploy(remote: Remote, bundle_path: Path, service: ServiceSettings | None, keep: int,

@@ -145,6 +145,9 @@ class Remote:
         if proc.returncode != 0:
             if "no space left on device" in proc.stderr.lower():
                 raise DiskFull(f"{self.target}: the device's disk filled up during the upload of {local.name}")
+            if proc.returncode != 255 and "failed to upload" in proc.stderr:  # the SFTP side reports only "failure"
+                raise SshError(f"{self.target}: scp failed: "
+                               + " / ".join(line.strip() for line in proc.stderr.splitlines() if line.strip()))
             error = explain_failure(self.target, proc.stderr)
             raise SshError(f"{error}; upload of {local.name} did not complete")
 

@@ -14,6 +14,7 @@ from edgepipe.core.accelerators import ACCELERATORS
 
 from .bench.cli import OnHost, register_bench
 from edgepipe.core.args import add_command, non_negative_float, non_negative_int, positive_float, positive_int, unit_interval
+from .imageheader import DEFAULT_MAX_PIXELS
 
 
 
@@ -52,6 +53,9 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
                         "when a TPU is usable, else the CPU model, and say which")
     p.add_argument("--edgetpu-device", metavar="DEVICE",
                    help="which Edge TPU when there are several: usb:0, pci:0, usb or pci (default: the first)")
+    p.add_argument("--max-image-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help="skip an image file whose header declares more pixels (checked before decoding; "
+                        "default: %(default)d)")
 
 
 def register_classify(subparsers: argparse._SubParsersAction) -> None:

@@ -41,7 +41,7 @@ def classify_command(args: argparse.Namespace) -> int:
     failed = 0
     for index, path in enumerate(args.images):
         try:
-            bgr = load_image(path)
+            bgr = load_image(path, args.max_image_pixels)
         except ImageReadError as exc:
             failed += 1
             print(f"edgepipe classify: skipped: {exc}", file=sys.stderr, flush=True)
@@ -110,7 +110,7 @@ def run_command(args: argparse.Namespace) -> int:
     # OpenCV's worker threads would compete with the interpreter's --threads for the same
     # cores; decoding and resizing one frame are cheap enough for the capture thread alone.
     cv2.setNumThreads(1)
-    source = open_source(args.source or default_source(), args.size, args.fps)
+    source = open_source(args.source or default_source(), args.size, args.fps, max_pixels=args.max_image_pixels)
     pipeline = Pipeline(_open(args), source, options, sinks)
     with _stop_on_signals(pipeline):
         result = pipeline.run()

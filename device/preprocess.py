@@ -16,8 +16,10 @@ import cv2
 import numpy as np
 
 from edgepipe.core.errors import UserError
+from .imageheader import DEFAULT_MAX_PIXELS, image_dimensions
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+MAX_BYTES_PER_PIXEL = 8  # a larger file cannot be an image within the pixel limit (16-bit RGBA, uncompressed)
 CHANNEL_ORDERS = ("RGB", "BGR")
 RESIZE_MODES = ("stretch", "center_crop")
 
@@ -68,20 +70,37 @@ class InputSpec:
         return replace(self, dtype=dtype, scale=float(scale), zero_point=int(zero_point))
 
 
-def load_image(path: str | Path) -> np.ndarray:
+def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode any common image file to 8-bit BGR, the layout OpenCV and cameras give.
 
     cv2.IMREAD_COLOR applies the EXIF orientation, converts grayscale, RGBA,
-    CMYK and 16-bit images to 8-bit 3-channel BGR.
+    CMYK and 16-bit images to 8-bit 3-channel BGR. The pixel count declared in
+    the header is checked against `max_pixels` before OpenCV decodes anything,
+    so a tiny file declaring a huge image costs nothing.
     """
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > max_pixels * MAX_BYTES_PER_PIXEL:
+            raise ImageReadError(f"image {path} is {size / 1e6:.0f} MB, more than an image of at most "
+                                 f"{max_pixels / 1e6:g} MP can be; skipped")
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise ImageReadError(f"cannot read image {path}: {exc.strerror or exc}") from exc
     if data.size == 0:
         raise ImageReadError(f"image {path} is empty (0 bytes)")
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    dimensions = image_dimensions(data[:1 << 20].tobytes())
+    if dimensions is None:
+        raise ImageReadError(f"image {path} is not a readable image (no PNG, JPEG, BMP or WebP header, or a cut one)")
+    width, height = dimensions
+    if width * height > max_pixels:
+        raise ImageReadError(f"image {path} declares {width}x{height} pixels ({width * height / 1e6:.0f} MP), more "
+                             f"than the {max_pixels / 1e6:g} MP limit (--max-image-pixels); skipped")
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    except cv2.error as exc:
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "OpenCV error"
+        raise ImageReadError(f"image {path} cannot be decoded ({detail})") from None
     if image is None or image.size == 0:
         raise ImageReadError(f"image {path} is not a readable image (corrupt, truncated or another format)")
     return image

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from edgepipe.core.errors import UserError
+from .imageheader import DEFAULT_MAX_PIXELS
 from .preprocess import IMAGE_SUFFIXES, ImageReadError, load_image
 from edgepipe.core.safetext import redact
 
@@ -190,9 +191,10 @@ class ImageFilesSource:
     live = False
 
     def __init__(self, paths: list[Path], name: str,
-                 on_error: Callable[[ImageError], None] | None = None) -> None:
+                 on_error: Callable[[ImageError], None] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
         self.paths = paths
         self.name = name
+        self.max_pixels = max_pixels
         self.on_error = on_error
         self.current_item: str | None = None
         self._next = 0
@@ -209,7 +211,7 @@ class ImageFilesSource:
             path = self.paths[self._next]
             self._next += 1
             try:
-                image = load_image(path)
+                image = load_image(path, self.max_pixels)
             except ImageReadError as exc:
                 if self.on_error:
                     self.on_error(ImageError(path, str(exc)))
@@ -231,7 +233,8 @@ def _image_files(paths: list[Path]) -> list[Path]:
     return sorted(p for p in paths if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
-def open_source(spec: str, size: tuple[int, int] | None = None, fps: float | None = None) -> FrameSource:
+def open_source(spec: str, size: tuple[int, int] | None = None, fps: float | None = None,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> FrameSource:
     """The source named by --source (not yet opened: open() may be retried)."""
     if spec == PICAMERA2:
         return Picamera2Source(size, fps)
@@ -248,18 +251,18 @@ def open_source(spec: str, size: tuple[int, int] | None = None, fps: float | Non
         images = _image_files(list(path.iterdir()))
         if not images:
             raise UserError(f"directory {spec} has no images ({', '.join(IMAGE_SUFFIXES)})")
-        return ImageFilesSource(images, spec)
+        return ImageFilesSource(images, spec, max_pixels=max_pixels)
     if _GLOB_CHARS.search(spec) and not path.exists():
         images = _image_files([Path(p) for p in glob.glob(spec, recursive=True)])
         if not images:
             raise UserError(f"no images match {spec}")
-        return ImageFilesSource(images, spec)
+        return ImageFilesSource(images, spec, max_pixels=max_pixels)
     if not path.exists():
         raise UserError(
             f"source {spec} does not exist; use picamera2, a camera index (0), /dev/videoN, "
             "a video file, an rtsp:// or http:// URL, or a directory/glob of images"
         )
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        return ImageFilesSource([path], spec)
+        return ImageFilesSource([path], spec, max_pixels=max_pixels)
     return OpenCVSource(spec, live=False, size=size, fps=fps)
 

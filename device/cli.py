@@ -129,6 +129,8 @@ def register_run(subparsers: argparse._SubParsersAction) -> None:
                    help="seconds between stats lines on stderr (0: none; default 5)")
     p.add_argument("--stats-json", type=Path, metavar="FILE", help="write the final summary as JSON")
     p.add_argument("--force", action="store_true", help="overwrite existing --record/--stats-json files")
+    p.add_argument("--ignore-decode-errors", action="store_true",
+                   help="exit 0 even when frames of a video file could not be decoded (default: warn and exit 1)")
     p.set_defaults(func=_lazy("run_command"))
 
 

@@ -20,6 +20,7 @@ from .results import FrameResult
 from .runtime import Classifier, open_classifier
 from .sinks import LinesSink, Sink, StatsJsonSink
 from .sources import default_source, open_source
+from edgepipe.core.safetext import printable, safe_line
 
 SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 0}  # SIGTERM is how a service is stopped: not a failure
 
@@ -32,7 +33,7 @@ def _open(args: argparse.Namespace) -> Classifier:
         threads=args.threads,
         edgetpu_device=args.edgetpu_device,
     )
-    print(f"edgepipe {args.command}: {classifier.describe()}", file=sys.stderr, flush=True)
+    print(f"edgepipe {args.command}: {printable(classifier.describe())}", file=sys.stderr, flush=True)
     return classifier
 
 
@@ -44,7 +45,7 @@ def classify_command(args: argparse.Namespace) -> int:
             bgr = load_image(path, args.max_image_pixels)
         except ImageReadError as exc:
             failed += 1
-            print(f"edgepipe classify: skipped: {exc}", file=sys.stderr, flush=True)
+            print(f"edgepipe classify: skipped: {safe_line(exc)}", file=sys.stderr, flush=True)
             continue
         tensor, preprocess_ms = preprocess_timed(classifier, bgr)
         top, stages = predict_timed(classifier, tensor, args.top_k)
@@ -54,7 +55,7 @@ def classify_command(args: argparse.Namespace) -> int:
             print(json.dumps({"path": data["item"], "top": data["top"], "latency_ms": data["latency_ms"]}), flush=True)
         else:
             labels = ", ".join(f"{p.label} {p.score:.3f}" for p in top)
-            print(f"{path}: {labels}  [inference {result.latency_ms['inference']:.1f} ms]", flush=True)
+            print(printable(f"{path}: {labels}  [inference {result.latency_ms['inference']:.1f} ms]"), flush=True)
     if failed:
         print(f"edgepipe classify: {failed} of {len(args.images)} images could not be read", file=sys.stderr)
     return 1 if failed else 0
@@ -106,6 +107,7 @@ def run_command(args: argparse.Namespace) -> int:
         fps=args.fps,
         max_retries=args.max_retries,
         stats_interval=args.stats_interval,
+        ignore_decode_errors=args.ignore_decode_errors,
     )
     # OpenCV's worker threads would compete with the interpreter's --threads for the same
     # cores; decoding and resizing one frame are cheap enough for the capture thread alone.

@@ -26,6 +26,7 @@ from .runstats import RunStats
 from .runtime import Classifier
 from .sinks import RunInfo, Sink, close_all
 from .sources import FrameSource, ImageError, ImageFilesSource, SourceLost, SourceUnavailable
+from edgepipe.core.safetext import safe_line
 
 FILE_BUFFER_FRAMES = 4
 POLL_S = 0.1  # how often the loops look at the stop flag: bounds the reaction to Ctrl-C
@@ -128,6 +129,7 @@ class RunOptions:
     fps: float | None = None
     max_retries: int = 5
     stats_interval: float = 5.0
+    ignore_decode_errors: bool = False
 
 
 @dataclass
@@ -219,6 +221,7 @@ class Pipeline:
         if isinstance(source, ImageFilesSource):
             source.on_error = self._skipped
         self._stop_reason: tuple[str, int] | None = None
+        self.lost_frames = 0  # frames a video file declared but that could not be decoded
 
     def request_stop(self, reason: str, exit_code: int = 0) -> None:
         """Stop within one poll interval (safe from a signal handler)."""
@@ -227,7 +230,7 @@ class Pipeline:
 
     def _skipped(self, error: ImageError) -> None:
         self.stats.errors += 1
-        self.log.write(f"edgepipe run: skipped: {error.message}\n")
+        self.log.write(f"edgepipe run: skipped: {safe_line(error.message)}\n")
         self.log.flush()
 
     def run_info(self) -> RunInfo:
@@ -273,10 +276,17 @@ class Pipeline:
         failure = self.buffer.failure
         exit_code = 1 if self.stats.errors else 0
         if isinstance(failure, SourceUnavailable):
-            self.log.write(f"edgepipe run: error: {failure}\n")
+            self.log.write(f"edgepipe run: error: {safe_line(failure)}\n")
             reason, exit_code = "source lost", 1
         elif failure is not None:
             raise failure
+        self.lost_frames = lost = (self.source.lost_frames() if reason == "end of source"
+                                    and hasattr(self.source, "lost_frames") else 0)
+        if lost:
+            self.log.write(f"edgepipe run: warning: {self.source.name}: {lost} of the video's frames could not be "
+                           "decoded (corrupt or truncated)" + ("" if self.options.ignore_decode_errors else
+                                                               "; pass --ignore-decode-errors to accept that") + "\n")
+            exit_code = exit_code if self.options.ignore_decode_errors else 1
         if self._stop_reason is not None:  # a signal wins over the end of source it caused
             reason, exit_code = self._stop_reason
         return reason, exit_code
@@ -288,6 +298,7 @@ class Pipeline:
             "accelerator": info.accelerator,
             "backend": info.backend,
             "threads": info.threads,
+            "lost_frames": self.lost_frames,
         }
         for sink in self.sinks:
             described.update(sink.summary_fields())

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from edgepipe.core.safetext import printable
+
 from .postprocess import Prediction
 
 LATENCY_DECIMALS = 3
@@ -57,7 +59,7 @@ class FrameResult:
         """The line `run` prints without --json."""
         labels = ", ".join(f"{p.label} {p.score:.2f}" for p in self.top) or f"(nothing above {threshold:g})"
         where = f"frame {self.index}" + (f" {self.item}" if self.item is not None else "")
-        return f"{where}: {labels}  [inference {self.latency_ms['inference']:.1f} ms, {self.fps:.1f} fps]"
+        return printable(f"{where}: {labels}  [inference {self.latency_ms['inference']:.1f} ms, {self.fps:.1f} fps]")
 
     @functools.cached_property
     def annotated(self) -> np.ndarray:

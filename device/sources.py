@@ -139,6 +139,12 @@ class OpenCVSource:
         self.size = size
         self._requested_fps = fps
         self._capture: Any = None
+        self.frames_read = 0
+        self.declared_frames = 0  # what a video file's container says it holds
+
+    def lost_frames(self) -> int:
+        """Frames a video file declares but that could not be decoded (corrupt or cut mid-file)."""
+        return max(0, self.declared_frames - self.frames_read) if not self.live else 0
 
     @property
     def fps(self) -> float | None:
@@ -163,11 +169,15 @@ class OpenCVSource:
             capture.set(cv2.CAP_PROP_FPS, self._requested_fps)
         if self.live:
             capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # we want the newest frame, not a backlog
+        else:
+            self.declared_frames = max(0, int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
+            self.frames_read = 0
         self._capture = capture
 
     def read(self) -> np.ndarray | None:
         ok, frame = self._capture.read()
         if ok and frame is not None:
+            self.frames_read += 1
             return frame
         if self.live:
             raise SourceLost(f"{self.name} stopped delivering frames")

@@ -73,8 +73,14 @@ def check_writable(path: Path, force: bool = False) -> None:
     """
     path = Path(path)
     refuse_overwrite(path, force)
-    folder = path.parent
+    folder = path.absolute().parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+    if not folder.is_dir():
         raise UserError(f"cannot write {path}: {folder} is not a writable folder")
+    try:  # a real file, not os.access: root passes permission bits but not a read-only mount or a full disk
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=folder)
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {folder} is not a writable folder ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)

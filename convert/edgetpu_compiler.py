@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import tempfile
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edgepipe.core.errors import UserError
+from edgepipe.core.ssh import SshOptions, Target, scp_command, ssh_command
 
 from .edgetpu_rules import MAPPED, OpPrediction
 
@@ -88,6 +88,10 @@ class CompileOptions:
     segments: int | None = None
     host: str | None = None
     timeout: float = 600.0
+
+    def __post_init__(self) -> None:
+        if self.host is not None:
+            Target.parse(self.host)  # a bad --compiler-host fails before quantization, not after it
 
     def compiler_args(self, out_dir: str) -> list[str]:
         args = ["-s", "-o", out_dir, "-t", str(max(1, int(self.timeout)))]
@@ -155,25 +159,32 @@ def _compile_docker(model: Path, work: Path, options: CompileOptions) -> tuple[l
 
 
 def _compile_ssh(model: Path, work: Path, options: CompileOptions) -> tuple[list[str], subprocess.CompletedProcess]:
-    host = options.host or ""
-    ssh = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=15", host]
-    made = _run([*ssh, "mktemp", "-d", "/tmp/edgepipe-compile.XXXXXX"], 60, f"ssh {host}")
+    """Through the deploy stage's SSH layer: the host validated in full, `--` before it, BatchMode."""
+    target = Target.parse(options.host or "")
+    connection = SshOptions(connect_timeout=15)
+    host = str(target)
+
+    def ssh(remote_command: list[str]) -> list[str]:
+        return ssh_command(target, connection, remote_command)
+
+    made = _run(ssh(["mktemp", "-d", "/tmp/edgepipe-compile.XXXXXX"]), 60, f"ssh {host}")
     remote = made.stdout.strip()
-    if made.returncode != 0 or not remote.startswith("/tmp/edgepipe-compile."):
+    if made.returncode != 0 or not re.fullmatch(r"/tmp/edgepipe-compile\.[A-Za-z0-9]+", remote):
         raise CompileError(f"cannot open a work folder on {host} over ssh: {(made.stderr or made.stdout).strip()[:200]}")
     try:
-        sent = _run(["scp", "-q", "-B", str(model), f"{host}:{remote}/"], options.timeout, f"scp to {host}")
+        sent = _run(scp_command(target, connection, [str(model)], target.scp_destination(f"{remote}/")),
+                    options.timeout, f"scp to {host}")
         if sent.returncode != 0:
             raise CompileError(f"cannot copy the model to {host}: {sent.stderr.strip()[:200]}")
-        remote_cmd = [COMPILER, *options.compiler_args(remote), f"{remote}/{model.name}"]
-        command = [*ssh, shlex.join(remote_cmd)]
+        command = ssh([COMPILER, *options.compiler_args(remote), f"{remote}/{model.name}"])
         result = _run(command, options.timeout + 60, f"{COMPILER} on {host}")
         stem = model.stem
         for name in (f"{stem}_edgetpu.tflite", f"{stem}_edgetpu.log"):
-            _run(["scp", "-q", "-B", f"{host}:{remote}/{name}", str(work / name)], options.timeout, f"scp from {host}")
+            _run(scp_command(target, connection, [target.scp_destination(f"{remote}/{name}")], str(work / name)),
+                 options.timeout, f"scp from {host}")
         return command, result
     finally:
-        _run([*ssh, shlex.join(["rm", "-rf", remote])], 60, f"ssh {host}")
+        _run(ssh(["rm", "-rf", remote]), 60, f"ssh {host}")
 
 
 def parse_compiler_output(stdout: str, log_text: str = "") -> dict[str, Any]:

@@ -20,6 +20,7 @@ from edgepipe.convert.edgetpu_rules import MAPPED, predict_ops
 from edgepipe.convert.inspect import inspect_file
 from edgepipe.convert.metadata import METADATA_NAME, copy_metadata, read_metadata, with_metadata
 from edgepipe.convert.modelinfo import read_model_info
+from edgepipe.core.errors import UserError
 
 
 def test_full_compile_with_stand_in_compiler(stand_in_compiler, small_int8_export: Path, tmp_path: Path) -> None:
@@ -125,16 +126,20 @@ def test_metadata_the_compiler_drops_is_put_back(stand_in_compiler, small_int8_e
 STAND_IN_SSH = '''
 import subprocess, sys
 args = sys.argv[1:]
-while args[0] == "-o":
+while args[0] in ("-o", "-p"):
     args = args[2:]
-host, command = args[0], " ".join(args[1:])
+assert args[0] == "--", "the destination must come after --"
+host, command = args[1], " ".join(args[2:])
 with open(__file__ + ".log", "a") as log:
     log.write(f"{host}\\t{command}\\n")
 sys.exit(subprocess.run(["sh", "-c", command]).returncode)
 '''
 STAND_IN_SCP = '''
 import shutil, sys
-src, dst = [a.split(":", 1)[1] if ":" in a else a for a in sys.argv[1:] if not a.startswith("-")]
+args = sys.argv[1:]
+while args[0] != "--":
+    args = args[2:] if args[0] in ("-o", "-P") else args[1:]
+src, dst = [a.split(":", 1)[1] if ":" in a else a for a in args[1:]]
 shutil.copy(src, dst if not dst.endswith("/") else dst + src.rsplit("/", 1)[-1])
 '''
 
@@ -159,3 +164,9 @@ def test_compiler_host_over_stand_in_ssh_with_stand_in_compiler(stand_in_compile
     assert calls[1].split("\t")[1].startswith("edgetpu_compiler -s -o /tmp/edgepipe-compile.")
     assert calls[-1].split("\t")[1].startswith("rm -rf /tmp/edgepipe-compile.")
     assert not list(Path("/tmp").glob(f"edgepipe-compile.*/{small_int8_export.name}"))
+
+
+@pytest.mark.parametrize("host", ["-oProxyCommand=touch /tmp/x", "-oProxyCommand=x@host", "me@-host", "me@host;id"])
+def test_compiler_host_is_validated_like_a_deploy_target(host: str) -> None:
+    with pytest.raises(UserError, match="is not a host"):
+        CompileOptions(host=host)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from edgepipe.core.errors import MissingExtraError, UserError
 from edgepipe.core.ssh import SshOptions
 
-from .release import ServiceSettings, read_local_bundle
+from .release import ServiceSettings, read_local_bundle, staged_bundle
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,10 @@ def run_playbook(fleet: FleetDeploy) -> int:
     if not fleet.inventory.is_file():
         raise UserError(f"inventory {fleet.inventory} does not exist; write one host per line (see README, 'Deploy')")
     bundle = read_local_bundle(fleet.bundle)
-    argv = playbook_argv(executable, fleet.inventory, playbook_vars(fleet, bundle.root, bundle.size), fleet.ssh)
-    if subprocess.run(argv).returncode != 0:
+    with staged_bundle(bundle) as staged:  # Ansible copies a folder: give it exactly the manifest's files
+        argv = playbook_argv(executable, fleet.inventory, playbook_vars(fleet, staged, bundle.size), fleet.ssh)
+        code = subprocess.run(argv).returncode
+    if code != 0:
         raise UserError("ansible-playbook failed on at least one host (see its PLAY RECAP above); "
                         "each failed host keeps its previous release")
     return 0

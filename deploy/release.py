@@ -72,6 +72,11 @@ class ServiceSettings:
     accelerator: str = "auto"
     health_timeout: float = 60.0
 
+    def __post_init__(self) -> None:
+        if self.source and has_control(self.source):  # a newline would start a new directive in the unit
+            raise UserError(f"--source {redact(self.source)!r} contains a control character; refusing to put it "
+                            "in the service's systemd unit")
+
 
 def read_local_bundle(path: Path) -> LocalBundle:
     """Verify the bundle here first: shipping a broken bundle would only fail later, on the device."""
@@ -164,9 +169,6 @@ def deploy(remote: Remote, bundle_path: Path, service: ServiceSettings | None, k
            upload: Uploader = scp_upload, say: Callable[[str], None] = progress.say) -> dict:
     """Deploy one bundle to one device; raises UserError (one line) when it does not end healthy."""
     bundle = read_local_bundle(bundle_path)
-    if service and service.source and has_control(service.source):
-        raise UserError(f"--source {redact(service.source)!r} contains a control character; it would break the "
-                        "service's systemd unit")
     with remote.locked():
         return _deploy_locked(remote, bundle, service, keep, upload, say)
 

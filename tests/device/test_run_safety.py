@@ -31,15 +31,15 @@ def read_only_folder(tmp_path: Path):
 @pytest.mark.parametrize("flag", ["--stats-json", "--record"])
 def test_an_unwritable_output_fails_before_the_run(tiny_bundle, video, read_only_folder, capsys, flag):
     target = read_only_folder / ("stats.json" if flag == "--stats-json" else "out.mp4")
-    assert main(["run", str(tiny_bundle), "--source", str(video["path"]), "--json", flag, str(target)]) == 1
+    assert main(["run", str(tiny_bundle), "--source", str(video.path), "--json", flag, str(target)]) == 1
     out, err = capsys.readouterr()
     assert out == ""  # nothing ran
     assert f"cannot write {target}: {read_only_folder} is not a writable folder (Read-only file system)" in err
     assert "internal error" not in err and "codec" not in err
 
 
-def _corrupt_mid_file(video: dict, tmp_path: Path) -> Path:
-    data = bytearray(video["path"].read_bytes())
+def _corrupt_mid_file(video, tmp_path: Path) -> Path:
+    data = bytearray(video.path.read_bytes())
     middle = len(data) // 2
     data[middle : middle + 1500] = b"\xab" * 1500
     broken = tmp_path / "broken.mp4"
@@ -53,14 +53,14 @@ def test_frames_lost_to_a_corrupt_video_are_counted_and_fail_the_run(tiny_bundle
     assert main(["run", str(tiny_bundle), "--source", str(broken), "--json", "--stats-json", str(stats)]) == 1
     out, err = capsys.readouterr()
     summary = json.loads(stats.read_text())
-    assert summary["lost_frames"] > 0 and summary["frames"] + summary["lost_frames"] == video["frames"]
+    assert summary["lost_frames"] > 0 and summary["frames"] + summary["lost_frames"] == video.frames
     assert f"{summary['lost_frames']} of the video's frames could not be decoded" in err
     assert main(["run", str(tiny_bundle), "--source", str(broken), "--json", "--ignore-decode-errors"]) == 0
 
 
 def test_a_whole_video_has_no_lost_frames(tiny_bundle, video, tmp_path, capsys):
     stats = tmp_path / "stats.json"
-    assert main(["run", str(tiny_bundle), "--source", str(video["path"]), "--json", "--stats-json", str(stats)]) == 0
+    assert main(["run", str(tiny_bundle), "--source", str(video.path), "--json", "--stats-json", str(stats)]) == 0
     assert json.loads(stats.read_text())["lost_frames"] == 0
 
 

@@ -25,7 +25,7 @@ from edgepipe.core.errors import UserError
 from edgepipe.core.safetext import has_control, redact, safe_line
 
 from .device_check import assess, format_report, uses_camera
-from .remote import AgentFailure, DiskFull, Remote
+from .remote import DiskFull, Remote
 
 RELEASE_ID_CHARS = 16
 _NONE = type(None)

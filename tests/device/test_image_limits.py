@@ -8,7 +8,6 @@ import json
 import shutil
 import struct
 import zlib
-from pathlib import Path
 
 import cv2
 import numpy as np

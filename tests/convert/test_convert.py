@@ -197,7 +197,6 @@ def test_existing_bundle_is_not_overwritten_without_force(small_run: Path, tmp_p
     with pytest.raises(SystemExit) as bad_argument:
         convert(small_run, out, "--edgetpu", "--segments", "0")
     assert bad_argument.value.code == 2
-    assert convert(small_run, out, "--segments", "2", "--force") == 1  # --segments needs --edgetpu
 
 
 @pytest.mark.e2e

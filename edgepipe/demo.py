@@ -35,8 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             ships), predicts its Edge TPU mapping, classifies a
             generated 640x480 video with the device runtime and benchmarks latency.
             Ends with a table: float vs int8 accuracy, model size, latency p50/p99, FPS.
-            Uses Keras' ImageNet weights when Keras can get them, and says so plainly
-            when it falls back to random initialisation. Takes a few minutes on a
+            Uses Keras' ImageNet weights when Keras can download them, else the ImageNet
+            copy shipped with edgepipe, and says which. Takes a few minutes on a
             laptop CPU.
         """,
         examples="""
@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="where data, run, bundle and reports go (default ./edgepipe-demo)")
     p.add_argument("--force", action="store_true", help="replace an existing work dir")
     p.add_argument("--weights", default="imagenet", metavar="imagenet|none|PATH",
-                   help="backbone weights (default imagenet, falling back to random init offline)")
+                   help="backbone weights (default imagenet: Keras' download, else the copy shipped with edgepipe)")
     p.add_argument("--per-class", type=positive_int, default=100, metavar="N",
                    help="images drawn per class (default 100; 20%% are held out)")
     p.add_argument("--video-frames", type=positive_int, default=120, metavar="N",
@@ -79,32 +79,17 @@ def _stage(name: str, argv: list[str], echo: bool = True) -> str:
     return out.getvalue()
 
 
-SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "mobilenet_v2_1.0_224_no_top.h5"
 DEMO_ALPHA = "1.0"
 DEMO_INPUT_SIZE = "96"
 
 
 def _resolve_weights(requested: str) -> tuple[str, str]:
-    """The weights to train with, and a plain sentence about where they came from.
+    """The weights to train with, and a plain sentence about where they came from: train's own rule
+    (Keras' ImageNet download, else the copy shipped with edgepipe)."""
+    from edgepipe.train.model import ModelConfig, resolve_weights
 
-    Order: what the user asked for; Keras' own ImageNet download; the ImageNet
-    backbone shipped with edgepipe (offline machines); random initialisation.
-    """
-    if requested != "imagenet":
-        return requested, f"backbone weights: {requested}"
-    from edgepipe.train.model import ModelConfig, build_classifier
-
-    try:
-        build_classifier(ModelConfig(alpha=float(DEMO_ALPHA), input_size=int(DEMO_INPUT_SIZE), weights="imagenet"),
-                         len(DEMO_CLASSES))
-        return "imagenet", "backbone weights: ImageNet (Keras download)"
-    except UserError as exc:
-        print(f"Keras cannot get its ImageNet weights: {exc}", file=sys.stderr)
-    if SHIPPED_WEIGHTS.is_file():
-        return str(SHIPPED_WEIGHTS), "backbone weights: ImageNet (copy shipped with edgepipe; Keras download unavailable)"
-    print("FALLING BACK TO RANDOM INITIALISATION: no ImageNet weights could be had, so accuracy will be "
-          "poor; pass --weights PATH to a MobileNetV2 weights file.", file=sys.stderr)
-    return "none", "backbone weights: RANDOM initialisation (no ImageNet weights available)"
+    cfg, note = resolve_weights(ModelConfig(alpha=float(DEMO_ALPHA), input_size=int(DEMO_INPUT_SIZE), weights=requested))
+    return cfg.weights, note
 
 
 def _read_json(path: Path) -> dict[str, Any]:

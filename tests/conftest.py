@@ -16,6 +16,9 @@ import numpy as np
 import pytest
 
 from edgepipe.synthetic import SHAPES, write_dataset
+from edgepipe.core.tfenv import configure_tensorflow
+
+configure_tensorflow()  # before any test imports TensorFlow
 
 SHARED = Path(os.environ.get("EDGEPIPE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 FLOWERS12 = SHARED / "datasets" / "flowers12" / "train"
@@ -46,7 +49,6 @@ def shapes_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _tiny_float_model(input_size: int, classes: int):
     """A small MobileNetV2-shaped tf_keras classifier with random weights."""
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"
     import tf_keras as keras
 
     keras.utils.set_random_seed(0)

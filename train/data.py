@@ -11,12 +11,12 @@ the pixels the model trains on are the pixels it sees on the Pi.
 from __future__ import annotations
 
 import random
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgepipe.core.errors import UserError
 from edgepipe.device.preprocess import IMAGE_SUFFIXES, ImageReadError, InputSpec, load_image
+from edgepipe.core.progress import track
 
 
 @dataclass(frozen=True)
@@ -82,14 +82,12 @@ def class_folders(root: Path) -> list[Path]:
 def probe(paths: list[Path], progress: bool = True) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Decode every file once; return the readable ones and (path, reason) for the rest."""
     readable, skipped = [], []
-    for i, path in enumerate(paths, 1):
+    for path in track(paths, len(paths), "checking images") if progress else paths:
         try:
             load_image(path)
             readable.append(path)
         except ImageReadError as exc:
             skipped.append((path, str(exc)))
-        if progress and (i % 500 == 0 or i == len(paths)):
-            print(f"checked {i}/{len(paths)} images ({len(skipped)} unreadable)", file=sys.stderr)
     return readable, skipped
 
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgepipe.core.errors import UserError
+from edgepipe.core.tfenv import import_tensorflow
 
 
 def keras():
-    """tf_keras (Keras 2), the Keras tfmot can quantize; the package __init__ set TF_USE_LEGACY_KERAS."""
+    """tf_keras (Keras 2), the Keras tfmot can quantize, with TensorFlow imported quietly (edgepipe.core.tfenv)."""
+    import_tensorflow()
     import tf_keras
 
     return tf_keras

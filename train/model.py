@@ -84,8 +84,8 @@ def resolve_weights(cfg: ModelConfig) -> tuple[ModelConfig, str]:
 
     `--weights imagenet` means Keras' own download (or its cache); when Keras
     cannot get it and edgepipe ships a backbone for this architecture and
-    alpha, that copy is used instead. Any other case fails here, before data
-    is scanned, with an error naming the shipped file and what it serves.
+    alpha, that copy is used instead. Any other case fails here, before any
+    training, with an error naming the shipped file and what it serves.
     """
     if cfg.weights == "none":
         return cfg, "backbone weights: random initialisation (--weights none)"

@@ -225,10 +225,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     out = Path(cfg.out)
     refuse_overwrite(out, cfg.force)
     wall_start, cpu_start = time.monotonic(), time.process_time()
+    split = make_split(cfg.data_dir, cfg.val_split, cfg.seed, cfg.val_dir)
     model_cfg, weights_note = resolve_weights(cfg.model)
     cfg = replace(cfg, model=model_cfg)  # config.json records the weights file actually used
-    _log(weights_note)
-    split = make_split(cfg.data_dir, cfg.val_split, cfg.seed, cfg.val_dir)
+    say(weights_note)
     say(f"{len(split.labels)} classes, {len(split.train)} training and {len(split.val)} validation images"
          + (f", {len(split.skipped)} unreadable files skipped (see {rd.SKIPPED})" if split.skipped else ""))
     keras().utils.set_random_seed(cfg.seed)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edgepipe.device.fsutil import atomic_directory, atomic_write_bytes, atomic_write_text
+from edgepipe.core.files import atomic_directory, atomic_write_bytes, atomic_write_text
 
 
 @pytest.fixture(params=[0o022, 0o077, 0o002])

@@ -91,6 +91,10 @@ def find_backend() -> Backend:
     )
 
 
+def threads_text(threads: int) -> str:
+    return f"{threads} thread" + ("" if threads == 1 else "s")
+
+
 def default_threads() -> int:
     """The cores this process may use (respects taskset/cgroup affinity, unlike cpu_count)."""
     if hasattr(os, "sched_getaffinity"):
@@ -267,7 +271,7 @@ class Classifier:
         note = f" ({self.accelerator_note})" if self.accelerator_note else ""
         return (
             f"{self.model_path} on {self.accelerator}{note}, {self.backend} {self.backend_version}, "
-            f"{self.threads} threads, loaded in {self.load_ms:.0f} ms"
+            f"{threads_text(self.threads)}, loaded in {self.load_ms:.0f} ms"
         )
 
 
@@ -376,12 +380,12 @@ def open_classifier(
         embedded = embedded_info(data)
         base_spec = embedded.input_spec
         label_list = label_list or embedded.labels
-        if label_list is None:
-            _warn_once(f"{path} has no labels (no --labels and none embedded in the model): "
-                       "classes are reported as class_0, class_1, ...; pass --labels FILE")
         chosen, delegate, note = _choose_file_delegate(path, is_edgetpu_model(data), accelerator, backend, edgetpu_device)
     interpreter = _make_interpreter(backend, data, model_path, threads, delegate)
     load_ms = (time.perf_counter() - started) * 1000.0
+    if label_list is None:
+        _warn_once(f"{path} has no labels (no --labels and none embedded in the model): "
+                   "classes are reported as class_0, class_1, ...; pass --labels FILE")
     return Classifier(
         interpreter,
         labels=label_list,

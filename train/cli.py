@@ -112,7 +112,7 @@ def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
                    help="evaluate on this part of the run's split.json instead of DATA_DIR")
     p.add_argument("--run", metavar="RUN_DIR", type=Path, help="run dir whose split --split uses (default: MODEL)")
     p.add_argument("--labels", metavar="FILE", type=Path, help="labels file for a bare .tflite or .keras model")
-    p.add_argument("--top-k", type=positive_int, default=5, help="also report top-K accuracy (default 5)")
+    p.add_argument("--top-k", type=positive_int, default=5, help="also report top-K accuracy (default 5; omitted when K >= the number of classes)")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument("--out", metavar="DIR", help="write metrics.json and confusion_matrix.png here")

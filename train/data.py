@@ -110,15 +110,21 @@ def scan_folder(root: str | Path, labels: list[str] | None = None) -> ScannedFol
             raise UserError(f"validation folder {root} has classes the training folder lacks: {', '.join(unknown)}")
     files: list[Path] = []
     owners: list[int] = []
+    not_images: list[tuple[Path, str]] = []
     for folder in folders:
         if folder.name not in labels:
             continue
-        images = sorted(p for p in folder.iterdir() if _is_image(p))
+        entries = sorted(folder.iterdir())
+        images = [p for p in entries if _is_image(p)]
+        not_images += [(p, f"not an image file ({p.suffix or 'no extension'}; images are "
+                           f"{', '.join(IMAGE_SUFFIXES)})") for p in entries
+                       if p.is_file() and not p.name.startswith(".") and not _is_image(p)]
         files += images
         owners += [labels.index(folder.name)] * len(images)
     if not files:
         raise UserError(f"data folder {root} has no images (.jpg, .jpeg, .png, .bmp, .webp) in its class sub-folders")
     readable, skipped = probe(files)
+    skipped = sorted(skipped + not_images)
     owner_of = dict(zip(files, owners))
     samples = [Sample(p, owner_of[p]) for p in readable]
     return ScannedFolder(root, list(labels), samples, skipped)

@@ -230,7 +230,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     cfg = replace(cfg, model=model_cfg)  # config.json records the weights file actually used
     say(weights_note)
     say(f"{len(split.labels)} classes, {len(split.train)} training and {len(split.val)} validation images"
-         + (f", {len(split.skipped)} unreadable files skipped (see {rd.SKIPPED})" if split.skipped else ""))
+        + (f", {len(split.skipped)} files skipped: unreadable or not images (see {rd.SKIPPED})" if split.skipped else ""))
     keras().utils.set_random_seed(cfg.seed)
     spec = InputSpec(height=cfg.model.input_size, width=cfg.model.input_size)
     strategy = make_strategy(cfg.strategy)

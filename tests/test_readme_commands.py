@@ -49,3 +49,23 @@ def test_apt_runs_without_sudo_as_root_and_with_sudo_otherwise(tmp_path: Path):
     assert command.count("$SUDO apt-get") == 2
     assert _sudo_prefix(0, tmp_path) == ""
     assert _sudo_prefix(1000, tmp_path) == "sudo"
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    import re
+
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_contents_links_every_section_and_readme_stands_on_its_own():
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    sections = re.findall(r"^## (.+)$", readme, re.M)
+    contents = next(line for line in readme.splitlines() if line.startswith("Contents: "))
+    assert re.findall(r"\]\(#([^)]+)\)", contents) == [_anchor(s) for s in sections]
+    assert "shared/docs" not in readme
+    walkthrough = readme.split("## Your own photos in ten minutes", 1)[1].split("\n## ", 1)[0]
+    commands = re.search(r"```bash\n(.*?)```", walkthrough, re.S).group(1).splitlines()
+    assert [c.split()[1] for c in commands] == ["train", "convert", "classify", "run", "bench"]

@@ -40,7 +40,7 @@ def mobilenet_v2_int8(path: str | Path, input_size: int = 224) -> Path:
     path = Path(path)
     if path.is_file():
         return path
-    from edgepipe.core.tfenv import import_tensorflow
+    from edgepipe.train.keras_io import import_tensorflow
 
     import_tensorflow()
     import tf_keras as keras

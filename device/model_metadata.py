@@ -16,7 +16,7 @@ from typing import Any
 
 from flatbuffers import encode, number_types, packer, table
 
-from .errors import UserError
+from edgepipe.core.errors import UserError
 from .preprocess import InputSpec
 
 METADATA_NAME = "edgepipe"

@@ -8,20 +8,18 @@ oneDNN, MLIR, SavedModel: ~25 lines per train/convert) unless they pass
 after absl logging is initialised; the lines written before that, and the
 converter's printf-style output, go straight to file descriptor 2, so those
 steps run with the native stderr pointed at /dev/null while Python's
-sys.stderr (our progress and messages) still reaches the user.
+sys.stderr (our progress and messages) still reaches the user. This module
+never imports TensorFlow itself (edgepipe.train.keras_io.import_tensorflow does).
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sys
-import warnings
 from typing import Iterator
 
 VERBOSE_ENV = "EDGEPIPE_TF_VERBOSE"  # inherited by child processes (e.g. a demo stage)
-TF_PYTHON_PACKAGES = r"(tensorflow|tf_keras|tensorflow_model_optimization|absl)(\.|$)"
 
 
 def configure_tensorflow(verbose: bool = False) -> None:
@@ -72,19 +70,3 @@ def native_stderr_silenced() -> Iterator[None]:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
-
-
-def import_tensorflow():
-    """tensorflow, imported quietly (unless verbose) with tf_keras as its Keras; returns the module."""
-    configure_tensorflow(tensorflow_verbose())
-    if "tensorflow" not in sys.modules:
-        with native_stderr_silenced():
-            import tensorflow  # noqa: F401
-            import tf_keras  # noqa: F401
-        if not tensorflow_verbose():
-            for name in ("tensorflow", "absl", "h5py"):
-                logging.getLogger(name).setLevel(logging.ERROR)
-            warnings.filterwarnings("ignore", module=TF_PYTHON_PACKAGES)
-    import tensorflow
-
-    return tensorflow

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgepipe.device.bench_compare import model_names
+from edgepipe.device.bench.compare import model_names
 
 
 def report(model: str, host: str = "pi") -> dict:

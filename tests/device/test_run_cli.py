@@ -81,7 +81,7 @@ def test_image_folder_source_skips_unreadable_and_exits_nonzero(cli, tiny_bundle
 def test_glob_source(cli, tiny_bundle, image_folder, capsys):
     code, out, _ = cli("run", tiny_bundle, "--source", image_folder["root"] / "0[0-2].jpg", "--json")
     assert code == 0 and len(out.splitlines()) == 3
-    code, out, _ = _run(capsys, tiny_bundle, "--source", image_folder["root"] / "0[0-2].jpg")
+    code, out, _ = cli("run", tiny_bundle, "--source", image_folder["root"] / "0[0-2].jpg")
     assert [line.split(":")[0] for line in out.splitlines()] == [
         f"frame {i} 0{i}.jpg" for i in range(3)]
 

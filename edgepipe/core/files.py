@@ -12,6 +12,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Iterator
 

@@ -40,7 +40,9 @@ def mobilenet_v2_int8(path: str | Path, input_size: int = 224) -> Path:
     path = Path(path)
     if path.is_file():
         return path
-    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    from edgepipe.train.keras_io import import_tensorflow
+
+    import_tensorflow()
     import tf_keras as keras
 
     from edgepipe.convert.quantize import export_tflite

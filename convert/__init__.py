@@ -1,6 +1,6 @@
 """Trained Keras model to an int8 TFLite bundle for the Pi CPU and the Coral
 Edge TPU, with its accuracy verified through the device's preprocessing."""
 
-import os
+from edgepipe.core.tfenv import configure_tensorflow
 
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
+configure_tensorflow()

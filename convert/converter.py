@@ -168,25 +168,22 @@ def _accuracy_block(float_eval: Evaluation, candidates: dict[str, Candidate], ch
 def _build_candidates(o: ConvertOptions, run: TrainedRun, model: Any, activation: str, scratch: Path, warnings: list[str]) -> dict[str, Candidate]:
     spec = run.input_spec
     train_files = run.split_files("train")
-    say(f"representative set: up to {o.representative} of {len(train_files)} training images")
     rep = representative_pixels(train_files, spec, o.representative)
+    say(f"representative set: {len(rep)} of {len(train_files)} training images")
     candidates = {}
-    started = time.perf_counter()
-    say("PTQ: converting to full int8")
-    candidates["ptq"] = _write_candidate(scratch / "ptq", "ptq", export_tflite(model, spec, rep, o.io), run, activation)
-    say(f"PTQ: done in {time.perf_counter() - started:.0f} s")
+    candidates["ptq"] = _write_candidate(scratch / "ptq", "ptq", export_tflite(model, spec, rep, o.io, name="PTQ"), run, activation)
     nested = nested_models(model)
     if o.method == "auto" and nested:
         warnings.append(f"QAT skipped: the model nests {', '.join(nested)} (tfmot needs a flat model); shipped PTQ")
     elif o.method in ("auto", "qat"):
         started = time.perf_counter()
         say(f"QAT: calibrating and fine-tuning for {o.qat_epochs} epoch(s) at lr {o.qat_lr:g}")
-        pixels, labels, _ = load_pixels(train_files, spec)
+        pixels, labels, _ = load_pixels(train_files, spec, progress="QAT: loading training images")
         qat = quantization_aware_model(
             model, rep, pixels, labels, spec, epochs=o.qat_epochs, learning_rate=o.qat_lr, batch_size=o.batch_size,
             seed=int(run.config.get("seed", 0) or 0), progress=say,
         )  # fmt: skip
-        candidates["qat"] = _write_candidate(scratch / "qat", "qat", export_tflite(qat, spec, rep, o.io), run, activation)
+        candidates["qat"] = _write_candidate(scratch / "qat", "qat", export_tflite(qat, spec, rep, o.io, name="QAT"), run, activation)
         say(f"QAT: done in {time.perf_counter() - started:.0f} s")
     for flag, name, kwargs in ((o.float32, "float32_tflite", {}), (o.float16, "float16_tflite", {"float16": True})):
         if flag:

@@ -3,7 +3,8 @@
 edgepipe stores its labels and input spec in the model itself (entry
 `edgepipe`), so a model file copied out of its bundle still says what it
 classifies. edgetpu_compiler drops all metadata; `copy_metadata` puts the
-source model's entries back into the compiled one.
+source model's entries back into the compiled one. Reading is the device's
+(edgepipe.device.model_metadata), which needs no TensorFlow.
 """
 
 from __future__ import annotations
@@ -13,27 +14,15 @@ from typing import Any
 
 import numpy as np
 
-METADATA_NAME = "edgepipe"
+from edgepipe.device.model_metadata import METADATA_NAME, read_metadata
+
+__all__ = ["METADATA_NAME", "copy_metadata", "edgepipe_metadata", "read_metadata", "with_metadata"]
 
 
 def _flatbuffer_utils():
     from tensorflow.lite.tools import flatbuffer_utils
 
     return flatbuffer_utils
-
-
-def _entries(model: Any) -> dict[str, bytes]:
-    out = {}
-    for entry in model.metadata or []:
-        name = entry.name.decode() if isinstance(entry.name, bytes) else str(entry.name)
-        data = model.buffers[entry.buffer].data
-        out[name] = bytes(np.asarray(data, dtype=np.uint8)) if data is not None else b""
-    return out
-
-
-def read_metadata(model_bytes: bytes) -> dict[str, bytes]:
-    fb = _flatbuffer_utils()
-    return _entries(fb.read_model_from_bytearray(bytearray(model_bytes)))
 
 
 def with_metadata(model_bytes: bytes, entries: dict[str, bytes]) -> bytes:

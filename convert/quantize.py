@@ -32,11 +32,14 @@ import numpy as np
 from edgepipe.core.errors import UserError
 from edgepipe.core.progress import say
 from edgepipe.device.preprocess import ImageReadError, InputSpec, load_image, normalize, resize_to_input
+from edgepipe.core.progress import Progress, Working, track
+from edgepipe.core.tfenv import native_stderr_silenced
 
 IO_TYPES = ("uint8", "int8", "float")
 
 
-def load_pixels(files: list[tuple[Path, int]], spec: InputSpec, limit: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[Path]]:
+def load_pixels(files: list[tuple[Path, int]], spec: InputSpec, limit: int | None = None, seed: int = 0,
+                progress: str | None = None) -> tuple[np.ndarray, np.ndarray, list[Path]]:
     """Resized uint8 pixels (N, H, W, 3) exactly as the device makes them, their labels, and unreadable files.
 
     uint8 keeps 200 images at 224x224 at 30 MB; `normalize` turns a batch into model floats.
@@ -45,7 +48,7 @@ def load_pixels(files: list[tuple[Path, int]], spec: InputSpec, limit: int | Non
     if limit is not None and limit < len(chosen):
         chosen = random.Random(seed).sample(chosen, limit)
     pixels, labels, unreadable = [], [], []
-    for path, label in chosen:
+    for path, label in track(chosen, len(chosen), progress) if progress else chosen:
         try:
             pixels.append(resize_to_input(load_image(path), spec))
             labels.append(label)
@@ -79,16 +82,24 @@ def _tf_type(io: str):
     return {"uint8": tf.uint8, "int8": tf.int8, "float": tf.float32}[io]
 
 
-def export_tflite(model, spec: InputSpec, pixels: np.ndarray | None, io: str = "uint8", float16: bool = False) -> bytes:
-    """The model as .tflite bytes: full-int8 when `pixels` (representative images) are given, else float."""
+def export_tflite(model, spec: InputSpec, pixels: np.ndarray | None, io: str = "uint8", float16: bool = False,
+                  name: str = "conversion") -> bytes:
+    """The model as .tflite bytes: full-int8 when `pixels` (representative images) are given, else float.
+
+    The converter's own output is silenced (edgepipe.core.tfenv); the calibration
+    pass over the representative images, its long part, shows progress.
+    """
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_concrete_functions([_concrete_function(model, spec)], model)
+    working = Working(f"{name}: converting")
     if pixels is not None:
 
         def representative() -> Iterator[list[np.ndarray]]:
-            for p in pixels:
+            working.paused = True
+            for p in track(pixels, len(pixels), f"{name}: calibrating on representative images"):
                 yield [normalize(p, spec)[np.newaxis]]
+            working.paused = False
 
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
@@ -100,7 +111,8 @@ def export_tflite(model, spec: InputSpec, pixels: np.ndarray | None, io: str = "
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
     try:
-        return bytes(converter.convert())
+        with native_stderr_silenced(), working:
+            return bytes(converter.convert())
     except Exception as exc:  # noqa: BLE001 - converter errors are long MLIR dumps
         first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         raise UserError(f"TFLite conversion failed: {first[:300]}") from None
@@ -191,13 +203,15 @@ def _float_ranges(model, pixels: np.ndarray, spec: InputSpec, layer_names: list[
         linear.append(clone)
     lows = np.full(len(tensors), np.inf)
     highs = np.full(len(tensors), -np.inf)
-    for start in range(0, len(pixels), batch):
-        outs = probe(tf.constant(normalize(pixels[start : start + batch], spec)), training=False)
-        outs = outs if isinstance(outs, (list, tuple)) else [outs]
-        values = list(outs[: len(layer_names)]) + [lin(x) for lin, x in zip(linear, outs[len(layer_names) :])]
-        for i, v in enumerate(values):
-            lows[i] = min(lows[i], float(tf.reduce_min(v)))
-            highs[i] = max(highs[i], float(tf.reduce_max(v)))
+    with Progress(len(pixels), "QAT: measuring float activation ranges") as progress:
+        for start in range(0, len(pixels), batch):
+            outs = probe(tf.constant(normalize(pixels[start : start + batch], spec)), training=False)
+            outs = outs if isinstance(outs, (list, tuple)) else [outs]
+            values = list(outs[: len(layer_names)]) + [lin(x) for lin, x in zip(linear, outs[len(layer_names) :])]
+            for i, v in enumerate(values):
+                lows[i] = min(lows[i], float(tf.reduce_min(v)))
+                highs[i] = max(highs[i], float(tf.reduce_max(v)))
+            progress.update(len(pixels[start : start + batch]))
     names = layer_names + [f"{n}/pre_activation" for n in pre_activation]
     # TFLite needs 0 inside every range.
     return {n: (min(lo, 0.0), max(hi, 0.0)) for n, lo, hi in zip(names, lows, highs)}
@@ -268,7 +282,8 @@ def quantization_aware_model(
             "retrain with edgepipe train, or use --method ptq"
         )
     keras.utils.set_random_seed(seed)
-    qat = _quantize_model(float_model)
+    with Working("QAT: building the quantization-aware model"):
+        qat = _quantize_model(float_model)
     _freeze_batch_norm(qat)
     set_count = calibrate_qat_ranges(qat, float_model, calibration, spec)
     progress(f"  QAT: {set_count} quantizer ranges calibrated from {len(calibration)} training images")
@@ -287,6 +302,10 @@ def quantization_aware_model(
 
     batches = _Batches(train_pixels, train_labels, spec, batch_size, seed)
     for epoch in range(epochs):
-        losses = [float(step(tf.constant(x), tf.constant(y))) for x, y in batches.epoch()]
-        progress(f"  QAT epoch {epoch + 1}/{epochs}: loss {np.mean(losses):.4f}")
+        losses = []
+        with Progress(len(train_pixels), f"QAT epoch {epoch + 1}/{epochs}") as bar:
+            for x, y in batches.epoch():
+                losses.append(float(step(tf.constant(x), tf.constant(y))))
+                bar.note(f"loss {np.mean(losses):.4f}")
+                bar.update(len(x))
     return qat

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from edgepipe.device.preprocess import InputSpec, normalize
+from edgepipe.core.progress import Progress
+from edgepipe.core.tfenv import native_stderr_silenced
 from edgepipe.train.metrics import classification_report
 
 from .quantize import load_pixels
@@ -55,10 +57,11 @@ def load_held_out(files: list[tuple[Path, int]], spec: InputSpec) -> HeldOut:
 
 
 def evaluate_keras(model, held_out: HeldOut, spec: InputSpec, class_names: list[str], batch: int = 32) -> Evaluation:
-    scores = [
-        np.asarray(model(normalize(held_out.pixels[i : i + batch], spec), training=False))
-        for i in range(0, len(held_out.pixels), batch)
-    ]
+    scores = []
+    with Progress(len(held_out.pixels), "verifying the float model") as progress:
+        for i in range(0, len(held_out.pixels), batch):
+            scores.append(np.asarray(model(normalize(held_out.pixels[i : i + batch], spec), training=False)))
+            progress.update(len(scores[-1]))
     stacked = np.concatenate(scores) if scores else np.zeros((0, len(class_names)), np.float32)
     return Evaluation("float", stacked, classification_report(held_out.labels, None, class_names, scores=stacked))
 
@@ -67,7 +70,9 @@ def evaluate_on_device(name: str, model: Path, held_out: HeldOut, class_names: l
     """A bundle dir or .tflite through the device runtime."""
     from edgepipe.train.device_eval import predict_files
 
-    scores, unreadable = predict_files(model, held_out.files, labels=None, accelerator=accelerator)
+    with native_stderr_silenced():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" line
+        scores, unreadable = predict_files(model, held_out.files, labels=None, accelerator=accelerator,
+                                           progress=f"verifying {name} ({accelerator})")
     if unreadable:
         raise RuntimeError(f"device runtime could not read {len(unreadable)} images the float model read")
     scores = np.asarray(scores, dtype=np.float32)

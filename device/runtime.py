@@ -29,6 +29,7 @@ from .bundle import MAX_MODEL_BYTES, TFLITE_IDENTIFIER, Bundle, is_bundle, load_
 from edgepipe.core.accelerators import ACCELERATORS
 from edgepipe.core.errors import UserError
 from .labels import read_labels
+from .model_metadata import embedded_info
 from . import postprocess
 from .postprocess import Prediction
 from .preprocess import InputSpec, normalize, quantize, resize_to_input
@@ -88,6 +89,10 @@ def find_backend() -> Backend:
         "no TFLite runtime is installed; install one with: pip install 'edgepipe[device]' "
         "(or pip install tflite-runtime on older Pis)"
     )
+
+
+def threads_text(threads: int) -> str:
+    return f"{threads} thread" + ("" if threads == 1 else "s")
 
 
 def default_threads() -> int:
@@ -266,7 +271,7 @@ class Classifier:
         note = f" ({self.accelerator_note})" if self.accelerator_note else ""
         return (
             f"{self.model_path} on {self.accelerator}{note}, {self.backend} {self.backend_version}, "
-            f"{self.threads} threads, loaded in {self.load_ms:.0f} ms"
+            f"{threads_text(self.threads)}, loaded in {self.load_ms:.0f} ms"
         )
 
 
@@ -327,6 +332,16 @@ def _make_interpreter(backend: Backend, data: bytes, path: Path, threads: int, d
     return interpreter
 
 
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """A warning on stderr, once per process (bench opens a model once per thread count)."""
+    if message not in _warned:
+        _warned.add(message)
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
 def open_classifier(
     model: str | Path,
     labels: str | Path | None = None,
@@ -337,8 +352,10 @@ def open_classifier(
     """Load a bundle directory or a .tflite file, ready to classify BGR frames.
 
     A bundle's hashes are verified and its labels and preprocessing used
-    (`labels` overrides its labels file); a bare .tflite takes its preprocessing
-    from the input tensor (float input assumed MobileNet-style [-1, 1]).
+    (`labels` overrides its labels file). A bare .tflite uses the labels and
+    preprocessing edgepipe embedded in it when present (`labels` still wins),
+    else its input tensor (float input assumed MobileNet-style [-1, 1]); with
+    no labels at all a warning says the classes will be class_0, class_1, ...
     """
     if accelerator not in ACCELERATORS:
         raise UserError(f"accelerator {accelerator!r} is not one of {', '.join(ACCELERATORS)}")
@@ -360,9 +377,15 @@ def open_classifier(
     else:
         model_path = path
         data = read_model_bytes(path)
+        embedded = embedded_info(data)
+        base_spec = embedded.input_spec
+        label_list = label_list or embedded.labels
         chosen, delegate, note = _choose_file_delegate(path, is_edgetpu_model(data), accelerator, backend, edgetpu_device)
     interpreter = _make_interpreter(backend, data, model_path, threads, delegate)
     load_ms = (time.perf_counter() - started) * 1000.0
+    if label_list is None:
+        _warn_once(f"{path} has no labels (no --labels and none embedded in the model): "
+                   "classes are reported as class_0, class_1, ...; pass --labels FILE")
     return Classifier(
         interpreter,
         labels=label_list,

@@ -17,6 +17,7 @@ from edgepipe import __version__, demo
 from edgepipe.convert import cli as convert_cli
 from edgepipe.core.errors import MissingExtraError, UserError
 from edgepipe.core.safetext import safe_line
+from edgepipe.core.tfenv import configure_tensorflow
 from edgepipe.deploy import cli as deploy_cli
 from edgepipe.device import cli as device_cli
 from edgepipe.train import cli as train_cli
@@ -58,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
             "  edgepipe bench bundle/                    latency percentiles\n"
             "  edgepipe deploy bundle/ pi@raspberrypi    ship it as a service\n"
             "  edgepipe demo                             all of it, offline, on synthetic data\n"
-            "\nadd --debug to any command for a full traceback on errors."
+            "\nadd --debug to any command for a full traceback on errors, --verbose to see\n"
+            "TensorFlow's own logging (hidden otherwise)."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -83,7 +85,10 @@ def _missing_extra(exc: ModuleNotFoundError) -> MissingExtraError | None:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    argv = [a for a in argv if a != "--debug"]
+    verbose = "--verbose" in argv
+    argv = [a for a in argv if a not in ("--debug", "--verbose")]
+    if debug or verbose:
+        configure_tensorflow(verbose=True)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

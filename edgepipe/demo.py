@@ -3,6 +3,9 @@
 It runs every stage through the same CLI entry point a user types, so the
 demo proves the commands, not a private shortcut: train, convert (QAT),
 inspect (Edge TPU prediction), run on a video, bench; then one table.
+The device stages (run, bench) run in a child process, as on the device: in
+the demo's own process TensorFlow is loaded, which would count gigabytes of
+its memory (and its threads) in the model's latency report.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import argparse
 import contextlib
 import io
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,8 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             ships), predicts its Edge TPU mapping, classifies a
             generated 640x480 video with the device runtime and benchmarks latency.
             Ends with a table: float vs int8 accuracy, model size, latency p50/p99, FPS.
-            Uses Keras' ImageNet weights when Keras can get them, and says so plainly
-            when it falls back to random initialisation. Takes a few minutes on a
+            Uses Keras' ImageNet weights when Keras can download them, else the ImageNet
+            copy shipped with edgepipe, and says which. Takes a few minutes on a
             laptop CPU.
         """,
         examples="""
@@ -50,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="where data, run, bundle and reports go (default ./edgepipe-demo)")
     p.add_argument("--force", action="store_true", help="replace an existing work dir")
     p.add_argument("--weights", default="imagenet", metavar="imagenet|none|PATH",
-                   help="backbone weights (default imagenet, falling back to random init offline)")
+                   help="backbone weights (default imagenet: Keras' download, else the copy shipped with edgepipe)")
     p.add_argument("--per-class", type=positive_int, default=100, metavar="N",
                    help="images drawn per class (default 100; 20%% are held out)")
     p.add_argument("--video-frames", type=positive_int, default=120, metavar="N",
@@ -79,32 +83,27 @@ def _stage(name: str, argv: list[str], echo: bool = True) -> str:
     return out.getvalue()
 
 
-SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "mobilenet_v2_1.0_224_no_top.h5"
+def _device_stage(name: str, argv: list[str]) -> str:
+    """Run one device command (`run`, `bench`) as `python -m edgepipe` in a new process, where
+    TensorFlow is not loaded, and return its stdout; its stderr goes to ours as it comes."""
+    print(f"\n== {name}: edgepipe {' '.join(argv)}", file=sys.stderr, flush=True)
+    result = subprocess.run([sys.executable, "-m", "edgepipe", *argv], stdout=subprocess.PIPE, text=True)
+    if result.returncode != 0:
+        raise UserError(f"demo stopped: `edgepipe {argv[0]}` failed (exit {result.returncode}); see the message above")
+    return result.stdout
+
+
 DEMO_ALPHA = "1.0"
 DEMO_INPUT_SIZE = "96"
 
 
 def _resolve_weights(requested: str) -> tuple[str, str]:
-    """The weights to train with, and a plain sentence about where they came from.
+    """The weights to train with, and a plain sentence about where they came from: train's own rule
+    (Keras' ImageNet download, else the copy shipped with edgepipe)."""
+    from edgepipe.train.model import ModelConfig, resolve_weights
 
-    Order: what the user asked for; Keras' own ImageNet download; the ImageNet
-    backbone shipped with edgepipe (offline machines); random initialisation.
-    """
-    if requested != "imagenet":
-        return requested, f"backbone weights: {requested}"
-    from edgepipe.train.model import ModelConfig, build_classifier
-
-    try:
-        build_classifier(ModelConfig(alpha=float(DEMO_ALPHA), input_size=int(DEMO_INPUT_SIZE), weights="imagenet"),
-                         len(DEMO_CLASSES))
-        return "imagenet", "backbone weights: ImageNet (Keras download)"
-    except UserError as exc:
-        print(f"Keras cannot get its ImageNet weights: {exc}", file=sys.stderr)
-    if SHIPPED_WEIGHTS.is_file():
-        return str(SHIPPED_WEIGHTS), "backbone weights: ImageNet (copy shipped with edgepipe; Keras download unavailable)"
-    print("FALLING BACK TO RANDOM INITIALISATION: no ImageNet weights could be had, so accuracy will be "
-          "poor; pass --weights PATH to a MobileNetV2 weights file.", file=sys.stderr)
-    return "none", "backbone weights: RANDOM initialisation (no ImageNet weights available)"
+    cfg, note = resolve_weights(ModelConfig(alpha=float(DEMO_ALPHA), input_size=int(DEMO_INPUT_SIZE), weights=requested))
+    return cfg.weights, note
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -139,12 +138,12 @@ def run_demo(args: argparse.Namespace) -> int:
         "convert", ["convert", str(run), "--out", str(bundle)]))
     inspect = json.loads(_stage("inspect", ["inspect", str(bundle / "model.tflite"), "--json"], echo=False))
     stats_path, results_path = work / "run_stats.json", work / "run_results.jsonl"
-    frames = _timed("run_s", timings, lambda: _stage(
-        "run", ["run", str(bundle), "--source", str(video), "--json", "--stats-json", str(stats_path)], echo=False))
+    frames = _timed("run_s", timings, lambda: _device_stage(
+        "run", ["run", str(bundle), "--source", str(video), "--json", "--stats-json", str(stats_path)]))
     results_path.write_text(frames, encoding="utf-8")
     bench_path = work / "bench.json"
-    _timed("bench_s", timings, lambda: _stage(
-        "bench", ["bench", str(bundle), "--runs", "200", "--warmup", "20", "--out", str(bench_path)], echo=False))
+    _timed("bench_s", timings, lambda: _device_stage(
+        "bench", ["bench", str(bundle), "--runs", "200", "--warmup", "20", "--out", str(bench_path)]))
 
     summary = _summarise(work, bundle, inspect, results_path, truth, stats_path, bench_path, weights_note, timings)
     (work / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
@@ -201,6 +200,7 @@ def _summarise(work: Path, bundle: Path, inspect: dict, results_path: Path, trut
         "latency_p50_ms": bench["latency_ms"]["p50"],
         "latency_p99_ms": bench["latency_ms"]["p99"],
         "threads": bench.get("threads"),
+        "bench_peak_rss_mb": bench.get("peak_rss_mb"),
         "run_fps": stats.get("fps"),
         "video_accuracy": _video_accuracy(results_path, truth),
         "timings_s": timings,
@@ -222,7 +222,9 @@ def _table(s: dict[str, Any]) -> str:
                                                                  if s["accuracy_qat"] is not None else "")),
         ("int8 model size", size),
         ("Edge TPU (predicted)", f"{s['edgetpu_mapped']} ops mapped, {s['edgetpu_cpu']} on CPU"),
-        (f"latency p50 / p99 ({s['threads']} threads)", f"{s['latency_p50_ms']:.2f} / {s['latency_p99_ms']:.2f} ms"),
+        (f"latency p50 / p99 ({s['threads']} thread{'s' if s['threads'] != 1 else ''})",
+         f"{s['latency_p50_ms']:.2f} / {s['latency_p99_ms']:.2f} ms, peak memory {s['bench_peak_rss_mb']:.0f} MB "
+         "(measured in a process without TensorFlow, as on the device)"),
         ("edgepipe run on 640x480 video", f"{s['run_fps']:.1f} FPS, {_pct(s['video_accuracy'])} of frames right"),
         ("stage times", ", ".join(f"{k[:-2]} {v:.0f}s" for k, v in s["timings_s"].items())),
     ]

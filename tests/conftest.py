@@ -16,6 +16,9 @@ import numpy as np
 import pytest
 
 from edgepipe.synthetic import SHAPES, write_dataset
+from edgepipe.core.tfenv import configure_tensorflow
+
+configure_tensorflow()  # before any test imports TensorFlow
 
 SHARED = Path(os.environ.get("EDGEPIPE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 FLOWERS12 = SHARED / "datasets" / "flowers12" / "train"
@@ -46,7 +49,6 @@ def shapes_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _tiny_float_model(input_size: int, classes: int):
     """A small MobileNetV2-shaped tf_keras classifier with random weights."""
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"
     import tf_keras as keras
 
     keras.utils.set_random_seed(0)
@@ -60,30 +62,21 @@ def _tiny_float_model(input_size: int, classes: int):
 
 @pytest.fixture(scope="session")
 def tiny_int8_model(tmp_path_factory: pytest.TempPathFactory, shapes_dataset: Path) -> dict:
-    """A real full-int8 (uint8 I/O) TFLite classifier, 96x96, 4 labels; random weights.
+    """A real full-int8 (uint8 I/O) TFLite MobileNetV2 classifier, 96x96, 4 labels; random weights.
 
+    Exported exactly as `edgepipe convert` exports (static batch 1, per-tensor
+    Dense), and built once per session: the device, bench, convert (inspect)
+    and deploy tests all share this one conversion, the slowest set-up there is.
     Returns {"model": Path, "labels": Path, "float_model": keras model}.
     """
-    import tensorflow as tf
-
-    from edgepipe.device.preprocess import InputSpec, load_image, to_model_float
+    from edgepipe.convert.quantize import export_tflite
+    from edgepipe.device.preprocess import InputSpec, load_image, resize_to_input
 
     spec = InputSpec(height=96, width=96)
     model = _tiny_float_model(96, len(SHAPES))
-    images = sorted(shapes_dataset.rglob("*.jpg"))[:32]
-
-    def representative():
-        for path in images:
-            yield [to_model_float(load_image(path), spec)[np.newaxis]]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.uint8
-    converter.inference_output_type = tf.uint8
+    pixels = np.stack([resize_to_input(load_image(p), spec) for p in sorted(shapes_dataset.rglob("*.jpg"))[:32]])
     root = tmp_path_factory.mktemp("tiny_model")
-    (root / "model.tflite").write_bytes(converter.convert())
+    (root / "model.tflite").write_bytes(export_tflite(model, spec, pixels, "uint8"))
     (root / "labels.txt").write_text("".join(f"{s}\n" for s in SHAPES))
     return {"model": root / "model.tflite", "labels": root / "labels.txt", "float_model": model}
 

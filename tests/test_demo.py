@@ -45,3 +45,20 @@ def test_demo_force_never_replaces_a_folder_it_did_not_make(tmp_path, capsys):
     assert main(["demo", "--workdir", str(work), "--force"]) == 1
     assert "not made by `edgepipe demo`" in capsys.readouterr().err
     assert (work / "holiday.jpg").read_bytes() == b"precious"
+
+
+def test_demo_device_stages_measure_a_process_without_tensorflow(tiny_bundle, tmp_path):
+    """The demo's own process holds TensorFlow (gigabytes); bench must not count it."""
+    import resource
+
+    import tensorflow as tf
+
+    from edgepipe.demo import _device_stage
+
+    tf.constant(1.0) + 1.0  # TensorFlow loaded and initialised here, as in the demo
+    own_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    out = tmp_path / "bench.json"
+    _device_stage("bench", ["bench", str(tiny_bundle), "--runs", "5", "--warmup", "1", "--out", str(out)])
+    result = json.loads(out.read_text())["results"][0]
+    assert result["latency_ms"]["p50"] > 0
+    assert 0 < result["peak_rss_mb"] < own_peak_mb / 2, (result["peak_rss_mb"], own_peak_mb)

@@ -1,10 +1,9 @@
 """Transfer learning: fine-tune MobileNet on DATA/<label>/*.jpg.
 
-tfmot (used by convert) needs Keras 2, i.e. tf_keras; TensorFlow picks the
-Keras it exposes from this variable at import time, so it is set here, before
-any module of this package imports TensorFlow.
+TensorFlow reads its environment (tf_keras as Keras, log level) at import
+time, so it is set here, before any module of this package imports it.
 """
 
-import os
+from edgepipe.core.tfenv import configure_tensorflow
 
-os.environ["TF_USE_LEGACY_KERAS"] = "1"
+configure_tensorflow()

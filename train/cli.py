@@ -57,7 +57,7 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
     model.add_argument("--alpha", type=float, choices=ALPHAS, default=1.0, help="width multiplier (default 1.0)")
     model.add_argument("--input-size", type=input_size, default=224, help="square input, 96..224 (default 224)")
     model.add_argument("--weights", default="imagenet", metavar="imagenet|none|PATH",
-                       help="backbone weights: Keras' ImageNet download, none (random) or a .h5 file")
+                       help="backbone weights: ImageNet (Keras' download, offline the copy shipped with edgepipe for mobilenet_v2 alpha 1.0), none (random) or a .h5 file")
     model.add_argument("--dropout", type=fraction, default=0.2, help="dropout before the softmax (default 0.2)")
     model.add_argument("--l2", type=non_negative_float, default=1e-4, help="L2 on the softmax kernel (default 1e-4)")
     fit = p.add_argument_group("training")
@@ -112,7 +112,7 @@ def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
                    help="evaluate on this part of the run's split.json instead of DATA_DIR")
     p.add_argument("--run", metavar="RUN_DIR", type=Path, help="run dir whose split --split uses (default: MODEL)")
     p.add_argument("--labels", metavar="FILE", type=Path, help="labels file for a bare .tflite or .keras model")
-    p.add_argument("--top-k", type=positive_int, default=5, help="also report top-K accuracy (default 5)")
+    p.add_argument("--top-k", type=positive_int, default=5, help="also report top-K accuracy (default 5; omitted when K >= the number of classes)")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.add_argument("--out", metavar="DIR", help="write metrics.json and confusion_matrix.png here")

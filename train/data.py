@@ -11,12 +11,12 @@ the pixels the model trains on are the pixels it sees on the Pi.
 from __future__ import annotations
 
 import random
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgepipe.core.errors import UserError
 from edgepipe.device.preprocess import IMAGE_SUFFIXES, ImageReadError, InputSpec, load_image
+from edgepipe.core.progress import track
 
 
 @dataclass(frozen=True)
@@ -82,14 +82,12 @@ def class_folders(root: Path) -> list[Path]:
 def probe(paths: list[Path], progress: bool = True) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Decode every file once; return the readable ones and (path, reason) for the rest."""
     readable, skipped = [], []
-    for i, path in enumerate(paths, 1):
+    for path in track(paths, len(paths), "checking images") if progress else paths:
         try:
             load_image(path)
             readable.append(path)
         except ImageReadError as exc:
             skipped.append((path, str(exc)))
-        if progress and (i % 500 == 0 or i == len(paths)):
-            print(f"checked {i}/{len(paths)} images ({len(skipped)} unreadable)", file=sys.stderr)
     return readable, skipped
 
 
@@ -112,15 +110,21 @@ def scan_folder(root: str | Path, labels: list[str] | None = None) -> ScannedFol
             raise UserError(f"validation folder {root} has classes the training folder lacks: {', '.join(unknown)}")
     files: list[Path] = []
     owners: list[int] = []
+    not_images: list[tuple[Path, str]] = []
     for folder in folders:
         if folder.name not in labels:
             continue
-        images = sorted(p for p in folder.iterdir() if _is_image(p))
+        entries = sorted(folder.iterdir())
+        images = [p for p in entries if _is_image(p)]
+        not_images += [(p, f"not an image file ({p.suffix or 'no extension'}; images are "
+                           f"{', '.join(IMAGE_SUFFIXES)})") for p in entries
+                       if p.is_file() and not p.name.startswith(".") and not _is_image(p)]
         files += images
         owners += [labels.index(folder.name)] * len(images)
     if not files:
         raise UserError(f"data folder {root} has no images (.jpg, .jpeg, .png, .bmp, .webp) in its class sub-folders")
     readable, skipped = probe(files)
+    skipped = sorted(skipped + not_images)
     owner_of = dict(zip(files, owners))
     samples = [Sample(p, owner_of[p]) for p in readable]
     return ScannedFolder(root, list(labels), samples, skipped)

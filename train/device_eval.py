@@ -8,8 +8,6 @@ dequantisation. No TensorFlow here.
 
 from __future__ import annotations
 
-import sys
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -17,6 +15,7 @@ import numpy as np
 
 from edgepipe.device.preprocess import ImageReadError, load_image
 from edgepipe.device.runtime import Classifier, open_classifier
+from edgepipe.core.progress import track
 
 
 def predict_files(
@@ -26,21 +25,20 @@ def predict_files(
     *,
     accelerator: str = "cpu",
     threads: int | None = None,
-    progress: bool = False,
+    progress: str | None = None,
 ) -> tuple[np.ndarray, list[Path]]:
     """Scores (n_readable x classes, float32, dequantised) in file order, and the unreadable files.
 
     Rows exist only for readable files: drop the unreadable ones from your
     ground truth too. `model_or_bundle` is a bundle dir, a .tflite file or an
-    already-open Classifier.
+    already-open Classifier. `progress` names the work on a progress bar.
     """
     classifier = (model_or_bundle if isinstance(model_or_bundle, Classifier)
                   else open_classifier(model_or_bundle, labels=labels, accelerator=accelerator, threads=threads))
     scores = np.zeros((len(files), len(classifier.labels)), dtype=np.float32)
     unreadable: list[Path] = []
     row = 0
-    last_report = time.monotonic()
-    for i, path in enumerate(files, 1):
+    for path in track(files, len(files), progress) if progress else files:
         try:
             image = load_image(path)
         except ImageReadError:
@@ -48,7 +46,4 @@ def predict_files(
             continue
         scores[row] = classifier.invoke(classifier.preprocess(image))
         row += 1
-        if progress and (time.monotonic() - last_report > 10 or i == len(files)):
-            last_report = time.monotonic()
-            print(f"classified {i}/{len(files)} images", file=sys.stderr)
     return scores[:row], unreadable

@@ -120,7 +120,7 @@ def _score_device(args: EvaluateOptions, path: Path) -> Scored:
     samples, skipped = _samples_for(args, classifier.labels)
     if not samples:
         raise UserError("no readable images to evaluate")
-    scores, unreadable = predict_files(classifier, [s.path for s in samples], progress=True)
+    scores, unreadable = predict_files(classifier, [s.path for s in samples], progress="classifying")
     if unreadable:  # changed on disk since it was probed
         raise UserError(f"{unreadable[0]} became unreadable during evaluation")
     engine = f"tflite:{classifier.backend}:{classifier.accelerator}"

@@ -10,13 +10,14 @@ read batches from it, which keeps memory flat however big the data set is.
 
 from __future__ import annotations
 
-import sys
-import time
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
+
+from edgepipe.core.progress import Progress
 
 
 @dataclass
@@ -58,23 +59,22 @@ class FeatureCache:
 
 def write_cache(path: Path, batches: Iterable[tuple[np.ndarray, np.ndarray]], total: int,
                 what: str = "") -> FeatureCache:
-    """Write (features, labels) batches into a .npy memmap of `total` rows."""
+    """Write (features, labels) batches into a .npy memmap of `total` rows; shows progress when `what` names them."""
     path.parent.mkdir(parents=True, exist_ok=True)
     out = None
     labels = np.zeros(total, dtype=np.int32)
     done = 0
-    start = last_report = time.monotonic()
-    for features, batch_labels in batches:
-        features = np.asarray(features, dtype=np.float32)
-        if out is None:
-            out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(total, *features.shape[1:]))
-        out[done : done + len(features)] = features
-        labels[done : done + len(features)] = batch_labels
-        done += len(features)
-        now = time.monotonic()
-        if what and (now - last_report > 10 or done == total):
-            last_report = now
-            print(f"{what}: {done}/{total} images ({done / max(now - start, 1e-9):.0f}/s)", file=sys.stderr)
+    with contextlib.ExitStack() as stack:
+        progress = stack.enter_context(Progress(total, what)) if what else None
+        for features, batch_labels in batches:
+            features = np.asarray(features, dtype=np.float32)
+            if out is None:
+                out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(total, *features.shape[1:]))
+            out[done : done + len(features)] = features
+            labels[done : done + len(features)] = batch_labels
+            done += len(features)
+            if progress:
+                progress.update(len(features))
     if out is None or done != total:
         raise AssertionError(f"feature cache {path}: wrote {done} rows, expected {total}")
     out.flush()

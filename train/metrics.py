@@ -46,7 +46,7 @@ def classification_report(
 
     `y_pred` may be None when `scores` (n x classes) is given: it is then the
     argmax. Top-k needs `scores`; without them only top-1 (= accuracy) is
-    reported. Macro averages are over every label, including ones with no
+    reported, and so it is for k at or above the number of classes. Macro averages are over every label, including ones with no
     samples, so a class the model never predicts pulls them down.
     """
     labels = list(labels)
@@ -79,7 +79,8 @@ def classification_report(
 
     top = {"1": accuracy}
     if scores is not None:
-        top.update({str(k): top_k_accuracy(y_true, scores, k) for k in top_k if k != 1})
+        # top-k with k >= the number of classes is 1.0 by definition: not reported.
+        top.update({str(k): top_k_accuracy(y_true, scores, k) for k in top_k if 1 < k < num_classes})
 
     return {
         "accuracy": accuracy,

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import edgepipe
 from edgepipe.core.errors import UserError
 
 from .keras_io import keras
@@ -27,6 +28,10 @@ HEAD_LAYER = "predictions"
 # Keras' 0.999 moving averages stay near their initial values for hundreds of
 # steps; a small data set trains for fewer, so validation would use stale BN.
 RANDOM_INIT_BN_MOMENTUM = 0.9
+# ImageNet backbones shipped inside the package (see edgepipe/weights/README.md),
+# for machines where Keras cannot download its own: (architecture, alpha) -> file.
+SHIPPED_WEIGHTS_DIR = Path(edgepipe.__file__).resolve().parent / "weights"
+SHIPPED_BACKBONES = {("mobilenet_v2", 1.0): SHIPPED_WEIGHTS_DIR / "mobilenet_v2_1.0_224_no_top.h5"}
 
 
 @dataclass(frozen=True)
@@ -60,12 +65,56 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
+class ImageNetDownloadError(UserError):
+    """Keras could not download its ImageNet weights (offline, proxy, ...)."""
+
+    def __init__(self, cfg: ModelConfig, why: str) -> None:
+        self.reason = f"Keras cannot download the ImageNet weights for {cfg.architecture} alpha {cfg.alpha:g} ({why})"
+        super().__init__(f"{self.reason}; pass --weights PATH to a weights file, or --weights none")
+
+
+def _shipped_backbones_sentence() -> str:
+    served = ", ".join(f"{arch} alpha {alpha:g}" for arch, alpha in SHIPPED_BACKBONES)
+    files = ", ".join(str(path) for path in SHIPPED_BACKBONES.values())
+    return f"the ImageNet weights shipped with edgepipe ({files}) serve only {served}"
+
+
+def resolve_weights(cfg: ModelConfig) -> tuple[ModelConfig, str]:
+    """The config to build with, and one line saying where the backbone weights come from.
+
+    `--weights imagenet` means Keras' own download (or its cache); when Keras
+    cannot get it and edgepipe ships a backbone for this architecture and
+    alpha, that copy is used instead. Any other case fails here, before any
+    training, with an error naming the shipped file and what it serves.
+    """
+    if cfg.weights == "none":
+        return cfg, "backbone weights: random initialisation (--weights none)"
+    if cfg.weights != "imagenet":
+        return cfg, f"backbone weights: {_weights_argument(cfg.weights)}"
+    try:
+        build_backbone(cfg, keras().Input((cfg.input_size, cfg.input_size, 3)))
+        return cfg, "backbone weights: ImageNet (Keras)"
+    except ImageNetDownloadError as exc:
+        shipped = SHIPPED_BACKBONES.get((cfg.architecture, float(cfg.alpha)))
+        if shipped is None or not shipped.is_file():
+            raise UserError(
+                f"{exc.reason}, and {_shipped_backbones_sentence()}; use --architecture mobilenet_v2 --alpha 1.0, "
+                "pass --weights PATH to a weights file, or --weights none"
+            ) from None
+    return replace(cfg, weights=str(shipped)), (
+        f"backbone weights: ImageNet, the copy shipped with edgepipe ({shipped}); Keras cannot download its own (offline?)"
+    )
+
+
 def build_backbone(cfg: ModelConfig, inputs):
     """The application built on `inputs`, with its weights; one-line errors for the usual failures."""
     if cfg.architecture not in ARCHITECTURES:
         raise UserError(f"architecture {cfg.architecture!r} is not one of {', '.join(ARCHITECTURES)}")
     weights = _weights_argument(cfg.weights)
-    kwargs = dict(input_tensor=inputs, include_top=False, alpha=cfg.alpha, weights=weights)
+    # input_shape as well as input_tensor: from the tensor alone Keras infers no size and warns
+    # that "`rows` is not in [96, 128, ...]" even at 96.
+    kwargs = dict(input_tensor=inputs, input_shape=tuple(inputs.shape[1:]), include_top=False, alpha=cfg.alpha,
+                  weights=weights)
     if cfg.architecture != "mobilenet_v2":
         # The Edge TPU has no hard-swish; our pipeline feeds [-1, 1] pixels already.
         kwargs.update(minimalistic=True, include_preprocessing=False)
@@ -80,17 +129,11 @@ def build_backbone(cfg: ModelConfig, inputs):
         raise UserError(f"cannot build {cfg.architecture} alpha {cfg.alpha}: {_first_line(exc)}") from None
     except OSError as exc:
         if weights == "imagenet":
-            raise UserError(
-                f"cannot download the ImageNet weights for {cfg.architecture} ({_first_line(exc)}); "
-                "pass --weights PATH to a weights file, or --weights none"
-            ) from None
+            raise ImageNetDownloadError(cfg, _first_line(exc)) from None
         raise UserError(f"cannot read weights file {weights}: {_first_line(exc)}") from None
     except Exception as exc:  # keras.utils.get_file raises a bare Exception when offline
         if weights == "imagenet" and "URL fetch failure" in str(exc):
-            raise UserError(
-                f"cannot download the ImageNet weights for {cfg.architecture} (offline?); "
-                "pass --weights PATH to a weights file, or --weights none"
-            ) from None
+            raise ImageNetDownloadError(cfg, "offline?") from None
         raise
 
 

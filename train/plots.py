@@ -68,9 +68,10 @@ def save_training_curves(history: Sequence[Mapping[str, Any]], path: str | Path)
                 ys = [row.get(key) for row in history]
                 if any(y is not None and y != "" for y in ys):
                     ax.plot(x, [float(y) if y not in (None, "") else float("nan") for y in ys], style, label=key)
-            phase_starts = [i + 1 for i in range(1, len(history)) if history[i].get("phase") != history[i - 1].get("phase")]
+            phase_starts = [i for i in range(1, len(history)) if history[i].get("phase") != history[i - 1].get("phase")]
             for start in phase_starts:
-                ax.axvline(start - 0.5, color="grey", linewidth=0.8, linestyle=":")
+                ax.axvline(start + 0.5, color="grey", linewidth=0.8, linestyle=":",
+                           label=f"{history[start].get('phase')} starts")
             ax.set_xlabel("epoch")
             ax.set_title(metric)
             ax.legend()

@@ -18,7 +18,7 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from .data import Augmentation, Split, augmenter, image_dataset, inputs_only, ma
 from .features import FeatureCache, write_cache
 from .keras_io import keras
 from .metrics import classification_report
-from .model import (FEATURES_LAYER, ModelConfig, boundary_tensor, build_classifier, freeze_backbone, sub_model,
+from .model import (FEATURES_LAYER, ModelConfig, boundary_tensor, build_classifier, freeze_backbone, resolve_weights, sub_model,
                     top_block, unfreeze_top)
 from .plots import save_confusion_matrix, save_training_curves
 
@@ -226,8 +226,11 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     refuse_overwrite(out, cfg.force)
     wall_start, cpu_start = time.monotonic(), time.process_time()
     split = make_split(cfg.data_dir, cfg.val_split, cfg.seed, cfg.val_dir)
+    model_cfg, weights_note = resolve_weights(cfg.model)
+    cfg = replace(cfg, model=model_cfg)  # config.json records the weights file actually used
+    say(weights_note)
     say(f"{len(split.labels)} classes, {len(split.train)} training and {len(split.val)} validation images"
-         + (f", {len(split.skipped)} unreadable files skipped (see {rd.SKIPPED})" if split.skipped else ""))
+        + (f", {len(split.skipped)} files skipped: unreadable or not images (see {rd.SKIPPED})" if split.skipped else ""))
     keras().utils.set_random_seed(cfg.seed)
     spec = InputSpec(height=cfg.model.input_size, width=cfg.model.input_size)
     strategy = make_strategy(cfg.strategy)

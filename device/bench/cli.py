@@ -191,7 +191,7 @@ def compare_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -
 
     from .compare import comparison_json, comparison_series, compare_rows, format_comparison, load_report
 
-    rows = compare_rows([load_report(path) for path in args.files])
+    rows = compare_rows([load_report(path) for path in args.files], [str(path) for path in args.files])
     return _emit(args, comparison_json(rows, args.files), lambda: format_comparison(rows),
                  lambda: comparison_series(rows), "latency per inference")
 

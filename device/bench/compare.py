@@ -34,12 +34,37 @@ def load_report(path: str | Path) -> dict[str, Any]:
     return report
 
 
-def compare_rows(reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _path_tail(path: str, parts: int) -> str:
+    return "/".join(Path(path).parts[-parts:])
+
+
+def model_names(reports: list[dict[str, Any]], files: list[str] | None = None) -> list[str]:
+    """A name per report that tells it apart: the bundle's or model's name; when two reports on one
+    device share it (two folders called bundle/), the shortest tail of their paths that differs,
+    and when the paths are the same too (one bundle benched twice), the JSON file's name."""
+    keys = [(r["model_name"], r["environment"].get("hostname")) for r in reports]
+    names = []
+    for i, report in enumerate(reports):
+        twins = [j for j, key in enumerate(keys) if key == keys[i]]
+        paths = [reports[j]["model"] for j in twins]
+        if len(twins) == 1:
+            names.append(report["model_name"])
+        elif len(set(paths)) == len(paths):
+            depth = next(n for n in range(2, 64) if len({_path_tail(p, n) for p in paths}) == len(paths)
+                         or n >= max(len(Path(p).parts) for p in paths))
+            names.append(_path_tail(report["model"], depth))
+        else:
+            names.append(f"{report['model_name']} ({Path(files[i]).name})" if files else f"{report['model_name']} #{i + 1}")
+    return names
+
+
+def compare_rows(reports: list[dict[str, Any]], files: list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per measured configuration of each report; `files` (the JSON paths) name twins."""
     rows = []
-    for report in reports:
+    for report, name in zip(reports, model_names(reports, files)):
         for result in report["results"]:
             rows.append({
-                "model": report["model_name"],
+                "model": name,
                 "device": report["environment"].get("hostname"),
                 "accelerator": result["accelerator"],
                 "threads": result["threads"],

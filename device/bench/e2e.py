@@ -38,6 +38,26 @@ class FrameLatencySink(Sink):
         self.latencies.append(result.latency_ms)
 
 
+class WarmupLabelledLog(io.TextIOBase):
+    """The run's log, with its closing summary line saying that it counts the warm-up frames too,
+    so it cannot be mistaken for the bench's own (warm-up excluded) numbers."""
+
+    def __init__(self, log: io.TextIOBase, warmup: int) -> None:
+        super().__init__()
+        self.log, self.warmup = log, warmup
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if text.startswith("summary: "):
+            text = f"run summary, {self.warmup} warm-up frames included: " + text.removeprefix("summary: ")
+        return self.log.write(text)
+
+    def flush(self) -> None:
+        self.log.flush()
+
+
 def measure_e2e(classifier: Classifier, source: FrameSource, warmup: int, runs: int,
                 duration_s: float | None, log: io.TextIOBase) -> dict[str, Any]:
     """Per-stage statistics over `runs` frames (or `duration_s` seconds) after `warmup` frames."""
@@ -49,7 +69,7 @@ def measure_e2e(classifier: Classifier, source: FrameSource, warmup: int, runs: 
         max_retries=0,  # a bench reports a lost source instead of waiting out retries
     )
     sink = FrameLatencySink()
-    result = Pipeline(classifier, source, options, [sink], log=log).run()
+    result = Pipeline(classifier, source, options, [sink], log=WarmupLabelledLog(log, warmup)).run()
     frames = sink.latencies[warmup:]
     if not sink.latencies:
         raise UserError(f"source {source.name} yielded no frames ({result.reason}); check it with `edgepipe run --source`")

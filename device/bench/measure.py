@@ -29,7 +29,7 @@ from .stats import MS_DECIMALS, latency_summary, rate_per_s, time_windows, to_ms
 from edgepipe.core.accelerators import BENCH_ACCELERATORS
 from edgepipe.core.errors import UserError
 from ..preprocess import InputSpec, load_image, normalize, quantize
-from ..runtime import Classifier, EdgeTpuUnavailable, default_threads, open_classifier
+from ..runtime import Classifier, EdgeTpuUnavailable, default_threads, open_classifier, threads_text
 from ..sources import open_source
 from .sysinfo import current_rss_mb, edgetpu_absence, environment, peak_rss_mb, thermal_snapshot
 
@@ -162,7 +162,7 @@ def measure_configuration(classifier: Classifier, plan: BenchPlan, progress: Pro
     _, first = timed_invokes(interpreter.invoke, 1)
     timed_invokes(interpreter.invoke, plan.warmup)
     what = f"for {plan.duration_s:g} s" if plan.duration_s else f"{plan.runs} runs"
-    progress(f"{classifier.accelerator}, {classifier.threads} threads: timing {what} after {plan.warmup} warm-up")
+    progress(f"{classifier.accelerator}, {threads_text(classifier.threads)}: timing {what} after {plan.warmup} warm-up")
     thermal_before = thermal_snapshot()
     gc.collect()  # leave no garbage from loading for the timed runs to trip over
     starts, samples = timed_invokes(interpreter.invoke, plan.runs, plan.duration_s)

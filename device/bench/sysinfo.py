@@ -25,6 +25,7 @@ from ..runtime import EDGETPU_LIBRARY, default_threads
 DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
 CPUINFO = Path("/proc/cpuinfo")
 STATM = Path("/proc/self/statm")
+STATUS = Path("/proc/self/status")
 THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0")
 
 # `vcgencmd get_throttled` bits (Raspberry Pi firmware documentation).
@@ -151,7 +152,15 @@ def edgetpu_absence() -> str:
 
 
 def peak_rss_mb() -> float:
-    """The process's peak resident memory so far (it never goes down)."""
+    """The process's peak resident memory so far (it never goes down).
+
+    Linux: VmHWM of /proc/self/status, the peak of this program's own memory.
+    getrusage's ru_maxrss survives fork and exec, so a bench started by a big
+    process (the demo, with TensorFlow loaded) would report that process's peak.
+    """
+    for line in (_read_text(STATUS) or "").splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)  # kB
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
     return round(peak * scale / 2**20, 1)

@@ -1,10 +1,16 @@
 """Writing outputs so that a crash or Ctrl-C never leaves a half-written file
-and an existing result is never overwritten without --force."""
+and an existing result is never overwritten without --force.
+
+Temporary files and directories are created with os.open/os.mkdir and modes
+0666/0777, not tempfile's mkstemp/mkdtemp (0600/0700): renamed into place they
+become the output, which must get the modes the umask gives any other file.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,10 +25,20 @@ def refuse_overwrite(path: Path, force: bool) -> None:
         raise UserError(f"{path} already exists; pass --force to overwrite it")
 
 
+def _temporary_sibling(path: Path, suffix: str) -> Path:
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}{suffix}")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    while True:
+        tmp = _temporary_sibling(path, ".tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -49,7 +65,13 @@ def atomic_directory(path: Path, force: bool = False) -> Iterator[Path]:
     path = Path(path)
     refuse_overwrite(path, force)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    while True:
+        tmp = _temporary_sibling(path, ".partial")
+        try:
+            tmp.mkdir(0o777)
+            break
+        except FileExistsError:
+            continue
     try:
         yield tmp
     except BaseException:

@@ -26,18 +26,10 @@ def small_run(tmp_path_factory: pytest.TempPathFactory, shapes_dataset: Path) ->
 
 
 @pytest.fixture(scope="session")
-def mobilenet_v2_export(tmp_path_factory: pytest.TempPathFactory, tiny_int8_model: dict, shapes_dataset: Path) -> Path:
+def mobilenet_v2_export(tiny_int8_model: dict) -> Path:
     """convert's default int8 export (static batch 1, uint8 I/O, per-tensor Dense) of conftest's
-    MobileNetV2 (alpha 0.35, 96x96)."""
-    from edgepipe.convert.quantize import export_tflite, representative_pixels
-    from edgepipe.device.preprocess import InputSpec
-
-    spec = InputSpec(height=96, width=96)
-    files = [(p, 0) for p in sorted(shapes_dataset.rglob("*.jpg"))]
-    data = export_tflite(tiny_int8_model["float_model"], spec, representative_pixels(files, spec, 8), "uint8")
-    path = tmp_path_factory.mktemp("exports") / "mobilenet_v2_int8.tflite"
-    path.write_bytes(data)
-    return path
+    MobileNetV2 (alpha 0.35, 96x96): the session's shared tiny model, not a second conversion."""
+    return tiny_int8_model["model"]
 
 
 @pytest.fixture(scope="session")

@@ -48,3 +48,54 @@ def test_classify_labels_mismatch_is_one_line(tiny_int8_model, image_folder, tmp
     err = capsys.readouterr().err
     assert code == 1
     assert err.strip().count("\n") == 0 and "labels have 2 entries but" in err
+
+
+def _with_edgepipe_metadata(model, out, entry: bytes):
+    from edgepipe.convert.metadata import METADATA_NAME, with_metadata
+
+    out.write_bytes(with_metadata(model.read_bytes(), {METADATA_NAME: entry}))
+    return out
+
+
+EMBEDDED_LABELS = [f"embedded_{name}" for name in reversed(SHAPES)]
+
+
+def test_bare_model_uses_its_embedded_labels_and_input_spec(tiny_int8_model, image_folder, tmp_path, capsys):
+    spec = {"height": 96, "width": 96, "channel_order": "BGR", "mean": 127.5, "std": 127.5}
+    model = _with_edgepipe_metadata(tiny_int8_model["model"], tmp_path / "model.tflite",
+                                    json.dumps({"labels": EMBEDDED_LABELS, "input": spec}).encode())
+    clf = open_classifier(model, threads=1)
+    assert clf.labels == EMBEDDED_LABELS and clf.input_spec.channel_order == "BGR"
+    good = str(image_folder["good"][0])
+    assert main(["classify", str(model), good, "--json", "--top-k", "1"]) == 0
+    out, err = capsys.readouterr()
+    row = json.loads(out)
+    assert row["top"][0]["label"] == EMBEDDED_LABELS[row["top"][0]["index"]]
+    assert "warning" not in err
+    # An explicit --labels wins over the embedded ones.
+    assert main(["classify", str(model), good, "--json", "--labels", str(tiny_int8_model["labels"])]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["top"][0]["label"] == SHAPES[row["top"][0]["index"]]
+
+
+@pytest.mark.parametrize("entry", [None, b"not json", b'{"labels": [1, 2], "input": {"height": "x"}}'])
+def test_bare_model_without_usable_labels_warns_once(tiny_int8_model, image_folder, tmp_path, capsys, entry):
+    from edgepipe.device import runtime
+
+    runtime._warned.clear()
+    model = tiny_int8_model["model"] if entry is None else _with_edgepipe_metadata(
+        tiny_int8_model["model"], tmp_path / "model.tflite", entry)
+    good = str(image_folder["good"][0])
+    assert main(["classify", str(model), good, good, "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out.splitlines()[0])["top"][0]["label"].startswith("class_")
+    assert err.count(f"warning: {model} has no labels") == 1
+    assert "pass --labels FILE" in err
+
+
+def test_metadata_reader_survives_garbage():
+    from edgepipe.device.model_metadata import embedded_info, read_metadata
+
+    assert read_metadata(b"") == {} and read_metadata(b"\xff" * 64) == {}
+    info = embedded_info(b"TFL3" * 100)
+    assert info.labels is None and info.input_spec is None

@@ -71,7 +71,8 @@ def test_image_folder_source_skips_unreadable_and_exits_nonzero(cli, tiny_bundle
     stats = tmp_path / "stats.json"
     code, out, err = cli("run", tiny_bundle, "--source", image_folder["root"], "--json", "--stats-json", stats)
     assert code == 1
-    assert len(out.splitlines()) == len(image_folder["good"])
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [row["item"] for row in rows] == [p.name for p in sorted(image_folder["good"])]
     summary = json.loads(stats.read_text())
     assert summary["errors"] == 2 and summary["frames"] == 5
     assert err.count("skipped: image") == 2
@@ -80,6 +81,9 @@ def test_image_folder_source_skips_unreadable_and_exits_nonzero(cli, tiny_bundle
 def test_glob_source(cli, tiny_bundle, image_folder, capsys):
     code, out, _ = cli("run", tiny_bundle, "--source", image_folder["root"] / "0[0-2].jpg", "--json")
     assert code == 0 and len(out.splitlines()) == 3
+    code, out, _ = cli("run", tiny_bundle, "--source", image_folder["root"] / "0[0-2].jpg")
+    assert [line.split(":")[0] for line in out.splitlines()] == [
+        f"frame {i} 0{i}.jpg" for i in range(3)]
 
 
 @pytest.mark.parametrize("source, message", [

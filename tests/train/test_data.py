@@ -18,12 +18,15 @@ def test_odd_images_load_or_are_skipped_with_a_reason(tmp_path, odd_images):
     (data / "a").mkdir(parents=True)
     for path in odd_images.values():
         path.rename(data / "a" / path.name)
+    (data / "a" / "notes.txt").write_text("where these were taken\n")
+    (data / "a" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
     scanned = scan_folder(data)
     readable = sorted(s.path.name for s in scanned.samples)
     assert readable == sorted(["gray.png", "rgba.png", "deep.png", "upper.JPG", "photo.webp", "photo.bmp",
                                "cmyk.jpg", "exif_rotated.jpg"])
-    assert sorted(p.name for p, _ in scanned.skipped) == ["empty.jpg", "text.png", "truncated.jpg"]
+    assert sorted(p.name for p, _ in scanned.skipped) == ["empty.jpg", "notes.txt", "text.png", "truncated.jpg"]
     assert all(reason for _, reason in scanned.skipped)
+    assert dict((p.name, r) for p, r in scanned.skipped)["notes.txt"].startswith("not an image file (.txt;")
     for sample in scanned.samples:
         image = load_image(sample.path)
         assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3

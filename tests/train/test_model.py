@@ -64,3 +64,40 @@ def test_v3_small_is_minimalistic_and_flat(keras):
 def test_input_size_outside_range_is_user_error():
     with pytest.raises(UserError, match="outside 96..224"):
         build_classifier(ModelConfig(input_size=64, weights="none"), 3)
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path):
+    """Keras' download fails as on a machine without internet: an empty Keras cache and a
+    proxy on a closed local port (urllib reads https_proxy on every request)."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+
+
+def test_imagenet_offline_uses_the_shipped_backbone_and_says_so(offline, keras, caplog):
+    from edgepipe.train.model import SHIPPED_BACKBONES, resolve_weights
+
+    shipped = SHIPPED_BACKBONES[("mobilenet_v2", 1.0)]
+    cfg, note = resolve_weights(ModelConfig(alpha=1.0, input_size=96, weights="imagenet"))
+    assert cfg.weights == str(shipped) and shipped.is_file()
+    assert note == f"backbone weights: ImageNet, the copy shipped with edgepipe ({shipped}); Keras cannot download its own (offline?)"
+    with caplog.at_level("WARNING"):
+        model = build_classifier(cfg, 3)
+    assert "`rows` is not in" not in caplog.text  # 96 is one of Keras' ImageNet sizes
+    import h5py
+
+    with h5py.File(shipped, "r") as f:
+        kernel = np.asarray(f["Conv1"]["Conv1"]["kernel:0"])
+    np.testing.assert_array_equal(model.get_layer("Conv1").get_weights()[0], kernel)
+
+
+def test_imagenet_offline_without_a_shipped_backbone_names_the_shipped_file(offline):
+    from edgepipe.train.model import SHIPPED_BACKBONES, resolve_weights
+
+    with pytest.raises(UserError) as error:
+        resolve_weights(ModelConfig(alpha=0.35, input_size=96, weights="imagenet"))
+    message = str(error.value)
+    assert "cannot download the ImageNet weights for mobilenet_v2 alpha 0.35" in message
+    assert str(SHIPPED_BACKBONES[("mobilenet_v2", 1.0)]) in message and "serve only mobilenet_v2 alpha 1" in message
+    assert "\n" not in message

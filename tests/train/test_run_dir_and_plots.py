@@ -32,6 +32,18 @@ def test_training_curves_png(tmp_path):
     assert out.read_bytes()[:8] == PNG_MAGIC
 
 
+def test_training_curves_legend_names_the_phase_line(tmp_path, monkeypatch):
+    from edgepipe.train import plots
+
+    legends = []
+    save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path: (
+        legends.append([[t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes]), save(fig, path)))
+    history = [{"phase": "head", "loss": 1.0, "val_loss": 1.1}] * 2 + [{"phase": "fine_tune", "loss": 0.5, "val_loss": 0.7}]
+    save_training_curves(history, tmp_path / "curves.png")
+    assert legends[0][0] == ["loss", "val_loss", "fine_tune starts"]
+
+
 def _fake_run(tmp_path, with_model=True):
     import tf_keras as keras
 

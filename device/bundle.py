@@ -139,7 +139,7 @@ def check_manifest(manifest: Any, where: Path) -> None:
         )
     files = manifest.get("files")
     if not isinstance(files, dict) or not files:
-        raise bad(f"`files` must be a non-empty object of name -> sha256 (it lists no files)")
+        raise bad("`files` must be a non-empty object of name -> sha256 (it lists no files)")
     for name, digest in files.items():
         if not plain_relative_name(name) or name == MANIFEST:
             raise bad(f"`files` names {name!r}, not a plain relative path inside the bundle")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from edgepipe.core.errors import UserError
-from edgepipe.device.labels import read_labels
+from edgepipe.device.labels import format_labels, read_labels
 from edgepipe.device.preprocess import InputSpec
 
 MODEL = "model.keras"
@@ -49,6 +49,23 @@ class TrainedRun:
             raise UserError(f"{self.root} has no {SPLIT}; retrain with this version of edgepipe to record the split")
         base = Path(self.split["data_dir"])
         return [(base / rel, int(index)) for rel, index in self.split[part]]
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2))
+
+
+def write_run_inputs(root: Path, labels: list[str], config: dict[str, Any], split: dict[str, Any],
+                     skipped: list[tuple[Path, str]] = ()) -> None:
+    """What a run is made from: labels, config, split (and the files skipped as unreadable).
+
+    `edgepipe train` writes these before training (and config.json again after);
+    tests build runs for convert and evaluate with the same function.
+    """
+    (root / LABELS).write_text(format_labels(labels))
+    write_json(root / CONFIG, config)
+    write_json(root / SPLIT, split)
+    (root / SKIPPED).write_text("".join(f"{path}\t{reason}\n" for path, reason in skipped))
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -27,7 +27,6 @@ import numpy as np
 from edgepipe import __version__
 from edgepipe.core.progress import say
 from edgepipe.core.files import atomic_directory, refuse_overwrite
-from edgepipe.device.labels import format_labels
 from edgepipe.device.preprocess import InputSpec
 
 from . import run_dir as rd
@@ -220,6 +219,99 @@ def effective_config(cfg: TrainConfig, split: Split, spec: InputSpec, strategy) 
     }
 
 
+@dataclass
+class Network:
+    """The classifier and where training cuts it: `boundary` is the input of the fine-tuned
+    top block (`features` when nothing is fine-tuned), below which everything is frozen."""
+
+    model: Any
+    top: list
+    features: Any
+    boundary: Any
+
+
+@dataclass
+class Fitted:
+    """What the two training phases leave: the best weights, the epoch log, the validation cache."""
+
+    best: BestWeights
+    history: list[dict]
+    interrupted: bool
+    boundary_val: FeatureCache
+
+
+def build_network(cfg: TrainConfig, num_classes: int, strategy) -> Network:
+    with strategy.scope():
+        model = build_classifier(cfg.model, num_classes)
+    fine_tune = cfg.fine_tune_epochs > 0 and cfg.fine_tune_layers > 0
+    top = top_block(model, cfg.fine_tune_layers) if fine_tune else []
+    features = model.get_layer(FEATURES_LAYER).output
+    return Network(model, top, features, boundary_tensor(model, top) if top else features)
+
+
+def fit_phases(cfg: TrainConfig, split: Split, spec: InputSpec, net: Network, strategy, cache_dir: Path) -> Fitted:
+    """Cache the frozen part's outputs once, train the head on them, then fine-tune the top block.
+
+    Ctrl-C keeps the best weights so far (when there are any) instead of losing the run.
+    """
+    best, history = BestWeights(net.model), []
+    prefix = sub_model(net.model.input, net.boundary, "frozen_backbone")
+    boundary_train, boundary_val = _extract(split, cfg, spec, prefix, cache_dir, "boundary")
+    try:
+        if net.top:
+            pool = sub_model(net.boundary, net.features, "top_block_pooled")
+
+            def pooled(batch: np.ndarray) -> np.ndarray:
+                return pool(batch, training=False).numpy()
+
+            pooled_train = boundary_train.map(pooled, cache_dir / "pooled_train.npy")
+            pooled_val = boundary_val.map(pooled, cache_dir / "pooled_val.npy")
+        else:
+            pooled_train, pooled_val = boundary_train, boundary_val
+        class_weight = (balanced_class_weights(pooled_train.labels, len(split.labels))
+                        if cfg.class_weights else None)
+        with strategy.scope():
+            head = sub_model(net.features, net.model.output, "head")
+            _fit(head, pooled_train, pooled_val, cfg, "head", cfg.epochs, cfg.learning_rate, best, history,
+                 class_weight)
+            best.restore()
+            if net.top:
+                _fine_tune(cfg, net, boundary_train, boundary_val, best, history, class_weight)
+    except KeyboardInterrupt:
+        if best.weights is None:
+            raise
+        say(f"interrupted: keeping the best model so far ({best.where}, val_loss {best.best_loss:.4f})")
+        return Fitted(best, history, True, boundary_val)
+    return Fitted(best, history, False, boundary_val)
+
+
+def _fine_tune(cfg: TrainConfig, net: Network, train: FeatureCache, val: FeatureCache, best: BestWeights,
+               history: list[dict], class_weight) -> None:
+    random_init = cfg.model.weights == "none"
+    unfrozen = unfreeze_top(net.model, net.top, train_batch_norm=random_init)
+    say(f"fine-tuning the top {len(net.top)} backbone layers ({unfrozen} with weights; "
+        + ("BatchNormalization trains: random initial weights)" if random_init
+           else "BatchNormalization stays frozen)"))
+    suffix = sub_model(net.boundary, net.model.output, "fine_tuned_top")
+    _fit(suffix, train, val, cfg, "fine_tune", cfg.fine_tune_epochs, cfg.fine_tune_learning_rate, best, history,
+         class_weight)
+
+
+def save_results(root: Path, net: Network, fitted: Fitted, cfg: TrainConfig, split: Split) -> dict[str, Any]:
+    """The best weights scored on the held-out images, saved with their metrics, history and plots."""
+    fitted.best.restore()
+    freeze_backbone(net.model)
+    final = sub_model(net.boundary, net.model.output, "final")  # boundary is `features` when nothing is fine-tuned
+    scores = final.predict(inputs_only(fitted.boundary_val.dataset(cfg.batch_size)), verbose=0)
+    report = classification_report(fitted.boundary_val.labels, None, split.labels, scores=scores)
+    net.model.save(root / rd.MODEL)
+    (root / rd.METRICS).write_text(json.dumps(report, indent=2))
+    write_history(fitted.history, root / rd.HISTORY)
+    save_confusion_matrix(report, root / rd.CONFUSION_PNG)
+    save_training_curves(fitted.history, root / rd.CURVES_PNG)
+    return report
+
+
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Train into cfg.out; returns a summary. Raises KeyboardInterrupt only if nothing was trained yet."""
     out = Path(cfg.out)
@@ -234,77 +326,23 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     keras().utils.set_random_seed(cfg.seed)
     spec = InputSpec(height=cfg.model.input_size, width=cfg.model.input_size)
     strategy = make_strategy(cfg.strategy)
-    with strategy.scope():
-        model = build_classifier(cfg.model, len(split.labels))
-    fine_tune = cfg.fine_tune_epochs > 0 and cfg.fine_tune_layers > 0
-    top = top_block(model, cfg.fine_tune_layers) if fine_tune else []
-    features = model.get_layer(FEATURES_LAYER).output
-    boundary = boundary_tensor(model, top) if top else features
+    net = build_network(cfg, len(split.labels), strategy)
     config = effective_config(cfg, split, spec, strategy)
-    config["fine_tune_layers_effective"] = len(top)
+    config["fine_tune_layers_effective"] = len(net.top)
 
     target = out if is_chief(strategy) else Path(tempfile.mkdtemp(prefix="edgepipe-worker-")) / "run"
     with atomic_directory(target, force=cfg.force) as tmp:
-        (tmp / rd.LABELS).write_text(format_labels(split.labels))
-        (tmp / rd.CONFIG).write_text(json.dumps(config, indent=2))
-        (tmp / rd.SPLIT).write_text(json.dumps(split.to_json(), indent=2))
-        (tmp / rd.SKIPPED).write_text("".join(f"{path}\t{reason}\n" for path, reason in split.skipped))
-        cache_dir = tmp / ".cache"
-        history: list[dict] = []
-        best = BestWeights(model)
-        interrupted = False
-        try:
-            prefix = sub_model(model.input, boundary, "frozen_backbone")
-            boundary_train, boundary_val = _extract(split, cfg, spec, prefix, cache_dir, "boundary")
-            if top:
-                pool = sub_model(boundary, features, "top_block_pooled")
-
-                def pooled(batch: np.ndarray) -> np.ndarray:
-                    return pool(batch, training=False).numpy()
-
-                pooled_train = boundary_train.map(pooled, cache_dir / "pooled_train.npy")
-                pooled_val = boundary_val.map(pooled, cache_dir / "pooled_val.npy")
-            else:
-                pooled_train, pooled_val = boundary_train, boundary_val
-            class_weight = (balanced_class_weights(pooled_train.labels, len(split.labels))
-                            if cfg.class_weights else None)
-            with strategy.scope():
-                head = sub_model(features, model.output, "head")
-                _fit(head, pooled_train, pooled_val, cfg, "head", cfg.epochs, cfg.learning_rate, best, history,
-                     class_weight)
-                best.restore()
-                if top:
-                    random_init = cfg.model.weights == "none"
-                    unfrozen = unfreeze_top(model, top, train_batch_norm=random_init)
-                    say(f"fine-tuning the top {len(top)} backbone layers ({unfrozen} with weights; "
-                         + ("BatchNormalization trains: random initial weights)" if random_init
-                            else "BatchNormalization stays frozen)"))
-                    suffix = sub_model(boundary, model.output, "fine_tuned_top")
-                    _fit(suffix, boundary_train, boundary_val, cfg, "fine_tune", cfg.fine_tune_epochs,
-                         cfg.fine_tune_learning_rate, best, history, class_weight)
-        except KeyboardInterrupt:
-            if best.weights is None:
-                raise
-            interrupted = True
-            say(f"interrupted: keeping the best model so far ({best.where}, val_loss {best.best_loss:.4f})")
-        best.restore()
-        freeze_backbone(model)
-        final = sub_model(boundary, model.output, "final")  # boundary is `features` when nothing is fine-tuned
-        scores = final.predict(inputs_only(boundary_val.dataset(cfg.batch_size)), verbose=0)
-        report = classification_report(boundary_val.labels, None, split.labels, scores=scores)
-        model.save(tmp / rd.MODEL)
-        shutil.rmtree(cache_dir, ignore_errors=True)
-        (tmp / rd.METRICS).write_text(json.dumps(report, indent=2))
-        write_history(history, tmp / rd.HISTORY)
-        save_confusion_matrix(report, tmp / rd.CONFUSION_PNG)
-        save_training_curves(history, tmp / rd.CURVES_PNG)
-        config.update(interrupted=interrupted, best=best.where, best_val_loss=best.best_loss,
+        rd.write_run_inputs(tmp, split.labels, config, split.to_json(), split.skipped)
+        fitted = fit_phases(cfg, split, spec, net, strategy, tmp / ".cache")
+        report = save_results(tmp, net, fitted, cfg, split)
+        shutil.rmtree(tmp / ".cache", ignore_errors=True)
+        config.update(interrupted=fitted.interrupted, best=fitted.best.where, best_val_loss=fitted.best.best_loss,
                       wall_seconds=round(time.monotonic() - wall_start, 1),
                       cpu_seconds=round(time.process_time() - cpu_start, 1))
-        (tmp / rd.CONFIG).write_text(json.dumps(config, indent=2))
+        rd.write_json(tmp / rd.CONFIG, config)
     if target != out:
         shutil.rmtree(target.parent, ignore_errors=True)
     return {"run_dir": str(out.resolve()), "accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
             "n_val": report["n"], "n_train": len(split.train), "skipped": len(split.skipped),
-            "best": best.where, "interrupted": interrupted, "wall_seconds": config["wall_seconds"],
+            "best": fitted.best.where, "interrupted": fitted.interrupted, "wall_seconds": config["wall_seconds"],
             "cpu_seconds": config["cpu_seconds"]}

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,19 +15,19 @@ SMALL_SIZE = 32
 def write_run_dir(root: Path, model, data_dir: Path, size: int, train_per_class: int = 10) -> Path:
     """`model` and a per-class split of `data_dir` in the RUN_DIR layout."""
     from edgepipe.device.preprocess import InputSpec
+    from edgepipe.train.run_dir import write_run_inputs
 
     root.mkdir(parents=True)
     model.save(root / "model.keras")
-    (root / "labels.txt").write_text("".join(f"{s}\n" for s in SHAPES))
     config = {"input": InputSpec(height=size, width=size).to_json(), "data_dir": str(data_dir),
               "architecture": "test", "input_size": size, "weights": "none", "seed": 0, "epochs": 1}
-    (root / "config.json").write_text(json.dumps(config))
     train, val = [], []
     for index, label in enumerate(SHAPES):
         files = sorted((data_dir / label).glob("*.jpg"))
         train += [[f.relative_to(data_dir).as_posix(), index] for f in files[:train_per_class]]
         val += [[f.relative_to(data_dir).as_posix(), index] for f in files[train_per_class:]]
-    (root / "split.json").write_text(json.dumps({"data_dir": str(data_dir), "labels": list(SHAPES), "train": train, "val": val}))
+    write_run_inputs(root, list(SHAPES), config,
+                     {"data_dir": str(data_dir), "labels": list(SHAPES), "train": train, "val": val})
     return root
 
 

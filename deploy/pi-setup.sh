@@ -43,6 +43,7 @@ APT=1
 LINGER=1
 DRY_RUN=0
 OS_RELEASE="${PI_SETUP_OS_RELEASE:-/etc/os-release}"
+APT_SOURCES="${PI_SETUP_APT_SOURCES:-/etc/apt}"
 USER="${USER:-$(id -un)}"
 
 CORAL_KEY_URL="https://packages.cloud.google.com/apt/doc/apt-key.gpg"
@@ -139,15 +140,27 @@ available() {
   [ -n "$(apt-cache policy "$1" 2>/dev/null | sed -n 's/^ *Candidate: *//p' | grep -v '(none)' || true)" ]
 }
 
+# Whether apt is configured for Raspberry Pi OS's own repository (where python3-picamera2 lives).
+raspberrypi_repository() {
+  grep -rqs --include='*.list' --include='*.sources' --include=sources.list 'archive\.raspberrypi\.' "$APT_SOURCES"
+}
+
+PICAMERA2_ABSENT="python3-picamera2 is not in this system's apt sources (it comes from Raspberry Pi OS's
+repository): carrying on without the Pi camera module; USB cameras (/dev/video*), video files and streams work"
+
 install_apt_packages() {
   local missing=() package
-  local wanted=(python3-venv python3-pip)
+  local wanted=(python3-venv)  # the venv brings its own pip (ensurepip)
   if [ "$APT_OPENCV" -eq 1 ]; then wanted+=(python3-opencv python3-numpy); fi
   for package in "${wanted[@]}"; do installed "$package" || missing+=("$package"); done
   local picamera2=0
   installed python3-picamera2 || picamera2=1
+  if [ "$picamera2" -eq 1 ] && ! available python3-picamera2 && ! raspberrypi_repository; then
+    say "$PICAMERA2_ABSENT"  # no need to refresh apt's lists for it
+    picamera2=0
+  fi
   if [ "${#missing[@]}" -eq 0 ] && [ "$picamera2" -eq 0 ]; then
-    say "apt packages are installed: ${wanted[*]} python3-picamera2"
+    say "apt packages are installed: ${wanted[*]}"
     return
   fi
   if [ "$DRY_RUN" -eq 0 ] && ! can_root; then
@@ -163,8 +176,7 @@ install_apt_packages() {
     if [ "$DRY_RUN" -eq 1 ] || available python3-picamera2; then
       missing+=(python3-picamera2)
     else
-      say "python3-picamera2 is not in this system's apt sources (it comes from Raspberry Pi OS's repository):" \
-        "carrying on without the Pi camera module; USB cameras (/dev/video*), video files and streams work"
+      say "$PICAMERA2_ABSENT"
     fi
   fi
   if [ "${#missing[@]}" -gt 0 ]; then

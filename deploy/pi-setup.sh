@@ -145,8 +145,9 @@ raspberrypi_repository() {
   grep -rqs --include='*.list' --include='*.sources' --include=sources.list 'archive\.raspberrypi\.' "$APT_SOURCES"
 }
 
-PICAMERA2_ABSENT="python3-picamera2 is not in this system's apt sources (it comes from Raspberry Pi OS's
-repository): carrying on without the Pi camera module; USB cameras (/dev/video*), video files and streams work"
+PICAMERA2_ABSENT="python3-picamera2 is not in this system's apt sources (it comes from Raspberry Pi OS's"
+PICAMERA2_ABSENT+=" repository): carrying on without the Pi camera module; USB cameras (/dev/video*),"
+PICAMERA2_ABSENT+=" video files and streams work"
 
 install_apt_packages() {
   local missing=() package

@@ -107,16 +107,16 @@ def setup_device(remote: Remote, options: SetupOptions, say: Callable[[str], Non
     """
     prefix = remote.agent("report")["prefix"]  # absolute on the device; also proves ssh and python3 work
     setup_dir = f"{prefix}/{SETUP_DIR}"
-    remote_wheel = f"{setup_dir}/{options.wheel.name if options.wheel else wheel_name()}"
-    argv = script_argv(prefix, remote_wheel, options)
     if options.dry_run:
+        remote_wheel = f"{setup_dir}/{options.wheel.name if options.wheel else wheel_name()}"
         say(f"+ use {options.wheel}" if options.wheel
             else f"+ {shlex.join(wheel_command(project_root(), Path('WHEEL_DIR')))}")
         say(f"+ ssh {remote.target} mkdir -p {setup_dir}")
         say(f"+ scp {remote_wheel.rsplit('/', 1)[1]} {SCRIPT} {remote.target}:{setup_dir}/")
         real_argv = script_argv(prefix, remote_wheel, replace(options, dry_run=False))
         say(f"+ ssh {remote.target} bash {setup_dir}/{SCRIPT} {shlex.join(real_argv)}")
-        _ssh(remote, ["bash", "-s", "--", *argv], stdin=script_path().read_text(encoding="utf-8"), stream=True)
+        _ssh(remote, ["bash", "-s", "--", *script_argv(prefix, remote_wheel, options)],
+             stdin=script_path().read_text(encoding="utf-8"), stream=True)
     else:
         with tempfile.TemporaryDirectory(prefix="edgepipe-wheel-") as tmp:
             if options.wheel:
@@ -124,12 +124,13 @@ def setup_device(remote: Remote, options: SetupOptions, say: Callable[[str], Non
             else:
                 say(f"building a wheel of edgepipe {__version__} from {project_root()}")
                 wheel = build_wheel(Path(tmp))
+            remote_wheel = f"{setup_dir}/{wheel.name}"
             _ssh(remote, ["mkdir", "-p", setup_dir])
             say(f"copying {wheel.name} and {SCRIPT} to {remote.target}:{setup_dir}/")
             remote.upload(wheel, remote_wheel)
             remote.upload(script_path(), f"{setup_dir}/{SCRIPT}")
         say(f"running {SCRIPT} on {remote.target}")
-        _ssh(remote, ["bash", f"{setup_dir}/{SCRIPT}", *argv], stream=True)
+        _ssh(remote, ["bash", f"{setup_dir}/{SCRIPT}", *script_argv(prefix, remote_wheel, options)], stream=True)
     result = remote.agent("report")
     for line in format_report(str(remote.target), result["report"]):
         say(line)

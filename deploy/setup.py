@@ -22,10 +22,9 @@ from typing import Callable
 
 from edgepipe import __version__
 from edgepipe.core.errors import UserError
-
-from .device_check import format_report
 from edgepipe.core.ssh import explain_failure
 
+from .device_check import format_report
 from .remote import Remote
 
 SETUP_DIR = "setup"

@@ -11,6 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
+from edgepipe.core import progress
 from edgepipe.core.accelerators import ACCELERATORS
 from edgepipe.core.args import add_command, positive_float, positive_int
 from edgepipe.core.files import atomic_write_text, refuse_overwrite
@@ -140,7 +141,7 @@ def run_deploy(args: argparse.Namespace) -> int:
 
             options = SetupOptions(wheel=check_wheel(args.wheel), coral=args.coral, apt=args.apt,
                                    dry_run=args.dry_run)
-            result = setup_device(remote, options, release.progress)
+            result = setup_device(remote, options, progress.say)
             _emit(args, result, [f"{result['host']}: " + ("dry run, nothing changed" if args.dry_run else
                                                           f"ready; deploy with `edgepipe deploy BUNDLE {args.host}`")])
         elif args.target == "status":

@@ -40,8 +40,8 @@ def test_dry_run_shows_every_step_and_changes_nothing_on_either_side(sshd, prefi
     assert "apt-get install -y libedgetpu1-std" in out + err
     in_plugdev = "plugdev" in subprocess.run(["id", "-nG"], capture_output=True, text=True).stdout.split()
     assert in_plugdev or f"would add {sshd.user} to plugdev" in err
-    # ... and the device report, which says edgepipe is not there yet.
-    assert f"device {sshd.host}" in err and "edgepipe MISSING" in err
+    # ... and the device report, which names no venv under PREFIX: none was made.
+    assert f"device {sshd.host}" in err and "  python     " in err and f"{prefix}/venv" not in err.split("device ")[-1]
     assert "dry run, nothing changed" in out
     assert not prefix.exists()
 

@@ -11,13 +11,14 @@ import argparse
 import json
 from pathlib import Path
 
+from edgepipe.core import progress
 from edgepipe.core.accelerators import ACCELERATORS
 from edgepipe.core.args import add_command, positive_float, positive_int
 from edgepipe.core.files import atomic_write_text, refuse_overwrite
 from edgepipe.core.safetext import redact, redact_obj
 from edgepipe.core.ssh import Connection, add_connection_arguments, ssh_options_from_args
 
-ACTIONS = ("status", "rollback")
+ACTIONS = ("status", "rollback", "setup")
 # bench flags that name files on this machine, meaningless on a device.
 BENCH_LOCAL_ONLY_FLAGS = ("image", "e2e", "csv", "plot", "labels")
 
@@ -36,7 +37,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             and the command exits 1. The last --keep releases stay on the device.
 
             `deploy status HOST` shows the current release, the service state and its last result;
-            `deploy rollback HOST` goes back to the previous release. With --inventory, the
+            `deploy rollback HOST` goes back to the previous release. `deploy setup HOST` makes a
+            fresh device ready: it builds a wheel of this edgepipe, copies it with pi-setup.sh to
+            PREFIX/setup/ and runs pi-setup.sh there (apt packages where sudo needs no password,
+            the venv PREFIX/venv with edgepipe[device] from that wheel, numpy/OpenCV pins on
+            Bookworm), then prints the device report; safe to run again, --dry-run shows every step. With --inventory, the
             Ansible playbook in deploy/ansible does the same steps for every host (needs
             pip install 'edgepipe[deploy]').""",
         examples="""
@@ -44,13 +49,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             edgepipe deploy bundle/ pi@10.0.0.7:2222 --identity ~/.ssh/pi_ed25519 --accelerator edgetpu
             edgepipe deploy bundle/ pi@cam1 --source /dev/video0 --keep 5 --health-timeout 120
             edgepipe deploy bundle/ pi@cam1 --no-service          # copy, verify and switch only
+            edgepipe deploy setup pi@cam1                          # once per device: venv + edgepipe[device]
+            edgepipe deploy setup pi@cam1 --coral --dry-run
             edgepipe deploy status pi@cam1 --json
             edgepipe deploy rollback pi@cam1
             edgepipe deploy bundle/ --inventory hosts.ini          # a fleet, through ansible-playbook
             edgepipe deploy ./status pi@cam1                       # a bundle directory named "status\"""",
     )
-    p.add_argument("target", metavar="BUNDLE|status|rollback",
-                   help="bundle directory to deploy, or the action `status` / `rollback`")
+    p.add_argument("target", metavar="BUNDLE|status|rollback|setup",
+                   help="bundle directory to deploy, or the action `status` / `rollback` / `setup`")
     p.add_argument("host", metavar="HOST", nargs="?", help="[user@]host[:port] of the device")
     p.add_argument("--inventory", metavar="FILE", help="Ansible inventory: deploy to every host in it")
     add_connection_arguments(p)
@@ -70,6 +77,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     svc.add_argument("--keep", type=positive_int, default=3, help="releases to keep on the device (default: 3)")
     svc.add_argument("--health-timeout", metavar="S", type=positive_float, default=60.0,
                      help="seconds the service has to print its first result (default: %(default)g)")
+    setup = p.add_argument_group("setup (deploy setup HOST)")
+    setup.add_argument("--wheel", metavar="FILE", help="install this edgepipe wheel (default: build one from the "
+                                                       "checkout this edgepipe runs from)")
+    setup.add_argument("--coral", action="store_true", help="also the Edge TPU runtime (Coral's apt repository, "
+                                                            "libedgetpu1-std, udev rule)")
+    setup.add_argument("--apt", action=argparse.BooleanOptionalAction, default=True,
+                       help="install apt packages (default: on; --no-apt when python3-venv is there and sudo is not)")
+    setup.add_argument("--dry-run", action="store_true", help="print every step; change nothing on either side")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(func=run_deploy)
 
@@ -121,7 +136,15 @@ def run_deploy(args: argparse.Namespace) -> int:
         if not args.host:
             args.parser.error(f"`edgepipe deploy {args.target}` needs a HOST: edgepipe deploy {args.target} user@host")
         remote = remote_for(Connection.from_args(args, args.host))
-        if args.target == "status":
+        if args.target == "setup":
+            from .setup import SetupOptions, check_wheel, setup_device
+
+            options = SetupOptions(wheel=check_wheel(args.wheel), coral=args.coral, apt=args.apt,
+                                   dry_run=args.dry_run)
+            result = setup_device(remote, options, progress.say)
+            _emit(args, result, [f"{result['host']}: " + ("dry run, nothing changed" if args.dry_run else
+                                                          f"ready; deploy with `edgepipe deploy BUNDLE {args.host}`")])
+        elif args.target == "status":
             result = release.status(remote)
             _emit(args, result, release.describe_status(result))
         else:

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Prepare a Raspberry Pi (Raspberry Pi OS Bookworm, or Trixie with Python 3.13)
-# to run edgepipe bundles deployed with `edgepipe deploy`. Safe to run again:
-# every step checks before it changes anything.
+# Prepare a Raspberry Pi (Raspberry Pi OS Bookworm, or Trixie with Python 3.13;
+# Debian or Ubuntu arm64 work too, without Picamera2) to run edgepipe bundles
+# deployed with `edgepipe deploy`. Safe to run again: every step checks before
+# it changes anything. Without a terminal (as `edgepipe deploy setup` runs it)
+# it never prompts: root steps use `sudo -n`, and when sudo wants a password it
+# prints the command to run by hand.
+# `edgepipe deploy setup HOST` copies this script and a wheel of the
+# workstation's edgepipe to the device and runs it there.
 #
 #   bash pi-setup.sh                       # apt packages, venv at ~/edgepipe/venv, edgepipe[device]
 #   bash pi-setup.sh --coral               # + Coral's apt repo, libedgetpu1-std, udev rule
@@ -14,6 +19,7 @@
 #   --coral         Edge TPU runtime: Coral's apt repository (signed-by keyring), libedgetpu1-std, udev rule
 #   --max-frequency libedgetpu1-max instead of -std (faster, the USB stick gets hot)
 #   --apt-opencv    take OpenCV and numpy from apt (python3-opencv), not pip: smaller, matches picamera2
+#   --no-apt        install no apt packages (python3-venv must be there already)
 #   --no-linger     do not enable lingering (the user service then starts at login, not at boot)
 #   --dry-run       print the commands, change nothing
 #
@@ -23,7 +29,9 @@
 # --system-site-packages, so on Bookworm pip is held to numpy<2 or Picamera2's
 # compiled helpers fail to import. tflite_runtime (the legacy runtime Coral's
 # examples use) needs numpy<2 and its last release has no wheels for Python
-# 3.12+ (Trixie); edgepipe does not need it.
+# 3.12+ (Trixie); edgepipe does not need it. OpenCV >= 4.12 needs numpy 2, so
+# on Bookworm it is held below 4.12 with numpy (else pip backtracks through
+# five OpenCV releases, ~200 MB of downloads on a Pi).
 set -euo pipefail
 
 PREFIX="${HOME}/edgepipe"
@@ -31,9 +39,11 @@ FROM="edgepipe[device]"
 CORAL=0
 CORAL_PACKAGE="libedgetpu1-std"
 APT_OPENCV=0
+APT=1
 LINGER=1
 DRY_RUN=0
 OS_RELEASE="${PI_SETUP_OS_RELEASE:-/etc/os-release}"
+APT_SOURCES="${PI_SETUP_APT_SOURCES:-/etc/apt}"
 USER="${USER:-$(id -un)}"
 
 CORAL_KEY_URL="https://packages.cloud.google.com/apt/doc/apt-key.gpg"
@@ -56,9 +66,24 @@ run() {
   if [ "$DRY_RUN" -eq 0 ]; then "$@"; fi
 }
 
-# Root commands through sudo unless we are root.
+# sudo may ask for a password only when someone is at a terminal to type it.
+if [ -t 0 ]; then SUDO=(sudo); else SUDO=(sudo -n); fi
+
+# Whether root commands can run: as root, with a terminal, or with passwordless sudo.
+can_root() {
+  [ "$(id -u)" -eq 0 ] || [ -t 0 ] || sudo -n true 2>/dev/null
+}
+
+# Root commands through sudo unless we are root; with --dry-run only printed.
 as_root() {
-  if [ "$(id -u)" -eq 0 ]; then run "$@"; else run sudo "$@"; fi
+  if [ "$(id -u)" -eq 0 ]; then run "$@"; else run "${SUDO[@]}" "$@"; fi
+}
+
+# Stop with what to do by hand ($1) when root steps cannot run without a password prompt.
+need_root() {
+  if [ "$DRY_RUN" -eq 0 ] && ! can_root; then
+    die "root steps need sudo, which wants a password here: $1"
+  fi
 }
 
 # Write $2 to root-owned file $1 only when its content differs.
@@ -70,7 +95,7 @@ write_root_file() {
   fi
   printf '+ write %s\n' "$path"
   if [ "$DRY_RUN" -eq 0 ]; then
-    printf '%s\n' "$text" | if [ "$(id -u)" -eq 0 ]; then tee "$path" >/dev/null; else sudo tee "$path" >/dev/null; fi
+    printf '%s\n' "$text" | if [ "$(id -u)" -eq 0 ]; then tee "$path" >/dev/null; else "${SUDO[@]}" tee "$path" >/dev/null; fi
   fi
 }
 
@@ -82,6 +107,7 @@ parse_args() {
       --coral) CORAL=1 ;;
       --max-frequency) CORAL=1; CORAL_PACKAGE="libedgetpu1-max" ;;
       --apt-opencv) APT_OPENCV=1 ;;
+      --no-apt) APT=0 ;;
       --no-linger) LINGER=0 ;;
       --dry-run) DRY_RUN=1 ;;
       -h|--help) usage; exit 0 ;;
@@ -105,14 +131,62 @@ detect_os() {
   esac
 }
 
+installed() {
+  [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]
+}
+
+# Whether apt can install $1 (python3-picamera2 is only in Raspberry Pi OS's repository).
+available() {
+  [ -n "$(apt-cache policy "$1" 2>/dev/null | sed -n 's/^ *Candidate: *//p' | grep -v '(none)' || true)" ]
+}
+
+# Whether apt is configured for Raspberry Pi OS's own repository (where python3-picamera2 lives).
+raspberrypi_repository() {
+  grep -rqs --include='*.list' --include='*.sources' --include=sources.list 'archive\.raspberrypi\.' "$APT_SOURCES"
+}
+
+PICAMERA2_ABSENT="python3-picamera2 is not in this system's apt sources (it comes from Raspberry Pi OS's"
+PICAMERA2_ABSENT+=" repository): carrying on without the Pi camera module; USB cameras (/dev/video*),"
+PICAMERA2_ABSENT+=" video files and streams work"
+
 install_apt_packages() {
-  local packages=(python3-venv python3-pip python3-picamera2)
-  if [ "$APT_OPENCV" -eq 1 ]; then packages+=(python3-opencv python3-numpy); fi
+  local missing=() package
+  local wanted=(python3-venv)  # the venv brings its own pip (ensurepip)
+  if [ "$APT_OPENCV" -eq 1 ]; then wanted+=(python3-opencv python3-numpy); fi
+  for package in "${wanted[@]}"; do installed "$package" || missing+=("$package"); done
+  local picamera2=0
+  installed python3-picamera2 || picamera2=1
+  if [ "$picamera2" -eq 1 ] && ! available python3-picamera2 && ! raspberrypi_repository; then
+    say "$PICAMERA2_ABSENT"  # no need to refresh apt's lists for it
+    picamera2=0
+  fi
+  if [ "${#missing[@]}" -eq 0 ] && [ "$picamera2" -eq 0 ]; then
+    say "apt packages are installed: ${wanted[*]}"
+    return
+  fi
+  if [ "$DRY_RUN" -eq 0 ] && ! can_root; then
+    if [ "${#missing[@]}" -gt 0 ]; then
+      need_root "run \`sudo apt-get install -y --no-install-recommends ${missing[*]}\` on the device, then run this again"
+    fi
+    say "python3-picamera2 is not installed and sudo needs a password: on Raspberry Pi OS run" \
+      "\`sudo apt-get install -y python3-picamera2\` for the Pi camera; carrying on (USB cameras and files work)"
+    return
+  fi
   as_root apt-get update
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}"
+  if [ "$picamera2" -eq 1 ]; then
+    if [ "$DRY_RUN" -eq 1 ] || available python3-picamera2; then
+      missing+=(python3-picamera2)
+    else
+      say "$PICAMERA2_ABSENT"
+    fi
+  fi
+  if [ "${#missing[@]}" -gt 0 ]; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+  fi
 }
 
 install_coral_runtime() {
+  need_root "run this script with --coral in a terminal on the device (ssh -t HOST)"
   if [ ! -f "$CORAL_KEYRING" ]; then
     local key
     key="$(mktemp)"
@@ -130,7 +204,11 @@ install_coral_runtime() {
   as_root udevadm trigger
   if ! id -nG "$USER" | tr ' ' '\n' | grep -qx plugdev; then
     as_root usermod -aG plugdev "$USER"
-    say "added $USER to plugdev: log out and in (or reboot) before using the Edge TPU"
+    if [ "$DRY_RUN" -eq 0 ]; then
+      say "added $USER to plugdev: log out and in (or reboot) before using the Edge TPU"
+    else
+      say "would add $USER to plugdev"
+    fi
   fi
 }
 
@@ -146,18 +224,23 @@ create_venv() {
   run "$venv/bin/python" -m pip install --upgrade pip
   local constraints=()
   if [ "$CODENAME" = "bookworm" ]; then
-    # Bookworm's apt Picamera2 stack is built against numpy 1.24.
+    # Bookworm's apt Picamera2 stack is built against numpy 1.24; OpenCV >= 4.12 needs numpy 2.
     run mkdir -p "$PREFIX"
-    if [ "$DRY_RUN" -eq 0 ]; then printf 'numpy<2\n' > "$PREFIX/constraints.txt"; fi
+    printf '+ write %s\n' "$PREFIX/constraints.txt"
+    if [ "$DRY_RUN" -eq 0 ]; then printf 'numpy<2\nopencv-python-headless<4.12\n' > "$PREFIX/constraints.txt"; fi
     constraints=(-c "$PREFIX/constraints.txt")
   fi
+  local spec="$FROM"
+  # A wheel file brings the device extra; the same version built again replaces the installed one.
+  case "$FROM" in *.whl) spec="${FROM}[device]" ;; esac
   if [ "$APT_OPENCV" -eq 1 ]; then
     # numpy and cv2 from apt (visible through system site-packages); only the runtime from pip.
     run "$venv/bin/python" -m pip install "${constraints[@]}" --no-deps "$FROM"
-    run "$venv/bin/python" -m pip install "${constraints[@]}" ai-edge-litert
+    run "$venv/bin/python" -m pip install "${constraints[@]}" ai-edge-litert tflite flatbuffers
   else
-    run "$venv/bin/python" -m pip install "${constraints[@]}" --upgrade "$FROM"
+    run "$venv/bin/python" -m pip install "${constraints[@]}" --upgrade "$spec"
   fi
+  case "$FROM" in *.whl) run "$venv/bin/python" -m pip install --no-deps --force-reinstall "$FROM" ;; esac
   run "$venv/bin/python" -c "import edgepipe.device.runtime, edgepipe; print('edgepipe', edgepipe.__version__, 'ready')"
 }
 
@@ -167,7 +250,13 @@ enable_linger() {
     if [ "$(loginctl show-user "$USER" -p Linger --value 2>/dev/null || true)" = "yes" ]; then
       say "lingering already enabled for $USER"
     else
-      as_root loginctl enable-linger "$USER"
+      if [ "$DRY_RUN" -eq 1 ] || can_root; then
+        as_root loginctl enable-linger "$USER" \
+          || say "warning: could not enable lingering (is systemd running?); the user service starts at login"
+      else
+        say "warning: lingering is off and sudo needs a password; run \`sudo loginctl enable-linger $USER\`" \
+          "so the service starts at boot"
+      fi
     fi
   fi
 }
@@ -175,7 +264,7 @@ enable_linger() {
 main() {
   parse_args "$@"
   detect_os
-  install_apt_packages
+  if [ "$APT" -eq 1 ]; then install_apt_packages; else say "--no-apt: skipping apt packages"; fi
   if [ "$CORAL" -eq 1 ]; then install_coral_runtime; fi
   create_venv
   enable_linger

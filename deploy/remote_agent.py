@@ -384,6 +384,13 @@ def linger_enabled() -> bool | None:
     return {"yes": True, "no": False}.get(proc.stdout.strip())
 
 
+def existing_ancestor(path: Path) -> Path:
+    """PREFIX, or the directory it will be made in (a fresh device has no PREFIX yet)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def device_report(layout: Layout, python: str) -> dict:
     edgepipe = probe_edgepipe(python)
     systemd = bool(shutil.which("systemctl")) and os.path.isdir("/run/systemd/system")
@@ -400,7 +407,7 @@ def device_report(layout: Layout, python: str) -> dict:
             "picamera2": bool(edgepipe.get("modules", {}).get("picamera2")),
         },
         "edgetpu": {"usb": coral_usb_devices(), "pcie": os.path.exists("/dev/apex_0")},
-        "disk_free": shutil.disk_usage(str(layout.root)).free,
+        "disk_free": shutil.disk_usage(str(existing_ancestor(layout.root))).free,
         "systemd": systemd,
         "linger": linger_enabled() if systemd else None,
     }
@@ -839,6 +846,11 @@ def cmd_lock(args, layout: Layout) -> None:
     print(json.dumps({"released": True}), flush=True)
 
 
+def cmd_report(args, layout: Layout) -> dict:
+    """The device report alone, changing nothing (for `edgepipe deploy setup`)."""
+    return {"prefix": str(layout.root), "report": device_report(layout, edgepipe_python(layout, args.python))}
+
+
 def cmd_stop(args, layout: Layout) -> dict:
     service = open_service(layout)
     if service is not None:
@@ -889,6 +901,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("release")
     p.set_defaults(func=cmd_discard)
     sub.add_parser("lock").set_defaults(func=cmd_lock)
+    sub.add_parser("report").set_defaults(func=cmd_report)
     p = sub.add_parser("edgepipe")
     p.add_argument("edgepipe_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_edgepipe)

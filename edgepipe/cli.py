@@ -27,7 +27,7 @@ EXTRA_FOR_MODULE = {
     "tensorflow": "train",
     "tf_keras": "train",
     "tensorflow_model_optimization": "train",
-    "tflite": "train",
+    "tflite": "device",
     "matplotlib": "plot",
     "ansible": "deploy",
     "numpy": "device",

@@ -4,6 +4,7 @@ when a command needs them, and a missing extra names its pip install."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -80,6 +81,22 @@ def test_train_without_the_train_extra_names_the_pip_install(shapes_dataset, tmp
     assert len(lines) == 1, proc.stderr  # before any photo is scanned
     assert "pip install 'edgepipe[train]'" in lines[0]
     assert not (tmp_path / "run").exists()
+
+
+def test_inspect_runs_with_the_device_extra_alone(tiny_int8_model):
+    """The Pi is where a user checks whether a model is compiled for the Edge TPU: no TensorFlow there."""
+    proc = _run(
+        "import sys, json\n"
+        "for name in ('tensorflow', 'tf_keras', 'tensorflow_model_optimization', 'matplotlib'):\n"
+        "    sys.modules[name] = None  # as if `pip install edgepipe[device]` only\n"
+        "from edgepipe.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))",
+        "inspect", str(tiny_int8_model["model"]), "--json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["input"]["dtype"] == "uint8" and report["edgetpu_compiled"] is False
+    assert report["mapped"] + report["cpu"] == len(report["ops"]) > 0
 
 
 def test_internal_errors_are_one_line_without_debug_and_a_traceback_with_it():

@@ -13,11 +13,13 @@ from typing import Iterator
 
 import cv2
 
+from .autotune import choose_workers
+from .cli import AUTO
 from .outputs import DisplaySink, RecorderSink
 from .pipeline import Pipeline, RunOptions, predict_timed, preprocess_timed
 from .preprocess import ImageReadError, load_image
 from .results import FrameResult
-from .runtime import Classifier, open_classifier
+from .runtime import Classifier, default_threads, open_classifier
 from .sinks import LinesSink, Sink, StatsJsonSink
 from .sources import default_source, open_source
 from edgepipe.core.safetext import printable, safe_line
@@ -25,16 +27,33 @@ from edgepipe.core.safetext import printable, safe_line
 SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 0}  # SIGTERM is how a service is stopped: not a failure
 
 
-def _open(args: argparse.Namespace) -> Classifier:
+def _open(args: argparse.Namespace, threads: int | None = None) -> Classifier:
     classifier = open_classifier(
         args.model,
         labels=args.labels,
         accelerator=args.accelerator,
-        threads=args.threads,
+        threads=threads or args.threads,
         edgetpu_device=args.edgetpu_device,
     )
     print(f"edgepipe {args.command}: {printable(classifier.describe())}", file=sys.stderr, flush=True)
     return classifier
+
+
+def open_workers(args: argparse.Namespace) -> list[Classifier]:
+    """One classifier per --workers interpreter; `auto` measures (or recalls) the fastest combination."""
+    cores = default_threads()
+    if args.workers == AUTO:
+        base = _open(args, threads=args.threads or 1)
+        if base.accelerator != "cpu":
+            print(f"edgepipe run: --workers auto: 1 interpreter on the {base.accelerator} (one per TPU)",
+                  file=sys.stderr, flush=True)
+            return [base]
+        choice, classifiers = choose_workers(base, args.threads, cores=cores)
+        print(f"edgepipe run: {choice.describe()}", file=sys.stderr, flush=True)
+        return classifiers
+    threads = args.threads or max(1, cores // args.workers)
+    base = _open(args, threads=threads)
+    return [base] + [base.replica(threads) for _ in range(args.workers - 1)]
 
 
 def classify_command(args: argparse.Namespace) -> int:
@@ -109,11 +128,11 @@ def run_command(args: argparse.Namespace) -> int:
         stats_interval=args.stats_interval,
         ignore_decode_errors=args.ignore_decode_errors,
     )
-    # OpenCV's worker threads would compete with the interpreter's --threads for the same
-    # cores; decoding and resizing one frame are cheap enough for the capture thread alone.
+    # OpenCV's worker threads would compete with the interpreters for the same cores;
+    # decoding and resizing one frame are cheap enough for the capture thread alone.
     cv2.setNumThreads(1)
     source = open_source(args.source or default_source(), args.size, args.fps, max_pixels=args.max_image_pixels)
-    pipeline = Pipeline(_open(args), source, options, sinks)
+    pipeline = Pipeline(open_workers(args), source, options, sinks)
     with _stop_on_signals(pipeline):
         result = pipeline.run()
     return result.exit_code

@@ -1,12 +1,20 @@
-"""The real-time loop of `edgepipe run`: a capture thread feeding an inference
-loop through a bounded frame buffer.
+"""The real-time loop of `edgepipe run`: a capture thread feeding N inference
+workers through a bounded frame buffer, and one emitting thread handing their
+results to the sinks in order.
+
+Each worker owns an interpreter (with its own threads), so consecutive frames
+are inferred at the same time: on a small CPU, frame-level parallelism scales
+better than an interpreter's own threads. LiteRT releases the GIL inside
+invoke(), so Python threads are enough.
 
 Live sources (cameras, streams) keep only the newest frame: a frame that waits
-is a stale answer, so older ones are dropped and counted. Files are processed
-frame by frame in order (the capture thread blocks on a full buffer), unless
-paced to their own frame rate with --realtime, which makes them behave live.
-Decoding the next frame overlaps inference of the current one. Memory is
-bounded: a few frames in flight and fixed-size statistics.
+is a stale answer, so older ones are dropped and counted, and a result that
+arrives after a newer frame's is dropped too (counted) rather than emitted out
+of order. Files are processed frame by frame (the capture thread blocks on a
+full buffer) and their results emitted in frame order, unless paced to their
+own frame rate with --realtime, which makes them behave live. Decoding (and,
+for files, resizing) the next frames overlaps inference. Memory is bounded: a
+fixed number of frames in flight and fixed-size statistics.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from .sources import FrameSource, ImageError, ImageFilesSource, SourceLost, Sour
 from edgepipe.core.safetext import safe_line
 
 FILE_BUFFER_FRAMES = 4
+IN_FLIGHT_PER_WORKER = 2  # frames inside a worker or waiting for an earlier frame's result
 POLL_S = 0.1  # how often the loops look at the stop flag: bounds the reaction to Ctrl-C
 MAX_BACKOFF_S = 8.0
 
@@ -43,6 +52,7 @@ class Frame:
     item: str | None = None  # the source item's name (an image file's), when it has one
     tensor: np.ndarray | None = None  # already preprocessed by the capture thread (in-order sources)
     preprocess_ms: float = 0.0
+    ticket: int = -1  # the order in which workers took frames: the order results are emitted in
 
 
 class FrameBuffer:
@@ -59,6 +69,7 @@ class FrameBuffer:
         self._cond = threading.Condition()
         self._closed = False
         self._dropped = 0
+        self._taken = 0
         self.failure: BaseException | None = None
 
     def put(self, frame: Frame, stop: threading.Event) -> None:
@@ -79,6 +90,7 @@ class FrameBuffer:
             if not self._frames:
                 return None
             frame = self._frames.popleft()
+            frame.ticket, self._taken = self._taken, self._taken + 1
             self._cond.notify_all()
             return frame
 
@@ -105,17 +117,160 @@ def preprocess_timed(classifier: Classifier, bgr: np.ndarray) -> tuple[np.ndarra
     return tensor, (time.perf_counter() - started) * 1e3
 
 
+def invoke_timed(classifier: Classifier, tensor: np.ndarray) -> tuple[np.ndarray, float]:
+    started = time.perf_counter()
+    scores = classifier.invoke(tensor)
+    return scores, (time.perf_counter() - started) * 1e3
+
+
+def postprocess_timed(scores: np.ndarray, labels: list[str], k: int, threshold: float = 0.0,
+                      smoother: ScoreSmoother | None = None) -> tuple[list[Prediction], float]:
+    started = time.perf_counter()
+    if smoother:
+        scores = smoother.update(scores)
+    top = top_k(scores, labels, k, threshold)
+    return top, (time.perf_counter() - started) * 1e3
+
+
 def predict_timed(classifier: Classifier, tensor: np.ndarray, k: int, threshold: float = 0.0,
                   smoother: ScoreSmoother | None = None) -> tuple[list[Prediction], dict[str, float]]:
     """Top-k predictions for one input tensor and the milliseconds of inference and postprocessing."""
-    t0 = time.perf_counter()
-    scores = classifier.invoke(tensor)
-    t1 = time.perf_counter()
-    if smoother:
-        scores = smoother.update(scores)
-    top = top_k(scores, classifier.labels, k, threshold)
-    t2 = time.perf_counter()
-    return top, {"inference": (t1 - t0) * 1e3, "postprocess": (t2 - t1) * 1e3}
+    scores, inference_ms = invoke_timed(classifier, tensor)
+    top, postprocess_ms = postprocess_timed(scores, classifier.labels, k, threshold, smoother)
+    return top, {"inference": inference_ms, "postprocess": postprocess_ms}
+
+
+@dataclass
+class Inferred:
+    """A worker's answer for one frame, waiting to be emitted in order."""
+
+    frame: Frame
+    scores: np.ndarray
+    preprocess_ms: float
+    inference_ms: float
+
+
+class ResultOrder:
+    """Between the inference workers and the emitting thread: order and a bound on memory.
+
+    Workers reserve a slot before taking a frame and the slot is freed when
+    the result leaves here, so at most `capacity` frames are inside workers
+    or waiting for an earlier one. In order (files), results leave by ticket,
+    each after all earlier ones. Newest first (live), a result leaves at once
+    unless a newer one already left; then it is late, dropped and counted.
+    """
+
+    def __init__(self, in_order: bool, workers: int, capacity: int) -> None:
+        self.in_order = in_order
+        self._cond = threading.Condition()
+        self._ready: dict[int, Inferred] = {}
+        self._next = 0  # in order: the ticket to emit next; live: the lowest ticket still wanted
+        self._free = capacity
+        self._working = workers
+        self._late = 0
+        self.failure: BaseException | None = None
+
+    def reserve(self, timeout: float) -> bool:
+        """Take a slot for one frame; False when none came free within `timeout`."""
+        with self._cond:
+            if self._free == 0:
+                self._cond.wait(timeout)
+            if self._free == 0:
+                return False
+            self._free -= 1
+            return True
+
+    def put(self, result: Inferred) -> None:
+        with self._cond:
+            self._ready[result.frame.ticket] = result
+            self._cond.notify_all()
+
+    def give_back(self) -> None:
+        """A reserved slot that carried no frame (the source ended)."""
+        with self._cond:
+            self._free += 1
+            self._cond.notify_all()
+
+    def worker_done(self, failure: BaseException | None = None) -> None:
+        with self._cond:
+            self._working -= 1
+            self.failure = self.failure or failure
+            self._cond.notify_all()
+
+    def take(self, timeout: float) -> list[Inferred]:
+        """The results that may be emitted now, in emission order (waits up to `timeout` for one)."""
+        with self._cond:
+            emitted = self._emittable()
+            if not emitted and self._working:
+                self._cond.wait(timeout)
+                emitted = self._emittable()
+            self._free += len(emitted)
+            self._cond.notify_all()
+            return emitted
+
+    def _emittable(self) -> list[Inferred]:
+        emitted: list[Inferred] = []
+        if self.in_order:
+            while self._next in self._ready:
+                emitted.append(self._ready.pop(self._next))
+                self._next += 1
+            return emitted
+        for ticket in sorted(self._ready):
+            result = self._ready.pop(ticket)
+            if ticket < self._next:
+                self._late += 1
+                self._free += 1
+                continue
+            emitted.append(result)
+            self._next = ticket + 1
+        return emitted
+
+    @property
+    def finished(self) -> bool:
+        """Every worker has stopped and every result has been taken."""
+        with self._cond:
+            return not self._working and not self._ready
+
+    def take_late(self) -> int:
+        with self._cond:
+            late, self._late = self._late, 0
+            return late
+
+
+class InferenceWorker(threading.Thread):
+    """One interpreter: takes the next frame, preprocesses it if capture did not, invokes."""
+
+    def __init__(self, number: int, classifier: Classifier, buffer: FrameBuffer, order: ResultOrder,
+                 stop: threading.Event) -> None:
+        super().__init__(name=f"edgepipe-infer-{number}", daemon=True)
+        self.classifier, self.buffer, self.order, self.stop = classifier, buffer, order, stop
+
+    def run(self) -> None:
+        failure: BaseException | None = None
+        try:
+            self._work()
+        except BaseException as exc:  # handed to the emitting thread, which raises it
+            failure = exc
+            self.stop.set()
+        finally:
+            self.order.worker_done(failure)
+
+    def _work(self) -> None:
+        while not self.stop.is_set():
+            if not self.order.reserve(POLL_S):
+                continue
+            frame = self.buffer.get(POLL_S)
+            if frame is None:
+                self.order.give_back()
+                if self.buffer.ended:
+                    return
+                continue
+            tensor, preprocess_ms = frame.tensor, frame.preprocess_ms
+            if tensor is None:
+                tensor, preprocess_ms = preprocess_timed(self.classifier, frame.image)
+            frame.tensor = None  # the tensor is not needed once inferred: keep only the image
+            scores, inference_ms = invoke_timed(self.classifier, tensor)
+            self.order.put(Inferred(frame, scores, preprocess_ms, inference_ms))
 
 
 @dataclass
@@ -204,20 +359,31 @@ class Capture(threading.Thread):
 
 
 class Pipeline:
-    """The inference loop: preprocess, invoke, postprocess, hand the result to
-    every sink; stops on end of source, --max-frames, --duration, or a stop
-    request (signals, a sink such as the display's q key)."""
+    """Capture, N inference workers, and the emitting loop that hands each result to
+    every sink (postprocessing and smoothing there, in frame order); stops on end of
+    source, --max-frames, --duration, or a stop request (signals, a sink such as the
+    display's q key).
 
-    def __init__(self, classifier: Classifier, source: FrameSource, options: RunOptions,
+    `classifiers`: one per worker (see `Classifier.replica`); a single one is one worker.
+    """
+
+    def __init__(self, classifiers: Classifier | Sequence[Classifier], source: FrameSource, options: RunOptions,
                  sinks: Sequence[Sink] = (), log: TextIO | None = None,
                  stop: threading.Event | None = None) -> None:
-        self.classifier, self.source, self.options = classifier, source, options
+        self.classifiers = [classifiers] if isinstance(classifiers, Classifier) else list(classifiers)
+        if not self.classifiers:
+            raise ValueError("a pipeline needs at least one classifier")
+        self.classifier = self.classifiers[0]
+        self.source, self.options = source, options
         self.sinks = list(sinks)
         self.log = log or sys.stderr
         self.stop = stop or threading.Event()
         self.stats = RunStats()
         self.smoother = ScoreSmoother(options.smooth) if options.smooth else None
         self.buffer = FrameBuffer(keep_newest=source.live or options.realtime)
+        workers = len(self.classifiers)
+        self.order = ResultOrder(in_order=not self.buffer.keep_newest, workers=workers,
+                                 capacity=IN_FLIGHT_PER_WORKER * workers)
         if isinstance(source, ImageFilesSource):
             source.on_error = self._skipped
         self._stop_reason: tuple[str, int] | None = None
@@ -244,6 +410,7 @@ class Pipeline:
             threads=clf.threads,
             labels=tuple(clf.labels),
             request_stop=self.request_stop,
+            workers=len(self.classifiers),
         )
 
     def run(self) -> RunResult:
@@ -261,19 +428,23 @@ class Pipeline:
         return RunResult(exit_code, reason, summary)
 
     def _capture_and_classify(self) -> tuple[str, int]:
-        """Run the capture thread and the inference loop to the end: (stop reason, exit code)."""
+        """Run the capture thread, the workers and the emitting loop to the end: (stop reason, exit code)."""
         # Every frame of a file is classified, so preprocessing it in the capture thread wastes
         # nothing and overlaps inference; a live source preprocesses only the frames it keeps.
         preprocess_early = None if self.buffer.keep_newest else self.classifier
         capture = Capture(self.source, self.buffer, self.stop, self.options, self.stats, self.log, preprocess_early)
+        workers = [InferenceWorker(i, clf, self.buffer, self.order, self.stop) for i, clf in enumerate(self.classifiers)]
         capture.start()
+        for worker in workers:
+            worker.start()
         try:
             reason = self._loop()
         finally:
             self.stop.set()
-            capture.join(timeout=0.5)
-            self.stats.drop(self.buffer.take_dropped())
-        failure = self.buffer.failure
+            for thread in (capture, *workers):
+                thread.join(timeout=0.5)
+            self.stats.drop(self.buffer.take_dropped() + self.order.take_late())
+        failure = self.buffer.failure or self.order.failure
         exit_code = 1 if self.stats.errors else 0
         if isinstance(failure, SourceUnavailable):
             self.log.write(f"edgepipe run: error: {safe_line(failure)}\n")
@@ -299,6 +470,7 @@ class Pipeline:
             "backend": info.backend,
             "threads": info.threads,
             "lost_frames": self.lost_frames,
+            "workers": info.workers,
         }
         for sink in self.sinks:
             described.update(sink.summary_fields())
@@ -316,24 +488,22 @@ class Pipeline:
                 self.log.write(self.stats.period_line() + "\n")
                 self.log.flush()
                 next_stats = now + options.stats_interval
-            frame = self.buffer.get(POLL_S)
-            self.stats.drop(self.buffer.take_dropped())
-            if frame is None:
-                if self.buffer.ended:
-                    return "stopped" if self.stop.is_set() else "end of source"
-                continue
-            self._emit(self._classify(frame))
-            if options.max_frames is not None and self.stats.frames >= options.max_frames:
-                return "max frames reached"
+            results = self.order.take(POLL_S)
+            self.stats.drop(self.buffer.take_dropped() + self.order.take_late())
+            if not results and self.order.finished:
+                return "stopped" if self.stop.is_set() else "end of source"
+            for inferred in results:
+                self._emit(self._result(inferred))
+                if options.max_frames is not None and self.stats.frames >= options.max_frames:
+                    return "max frames reached"
         return "stopped"
 
-    def _classify(self, frame: Frame) -> FrameResult:
-        tensor, preprocess_ms = frame.tensor, frame.preprocess_ms
-        if tensor is None:
-            tensor, preprocess_ms = preprocess_timed(self.classifier, frame.image)
-        top, stages = predict_timed(self.classifier, tensor, self.options.top_k, self.options.threshold,
-                                    self.smoother)
-        latency = {"capture": frame.capture_ms, "preprocess": preprocess_ms, **stages,
+    def _result(self, inferred: Inferred) -> FrameResult:
+        frame = inferred.frame
+        top, postprocess_ms = postprocess_timed(inferred.scores, self.classifier.labels, self.options.top_k,
+                                                self.options.threshold, self.smoother)
+        latency = {"capture": frame.capture_ms, "preprocess": inferred.preprocess_ms,
+                   "inference": inferred.inference_ms, "postprocess": postprocess_ms,
                    "total": (time.perf_counter() - frame.started) * 1000.0}
         self.stats.record(latency)
         return FrameResult(frame.index, frame.ts, top, latency, self.stats.current_fps, frame.item, frame.image)

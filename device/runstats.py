@@ -72,15 +72,20 @@ class RunStats:
         self._period_frames = 0
         self._period_dropped = 0
         self._last_result: float | None = None
+        self._mean_interval: float | None = None
         self.current_fps = 0.0
 
     def record(self, latency_ms: dict[str, float]) -> None:
         now = self.clock()
         if self.first_result_s is None:
             self.first_result_s = now - self.started
-        if self._last_result is not None and now > self._last_result:
-            instant = 1.0 / (now - self._last_result)
-            self.current_fps = instant if self.current_fps == 0 else 0.9 * self.current_fps + 0.1 * instant
+        if self._last_result is not None:
+            # Averaging intervals, not rates: results of parallel workers may leave in a burst
+            # (one waited for an earlier frame), and a near-zero interval must not read as 1000s fps.
+            interval = now - self._last_result
+            self._mean_interval = interval if self._mean_interval is None else 0.9 * self._mean_interval + 0.1 * interval
+            if self._mean_interval > 0:
+                self.current_fps = 1.0 / self._mean_interval
         self._last_result = now
         self.frames += 1
         self._period_frames += 1

@@ -13,6 +13,7 @@ when one of them is present.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import os
 import platform
@@ -198,7 +199,8 @@ class Classifier:
     """One loaded model with its labels and the preprocessing it needs.
 
     `preprocess` is thread-safe (it only reads the spec); `invoke` and
-    `classify` are not: one interpreter serves one thread.
+    `classify` are not: one interpreter serves one thread, and `replica`
+    makes another interpreter of the same model for another thread.
     """
 
     def __init__(
@@ -214,8 +216,12 @@ class Classifier:
         load_ms: float,
         accelerator_note: str = "",
         bundle: Bundle | None = None,
+        model_data: bytes = b"",
     ) -> None:
         self.interpreter = interpreter
+        self._backend_spec = backend
+        self._model_data = model_data
+        self._given_spec = input_spec
         self.accelerator = accelerator
         self.accelerator_note = accelerator_note
         self.backend = backend.name
@@ -249,6 +255,34 @@ class Classifier:
                 "pass the labels file that belongs to this model"
             )
         self.labels = list(labels)
+
+    @property
+    def model_sha256(self) -> str:
+        """The hash of the model file: what a measurement of this model on this machine is keyed by."""
+        return hashlib.sha256(self._model_data).hexdigest()
+
+    def replica(self, threads: int) -> "Classifier":
+        """Another interpreter of the same model with `threads` CPU threads, for another thread.
+
+        CPU only: an Edge TPU serves one interpreter, so more need more TPUs.
+        """
+        if self.accelerator != "cpu":
+            raise UserError(f"one interpreter per Edge TPU: {self.model_path} cannot get a second one on this TPU")
+        started = time.perf_counter()
+        interpreter = _make_interpreter(self._backend_spec, self._model_data, self.model_path, threads, None)
+        return Classifier(
+            interpreter,
+            labels=self.labels,
+            input_spec=self._given_spec,
+            accelerator=self.accelerator,
+            backend=self._backend_spec,
+            model_path=self.model_path,
+            threads=threads,
+            load_ms=(time.perf_counter() - started) * 1000.0,
+            accelerator_note=self.accelerator_note,
+            bundle=self.bundle,
+            model_data=self._model_data,
+        )
 
     def preprocess(self, bgr: np.ndarray) -> np.ndarray:
         """The 1xHxWx3 input tensor for a BGR frame, equal to preprocess.to_model_input."""
@@ -397,4 +431,5 @@ def open_classifier(
         load_ms=load_ms,
         accelerator_note=note,
         bundle=bundle,
+        model_data=data,
     )

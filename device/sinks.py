@@ -31,6 +31,7 @@ class RunInfo:
     threads: int
     labels: tuple[str, ...]
     request_stop: Callable[[str, int], None]  # (reason, exit code): ends the run within a poll
+    workers: int = 1  # interpreters inferring consecutive frames at once, `threads` each
 
 
 class Sink:

@@ -26,6 +26,17 @@ MOBILENET_V2_WEIGHTS = SHARED / "weights" / "mobilenet_v2_1.0_224_no_top.h5"
 
 
 @pytest.fixture(scope="session")
+def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("xdg-cache")
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(_session_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run --workers auto` caches its measurement under $XDG_CACHE_HOME: never the user's own."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(_session_cache))
+
+
+@pytest.fixture(scope="session")
 def flowers12() -> Path:
     if not FLOWERS12.is_dir():
         pytest.skip(f"real photos not present: {FLOWERS12} (../shared beside the checkout)")

@@ -40,6 +40,8 @@ def device_bench_args(plan: BenchPlan, release_dir: str) -> list[str]:
     threads = [str(t) for t in plan.threads if t]
     if threads:
         argv += ["--threads", ",".join(threads)]
+    if plan.workers != (1,):
+        argv += ["--workers", ",".join(map(str, plan.workers))]
     if plan.duration_s:
         argv += ["--duration", f"{plan.duration_s:g}"]
     if plan.edgetpu_device:

@@ -26,13 +26,10 @@ def size(text: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-AUTO = "auto"
-
-
-def worker_count(text: str) -> int | str:
-    """'auto' or a positive whole number of interpreters."""
-    if text.strip().lower() == AUTO:
-        return AUTO
+def worker_count(text: str) -> int | None:
+    """A positive whole number of interpreters, or None for 'auto' (measure the fastest)."""
+    if text.strip().lower() == "auto":
+        return None
     try:
         return positive_int(text)
     except argparse.ArgumentTypeError:
@@ -126,7 +123,7 @@ def register_run(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--source", metavar="SPEC",
                    help="picamera2, a camera index (0), /dev/videoN, a video file, an rtsp:// or http:// URL, "
                         "a directory or glob of images (default: picamera2 if installed, else /dev/video0)")
-    p.add_argument("--workers", type=worker_count, default=AUTO, metavar="N|auto",
+    p.add_argument("--workers", type=worker_count, default=None, metavar="N|auto",
                    help="interpreters inferring consecutive frames at once, --threads each; auto (default): "
                         "the fastest combination for this model on these cores, measured once (under a second) "
                         "and cached; 1 gives the lowest latency per frame")

@@ -14,7 +14,6 @@ from typing import Iterator
 import cv2
 
 from .autotune import choose_workers
-from .cli import AUTO
 from .outputs import DisplaySink, RecorderSink
 from .pipeline import Pipeline, RunOptions, predict_timed, preprocess_timed
 from .preprocess import ImageReadError, load_image
@@ -42,7 +41,7 @@ def _open(args: argparse.Namespace, threads: int | None = None) -> Classifier:
 def open_workers(args: argparse.Namespace) -> list[Classifier]:
     """One classifier per --workers interpreter; `auto` measures (or recalls) the fastest combination."""
     cores = default_threads()
-    if args.workers == AUTO:
+    if args.workers is None:  # --workers auto
         base = _open(args, threads=args.threads or 1)
         if base.accelerator != "cpu":
             print(f"edgepipe run: --workers auto: 1 interpreter on the {base.accelerator} (one per TPU)",

@@ -30,7 +30,7 @@ MAX_THREADS = 64
 OnHost = Callable[[argparse.Namespace], int]
 # Flags that shape a measurement and mean nothing to `bench compare`.
 MEASUREMENT_FLAGS = (
-    "labels", "runs", "warmup", "threads", "accelerator", "edgetpu_device", "duration", "image", "e2e", "csv", "host",
+    "labels", "runs", "warmup", "threads", "workers", "accelerator", "edgetpu_device", "duration", "image", "e2e", "csv", "host",
 )
 
 DESCRIPTION = """
@@ -49,6 +49,7 @@ first row.
 EXAMPLES = """
 edgepipe bench bundle/                              all cores, 100 runs
 edgepipe bench bundle/ --threads 1,2,4 --out cpu.json
+edgepipe bench bundle/ --workers 1,2 --threads 1,2    throughput curve: interpreters x threads
 edgepipe bench bundle/ --accelerator all --json     CPU and Edge TPU side by side
 edgepipe bench model.tflite --labels labels.txt --image cat.jpg --runs 500
 edgepipe bench bundle/ --duration 600 --plot drift.png   sustained: does it throttle?
@@ -58,21 +59,29 @@ edgepipe bench compare laptop.json pi.json coral.json --plot latency.png
 """
 
 
-def thread_counts(text: str) -> tuple[int, ...]:
+def _counts(text: str, unit: str) -> tuple[int, ...]:
     """'1,2,4' -> (1, 2, 4); duplicates dropped, order kept."""
     counts: list[int] = []
     for part in text.split(","):
         try:
             value = int(part.strip())
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{part.strip()!r} is not a whole number of threads (e.g. 1,2,4)") from None
+            raise argparse.ArgumentTypeError(f"{part.strip()!r} is not a whole number of {unit} (e.g. 1,2,4)") from None
         if value <= 0:
-            raise argparse.ArgumentTypeError(f"{value} threads is impossible: use 1 or more")
+            raise argparse.ArgumentTypeError(f"{value} {unit} is impossible: use 1 or more")
         if value > MAX_THREADS:
-            raise argparse.ArgumentTypeError(f"{value} threads is more than {MAX_THREADS}; a TFLite CPU model cannot use them")
+            raise argparse.ArgumentTypeError(f"{value} {unit} is more than {MAX_THREADS}; a TFLite CPU model cannot use them")
         if value not in counts:
             counts.append(value)
     return tuple(counts)
+
+
+def thread_counts(text: str) -> tuple[int, ...]:
+    return _counts(text, "threads")
+
+
+def worker_counts(text: str) -> tuple[int, ...]:
+    return _counts(text, "workers")
 
 
 def intermixed(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -117,7 +126,11 @@ def register_bench(subparsers: argparse._SubParsersAction, on_host: OnHost | Non
     p.add_argument("--warmup", type=non_negative_int, default=10, metavar="N",
                    help="untimed inferences after the first (cold) one (default 10)")
     p.add_argument("--threads", type=thread_counts, default=(None,), metavar="N[,N...]",
-                   help="CPU threads, one configuration per value, e.g. 1,2,4 (default: every available core)")
+                   help="CPU threads per interpreter, one configuration per value, e.g. 1,2,4 "
+                        "(default: every available core, shared among --workers)")
+    p.add_argument("--workers", type=worker_counts, default=(1,), metavar="N[,N...]",
+                   help="interpreters invoking at the same time, as `run --workers` does, one configuration per "
+                        "value, e.g. 1,2: with --threads 1,2 the throughput curve of this machine (default 1)")
     p.add_argument("--accelerator", choices=BENCH_ACCELERATORS, default="cpu",
                    help="where to run; `all` measures the CPU and the Edge TPU (skipped with the reason when absent)")
     p.add_argument("--edgetpu-device", metavar="DEVICE", help="which Edge TPU: usb:0, pci:0, usb or pci (default: the first)")
@@ -147,6 +160,7 @@ def plan_from_args(args: argparse.Namespace) -> "BenchPlan":
         runs=args.runs,
         warmup=args.warmup,
         threads=args.threads,
+        workers=args.workers,
         accelerator=args.accelerator,
         duration_s=args.duration,
         image=args.image,

@@ -1,6 +1,6 @@
 """`edgepipe bench compare`: several bench JSON files side by side.
 
-Rows are model x device x accelerator x threads, in the order given; every
+Rows are model x device x accelerator x threads x workers, in the order given; every
 row is also expressed as a ratio to the first, so "the Edge TPU is 9x faster
 than 4 CPU threads" is read off, not computed by hand.
 """
@@ -68,6 +68,7 @@ def compare_rows(reports: list[dict[str, Any]], files: list[str] | None = None) 
                 "device": report["environment"].get("hostname"),
                 "accelerator": result["accelerator"],
                 "threads": result["threads"],
+                "workers": result.get("workers", 1),  # results saved before --workers had one
                 "p50_ms": result["latency_ms"]["p50"],
                 "p99_ms": result["latency_ms"]["p99"],
                 "fps": result["inferences_per_s"],
@@ -82,20 +83,22 @@ def compare_rows(reports: list[dict[str, Any]], files: list[str] | None = None) 
 
 
 def row_label(row: dict[str, Any]) -> str:
-    return f"{row['model']} @{row['device']} {row['accelerator']} t={row['threads']}"
+    workers = f" w={row['workers']}" if row["workers"] > 1 else ""
+    return f"{row['model']} @{row['device']} {row['accelerator']} t={row['threads']}{workers}"
 
 
 def format_comparison(rows: list[dict[str, Any]]) -> str:
     table = render_table(
-        ["model", "device", "accelerator", "threads", "p50 ms", "p99 ms", "FPS", "peak RSS MB",
+        ["model", "device", "accelerator", "threads", "workers", "p50 ms", "p99 ms", "FPS", "peak RSS MB",
          "p50 vs row 1", "FPS vs row 1"],
         [
-            [r["model"], r["device"], r["accelerator"], r["threads"], r["p50_ms"], r["p99_ms"], r["fps"],
+            [r["model"], r["device"], r["accelerator"], r["threads"], r["workers"], r["p50_ms"], r["p99_ms"], r["fps"],
              r["peak_rss_mb"], f"{r['p50_ratio']:.2f}x", f"{r['fps_ratio']:.2f}x"]
             for r in rows
         ],
     )
-    return table + "\n(p50 vs row 1 below 1 is faster than the first row; FPS = back-to-back inferences per second)"
+    return table + ("\n(p50 vs row 1 below 1 is faster than the first row; FPS = back-to-back inferences "
+                    "per second, all workers together)")
 
 
 def comparison_json(rows: list[dict[str, Any]], files: list[str]) -> dict[str, Any]:

@@ -58,9 +58,10 @@ class WarmupLabelledLog(io.TextIOBase):
         self.log.flush()
 
 
-def measure_e2e(classifier: Classifier, source: FrameSource, warmup: int, runs: int,
+def measure_e2e(classifiers: list[Classifier], source: FrameSource, warmup: int, runs: int,
                 duration_s: float | None, log: io.TextIOBase) -> dict[str, Any]:
-    """Per-stage statistics over `runs` frames (or `duration_s` seconds) after `warmup` frames."""
+    """Per-stage statistics over `runs` frames (or `duration_s` seconds) after `warmup` frames,
+    with one pipeline worker per classifier."""
     options = RunOptions(
         top_k=5,
         max_frames=None if duration_s else warmup + runs,
@@ -69,7 +70,7 @@ def measure_e2e(classifier: Classifier, source: FrameSource, warmup: int, runs: 
         max_retries=0,  # a bench reports a lost source instead of waiting out retries
     )
     sink = FrameLatencySink()
-    result = Pipeline(classifier, source, options, [sink], log=WarmupLabelledLog(log, warmup)).run()
+    result = Pipeline(classifiers, source, options, [sink], log=WarmupLabelledLog(log, warmup)).run()
     frames = sink.latencies[warmup:]
     if not sink.latencies:
         raise UserError(f"source {source.name} yielded no frames ({result.reason}); check it with `edgepipe run --source`")
@@ -82,8 +83,9 @@ def measure_e2e(classifier: Classifier, source: FrameSource, warmup: int, runs: 
     span_s = (emitted[-1] - emitted[0]) / 1e9
     return {
         "source": source.name,
-        "accelerator": classifier.accelerator,
-        "threads": classifier.threads,
+        "accelerator": classifiers[0].accelerator,
+        "threads": classifiers[0].threads,
+        "workers": len(classifiers),
         "warmup": warmup,
         "frames": len(frames),
         "fps": round((len(frames) - 1) / span_s, 3) if span_s > 0 else None,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import gc
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
@@ -46,11 +47,13 @@ def stderr_progress(message: str) -> None:
 
 @dataclass(frozen=True)
 class BenchPlan:
-    """What to measure; `threads` None means the runtime's default (every available core)."""
+    """What to measure; `threads` None means the available cores shared among `workers`
+    (interpreters invoking at the same time, as `run --workers` does)."""
 
     runs: int = 100
     warmup: int = 10
     threads: tuple[int | None, ...] = (None,)
+    workers: tuple[int, ...] = (1,)
     accelerator: str = "cpu"
     duration_s: float | None = None
     image: Path | None = None
@@ -67,16 +70,18 @@ class BenchPlan:
                 "fallback); pass one --threads value, or --accelerator all to compare with CPU threads"
             )
 
-    def configurations(self) -> list[tuple[str, int | None]]:
-        """(accelerator, threads) pairs, CPU first so the CPU is the baseline row in comparisons.
+    def configurations(self) -> list[tuple[str, int | None, int]]:
+        """(accelerator, threads, workers), CPU first so the CPU is the baseline row in comparisons.
 
-        The Edge TPU is measured once: its speed does not depend on CPU threads.
+        The Edge TPU is measured once, with one interpreter (one per TPU): its speed
+        does not depend on CPU threads.
         """
-        configs: list[tuple[str, int | None]] = []
+        configs: list[tuple[str, int | None, int]] = []
         if self.accelerator in ("cpu", "all"):
-            configs += [("cpu", threads) for threads in self.threads]
+            configs += [("cpu", threads or (max(1, default_threads() // workers) if workers > 1 else None), workers)
+                        for workers in self.workers for threads in self.threads]
         if self.accelerator in ("edgetpu", "all"):
-            configs.append(("edgetpu", self.threads[0]))
+            configs.append(("edgetpu", self.threads[0], 1))
         return configs
 
     @property
@@ -145,6 +150,34 @@ def timed_invokes(invoke: Callable[[], Any], runs: int, duration_s: float | None
     return np.asarray(starts, dtype=np.int64), np.asarray(samples, dtype=np.int64)
 
 
+def concurrent_timed_invokes(invokes: list[Callable[[], Any]], runs: int,
+                             duration_s: float | None = None) -> tuple[np.ndarray, np.ndarray, float]:
+    """`timed_invokes` on every interpreter at once, one thread each (LiteRT releases the GIL
+    in invoke): (starts, latencies) of all of them, and inferences per second all together."""
+    results: list[tuple[np.ndarray, np.ndarray]] = [(np.zeros(0, np.int64), np.zeros(0, np.int64))] * len(invokes)
+    go = threading.Barrier(len(invokes))
+
+    def work(i: int) -> None:
+        go.wait()
+        results[i] = timed_invokes(invokes[i], runs, duration_s)
+
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # here, not per thread: one thread's re-enabling must not reach the others
+    try:
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(len(invokes))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    starts = np.concatenate([r[0] for r in results])
+    samples = np.concatenate([r[1] for r in results])
+    span_ns = max(int((r[0] + r[1]).max()) for r in results) - int(starts.min())
+    return starts, samples, round(samples.size / (span_ns / 1e9), 3)
+
+
 def open_for_bench(model: Path, labels: Path | None, accelerator: str, threads: int | None,
                    edgetpu_device: str | None) -> Classifier:
     try:
@@ -153,23 +186,39 @@ def open_for_bench(model: Path, labels: Path | None, accelerator: str, threads: 
         raise EdgeTpuUnavailable(f"{edgetpu_absence()}; {exc}") from None
 
 
-def measure_configuration(classifier: Classifier, plan: BenchPlan, progress: Progress) -> dict[str, Any]:
-    """One accelerator x threads configuration: cold inference, warm-up, timed runs."""
+def measure_configuration(classifiers: list[Classifier], plan: BenchPlan, progress: Progress) -> dict[str, Any]:
+    """One accelerator x threads x workers configuration: cold inference, warm-up, timed runs.
+
+    With several workers, each interpreter makes --runs timed runs at the same time as
+    the others; the latency statistics pool all of them and `inferences_per_s` counts
+    all of them over the wall-clock span.
+    """
+    classifier = classifiers[0]
     rng = np.random.default_rng(plan.seed)
     tensor, input_source = bench_input(classifier, plan.image, rng)
-    interpreter = classifier.interpreter
-    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], tensor)
-    _, first = timed_invokes(interpreter.invoke, 1)
-    timed_invokes(interpreter.invoke, plan.warmup)
+    for clf in classifiers:
+        clf.interpreter.set_tensor(clf.interpreter.get_input_details()[0]["index"], tensor)
+    _, first = timed_invokes(classifier.interpreter.invoke, 1)
+    for clf in classifiers:
+        timed_invokes(clf.interpreter.invoke, plan.warmup)
     what = f"for {plan.duration_s:g} s" if plan.duration_s else f"{plan.runs} runs"
-    progress(f"{classifier.accelerator}, {threads_text(classifier.threads)}: timing {what} after {plan.warmup} warm-up")
+    workers = f"{len(classifiers)} workers x " if len(classifiers) > 1 else ""
+    progress(f"{classifier.accelerator}, {workers}{threads_text(classifier.threads)}: timing {what} after {plan.warmup} warm-up")
     thermal_before = thermal_snapshot()
     gc.collect()  # leave no garbage from loading for the timed runs to trip over
-    starts, samples = timed_invokes(interpreter.invoke, plan.runs, plan.duration_s)
+    if len(classifiers) == 1:
+        starts, samples = timed_invokes(classifier.interpreter.invoke, plan.runs, plan.duration_s)
+        per_s = rate_per_s(samples)
+    else:
+        starts, samples, per_s = concurrent_timed_invokes(
+            [clf.interpreter.invoke for clf in classifiers], plan.runs, plan.duration_s)
+        order = np.argsort(starts, kind="stable")
+        starts, samples = starts[order], samples[order]
     thermal_after = thermal_snapshot()
     return {
         "accelerator": classifier.accelerator,
         "threads": classifier.threads,
+        "workers": len(classifiers),
         "backend": classifier.backend,
         "backend_version": classifier.backend_version,
         "model_file": str(classifier.model_path),
@@ -184,7 +233,7 @@ def measure_configuration(classifier: Classifier, plan: BenchPlan, progress: Pro
         "runs": int(samples.size),
         "timed_s": round(float(samples.sum()) / 1e9, 3),
         "latency_ms": latency_summary(samples),
-        "inferences_per_s": rate_per_s(samples),
+        "inferences_per_s": per_s,
         "peak_rss_mb": peak_rss_mb(),
         "rss_mb": current_rss_mb(),
         "thermal": {"before": thermal_before, "after": thermal_after},
@@ -202,6 +251,7 @@ def new_report(model: Path, plan: BenchPlan) -> dict[str, Any]:
     settings = asdict(plan)
     settings["image"] = str(plan.image) if plan.image else None
     settings["threads"] = list(plan.threads)
+    settings["workers"] = list(plan.workers)
     return {
         "schema": SCHEMA,
         "model": str(model),
@@ -233,9 +283,10 @@ def run_bench(model: Path, labels: Path | None, plan: BenchPlan, progress: Progr
     if plan.accelerator == "all" and len(plan.threads) > 1:
         progress(f"the Edge TPU ignores --threads: it is measured once, with {plan.threads[0]} for CPU fallback ops")
     errors: list[UserError] = []
-    for accelerator, threads in plan.configurations():
+    for accelerator, threads, workers in plan.configurations():
         try:
             classifier = open_for_bench(model, labels, accelerator, threads, plan.edgetpu_device)
+            classifiers = [classifier] + [classifier.replica(classifier.threads) for _ in range(workers - 1)]
         except UserError as exc:
             if plan.accelerator != "all":
                 raise
@@ -244,12 +295,12 @@ def run_bench(model: Path, labels: Path | None, plan: BenchPlan, progress: Progr
             progress(f"skipping {accelerator}: {exc}")
             continue
         progress(f"loaded {classifier.describe()}")
-        report["results"].append(measure_configuration(classifier, plan, progress))
+        report["results"].append(measure_configuration(classifiers, plan, progress))
         if e2e_source is not None and report["e2e"] is None:
             progress(f"end to end on {e2e_source.name}: {plan.warmup} warm-up frames, then "
                      + (f"{plan.duration_s:g} s" if plan.duration_s else f"{plan.runs} frames"))
-            report["e2e"] = measure_e2e(classifier, e2e_source, plan.warmup, plan.runs, plan.duration_s, sys.stderr)
-        del classifier  # free its arena before the next configuration loads
+            report["e2e"] = measure_e2e(classifiers, e2e_source, plan.warmup, plan.runs, plan.duration_s, sys.stderr)
+        del classifier, classifiers  # free their arenas before the next configuration loads
     if not report["results"]:
         if len({str(error) for error in errors}) == 1:  # e.g. the model does not exist
             raise errors[0]

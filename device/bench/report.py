@@ -17,7 +17,7 @@ from .stats import LATENCY_KEYS
 SCHEMA = "edgepipe.bench/1"
 
 CSV_COLUMNS = (
-    "model", "accelerator", "threads", "backend", "backend_version", "load_ms", "first_inference_ms",
+    "model", "accelerator", "threads", "workers", "backend", "backend_version", "load_ms", "first_inference_ms",
     "warmup", "runs", *(f"{key}_ms" for key in LATENCY_KEYS), "inferences_per_s", "peak_rss_mb",
 )
 
@@ -56,12 +56,12 @@ def format_report(report: dict[str, Any]) -> str:
     for r in report["results"]:
         lat = r["latency_ms"]
         rows.append([
-            r["accelerator"], r["threads"], f"{r['backend']} {r['backend_version']}", r["load_ms"],
+            r["accelerator"], r["threads"], r.get("workers", 1), f"{r['backend']} {r['backend_version']}", r["load_ms"],
             r["first_inference_ms"], r["runs"], lat["min"], lat["p50"], lat["p90"], lat["p99"], lat["max"],
             f"{lat['mean']:.3f}±{lat['std']:.3f}", r["inferences_per_s"], r["peak_rss_mb"],
         ])
     lines.append(render_table(
-        ["accelerator", "threads", "backend", "load ms", "first ms", "runs", "min", "p50", "p90", "p99", "max",
+        ["accelerator", "threads", "workers", "backend", "load ms", "first ms", "runs", "min", "p50", "p90", "p99", "max",
          "mean±std ms", "inf/s", "peak RSS MB"],
         rows,
     ))
@@ -99,7 +99,8 @@ def _throttle(snapshot: dict[str, Any]) -> str:
 
 def format_e2e(e2e: dict[str, Any]) -> str:
     head = (
-        f"end to end: {e2e['source']} ({e2e['accelerator']}, threads={e2e['threads']}), "
+        f"end to end: {e2e['source']} ({e2e['accelerator']}, threads={e2e['threads']}"
+        + (f", workers={e2e['workers']}" if e2e.get("workers", 1) > 1 else "") + "), "
         f"{e2e['frames']} frames after {e2e['warmup']} warm-up, "
         + ("FPS n/a (one frame)" if e2e["fps"] is None else f"{e2e['fps']:.2f} FPS")
     )
@@ -126,7 +127,8 @@ def csv_text(report: dict[str, Any]) -> str:
 def report_series(report: dict[str, Any]) -> list[LatencySeries]:
     """What `bench --plot` draws: each configuration's timed runs (and the e2e total per frame)."""
     series = [
-        LatencySeries(f"{r['accelerator']} t={r['threads']}", r["samples_ms"], r.get("windows"))
+        LatencySeries(f"{r['accelerator']} t={r['threads']}" + (f" w={r['workers']}" if r.get("workers", 1) > 1 else ""),
+                      r["samples_ms"], r.get("windows"))
         for r in report["results"]
     ]
     e2e = report.get("e2e")

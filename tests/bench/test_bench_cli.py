@@ -9,7 +9,7 @@ from edgepipe.device.bench.stats import LATENCY_KEYS
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 RESULT_KEYS = {
-    "accelerator", "threads", "backend", "backend_version", "model_file", "input", "load_ms",
+    "accelerator", "threads", "workers", "backend", "backend_version", "model_file", "input", "load_ms",
     "first_inference_ms", "warmup", "runs", "timed_s", "latency_ms", "inferences_per_s", "peak_rss_mb",
     "rss_mb", "thermal", "windows", "samples_ms",
 }
@@ -30,7 +30,7 @@ def test_bench_json_schema_is_complete_and_consistent(bundle_report, tiny_bundle
     assert report["environment"]["cores"] >= 1 and report["environment"]["python"].count(".") == 2
     assert report["settings"]["runs"] == RUNS and report["settings"]["threads"] == [1, 2]
     assert report["e2e"] is None and report["skipped"] == []
-    assert [(r["accelerator"], r["threads"]) for r in report["results"]] == [("cpu", 1), ("cpu", 2)]
+    assert [(r["accelerator"], r["threads"], r["workers"]) for r in report["results"]] == [("cpu", 1, 1), ("cpu", 2, 1)]
     for r in report["results"]:
         assert set(r) == RESULT_KEYS
         assert r["backend"] == "ai_edge_litert" and r["backend_version"]

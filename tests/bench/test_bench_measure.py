@@ -55,7 +55,7 @@ def test_warmup_and_cold_run_are_excluded_from_the_timed_runs(tiny_bundle):
     classifier = open_classifier(tiny_bundle, threads=1)
     counting = CountingInterpreter(classifier.interpreter)
     classifier.interpreter = counting
-    result = measure_configuration(classifier, BenchPlan(runs=7, warmup=4, threads=(1,)), progress=lambda _: None)
+    result = measure_configuration([classifier], BenchPlan(runs=7, warmup=4, threads=(1,)), progress=lambda _: None)
     assert counting.invokes == 1 + 4 + 7
     assert result["runs"] == 7 and len(result["samples_ms"]) == 7 and result["warmup"] == 4
     assert result["first_inference_ms"] > 0
@@ -98,4 +98,4 @@ def test_edgetpu_with_several_thread_counts_is_refused():
 
 def test_all_measures_cpu_per_thread_count_and_the_edge_tpu_once():
     plan = BenchPlan(accelerator="all", threads=(1, 2, 4))
-    assert plan.configurations() == [("cpu", 1), ("cpu", 2), ("cpu", 4), ("edgetpu", 1)]
+    assert plan.configurations() == [("cpu", 1, 1), ("cpu", 2, 1), ("cpu", 4, 1), ("edgetpu", 1, 1)]

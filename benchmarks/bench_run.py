@@ -1,23 +1,28 @@
-"""Benchmark of `edgepipe run` against the physical limit of the model.
+"""Benchmark of `edgepipe run` against the physical limit of the model on this machine.
 
-For an int8 MobileNetV2 1.0 224 (uint8 I/O) and a 640x480 video file, per
-thread count, each in a fresh subprocess, alternating for --rounds rounds
-(bare, run, bare, run, ..., bare) so that load drifting on a shared machine
-hits both sides alike:
-  - bare: p50 of a bare `interpreter.invoke()` loop (the limit: 1/p50 per s),
-    from the bare loops on either side of each run;
-  - run: throughput of `edgepipe run MODEL --source video.mp4 --threads T`
-    (frames / run duration from its --stats-json), time from process start to
-    the first result line, peak RSS of the child (ru_maxrss via wait4, and
-    VmHWM read by the child itself as a cross-check), and whether any
-    TensorFlow module was imported.
-The reported ratio is the median over rounds. The model and the video are
-made in a subprocess: the parent stays a small stdlib-only process, because a
-child's ru_maxrss includes the memory of the parent it was forked from.
-Targets: run >= 0.85 x bare, first result <= 1.5 s, RSS <= 150 MB,
+For an int8 MobileNetV2 1.0 224 (uint8 I/O) and a 640x480 MJPG video (real
+photos from flowers12 when ../shared is present, else synthetic shapes), each
+measurement in a fresh subprocess, alternating for --rounds rounds so that load
+drifting on a shared machine hits every setting alike:
+  - bare: back-to-back `interpreter.invoke()` loops, no decoding, all interpreters
+    at once (1x1, 1x2 and 2x1 on 2 cores: interpreters x threads); the limit of
+    a setting is the best bare throughput on the same cores (the best of 1x2 and
+    2x1), and, for `--workers 1 --threads 1`, also its own 1x1 loop;
+  - run: `edgepipe run MODEL --source video.avi` with default flags (--workers
+    auto, measured once into a fresh cache, then read from it) and with
+    `--workers 1 --threads 1` (plus the explicit 2x1 and 1x2 for the curve):
+    throughput (frames / duration from --stats-json), p50/p99 of `total`
+    latency (capture start to result), peak RSS of the child (ru_maxrss via
+    wait4), time to the first result, whether TensorFlow was imported;
+  - capture: CPU time per frame of decoding and preprocessing the video in one
+    thread, which bounds what any pipeline can reach: cores / (cores / best bare
+    + capture CPU per frame).
+Each ratio is the median over rounds (each round's run against the bare loops of
+the same round). Targets: run / best bare >= 0.90 with default flags
+and with --workers 1 --threads 1, peak RSS <= 200 MB, first result <= 1.5 s,
 TensorFlow never imported.
 
-    python benchmarks/bench_run.py [--model M.tflite] [--threads 1,2] [--frames 300]
+    python benchmarks/bench_run.py [--model M.tflite] [--frames 300] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,27 +40,67 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 
 RESULTS = ROOT / "results"
-TARGETS = {"throughput_ratio": 0.85, "first_result_s": 1.5, "peak_rss_mb": 150.0}
+TARGETS = {"throughput_ratio": 0.90, "peak_rss_mb": 200.0}
 HEAVY = ("tensorflow", "tf_keras", "keras", "tensorflow_model_optimization")
+BARE = ((1, 1), (1, 2), (2, 1))  # (interpreters, threads each)
+# (name, extra flags of `edgepipe run`)
+SETTINGS = (
+    ("default (--workers auto)", []),
+    ("--workers 1 --threads 1", ["--workers", "1", "--threads", "1"]),
+    ("--workers 2 --threads 1", ["--workers", "2", "--threads", "1"]),
+    ("--workers 1 --threads 2", ["--workers", "1", "--threads", "2"]),
+)
 
+# Every interpreter in its own thread (LiteRT releases the GIL in invoke), all starting together.
 BARE_LOOP = """
-import json, sys, time
+import json, sys, threading, time
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
-model, threads, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-interpreter = Interpreter(model_path=model, num_threads=threads)
-interpreter.allocate_tensors()
-detail = interpreter.get_input_details()[0]
-pixels = np.random.default_rng(0).integers(0, 256, detail["shape"], dtype=np.uint8).astype(detail["dtype"])
-interpreter.set_tensor(detail["index"], pixels)
-for _ in range(10):
-    interpreter.invoke()
-samples = []
-for _ in range(runs):
-    start = time.perf_counter()
-    interpreter.invoke()
-    samples.append((time.perf_counter() - start) * 1000)
-print(json.dumps(samples))
+model, workers, threads, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+interpreters = []
+for _ in range(workers):
+    interpreter = Interpreter(model_path=model, num_threads=threads)
+    interpreter.allocate_tensors()
+    detail = interpreter.get_input_details()[0]
+    pixels = np.random.default_rng(0).integers(0, 256, detail["shape"], dtype=np.uint8).astype(detail["dtype"])
+    interpreter.set_tensor(detail["index"], pixels)
+    for _ in range(10):
+        interpreter.invoke()
+    interpreters.append(interpreter)
+counts = [0] * workers
+barrier = threading.Barrier(workers + 1)
+def loop(i):
+    barrier.wait()
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        interpreters[i].invoke()
+        counts[i] += 1
+pool = [threading.Thread(target=loop, args=(i,)) for i in range(workers)]
+for t in pool:
+    t.start()
+barrier.wait()
+start = time.perf_counter()
+for t in pool:
+    t.join()
+print(json.dumps({"per_s": sum(counts) / (time.perf_counter() - start)}))
+"""
+
+# Decode + preprocess every frame in one thread, as run's capture thread does: CPU seconds per frame.
+CAPTURE_LOOP = """
+import json, sys, time
+import cv2
+cv2.setNumThreads(1)
+from edgepipe.device.runtime import open_classifier
+clf = open_classifier(sys.argv[1], threads=1)
+capture = cv2.VideoCapture(sys.argv[2])
+frames, cpu = 0, time.process_time()
+while True:
+    ok, frame = capture.read()
+    if not ok:
+        break
+    clf.preprocess(frame)
+    frames += 1
+print(json.dumps({"frames": frames, "cpu_ms_per_frame": (time.process_time() - cpu) * 1000 / frames}))
 """
 
 # `edgepipe run` exactly as the console script runs it, reporting afterwards which heavy modules got imported.
@@ -63,151 +109,177 @@ import json, sys
 from edgepipe.cli import main
 code = main(sys.argv[1:])
 heavy = sorted({m.split(".")[0] for m in sys.modules} & set(%r))
-hwm_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-sys.stderr.write("CHILD_REPORT " + json.dumps({"heavy": heavy, "vm_hwm_mb": round(hwm_kb / 1024, 1)}) + "\\n")
+sys.stderr.write("CHILD_REPORT " + json.dumps({"heavy": heavy}) + "\\n")
 sys.exit(code)
 """ % (HEAVY,)
 
 PREPARE = """
 import sys
 sys.path.insert(0, sys.argv[1])
-from benchmarks.models import mobilenet_v2_int8
-from edgepipe.synthetic import write_video
+from benchmarks.models import PHOTOS, mobilenet_v2_int8
+from benchmarks.video import write_photo_video
 model, video, frames = sys.argv[2], sys.argv[3], int(sys.argv[4])
 if model != "-":
     mobilenet_v2_int8(model)
-write_video(video, frames=frames, size=(640, 480), fps=30.0)
+print(write_photo_video(video, PHOTOS, frames=frames))
 """
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
-
-def bare_invoke(model: Path, threads: int, runs: int) -> list[float]:
-    out = subprocess.run([sys.executable, "-c", BARE_LOOP, str(model), str(threads), str(runs)],
+def bare_rate(model: Path, workers: int, threads: int, seconds: float) -> float:
+    out = subprocess.run([sys.executable, "-c", BARE_LOOP, str(model), str(workers), str(threads), str(seconds)],
                          check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return json.loads(out.strip().splitlines()[-1])["per_s"]
 
 
-def edgepipe_run(model: Path, video: Path, threads: int, work: Path) -> dict:
-    stats = work / f"stats-{threads}.json"
+def capture_cost(model: Path, video: Path) -> float:
+    out = subprocess.run([sys.executable, "-c", CAPTURE_LOOP, str(model), str(video)],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["cpu_ms_per_frame"]
+
+
+def edgepipe_run(model: Path, video: Path, flags: list[str], work: Path, cache: Path) -> dict:
+    stats = work / "stats.json"
     stats.unlink(missing_ok=True)
-    argv = [sys.executable, "-c", RUN_WRAPPER, "run", str(model), "--source", str(video), "--threads", str(threads),
+    argv = [sys.executable, "-c", RUN_WRAPPER, "run", str(model), "--source", str(video), *flags,
             "--json", "--stats-interval", "0", "--stats-json", str(stats)]
     started = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "XDG_CACHE_HOME": str(cache)})
     first_line = proc.stdout.readline()
     first_result_s = time.perf_counter() - started
-    lines = 1 + sum(1 for _ in proc.stdout)
+    frames = [json.loads(first_line)["frame"]] + [json.loads(line)["frame"] for line in proc.stdout]
     err = proc.stderr.read()
     _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0 or not first_line.startswith("{"):
-        raise SystemExit(f"edgepipe run failed ({proc.returncode}):\n{err}")
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"edgepipe run failed ({code}):\n{err}")
     summary = json.loads(stats.read_text())
     child = json.loads(err.split("CHILD_REPORT ")[1].splitlines()[0])
+    auto = [line.split("--workers auto: ", 1)[1] for line in err.splitlines() if "--workers auto: " in line]
     return {
         "frames": summary["frames"],
-        "result_lines": lines,
+        "in_order": frames == sorted(frames) and len(frames) == summary["frames"],
+        "workers": summary["workers"],
+        "threads": summary["threads"],
+        "auto_choice": auto[0] if auto else None,
         "throughput_fps": summary["fps"],
+        "total_p50_ms": summary["latency_ms"]["total"]["p50"],
+        "total_p99_ms": summary["latency_ms"]["total"]["p99"],
         "first_result_s": round(first_result_s, 3),
         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),  # Linux reports KiB
-        "vm_hwm_mb": child["vm_hwm_mb"],
         "tensorflow_imported": bool(child["heavy"]),
-        "heavy_modules": child["heavy"],
-        "latency_ms": summary["latency_ms"],
         "dropped": summary["dropped"],
     }
 
 
-def median(values: list[float]) -> float:
-    return percentile(values, 50)
+def load_average() -> list[float]:
+    return [round(v, 2) for v in os.getloadavg()]
 
 
-def measure(model: Path, video: Path, threads: int, runs: int, rounds: int, work: Path) -> dict:
-    bare = [bare_invoke(model, threads, runs)]
-    round_results = []
-    for _ in range(rounds):
-        run = edgepipe_run(model, video, threads, work)
-        bare.append(bare_invoke(model, threads, runs))
-        p50 = percentile(bare[-2] + bare[-1], 50)  # the bare loops on either side of this run
-        round_results.append({"bare_invoke_p50_ms": round(p50, 3), "run": run,
-                              "throughput_ratio": round(run["throughput_fps"] * p50 / 1000.0, 3)})
-    middle = sorted(round_results, key=lambda r: r["throughput_ratio"])[len(round_results) // 2]
-    run_rows = [r["run"] for r in round_results]
-    return {
-        "threads": threads,
-        "bare_invoke_p50_ms": middle["bare_invoke_p50_ms"],
-        "bare_limit_fps": round(1000.0 / middle["bare_invoke_p50_ms"], 2),
-        "run": middle["run"],
-        "throughput_ratio": middle["throughput_ratio"],
-        "first_result_s_median": round(median([r["first_result_s"] for r in run_rows]), 3),
-        "peak_rss_mb_max": max(r["peak_rss_mb"] for r in run_rows),
-        "rounds": round_results,
-    }
+def one_round(model: Path, video: Path, seconds: float, work: Path, cache: Path) -> dict:
+    """Bare loops and runs interleaved: bare, run, bare, run, ... so drift hits both alike."""
+    bare: dict[str, list[float]] = {f"{w}x{t}": [] for w, t in BARE}
+    runs: dict[str, dict] = {}
+    for i, (name, flags) in enumerate(SETTINGS):
+        w, t = BARE[i % len(BARE)]
+        bare[f"{w}x{t}"].append(bare_rate(model, w, t, seconds))
+        runs[name] = edgepipe_run(model, video, flags, work, cache)
+    for w, t in BARE:
+        if not bare[f"{w}x{t}"]:
+            bare[f"{w}x{t}"].append(bare_rate(model, w, t, seconds))
+    rates = {key: statistics.median(values) for key, values in bare.items()}
+    best = max(rates["1x2"], rates["2x1"])
+    for name, run in runs.items():
+        run["ratio_vs_best_bare"] = round(run["throughput_fps"] / best, 3)
+        limit = rates[f"{run['workers']}x{run['threads']}"] if f"{run['workers']}x{run['threads']}" in rates else best
+        run["ratio_vs_same_bare"] = round(run["throughput_fps"] / limit, 3)
+    return {"bare_per_s": {k: round(v, 2) for k, v in rates.items()}, "best_bare_per_s": round(best, 2), "runs": runs}
 
 
-def verdicts(row: dict) -> dict[str, bool]:
-    return {
-        "throughput_ratio": row["throughput_ratio"] >= TARGETS["throughput_ratio"],
-        "first_result_s": row["first_result_s_median"] <= TARGETS["first_result_s"],
-        "peak_rss_mb": row["peak_rss_mb_max"] <= TARGETS["peak_rss_mb"],
-        "no_tensorflow": not any(r["run"]["tensorflow_imported"] for r in row["rounds"]),
-    }
+def summarise(rounds: list[dict], capture_ms: float, cores: int) -> dict:
+    best = statistics.median(r["best_bare_per_s"] for r in rounds)
+    bound = cores / (cores / best + capture_ms / 1000.0)
+    rows = {}
+    for name, _ in SETTINGS:
+        per_round = [r["runs"][name] for r in rounds]
+        rows[name] = {
+            "workers": per_round[-1]["workers"],
+            "threads": per_round[-1]["threads"],
+            "auto_choice": per_round[0]["auto_choice"],
+            "throughput_fps": statistics.median(r["throughput_fps"] for r in per_round),
+            "ratio_vs_best_bare": statistics.median(r["ratio_vs_best_bare"] for r in per_round),
+            "ratio_vs_same_bare": statistics.median(r["ratio_vs_same_bare"] for r in per_round),
+            "ratio_vs_capture_bound": round(statistics.median(r["throughput_fps"] for r in per_round) / bound, 3),
+            "total_p50_ms": statistics.median(r["total_p50_ms"] for r in per_round),
+            "total_p99_ms": statistics.median(r["total_p99_ms"] for r in per_round),
+            "first_result_s": statistics.median(r["first_result_s"] for r in per_round),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in per_round),
+            "in_order": all(r["in_order"] for r in per_round),
+            "tensorflow_imported": any(r["tensorflow_imported"] for r in per_round),
+        }
+    bare = {key: round(statistics.median(r["bare_per_s"][key] for r in rounds), 2) for key in rounds[0]["bare_per_s"]}
+    return {"bare_per_s": bare, "best_bare_per_s": round(best, 2), "capture_cpu_ms_per_frame": round(capture_ms, 3),
+            "capture_bound_fps": round(bound, 2), "settings": rows}
 
 
-def print_table(rows: list[dict]) -> None:
-    header = f"{'threads':>7} {'bare p50 ms':>11} {'limit fps':>9} {'run fps':>8} {'ratio':>6} " \
-             f"{'1st result s':>12} {'peak RSS MB':>11} {'TF':>4}"
-    print(header)
-    for row in rows:
-        run = row["run"]
-        print(f"{row['threads']:>7} {row['bare_invoke_p50_ms']:>11.2f} {row['bare_limit_fps']:>9.1f} "
-              f"{run['throughput_fps']:>8.1f} {row['throughput_ratio']:>6.3f} {row['first_result_s_median']:>12.3f} "
-              f"{row['peak_rss_mb_max']:>11.1f} {'no' if row['verdicts']['no_tensorflow'] else 'yes':>4}")
-    print("(median round by ratio; first result: median; peak RSS: max over rounds)")
-    print(f"targets: ratio >= {TARGETS['throughput_ratio']}, first result <= {TARGETS['first_result_s']} s, "
-          f"peak RSS <= {TARGETS['peak_rss_mb']:.0f} MB, TensorFlow never imported")
-    for row in rows:
-        failed = [name for name, ok in row["verdicts"].items() if not ok]
-        print(f"threads {row['threads']}: {'all targets met' if not failed else 'MISSED: ' + ', '.join(failed)}")
+def print_table(summary: dict) -> None:
+    bare = summary["bare_per_s"]
+    print("bare invoke() throughput, inferences/s (interpreters x threads): "
+          + ", ".join(f"{k} {v:.1f}" for k, v in bare.items())
+          + f"; best {summary['best_bare_per_s']:.1f}")
+    print(f"decode + preprocess: {summary['capture_cpu_ms_per_frame']:.2f} ms CPU per frame; "
+          f"bound with it on these cores: {summary['capture_bound_fps']:.1f} fps")
+    print(f"{'setting':<26} {'w x t':>5} {'run fps':>8} {'/best bare':>10} {'/same bare':>10} {'/bound':>7} "
+          f"{'total p50':>9} {'p99 ms':>7} {'RSS MB':>7} {'1st s':>6} {'order':>5}")
+    for name, row in summary["settings"].items():
+        print(f"{name:<26} {row['workers']}x{row['threads']:<3} {row['throughput_fps']:>8.1f} "
+              f"{row['ratio_vs_best_bare']:>10.3f} {row['ratio_vs_same_bare']:>10.3f} {row['ratio_vs_capture_bound']:>7.3f} "
+              f"{row['total_p50_ms']:>9.1f} {row['total_p99_ms']:>7.1f} {row['peak_rss_mb']:>7.1f} "
+              f"{row['first_result_s']:>6.2f} {'yes' if row['in_order'] else 'NO':>5}")
+    auto = summary["settings"][SETTINGS[0][0]]["auto_choice"]
+    print(f"--workers auto said: {auto}")
+    print(f"targets: run / best bare >= {TARGETS['throughput_ratio']} (default flags, and --workers 1 --threads 1), "
+          f"peak RSS <= {TARGETS['peak_rss_mb']:.0f} MB; medians over rounds, RSS the max")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, help="an int8 .tflite (default: build MobileNetV2 1.0 224 once, cached)")
-    parser.add_argument("--threads", default=f"1,{os.cpu_count() or 1}", help="thread counts, e.g. 1,2")
     parser.add_argument("--frames", type=int, default=300, help="frames in the 640x480 test video")
-    parser.add_argument("--runs", type=int, default=200, help="timed invokes per bare loop")
-    parser.add_argument("--rounds", type=int, default=3, help="alternations of run and bare loop per thread count")
+    parser.add_argument("--bare-seconds", type=float, default=2.0, help="length of each bare loop")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of alternated bare loops and runs")
     parser.add_argument("--out", type=Path, default=RESULTS / "run.json")
     args = parser.parse_args()
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     model = args.model or RESULTS / "mobilenet_v2_1.0_224_int8.tflite"
-    threads = sorted({int(t) for t in args.threads.split(",")})
+    load_before = load_average()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        video = work / "video_640x480.mp4"
+        video = work / "video_640x480.avi"
         build = "-" if args.model else str(model)
-        subprocess.run([sys.executable, "-c", PREPARE, str(ROOT.parent), build, str(video), str(args.frames)],
-                       check=True)
-        rows = []
-        for t in threads:
-            row = measure(model, video, t, args.runs, args.rounds, work)
-            row["verdicts"] = verdicts(row)
-            rows.append(row)
-    print_table(rows)
+        content = subprocess.run([sys.executable, "-c", PREPARE, str(ROOT.parent), build, str(video), str(args.frames)],
+                                 check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        capture_ms = capture_cost(model, video)
+        rounds = []
+        for i in range(args.rounds):
+            rounds.append(one_round(model, video, args.bare_seconds, work, work / "cache"))
+            print(f"round {i + 1}/{args.rounds}: best bare {rounds[-1]['best_bare_per_s']:.1f}/s, "
+                  + ", ".join(f"{n}: {r['throughput_fps']:.1f} fps" for n, r in rounds[-1]["runs"].items()),
+                  file=sys.stderr, flush=True)
+    load_after = load_average()
+    summary = summarise(rounds, capture_ms, len(os.sched_getaffinity(0)))
+    print_table(summary)
+    print(f"load average (1, 5, 15 min) before {load_before}, after {load_after}")
     result = {
         "benchmark": "run",
         "model": str(model),
-        "video": {"size": [640, 480], "frames": args.frames, "fps": 30.0},
-        "cpu_count": os.cpu_count(),
+        "video": {"size": [640, 480], "frames": args.frames, "fps": 30.0, "codec": "MJPG", "content": content},
+        "cores": len(os.sched_getaffinity(0)),
+        "load_average": {"before": load_before, "after": load_after},
         "targets": TARGETS,
-        "results": rows,
+        "summary": summary,
+        "rounds": rounds,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -14,9 +14,10 @@ drifting on a shared machine hits every setting alike:
     throughput (frames / duration from --stats-json), p50/p99 of `total`
     latency (capture start to result), peak RSS of the child (ru_maxrss via
     wait4), time to the first result, whether TensorFlow was imported;
-  - capture: CPU time per frame of decoding and preprocessing the video in one
-    thread, which bounds what any pipeline can reach: cores / (cores / best bare
-    + capture CPU per frame).
+  - capture: CPU time per frame of decoding and of preprocessing the video in
+    one thread, which bounds what any pipeline can reach: cores / (cores / best
+    bare + capture CPU per frame); also the bound for a raw camera (Picamera2
+    delivers BGR frames: preprocessing only).
 Each ratio is the median over rounds (each round's run against the bare loops of
 the same round). Targets: run / best bare >= 0.90 with default flags
 and with --workers 1 --threads 1, peak RSS <= 200 MB, first result <= 1.5 s,
@@ -93,14 +94,18 @@ cv2.setNumThreads(1)
 from edgepipe.device.runtime import open_classifier
 clf = open_classifier(sys.argv[1], threads=1)
 capture = cv2.VideoCapture(sys.argv[2])
-frames, cpu = 0, time.process_time()
+frames, decode, preprocess = 0, 0.0, 0.0
 while True:
+    t0 = time.process_time()
     ok, frame = capture.read()
+    t1 = time.process_time()
     if not ok:
         break
     clf.preprocess(frame)
+    preprocess += time.process_time() - t1
+    decode += t1 - t0
     frames += 1
-print(json.dumps({"frames": frames, "cpu_ms_per_frame": (time.process_time() - cpu) * 1000 / frames}))
+print(json.dumps({"decode_ms": decode * 1000 / frames, "preprocess_ms": preprocess * 1000 / frames}))
 """
 
 # `edgepipe run` exactly as the console script runs it, reporting afterwards which heavy modules got imported.
@@ -131,10 +136,11 @@ def bare_rate(model: Path, workers: int, threads: int, seconds: float) -> float:
     return json.loads(out.strip().splitlines()[-1])["per_s"]
 
 
-def capture_cost(model: Path, video: Path) -> float:
+def capture_cost(model: Path, video: Path) -> dict[str, float]:
+    """CPU ms per frame of decoding and of preprocessing (a raw camera such as Picamera2 has no decoding)."""
     out = subprocess.run([sys.executable, "-c", CAPTURE_LOOP, str(model), str(video)],
                          check=True, capture_output=True, text=True).stdout
-    return json.loads(out.strip().splitlines()[-1])["cpu_ms_per_frame"]
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def edgepipe_run(model: Path, video: Path, flags: list[str], work: Path, cache: Path) -> dict:
@@ -196,9 +202,15 @@ def one_round(model: Path, video: Path, seconds: float, work: Path, cache: Path)
     return {"bare_per_s": {k: round(v, 2) for k, v in rates.items()}, "best_bare_per_s": round(best, 2), "runs": runs}
 
 
-def summarise(rounds: list[dict], capture_ms: float, cores: int) -> dict:
+def bound_fps(best_bare: float, capture_ms: float, cores: int) -> float:
+    """What any pipeline can reach: the cores' time per frame is inference (at the best bare rate) plus capture."""
+    return cores / (cores / best_bare + capture_ms / 1000.0)
+
+
+def summarise(rounds: list[dict], capture: dict[str, float], cores: int) -> dict:
     best = statistics.median(r["best_bare_per_s"] for r in rounds)
-    bound = cores / (cores / best + capture_ms / 1000.0)
+    capture_ms = capture["decode_ms"] + capture["preprocess_ms"]
+    bound = bound_fps(best, capture_ms, cores)
     rows = {}
     for name, _ in SETTINGS:
         per_round = [r["runs"][name] for r in rounds]
@@ -218,8 +230,12 @@ def summarise(rounds: list[dict], capture_ms: float, cores: int) -> dict:
             "tensorflow_imported": any(r["tensorflow_imported"] for r in per_round),
         }
     bare = {key: round(statistics.median(r["bare_per_s"][key] for r in rounds), 2) for key in rounds[0]["bare_per_s"]}
-    return {"bare_per_s": bare, "best_bare_per_s": round(best, 2), "capture_cpu_ms_per_frame": round(capture_ms, 3),
-            "capture_bound_fps": round(bound, 2), "settings": rows}
+    return {"bare_per_s": bare, "best_bare_per_s": round(best, 2),
+            "capture_cpu_ms_per_frame": {k: round(v, 3) for k, v in capture.items()},
+            "capture_bound_fps": round(bound, 2),
+            "capture_bound_ratio": round(bound / best, 3),
+            "raw_camera_bound_ratio": round(bound_fps(best, capture["preprocess_ms"], cores) / best, 3),
+            "settings": rows}
 
 
 def print_table(summary: dict) -> None:
@@ -227,8 +243,11 @@ def print_table(summary: dict) -> None:
     print("bare invoke() throughput, inferences/s (interpreters x threads): "
           + ", ".join(f"{k} {v:.1f}" for k, v in bare.items())
           + f"; best {summary['best_bare_per_s']:.1f}")
-    print(f"decode + preprocess: {summary['capture_cpu_ms_per_frame']:.2f} ms CPU per frame; "
-          f"bound with it on these cores: {summary['capture_bound_fps']:.1f} fps")
+    cost = summary["capture_cpu_ms_per_frame"]
+    print(f"decode {cost['decode_ms']:.2f} + preprocess {cost['preprocess_ms']:.2f} ms CPU per frame; "
+          f"bound with them on these cores: {summary['capture_bound_fps']:.1f} fps = "
+          f"{summary['capture_bound_ratio']:.3f} of best bare (a raw camera, no decoding: "
+          f"{summary['raw_camera_bound_ratio']:.3f})")
     print(f"{'setting':<26} {'w x t':>5} {'run fps':>8} {'/best bare':>10} {'/same bare':>10} {'/bound':>7} "
           f"{'total p50':>9} {'p99 ms':>7} {'RSS MB':>7} {'1st s':>6} {'order':>5}")
     for name, row in summary["settings"].items():
@@ -260,7 +279,7 @@ def main() -> int:
         build = "-" if args.model else str(model)
         content = subprocess.run([sys.executable, "-c", PREPARE, str(ROOT.parent), build, str(video), str(args.frames)],
                                  check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-        capture_ms = capture_cost(model, video)
+        capture = capture_cost(model, video)
         rounds = []
         for i in range(args.rounds):
             rounds.append(one_round(model, video, args.bare_seconds, work, work / "cache"))
@@ -268,7 +287,7 @@ def main() -> int:
                   + ", ".join(f"{n}: {r['throughput_fps']:.1f} fps" for n, r in rounds[-1]["runs"].items()),
                   file=sys.stderr, flush=True)
     load_after = load_average()
-    summary = summarise(rounds, capture_ms, len(os.sched_getaffinity(0)))
+    summary = summarise(rounds, capture, len(os.sched_getaffinity(0)))
     print_table(summary)
     print(f"load average (1, 5, 15 min) before {load_before}, after {load_after}")
     result = {

@@ -42,7 +42,7 @@ def open_workers(args: argparse.Namespace) -> list[Classifier]:
     """One classifier per --workers interpreter; `auto` measures (or recalls) the fastest combination."""
     cores = default_threads()
     if args.workers is None:  # --workers auto
-        base = _open(args, threads=args.threads or 1)
+        base = _open(args)  # all cores by default: what the Edge TPU's CPU fallback ops get
         if base.accelerator != "cpu":
             print(f"edgepipe run: --workers auto: 1 interpreter on the {base.accelerator} (one per TPU)",
                   file=sys.stderr, flush=True)

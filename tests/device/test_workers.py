@@ -11,7 +11,6 @@ import json
 import numpy as np
 import pytest
 
-from edgepipe.cli import main
 from edgepipe.device.autotune import cache_path, choose_workers, combinations
 from edgepipe.device.pipeline import Frame, Inferred, Pipeline, ResultOrder, RunOptions
 from edgepipe.device.runtime import open_classifier
@@ -77,9 +76,9 @@ def pool(tiny_bundle):
 
 
 def test_three_workers_give_a_video_every_frame_in_order_with_the_same_smoothed_scores(pool, video):
-    one, _ = _run_pipeline(pool[:1], open_source(str(video["path"])), smooth=0.3)
-    three, summary = _run_pipeline(pool, open_source(str(video["path"])), smooth=0.3)
-    assert [r["frame"] for r in three] == list(range(video["frames"]))
+    one, _ = _run_pipeline(pool[:1], open_source(str(video.path)), smooth=0.3)
+    three, summary = _run_pipeline(pool, open_source(str(video.path)), smooth=0.3)
+    assert [r["frame"] for r in three] == list(range(video.frames))
     # The smoother runs at emission, in frame order, so the scores match one worker's exactly.
     assert [r["top"] for r in three] == [r["top"] for r in one]
     assert summary["workers"] == 3 and summary["threads"] == 1 and summary["dropped"] == 0
@@ -144,23 +143,20 @@ def test_auto_ignores_a_damaged_or_impossible_cache_entry(tiny_bundle, tmp_path)
     assert not choice.cached and choice.workers in (1, 2)
 
 
-def test_run_cli_workers_and_auto(tiny_bundle, video, tmp_path, capsys):
+def test_run_cli_workers_and_auto(cli, tiny_bundle, video, tmp_path):
     stats = tmp_path / "stats.json"
-    code = main(["run", str(tiny_bundle), "--source", str(video["path"]), "--json", "--workers", "2",
-                 "--threads", "1", "--stats-json", str(stats)])
-    out, err = capsys.readouterr()
+    code, out, err = cli("run", tiny_bundle, "--source", video, "--json", "--workers", "2", "--threads", "1",
+                         "--stats-json", stats)
     assert code == 0, err
-    assert [json.loads(line)["frame"] for line in out.splitlines()] == list(range(video["frames"]))
+    assert [json.loads(line)["frame"] for line in out.splitlines()] == list(range(video.frames))
     summary = json.loads(stats.read_text())
     assert summary["workers"] == 2 and summary["threads"] == 1
-    code = main(["run", str(tiny_bundle), "--source", str(video["path"]), "--max-frames", "2"])
-    out, err = capsys.readouterr()
+    code, out, err = cli("run", tiny_bundle, "--source", video, "--max-frames", "2")
     assert code == 0 and "--workers auto: " in err and len(out.splitlines()) == 2
     assert cache_path().is_file()
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "two"])
-def test_impossible_workers_exit_2(tiny_bundle, video, capsys, value):
-    with pytest.raises(SystemExit) as exc:
-        main(["run", str(tiny_bundle), "--source", str(video["path"]), "--workers", value])
-    assert exc.value.code == 2 and "--workers" in capsys.readouterr().err
+def test_impossible_workers_exit_2(cli, tiny_bundle, video, value):
+    code, _, err = cli("run", tiny_bundle, "--source", video, "--workers", value)
+    assert code == 2 and "--workers" in err

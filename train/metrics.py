@@ -35,6 +35,26 @@ def _safe_divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
+def _checked_inputs(y_true, y_pred, scores, num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(y_true, y_pred, scores) as arrays of the right shapes, y_pred the argmax of scores when not given."""
+    y_true = np.asarray(y_true, dtype=np.int64).reshape(-1)
+    if scores is not None:
+        scores = np.asarray(scores, dtype=np.float64)
+        if scores.shape != (len(y_true), num_classes):
+            raise ValueError(f"scores have shape {scores.shape}, expected {(len(y_true), num_classes)}")
+    if y_pred is None:
+        if scores is None:
+            raise ValueError("classification_report needs y_pred or scores")
+        y_pred = np.argmax(scores, axis=1)
+    y_pred = np.asarray(y_pred, dtype=np.int64).reshape(-1)
+    if len(y_pred) != len(y_true):
+        raise ValueError(f"{len(y_true)} true labels but {len(y_pred)} predictions")
+    for name, values in (("y_true", y_true), ("y_pred", y_pred)):
+        if values.size and (values.min() < 0 or values.max() >= num_classes):
+            raise ValueError(f"{name} has a class index outside 0..{num_classes - 1}")
+    return y_true, y_pred, scores
+
+
 def classification_report(
     y_true: Sequence[int] | np.ndarray,
     y_pred: Sequence[int] | np.ndarray | None,
@@ -51,22 +71,7 @@ def classification_report(
     """
     labels = list(labels)
     num_classes = len(labels)
-    y_true = np.asarray(y_true, dtype=np.int64).reshape(-1)
-    if scores is not None:
-        scores = np.asarray(scores, dtype=np.float64)
-        if scores.shape != (len(y_true), num_classes):
-            raise ValueError(f"scores have shape {scores.shape}, expected {(len(y_true), num_classes)}")
-    if y_pred is None:
-        if scores is None:
-            raise ValueError("classification_report needs y_pred or scores")
-        y_pred = np.argmax(scores, axis=1)
-    y_pred = np.asarray(y_pred, dtype=np.int64).reshape(-1)
-    if len(y_pred) != len(y_true):
-        raise ValueError(f"{len(y_true)} true labels but {len(y_pred)} predictions")
-    for name, values in (("y_true", y_true), ("y_pred", y_pred)):
-        if values.size and (values.min() < 0 or values.max() >= num_classes):
-            raise ValueError(f"{name} has a class index outside 0..{num_classes - 1}")
-
+    y_true, y_pred, scores = _checked_inputs(y_true, y_pred, scores, num_classes)
     matrix = confusion_matrix(y_true, y_pred, num_classes)
     true_positive = np.diag(matrix).astype(np.float64)
     support = matrix.sum(axis=1)

@@ -163,3 +163,25 @@ def cli(capsys: pytest.CaptureFixture):
         return code, out, err
 
     return run
+
+
+@pytest.fixture
+def mount_tmpfs():
+    """mount_tmpfs(path, options) -> path: a real tmpfs (a full disk, a read-only mount), unmounted
+    after the test. Mounting needs root/CAP_SYS_ADMIN; where it is not allowed the test skips, saying so."""
+    import subprocess
+
+    mounted: list[Path] = []
+
+    def mount(path: Path, options: str) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        made = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True,
+                              text=True)
+        if made.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (needs root/CAP_SYS_ADMIN): {made.stderr.strip()}")
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in mounted:
+        subprocess.run(["umount", "-l", str(path)], check=False)

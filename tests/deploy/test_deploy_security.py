@@ -58,16 +58,9 @@ def test_a_release_holding_an_unlisted_file_is_refused_on_the_device(tiny_bundle
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path):
+def small_disk(tmp_path: Path, mount_tmpfs):
     """A real 24 MiB tmpfs holding the device prefix (the disk check wants bundle + 20 MB free)."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], capture_output=True,
-                          text=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (needs root/CAP_SYS_ADMIN): {made.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
+    return mount_tmpfs(tmp_path / "disk", "size=24m")
 
 
 def test_a_disk_that_fills_during_the_upload_is_one_line_and_leaves_no_partial(tiny_bundle, sshd, small_disk,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,16 +15,9 @@ from edgepipe.device.bundle import LABELS, MANIFEST, sha256_file
 
 
 @pytest.fixture
-def read_only_folder(tmp_path: Path):
+def read_only_folder(tmp_path: Path, mount_tmpfs):
     """A real read-only filesystem (root ignores permission bits, not a read-only mount)."""
-    folder = tmp_path / "ro"
-    folder.mkdir()
-    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], capture_output=True,
-                          text=True)
-    if made.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs here (needs root/CAP_SYS_ADMIN): {made.stderr.strip()}")
-    yield folder
-    subprocess.run(["umount", "-l", str(folder)], check=False)
+    return mount_tmpfs(tmp_path / "ro", "ro,size=1m")
 
 
 @pytest.mark.parametrize("flag", ["--stats-json", "--record"])

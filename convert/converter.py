@@ -26,11 +26,12 @@ from edgepipe.core.progress import say
 from edgepipe.core.files import atomic_directory, refuse_overwrite
 from edgepipe.device.labels import format_labels
 from edgepipe.device.preprocess import InputSpec
-from edgepipe.device.runtime import EdgeTpuUnavailable
+from edgepipe.device.runtime import EdgeTpuUnavailable, find_backend
 from edgepipe.train.run_dir import TrainedRun, load_run
 
 from . import edgetpu_compiler as etc
 from .edgetpu_rules import predict_ops, summarize
+from .golden import DEFAULT_GOLDEN, select_golden, write_golden
 from .metadata import METADATA_NAME, copy_metadata, edgepipe_metadata, with_metadata
 from .modelinfo import read_model_info
 from .quantize import export_tflite, load_pixels, nested_models, quantization_aware_model, representative_pixels
@@ -55,6 +56,7 @@ class ConvertOptions:
     max_drop: float = 2.0
     batch_size: int = 16
     edgetpu: bool = False
+    golden: int = DEFAULT_GOLDEN
     compile: etc.CompileOptions = field(default_factory=etc.CompileOptions)
     force: bool = False
 
@@ -191,11 +193,19 @@ def _build_candidates(o: ConvertOptions, run: TrainedRun, model: Any, activation
     return candidates
 
 
+def _golden_block(root: Path, chosen: Candidate, held_out: HeldOut, count: int, seed: int) -> dict[str, Any]:
+    """The golden set: `count` held-out images with the shipped model's device-runtime scores."""
+    backend = find_backend()
+    indices = select_golden(held_out.labels, count, seed)
+    return write_golden(root, held_out.files, held_out.labels, chosen.evaluation.scores, indices,
+                        {"model": CPU_MODEL, "backend": backend.name, "backend_version": backend.version})
+
+
 def _finish_bundle(
     root: Path, chosen: Candidate, candidates: dict[str, Candidate], run: TrainedRun,
     manifest_extra: dict[str, Any], accuracy: dict[str, Any], drift: dict[str, Any], compiled: etc.CompileResult | None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Fill `root` (a temp dir) with the bundle files and its manifest."""
+    """Fill `root` (a temp dir) with the bundle files and its manifest (the golden set is already in it)."""
     base = json.loads((chosen.root / MANIFEST).read_text(encoding="utf-8"))
     shutil.copy(chosen.model, root / CPU_MODEL)
     shutil.copy(chosen.root / LABELS, root / LABELS)
@@ -292,6 +302,10 @@ def run_convert(o: ConvertOptions) -> ConvertResult:
         rejected = drop > o.max_drop
         target = o.out.with_name(o.out.name + ".rejected") if rejected else o.out
         with atomic_directory(target, force=o.force or rejected) as root:
+            if o.golden:
+                manifest_extra["golden"] = _golden_block(root, chosen, held_out, o.golden, int(run.config.get("seed", 0) or 0))
+                if o.golden < 2 * len(run.labels):
+                    warnings.append(f"--golden {o.golden} gives some of the {len(run.labels)} classes fewer than 2 golden images")
             manifest = _finish_bundle(root, chosen, candidates, run, manifest_extra, accuracy, drift, compiled)
             if compiled is not None:
                 _measure_edgetpu(root, manifest, held_out, run.labels, warnings)
@@ -305,6 +319,7 @@ def run_convert(o: ConvertOptions) -> ConvertResult:
         "max_drop": o.max_drop,
         "sizes": {p.name: p.stat().st_size for p in sorted(target.glob("*.tflite"))},
         "edgetpu": edgetpu,
+        "golden_images": len(manifest_extra.get("golden", {}).get("images", [])),
         "warnings": warnings,
         "wall_s": round(time.perf_counter() - started, 1),
     }

@@ -17,3 +17,19 @@ def rehash(root: Path, **changes) -> dict:
                                        models={})["files"]
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return manifest
+
+
+def with_changed_answer(source: Path, out: Path) -> Path:
+    """A copy of a golden-set bundle whose recorded answer for golden/000.jpg names another class:
+    the model still answers as before, so on any device it now 'disagrees' on 1 image."""
+    import shutil
+
+    import numpy as np
+
+    root = Path(shutil.copytree(source, out))
+    golden = json.loads((root / MANIFEST).read_text())["golden"]
+    scores = np.asarray(golden["images"][0]["expected"])
+    scores[int(np.argmax(scores))] = -1.0
+    golden["images"][0]["expected"] = scores.tolist()
+    rehash(root, golden=golden)
+    return root

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bundle_helpers import rehash
+from bundle_helpers import rehash, with_changed_answer
 
 from edgepipe.cli import main
 from edgepipe.device.bundle import BundleError, load_bundle
@@ -55,15 +55,7 @@ def test_golden_images_are_two_per_class_stored_byte_for_byte(golden_bundle, sha
 
 @pytest.fixture
 def changed_answers(tmp_path, golden_bundle) -> Path:
-    """golden_bundle whose recorded answer for the first image names another class: the model now 'disagrees'."""
-    root = Path(shutil.copytree(golden_bundle, tmp_path / "changed"))
-    golden = json.loads((root / "bundle.json").read_text())["golden"]
-    first = golden["images"][0]
-    scores = np.asarray(first["expected"])
-    scores[int(np.argmax(scores))] = -1.0  # the expected top-1 is now another class
-    first["expected"] = scores.tolist()
-    rehash(root, golden=golden)
-    return root
+    return with_changed_answer(golden_bundle, tmp_path / "changed")
 
 
 def test_changed_answers_fail_with_agreement_and_the_image(changed_answers, capsys):

@@ -35,7 +35,8 @@ from .golden import DEFAULT_GOLDEN, select_golden, write_golden
 from .metadata import METADATA_NAME, copy_metadata, edgepipe_metadata, with_metadata
 from .modelinfo import read_model_info
 from .quantize import export_tflite, load_pixels, nested_models, quantization_aware_model, representative_pixels
-from .verify import Evaluation, HeldOut, drift_markdown, drift_report, evaluate_keras, evaluate_on_device, load_held_out
+from .verify import (Evaluation, HeldOut, closeness_to_float, drift_markdown, drift_report, evaluate_keras, evaluate_on_device,
+                     load_held_out)
 
 SPLIT_NAME = "held-out validation of RUN_DIR"
 DRIFT_JSON = "drift.json"
@@ -126,12 +127,30 @@ def _write_candidate(root: Path, name: str, data: bytes, run: TrainedRun, activa
     return Candidate(name, root)
 
 
-def _choose(method: str, candidates: dict[str, Candidate]) -> str:
-    """The forced method, or the more accurate int8 model (PTQ on a tie: fewer moving parts)."""
-    if method != "auto":
-        return method
+TIE_RULE = ("the more accurate int8 model on the held-out split; on a tie, the one closer to the float model "
+            "(lower mean KL divergence, then lower mean absolute score difference); PTQ if still equal")
+
+
+def _choose(method: str, candidates: dict[str, Candidate], closeness: dict[str, dict[str, float]]) -> tuple[str, dict[str, Any]]:
+    """The model to ship and the numbers that decided it (recorded in bundle.json)."""
     int8 = [c for c in candidates.values() if c.name in ("ptq", "qat")]
-    return max(int8, key=lambda c: (c.accuracy, c.name == "ptq")).name
+    numbers = {c.name: {"accuracy": c.accuracy, **closeness[c.name]} for c in int8}
+    if method != "auto":
+        return method, {"rule": f"--method {method}", "decided_by": "forced", "candidates": numbers}
+
+    def rank(c: Candidate) -> tuple:
+        return (-c.accuracy, closeness[c.name]["mean_kl"], closeness[c.name]["mean_abs_diff"], c.name != "ptq")
+
+    ranked = sorted(int8, key=rank)
+    if len(ranked) == 1:
+        decided_by = "only candidate"
+    elif ranked[0].accuracy != ranked[1].accuracy:
+        decided_by = "accuracy"
+    elif rank(ranked[0])[1:3] != rank(ranked[1])[1:3]:
+        decided_by = "closeness to float"
+    else:
+        decided_by = "tie: PTQ"
+    return ranked[0].name, {"rule": TIE_RULE, "decided_by": decided_by, "candidates": numbers}
 
 
 def _compile(o: ConvertOptions, source: Path, scratch: Path, warnings: list[str]) -> tuple[etc.CompileResult | None, dict[str, Any]]:
@@ -268,13 +287,20 @@ def run_convert(o: ConvertOptions) -> ConvertResult:
         float_eval = evaluate_keras(model, held_out, run.input_spec, run.labels)
         for candidate in candidates.values():
             candidate.evaluation = evaluate_on_device(candidate.name, candidate.root, held_out, run.labels)
-        chosen = candidates[_choose(o.method, candidates)]
+        closeness = {name: closeness_to_float(float_eval, c.evaluation) for name, c in candidates.items()
+                     if name in ("ptq", "qat")}
+        chosen_name, choice = _choose(o.method, candidates, closeness)
+        chosen = candidates[chosen_name]
+        if choice["decided_by"] == "closeness to float":
+            progress(f"PTQ and QAT tie at {chosen.accuracy:.2%}: shipping {chosen.name}, closer to float "
+                     f"(mean KL {closeness['ptq']['mean_kl']:.5f} PTQ vs {closeness['qat']['mean_kl']:.5f} QAT)")
         for name in ("ptq", "qat"):
             other = candidates.get(name)
             if other and other is not chosen and other.accuracy > chosen.accuracy:
                 warnings.append(f"--method {chosen.name} ships {chosen.accuracy:.2%} although {name} measured {other.accuracy:.2%}")
         drift = drift_report(float_eval, Evaluation("int8", chosen.evaluation.scores, chosen.evaluation.report), held_out, run.labels,
                              Path(run.split["data_dir"]) if run.split else None)  # fmt: skip
+        drift["closeness_to_float"] = closeness
         accuracy = _accuracy_block(float_eval, candidates, chosen.name, len(held_out.files), drift["top1_agreement"])
         prediction = summarize(predict_ops(read_model_info(chosen.model)))
         compiled, compiler = (None, None)
@@ -291,6 +317,7 @@ def run_convert(o: ConvertOptions) -> ConvertResult:
                 "qat_epochs": o.qat_epochs if "qat" in candidates else None,
                 "qat_learning_rate": o.qat_lr if "qat" in candidates else None,
                 "dense_per_channel": False,
+                "choice": choice,
             },
             "source": {"run_dir": str(run.root.resolve()), "model_sha256": sha256_file(run.model_path)},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

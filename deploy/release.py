@@ -194,12 +194,12 @@ def deploy(remote: Remote, bundle_path: Path, service: ServiceSettings | None, k
 def _deploy_locked(remote: Remote, bundle: LocalBundle, service: ServiceSettings | None, keep: int,
                    upload: Uploader, say: Callable[[str], None]) -> dict:
     accelerator = service.accelerator if service else "auto"
-    checked = verify_accelerator(bundle, accelerator, verify, say)
     needs_camera = service is not None and uses_camera(service.source)
     systemd_scope = service.scope if service and service.manager == "systemd" else None
     prepared = ensure_release(remote, bundle, accelerator, needs_camera, upload, say, commit=False,
                               systemd_scope=systemd_scope)
     args = ["activate", bundle.release_id, "--sha", bundle.sha256, "--keep", str(keep)]
+    checked = verify_accelerator(bundle, accelerator, verify, say)  # after the device checks: warnings come last
     if checked:
         args += ["--verify", checked]
         say(f"running the golden set on the device (`edgepipe verify --accelerator {checked}`) before switching")

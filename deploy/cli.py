@@ -116,6 +116,10 @@ def bench_on_host(args: argparse.Namespace) -> int:
         return 0
     local_report = bench_here(request)
     print(format_comparison(compare_rows([local_report, remote_report] if local_report else [remote_report])))
+    if "verification" in remote_report:
+        from .release import describe_verification
+
+        print(f"answers on {request.connection.target}: {describe_verification(remote_report['verification'])}")
     return 0
 
 

@@ -360,6 +360,8 @@ def verify_on_device(layout: Layout, release_id: str, accelerator: str, python: 
             report = {}
         last = (proc.stderr.strip().splitlines() or ["exit status %d" % proc.returncode])[-1]
         reason = "" if proc.returncode == 0 else last.split(": error: ", 1)[-1]
+        if proc.returncode == 2 and "invalid choice: 'verify'" in proc.stderr:
+            reason = "edgepipe on the device has no `verify` command (it is older): upgrade it there, or use --no-verify"
     summary = verification_summary(report if isinstance(report, dict) else {}, accelerator, reason)
     verifications = read_json(layout.verifications_file, {})
     verifications[release_id] = summary

@@ -18,7 +18,7 @@ from .bundle import Bundle, load_bundle
 from .edgetpu_probe import checked_edgetpu
 from edgepipe.core.errors import UserError
 from .golden import GoldenSet, compare, read_golden, run_golden
-from .runtime import edgetpu_library, find_backend, open_classifier
+from .runtime import EDGETPU_INSTALL_HINT, edgetpu_library, find_backend, open_classifier
 
 VERIFY_ACCELERATORS = ("cpu", "edgetpu", "all")
 
@@ -94,7 +94,7 @@ def _check_edgetpu(o: VerifyOptions, bundle: Bundle, golden: GoldenSet) -> Check
     seconds = round(time.perf_counter() - started, 3)
     missing = o.accelerator == "all" and (outcome is None or outcome.status == "unavailable")
     if outcome is None:
-        reason = f"{edgetpu_library()} is not installed"
+        reason = f"{edgetpu_library()} is not installed; {EDGETPU_INSTALL_HINT}"
     elif outcome.status == "ok":
         return Check("edgetpu", "passed", model, threshold, runtime, seconds, outcome.comparison)
     else:

@@ -62,6 +62,10 @@ class EdgeTpuUnavailable(UserError):
     """The Edge TPU runtime or device is missing; the message says how to get it."""
 
 
+class EdgeTpuRefused(EdgeTpuUnavailable):
+    """The probe saw the Edge TPU stack crash, hang or answer wrong: this process must not load it."""
+
+
 @dataclass(frozen=True)
 class Backend:
     name: str
@@ -363,14 +367,14 @@ def _choose_bundle_model(bundle: Bundle, accelerator: str, backend: Backend, edg
                 "`edgepipe convert` on a machine with edgetpu_compiler, or use --accelerator cpu"
             )
         if refusal:
-            raise EdgeTpuUnavailable(f"cannot use the Edge TPU: {refusal}")
+            raise EdgeTpuRefused(f"cannot use the Edge TPU: {refusal}")
         return tpu_model, "edgetpu", load_edgetpu_delegate(backend, edgetpu_device), ""
     if tpu_model is None:
         return cpu_model, "cpu", None, "auto: the bundle has no Edge TPU model"
     if refusal and cpu_model is not None:
         return cpu_model, "cpu", None, f"auto: Edge TPU not usable, using the CPU model: {refusal}"
     if refusal:
-        raise EdgeTpuUnavailable(f"cannot use the Edge TPU: {refusal}")
+        raise EdgeTpuRefused(f"cannot use the Edge TPU: {refusal}")
     try:
         delegate = load_edgetpu_delegate(backend, edgetpu_device)
     except EdgeTpuUnavailable as exc:
@@ -399,7 +403,7 @@ def _choose_file_delegate(path: Path, data: bytes, accelerator: str, backend: Ba
     if probe:
         verdict = probe_verdict(path, hashlib.sha256(data).hexdigest(), backend, edgetpu_device, None)
         if refusal := _edgetpu_refusal(verdict):
-            raise EdgeTpuUnavailable(f"cannot use the Edge TPU: {refusal}")
+            raise EdgeTpuRefused(f"cannot use the Edge TPU: {refusal}")
     return "edgetpu", load_edgetpu_delegate(backend, edgetpu_device), "auto: Edge TPU model" if accelerator == "auto" else ""
 
 

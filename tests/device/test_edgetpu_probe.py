@@ -133,3 +133,12 @@ def test_verify_all_skips_the_edge_tpu_where_there_is_none(tmp_path, golden_edge
     explicit = subprocess.run([sys.executable, "-m", "edgepipe", "verify", str(golden_edgetpu_bundle), "--accelerator",
                                "edgetpu"], capture_output=True, text=True, env=env, timeout=120)
     assert explicit.returncode == 1 and "libedgetpu.so.1 is not installed" in explicit.stdout
+
+
+def test_bench_on_a_crashing_edge_tpu_stack_reports_the_probe_not_a_missing_runtime(edgepipe, golden_edgetpu_bundle):
+    result = edgepipe("crashing", "bench", str(golden_edgetpu_bundle), "--accelerator", "edgetpu", "--runs", "3",
+                      "--warmup", "1")
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert "cannot use the Edge TPU: the Edge TPU delegate crashed the probe process with SIGSEGV" in last
+    assert "not installed" not in last

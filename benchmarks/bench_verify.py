@@ -35,7 +35,8 @@ sys.path.insert(0, str(HERE.parent / "tests" / "deploy"))
 from sshd_server import running_sshd  # noqa: E402
 
 from edgepipe.deploy import release  # noqa: E402
-from edgepipe.deploy.ssh import Remote, SshOptions, Target  # noqa: E402
+from edgepipe.core.ssh import SshOptions, Target  # noqa: E402
+from edgepipe.deploy.remote import Remote  # noqa: E402
 from edgepipe.device.bundle import MANIFEST  # noqa: E402
 
 RESULTS = HERE / "results"

@@ -9,13 +9,11 @@ grey frame for a bare .tflite) and reports the scores; the parent compares
 them with the expected answers. The outcome is cached per (runtime, libedgetpu
 file, model, device) so a restarted service does not pay for it again.
 
-Run as `python -m edgepipe.device.edgetpu_probe MODEL_OR_BUNDLE [--device D]`
-(that is the child); library code calls `checked_edgetpu`.
+The child is edgetpu_probe_child.py; library code calls `checked_edgetpu`.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -37,6 +35,7 @@ TIMEOUT_ENV = "EDGEPIPE_EDGETPU_PROBE_TIMEOUT"
 DEFAULT_TIMEOUT_S = 30.0  # first use loads the USB accelerator's firmware and the model: seconds
 CACHE_FILE = "edgetpu-probe.json"
 EXIT_UNAVAILABLE = 3  # the child's code for "no Edge TPU here" (a clean failure, not a crash)
+CHILD_MODULE = "edgepipe.device.edgetpu_probe_child"
 KNOWN_FIX = "the known fix is a libedgetpu built for this runtime's TensorFlow version, or --accelerator cpu"
 
 
@@ -155,7 +154,7 @@ def _child_lines(stdout: str) -> dict[str, Any]:
 
 def run_child(model: Path, device: str | None, runtime: str, timeout: float) -> tuple[ProbeOutcome, np.ndarray | None]:
     """Run the probe child once (no cache): the outcome, and the scores it reported when it ran."""
-    argv = [sys.executable, "-m", "edgepipe.device.edgetpu_probe", str(model)] + (["--device", device] if device else [])
+    argv = [sys.executable, "-m", CHILD_MODULE, str(model)] + (["--device", device] if device else [])
     started = time.perf_counter()
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
@@ -226,42 +225,3 @@ def checked_edgetpu(probe_target: Path, model_sha256: str, library_name: str, de
     if outcome.status != "unavailable":  # a device plugged in later must be found without clearing a cache
         _store(key, outcome)
     return outcome
-
-
-# ---------------------------------------------------------------- the child
-
-def _child(model: str, device: str | None) -> int:
-    from .bundle import is_bundle
-    from .golden import read_golden, run_golden
-    from .runtime import EdgeTpuUnavailable, open_classifier
-    from .bench.sysinfo import edgetpu_runtime_version
-
-    print(json.dumps({"libedgetpu": edgetpu_runtime_version() or "unknown"}), flush=True)
-    try:
-        classifier = open_classifier(model, accelerator="edgetpu", edgetpu_device=device, threads=1, probe=False)
-        golden = read_golden(classifier.bundle) if is_bundle(Path(model)) else None
-        if golden is not None:
-            scores = run_golden(classifier, golden)
-        else:
-            grey = np.full((classifier.input_spec.height, classifier.input_spec.width, 3), 128, np.uint8)
-            scores = classifier.invoke(classifier.preprocess(grey))[np.newaxis]
-    except EdgeTpuUnavailable as exc:
-        print(json.dumps({"error": str(exc)}), flush=True)
-        return EXIT_UNAVAILABLE
-    except UserError as exc:
-        print(json.dumps({"error": str(exc)}), flush=True)
-        return 1
-    print(json.dumps({"scores": scores.tolist()}), flush=True)
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edgepipe.device.edgetpu_probe")
-    parser.add_argument("model")
-    parser.add_argument("--device")
-    args = parser.parse_args(argv)
-    return _child(args.model, args.device)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

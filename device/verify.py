@@ -14,14 +14,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgepipe.core.accelerators import VERIFY_ACCELERATORS
+from edgepipe.core.errors import UserError
+
 from .bundle import Bundle, load_bundle
 from .edgetpu_probe import checked_edgetpu
-from edgepipe.core.errors import UserError
 from .golden import GoldenSet, compare, read_golden, run_golden
 from .runtime import EDGETPU_INSTALL_HINT, edgetpu_library, find_backend, open_classifier
-
-VERIFY_ACCELERATORS = ("cpu", "edgetpu", "all")
-
 
 @dataclass(frozen=True)
 class VerifyOptions:

@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 
+from edgepipe.core.accelerators import VERIFY_ACCELERATORS
 from edgepipe.core.args import add_command, positive_int
 
 
@@ -45,7 +46,7 @@ def register_verify(subparsers: argparse._SubParsersAction) -> None:
         """,
     )
     p.add_argument("bundle", type=Path, metavar="BUNDLE", help="a bundle directory made by `edgepipe convert`")
-    p.add_argument("--accelerator", choices=("cpu", "edgetpu", "all"), default="all",
+    p.add_argument("--accelerator", choices=VERIFY_ACCELERATORS, default="all",
                    help="which model to check: all (default: every model in the bundle; the Edge TPU model is "
                         "skipped when no Edge TPU is usable here), cpu or edgetpu")
     p.add_argument("--min-agreement", type=percentage, metavar="PERCENT",

@@ -55,7 +55,7 @@ def test_bench_host_reports_the_golden_set_check_beside_the_latency(golden_bundl
     out_file = tmp_path / "device.json"
     args = _bench_args(sshd, prefix, str(golden_bundle), "--runs", "5", "--warmup", "1", "--threads", "1",
                        "--out", str(out_file))
-    assert remote_bench.run(args) == 0
+    assert main(args) == 0
     printed = capsys.readouterr().out
     verification = json.loads(out_file.read_text())["verification"]
     [cpu] = verification["checks"]

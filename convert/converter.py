@@ -292,8 +292,8 @@ def run_convert(o: ConvertOptions) -> ConvertResult:
         chosen_name, choice = _choose(o.method, candidates, closeness)
         chosen = candidates[chosen_name]
         if choice["decided_by"] == "closeness to float":
-            progress(f"PTQ and QAT tie at {chosen.accuracy:.2%}: shipping {chosen.name}, closer to float "
-                     f"(mean KL {closeness['ptq']['mean_kl']:.5f} PTQ vs {closeness['qat']['mean_kl']:.5f} QAT)")
+            say(f"PTQ and QAT tie at {chosen.accuracy:.2%}: shipping {chosen.name}, closer to float "
+                f"(mean KL {closeness['ptq']['mean_kl']:.5f} PTQ vs {closeness['qat']['mean_kl']:.5f} QAT)")
         for name in ("ptq", "qat"):
             other = candidates.get(name)
             if other and other is not chosen and other.accuracy > chosen.accuracy:

@@ -188,11 +188,11 @@ def deploy(remote: Remote, bundle_path: Path, service: ServiceSettings | None, k
     """Deploy one bundle to one device; raises UserError (one line) when it does not end healthy."""
     bundle = read_local_bundle(bundle_path)
     with remote.locked():
-        return _deploy_locked(remote, bundle, service, keep, upload, say)
+        return _deploy_locked(remote, bundle, service, keep, upload, say, verify)
 
 
 def _deploy_locked(remote: Remote, bundle: LocalBundle, service: ServiceSettings | None, keep: int,
-                   upload: Uploader, say: Callable[[str], None]) -> dict:
+                   upload: Uploader, say: Callable[[str], None], verify: bool) -> dict:
     accelerator = service.accelerator if service else "auto"
     needs_camera = service is not None and uses_camera(service.source)
     systemd_scope = service.scope if service and service.manager == "systemd" else None
@@ -242,26 +242,33 @@ def describe(result: dict) -> str:
     previous = result.get("previous") or "none"
     removed = result.get("removed")
     removed = f"; removed old releases {', '.join(map(str, removed))}" if isinstance(removed, list) and removed else ""
-    return safe_line(f"{result['host']}: running release {result['release']} (previous {previous}); {service}{removed}")
+    verification = result.get("verification")
+    verified = f"; {describe_verification(verification)}" if isinstance(verification, dict) else ""
+    return safe_line(f"{result['host']}: running release {result['release']} (previous {previous}); "
+                     f"{service}{verified}{removed}")
     removed = f"; removed old releases {', '.join(result['removed'])}" if result.get("removed") else ""
     verified = f"; {describe_verification(result['verification'])}" if result.get("verification") else ""
     return f"{result['host']}: running release {result['release']} (previous {previous}); {service}{verified}{removed}"
 
 
-def describe_verification(verification: dict | None) -> str:
-    """One phrase: what the device's golden-set check found, model by model."""
+def describe_verification(verification: Any) -> str:
+    """One phrase: what the device's golden-set check found, model by model (device data: types checked)."""
+    verification = _obj(verification)
     if not verification:
         return "not verified on the device (--no-verify, no golden set, or deployed by an older edgepipe)"
     parts = []
-    for check in verification.get("checks") or []:
-        if check.get("top1_agreement") is None:
-            parts.append(f"{check['accelerator']} {check['status']} ({check.get('reason')})")
+    checks = verification.get("checks")
+    for check in map(_obj, checks if isinstance(checks, list) else []):
+        numbers = [check.get(k) for k in ("top1_agreement", "agreed", "n", "max_abs_diff")]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+            agreement, agreed, n, diff = numbers
+            parts.append(f"{check.get('accelerator')} {check.get('status')} {agreement:.1%} top-1 agreement "
+                         f"({agreed}/{n}, max score diff {diff:.3f})")
         else:
-            parts.append(f"{check['accelerator']} {check['status']} {check['top1_agreement']:.1%} top-1 agreement "
-                         f"({check['agreed']}/{check['n']}, max score diff {check['max_abs_diff']:.3f})")
-    verdict = "verified" if verification.get("passed") else "FAILED verification"
-    return f"{verdict} on the device at {verification.get('checked_at')}: " + (
-        ", ".join(parts) or verification.get("reason") or "no checks")
+            parts.append(f"{check.get('accelerator')} {check.get('status')} ({check.get('reason')})")
+    verdict = "verified" if verification.get("passed") is True else "FAILED verification"
+    return safe_line(f"{verdict} on the device at {verification.get('checked_at')}: "
+                     + (", ".join(parts) or str(verification.get("reason") or "no checks")))
 
 
 def describe_status(result: dict) -> list[str]:

@@ -38,6 +38,7 @@ def _register_convert(subparsers: argparse._SubParsersAction) -> None:
             edgepipe convert run/ --out bundle/ --edgetpu --min-runtime 13
             edgepipe convert run/ --out bundle/ --edgetpu --compiler-host me@x86box
             edgepipe convert run/ --out bundle/ --float32 --float16 --max-drop 1.0 --force
+            edgepipe convert run/ --out bundle/ --golden 24      # or --no-golden
         """,
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="output folder of `edgepipe train`")
@@ -68,6 +69,14 @@ def _register_convert(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch-size", type=positive_int, default=16, help="QAT batch size (default 16)")
     p.add_argument("--edgetpu", action="store_true", help="also compile model_edgetpu.tflite with edgetpu_compiler")
+    golden = p.add_mutually_exclusive_group()
+    golden.add_argument(
+        "--golden", type=positive_int, default=48, metavar="N",
+        help="held-out images (at least 2 per class when the split has them) copied into the bundle's golden/ "
+             "with the shipped model's answers, for `edgepipe verify` on the device (default 48)",
+    )
+    golden.add_argument("--no-golden", action="store_true",
+                        help="ship no golden set (the images must not leave this machine); verify cannot run")
     p.add_argument("--min-runtime", type=int, choices=(13, 14), default=None, help="Edge TPU runtime the model must run on (compiler -m)")
     p.add_argument("--segments", type=positive_int, default=None, metavar="N", help="split the model into N segments (compiler -n)")
     p.add_argument("--compiler-host", metavar="USER@HOST", help="run edgetpu_compiler on this x86-64 Linux host over ssh")
@@ -116,7 +125,7 @@ def _convert(args: argparse.Namespace) -> int:
         run_dir=Path(args.run_dir), out=Path(args.out), method=args.method, qat_epochs=args.qat_epochs,
         qat_lr=args.qat_lr, io=args.io, float16=args.float16, float32=args.float32,
         representative=args.representative, max_drop=args.max_drop, batch_size=args.batch_size,
-        edgetpu=args.edgetpu, force=args.force,
+        edgetpu=args.edgetpu, force=args.force, golden=0 if args.no_golden else args.golden,
         compile=edgetpu_compiler.CompileOptions(args.min_runtime, args.segments, args.compiler_host,
                                                 args.compiler_timeout),
     )

@@ -26,15 +26,17 @@ from edgepipe.core.progress import say
 from edgepipe.core.files import atomic_directory, refuse_overwrite
 from edgepipe.device.labels import format_labels
 from edgepipe.device.preprocess import InputSpec
-from edgepipe.device.runtime import EdgeTpuUnavailable
+from edgepipe.device.runtime import EdgeTpuUnavailable, find_backend
 from edgepipe.train.run_dir import TrainedRun, load_run
 
 from . import edgetpu_compiler as etc
 from .edgetpu_rules import predict_ops, summarize
+from .golden import DEFAULT_GOLDEN, select_golden, write_golden
 from .metadata import METADATA_NAME, copy_metadata, edgepipe_metadata, with_metadata
 from .modelinfo import read_model_info
 from .quantize import export_tflite, load_pixels, nested_models, quantization_aware_model, representative_pixels
-from .verify import Evaluation, HeldOut, drift_markdown, drift_report, evaluate_keras, evaluate_on_device, load_held_out
+from .verify import (Evaluation, HeldOut, closeness_to_float, drift_markdown, drift_report, evaluate_keras, evaluate_on_device,
+                     load_held_out)
 
 SPLIT_NAME = "held-out validation of RUN_DIR"
 DRIFT_JSON = "drift.json"
@@ -55,6 +57,7 @@ class ConvertOptions:
     max_drop: float = 2.0
     batch_size: int = 16
     edgetpu: bool = False
+    golden: int = DEFAULT_GOLDEN
     compile: etc.CompileOptions = field(default_factory=etc.CompileOptions)
     force: bool = False
 
@@ -124,12 +127,30 @@ def _write_candidate(root: Path, name: str, data: bytes, run: TrainedRun, activa
     return Candidate(name, root)
 
 
-def _choose(method: str, candidates: dict[str, Candidate]) -> str:
-    """The forced method, or the more accurate int8 model (PTQ on a tie: fewer moving parts)."""
-    if method != "auto":
-        return method
+TIE_RULE = ("the more accurate int8 model on the held-out split; on a tie, the one closer to the float model "
+            "(lower mean KL divergence, then lower mean absolute score difference); PTQ if still equal")
+
+
+def _choose(method: str, candidates: dict[str, Candidate], closeness: dict[str, dict[str, float]]) -> tuple[str, dict[str, Any]]:
+    """The model to ship and the numbers that decided it (recorded in bundle.json)."""
     int8 = [c for c in candidates.values() if c.name in ("ptq", "qat")]
-    return max(int8, key=lambda c: (c.accuracy, c.name == "ptq")).name
+    numbers = {c.name: {"accuracy": c.accuracy, **closeness[c.name]} for c in int8}
+    if method != "auto":
+        return method, {"rule": f"--method {method}", "decided_by": "forced", "candidates": numbers}
+
+    def rank(c: Candidate) -> tuple:
+        return (-c.accuracy, closeness[c.name]["mean_kl"], closeness[c.name]["mean_abs_diff"], c.name != "ptq")
+
+    ranked = sorted(int8, key=rank)
+    if len(ranked) == 1:
+        decided_by = "only candidate"
+    elif ranked[0].accuracy != ranked[1].accuracy:
+        decided_by = "accuracy"
+    elif rank(ranked[0])[1:3] != rank(ranked[1])[1:3]:
+        decided_by = "closeness to float"
+    else:
+        decided_by = "tie: PTQ"
+    return ranked[0].name, {"rule": TIE_RULE, "decided_by": decided_by, "candidates": numbers}
 
 
 def _compile(o: ConvertOptions, source: Path, scratch: Path, warnings: list[str]) -> tuple[etc.CompileResult | None, dict[str, Any]]:
@@ -191,11 +212,19 @@ def _build_candidates(o: ConvertOptions, run: TrainedRun, model: Any, activation
     return candidates
 
 
+def _golden_block(root: Path, chosen: Candidate, held_out: HeldOut, count: int, seed: int) -> dict[str, Any]:
+    """The golden set: `count` held-out images with the shipped model's device-runtime scores."""
+    backend = find_backend()
+    indices = select_golden(held_out.labels, count, seed)
+    return write_golden(root, held_out.files, held_out.labels, chosen.evaluation.scores, indices,
+                        {"model": CPU_MODEL, "backend": backend.name, "backend_version": backend.version})
+
+
 def _finish_bundle(
     root: Path, chosen: Candidate, candidates: dict[str, Candidate], run: TrainedRun,
     manifest_extra: dict[str, Any], accuracy: dict[str, Any], drift: dict[str, Any], compiled: etc.CompileResult | None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Fill `root` (a temp dir) with the bundle files and its manifest."""
+    """Fill `root` (a temp dir) with the bundle files and its manifest (the golden set is already in it)."""
     base = json.loads((chosen.root / MANIFEST).read_text(encoding="utf-8"))
     shutil.copy(chosen.model, root / CPU_MODEL)
     shutil.copy(chosen.root / LABELS, root / LABELS)
@@ -258,13 +287,20 @@ def run_convert(o: ConvertOptions) -> ConvertResult:
         float_eval = evaluate_keras(model, held_out, run.input_spec, run.labels)
         for candidate in candidates.values():
             candidate.evaluation = evaluate_on_device(candidate.name, candidate.root, held_out, run.labels)
-        chosen = candidates[_choose(o.method, candidates)]
+        closeness = {name: closeness_to_float(float_eval, c.evaluation) for name, c in candidates.items()
+                     if name in ("ptq", "qat")}
+        chosen_name, choice = _choose(o.method, candidates, closeness)
+        chosen = candidates[chosen_name]
+        if choice["decided_by"] == "closeness to float":
+            say(f"PTQ and QAT tie at {chosen.accuracy:.2%}: shipping {chosen.name}, closer to float "
+                f"(mean KL {closeness['ptq']['mean_kl']:.5f} PTQ vs {closeness['qat']['mean_kl']:.5f} QAT)")
         for name in ("ptq", "qat"):
             other = candidates.get(name)
             if other and other is not chosen and other.accuracy > chosen.accuracy:
                 warnings.append(f"--method {chosen.name} ships {chosen.accuracy:.2%} although {name} measured {other.accuracy:.2%}")
         drift = drift_report(float_eval, Evaluation("int8", chosen.evaluation.scores, chosen.evaluation.report), held_out, run.labels,
                              Path(run.split["data_dir"]) if run.split else None)  # fmt: skip
+        drift["closeness_to_float"] = closeness
         accuracy = _accuracy_block(float_eval, candidates, chosen.name, len(held_out.files), drift["top1_agreement"])
         prediction = summarize(predict_ops(read_model_info(chosen.model)))
         compiled, compiler = (None, None)
@@ -281,6 +317,7 @@ def run_convert(o: ConvertOptions) -> ConvertResult:
                 "qat_epochs": o.qat_epochs if "qat" in candidates else None,
                 "qat_learning_rate": o.qat_lr if "qat" in candidates else None,
                 "dense_per_channel": False,
+                "choice": choice,
             },
             "source": {"run_dir": str(run.root.resolve()), "model_sha256": sha256_file(run.model_path)},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -292,6 +329,10 @@ def run_convert(o: ConvertOptions) -> ConvertResult:
         rejected = drop > o.max_drop
         target = o.out.with_name(o.out.name + ".rejected") if rejected else o.out
         with atomic_directory(target, force=o.force or rejected) as root:
+            if o.golden:
+                manifest_extra["golden"] = _golden_block(root, chosen, held_out, o.golden, int(run.config.get("seed", 0) or 0))
+                if o.golden < 2 * len(run.labels):
+                    warnings.append(f"--golden {o.golden} gives some of the {len(run.labels)} classes fewer than 2 golden images")
             manifest = _finish_bundle(root, chosen, candidates, run, manifest_extra, accuracy, drift, compiled)
             if compiled is not None:
                 _measure_edgetpu(root, manifest, held_out, run.labels, warnings)
@@ -305,6 +346,7 @@ def run_convert(o: ConvertOptions) -> ConvertResult:
         "max_drop": o.max_drop,
         "sizes": {p.name: p.stat().st_size for p in sorted(target.glob("*.tflite"))},
         "edgetpu": edgetpu,
+        "golden_images": len(manifest_extra.get("golden", {}).get("images", [])),
         "warnings": warnings,
         "wall_s": round(time.perf_counter() - started, 1),
     }

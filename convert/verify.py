@@ -79,6 +79,25 @@ def evaluate_on_device(name: str, model: Path, held_out: HeldOut, class_names: l
     return Evaluation(name, scores, classification_report(held_out.labels, None, class_names, scores=scores))
 
 
+def closeness_to_float(reference: Evaluation, candidate: Evaluation, eps: float = 1e-6) -> dict[str, float]:
+    """How close an int8 model's scores stay to the float model's on the same images.
+
+    mean_kl: mean over images of KL(float || int8), scores clipped at `eps`
+    (int8 softmax outputs are often exactly 0) and renormalised;
+    mean_abs_diff: mean absolute score difference over all images and classes.
+    Both 0 for identical scores; lower is closer.
+    """
+    p = np.clip(reference.scores.astype(np.float64), eps, None)
+    q = np.clip(candidate.scores.astype(np.float64), eps, None)
+    p /= p.sum(axis=1, keepdims=True)
+    q /= q.sum(axis=1, keepdims=True)
+    kl = np.sum(p * np.log(p / q), axis=1)
+    return {
+        "mean_kl": round(float(kl.mean()), 6) if len(kl) else 0.0,
+        "mean_abs_diff": round(float(np.abs(reference.scores - candidate.scores).mean()), 6) if len(kl) else 0.0,
+    }
+
+
 def _per_class_accuracy(report: dict[str, Any]) -> list[float]:
     confusion = np.asarray(report["confusion"], dtype=np.float64)
     support = confusion.sum(axis=1)
@@ -165,4 +184,9 @@ def drift_markdown(drift: dict[str, Any], accuracies: dict[str, Any], labels: li
         ]
     else:
         lines.append("None: every held-out image gets the same label.")
+    closeness = drift.get("closeness_to_float") or {}
+    if closeness:
+        lines += ["", "## Closeness to the float model (what breaks an accuracy tie between PTQ and QAT)", "",
+                  "| model | mean KL(float, int8) | mean abs score difference |", "| --- | --- | --- |"]
+        lines += [f"| {name} | {c['mean_kl']:.5f} | {c['mean_abs_diff']:.5f} |" for name, c in closeness.items()]
     return "\n".join(lines) + "\n"

@@ -31,12 +31,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="""
             Deploy BUNDLE to HOST ([user@]host[:port]) over SSH: check the device (Python, edgepipe,
             camera, Edge TPU, disk), upload to PREFIX/releases/<id>/, verify every file's sha256 on
-            the device, switch PREFIX/current atomically, install and restart the systemd unit that
+            the device, run the bundle's golden set there (`edgepipe verify`: a release whose answers
+            differ is discarded and `current` stays), switch PREFIX/current atomically, install and restart the systemd unit that
             runs `edgepipe run PREFIX/current --json`, and wait for a result. If the new release
             fails its health check, `current` goes back to the previous release, which is restarted,
             and the command exits 1. The last --keep releases stay on the device.
 
-            `deploy status HOST` shows the current release, the service state and its last result;
+            `deploy status HOST` shows the current release, the service state, the last verification and its
+            last result;
             `deploy rollback HOST` goes back to the previous release. `deploy setup HOST` makes a
             fresh device ready: it builds a wheel of this edgepipe, copies it with pi-setup.sh to
             PREFIX/setup/ and runs pi-setup.sh there (apt packages where sudo needs no password,
@@ -77,6 +79,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     svc.add_argument("--keep", type=positive_int, default=3, help="releases to keep on the device (default: 3)")
     svc.add_argument("--health-timeout", metavar="S", type=positive_float, default=60.0,
                      help="seconds the service has to print its first result (default: %(default)g)")
+    svc.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
+                     help="run the bundle's golden set on the device (`edgepipe verify`) before switching `current`; "
+                          "a release whose answers differ is discarded (default: on; --no-verify skips it, with a warning)")
     setup = p.add_argument_group("setup (deploy setup HOST)")
     setup.add_argument("--wheel", metavar="FILE", help="install this edgepipe wheel (default: build one from the "
                                                        "checkout this edgepipe runs from)")
@@ -111,6 +116,10 @@ def bench_on_host(args: argparse.Namespace) -> int:
         return 0
     local_report = bench_here(request)
     print(format_comparison(compare_rows([local_report, remote_report] if local_report else [remote_report])))
+    if "verification" in remote_report:
+        from .release import describe_verification
+
+        print(f"answers on {request.connection.target}: {describe_verification(remote_report['verification'])}")
     return 0
 
 
@@ -158,11 +167,12 @@ def run_deploy(args: argparse.Namespace) -> int:
         from .fleet import FleetDeploy, run_playbook
 
         return run_playbook(FleetDeploy(bundle, Path(args.inventory), ssh_options_from_args(args), args.prefix,
-                                        args.remote_python, args.keep, _service_settings(args)))
+                                        args.remote_python, args.keep, _service_settings(args), args.verify))
     if not args.host:
         args.parser.error("no device given: edgepipe deploy BUNDLE user@host (or --inventory hosts.ini)")
     try:
-        result = release.deploy(remote_for(Connection.from_args(args, args.host)), bundle, _service_settings(args), args.keep)
+        result = release.deploy(remote_for(Connection.from_args(args, args.host)), bundle, _service_settings(args),
+                                args.keep, verify=args.verify)
     except AgentFailure as exc:  # scripts get what happened on the device (rollback, health) as JSON too
         if args.json:
             print(json.dumps(redact_obj(exc.result), indent=2))

@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from edgepipe.core.errors import MissingExtraError, UserError
 from edgepipe.core.ssh import SshOptions
 
-from .release import ServiceSettings, read_local_bundle, staged_bundle
+from edgepipe.core import progress
+
+from .release import ServiceSettings, read_local_bundle, staged_bundle, verify_accelerator
 
 
 @dataclass(frozen=True)
@@ -33,15 +35,17 @@ class FleetDeploy:
     python: str | None
     keep: int
     service: ServiceSettings | None
+    verify: bool = True
 
 
 def playbook_path() -> Path:
     return Path(str(resources.files(__package__).joinpath("ansible", "deploy.yml")))
 
 
-def playbook_vars(fleet: FleetDeploy, bundle_root: Path, bundle_bytes: int) -> dict:
+def playbook_vars(fleet: FleetDeploy, bundle_root: Path, bundle_bytes: int, verify: str | None = None) -> dict:
     service = fleet.service
     return {
+        "edgepipe_verify": verify or "",
         "edgepipe_bundle": str(bundle_root.resolve()),
         "edgepipe_bundle_bytes": bundle_bytes,
         "edgepipe_prefix": fleet.prefix,
@@ -68,8 +72,10 @@ def run_playbook(fleet: FleetDeploy) -> int:
     if not fleet.inventory.is_file():
         raise UserError(f"inventory {fleet.inventory} does not exist; write one host per line (see README, 'Deploy')")
     bundle = read_local_bundle(fleet.bundle)
+    verify = verify_accelerator(bundle, fleet.service.accelerator if fleet.service else "auto", fleet.verify,
+                                progress.say)
     with staged_bundle(bundle) as staged:  # Ansible copies a folder: give it exactly the manifest's files
-        argv = playbook_argv(executable, fleet.inventory, playbook_vars(fleet, staged, bundle.size), fleet.ssh)
+        argv = playbook_argv(executable, fleet.inventory, playbook_vars(fleet, staged, bundle.size, verify), fleet.ssh)
         code = subprocess.run(argv).returncode
     if code != 0:
         raise UserError("ansible-playbook failed on at least one host (see its PLAY RECAP above); "

@@ -23,6 +23,7 @@ from edgepipe.device.bundle import MANIFEST, MAX_MODEL_BYTES, Bundle, load_bundl
 from edgepipe.core import progress
 from edgepipe.core.errors import UserError
 from edgepipe.core.safetext import has_control, redact, safe_line
+from edgepipe.device.golden import has_golden
 
 from .device_check import assess, format_report, uses_camera
 from .remote import DiskFull, Remote
@@ -51,6 +52,11 @@ def _obj(value: Any) -> dict:
     return value if isinstance(value, dict) else {}
 
 
+# The service's --accelerator -> which models `edgepipe verify` checks on the device before the switch:
+# auto may fall back to the CPU model, so both are checked (the Edge TPU one where one is usable).
+VERIFY_ACCELERATOR = {"cpu": "cpu", "edgetpu": "edgetpu", "auto": "all"}
+
+
 @dataclass(frozen=True)
 class LocalBundle:
     root: Path
@@ -58,6 +64,7 @@ class LocalBundle:
     size: int  # of exactly what is uploaded: the listed files and the manifest
     has_edgetpu_model: bool
     bundle: Bundle
+    has_golden: bool = False
 
     @property
     def release_id(self) -> str:
@@ -88,6 +95,7 @@ def read_local_bundle(path: Path) -> LocalBundle:
         size=sum(f.stat().st_size for f in files) + len(bundle.manifest_bytes),
         has_edgetpu_model=bundle.model_path("edgetpu") is not None,
         bundle=bundle,
+        has_golden=has_golden(bundle.manifest),
     )
 
 
@@ -163,24 +171,38 @@ def _upload_failure(remote: Remote, bundle: LocalBundle, error: UserError) -> Us
                         f"({shown}, the bundle needs {bundle.size / 1e6:.1f} MB); the partial upload was removed "
                         "and the device keeps its current release; free some space and deploy again")
     return type(error)(f"{error}; the partial upload was removed")
+def verify_accelerator(bundle: LocalBundle, accelerator: str, verify: bool, say: Callable[[str], None]) -> str | None:
+    """Which models the device verifies before the switch (None: not verified, with a warning saying why)."""
+    if not verify:
+        say("warning: --no-verify: the bundle's answers are not checked on the device before it goes live")
+        return None
+    if not bundle.has_golden:
+        say(f"warning: {bundle.root} has no golden set (converted with --no-golden): its answers are not checked "
+            "on the device before it goes live")
+        return None
+    return VERIFY_ACCELERATOR[accelerator]
 
 
 def deploy(remote: Remote, bundle_path: Path, service: ServiceSettings | None, keep: int,
-           upload: Uploader = scp_upload, say: Callable[[str], None] = progress.say) -> dict:
+           upload: Uploader = scp_upload, say: Callable[[str], None] = progress.say, verify: bool = True) -> dict:
     """Deploy one bundle to one device; raises UserError (one line) when it does not end healthy."""
     bundle = read_local_bundle(bundle_path)
     with remote.locked():
-        return _deploy_locked(remote, bundle, service, keep, upload, say)
+        return _deploy_locked(remote, bundle, service, keep, upload, say, verify)
 
 
 def _deploy_locked(remote: Remote, bundle: LocalBundle, service: ServiceSettings | None, keep: int,
-                   upload: Uploader, say: Callable[[str], None]) -> dict:
+                   upload: Uploader, say: Callable[[str], None], verify: bool) -> dict:
     accelerator = service.accelerator if service else "auto"
     needs_camera = service is not None and uses_camera(service.source)
     systemd_scope = service.scope if service and service.manager == "systemd" else None
     prepared = ensure_release(remote, bundle, accelerator, needs_camera, upload, say, commit=False,
                               systemd_scope=systemd_scope)
     args = ["activate", bundle.release_id, "--sha", bundle.sha256, "--keep", str(keep)]
+    checked = verify_accelerator(bundle, accelerator, verify, say)  # after the device checks: warnings come last
+    if checked:
+        args += ["--verify", checked]
+        say(f"running the golden set on the device (`edgepipe verify --accelerator {checked}`) before switching")
     if service:
         template = resources.files("edgepipe.deploy").joinpath("templates", "edgepipe.service")
         args += ["--template-text", template.read_text(encoding="utf-8"), "--manager", service.manager, "--scope", service.scope, "--accelerator", service.accelerator,
@@ -220,7 +242,33 @@ def describe(result: dict) -> str:
     previous = result.get("previous") or "none"
     removed = result.get("removed")
     removed = f"; removed old releases {', '.join(map(str, removed))}" if isinstance(removed, list) and removed else ""
-    return safe_line(f"{result['host']}: running release {result['release']} (previous {previous}); {service}{removed}")
+    verification = result.get("verification")
+    verified = f"; {describe_verification(verification)}" if isinstance(verification, dict) else ""
+    return safe_line(f"{result['host']}: running release {result['release']} (previous {previous}); "
+                     f"{service}{verified}{removed}")
+    removed = f"; removed old releases {', '.join(result['removed'])}" if result.get("removed") else ""
+    verified = f"; {describe_verification(result['verification'])}" if result.get("verification") else ""
+    return f"{result['host']}: running release {result['release']} (previous {previous}); {service}{verified}{removed}"
+
+
+def describe_verification(verification: Any) -> str:
+    """One phrase: what the device's golden-set check found, model by model (device data: types checked)."""
+    verification = _obj(verification)
+    if not verification:
+        return "not verified on the device (--no-verify, no golden set, or deployed by an older edgepipe)"
+    parts = []
+    checks = verification.get("checks")
+    for check in map(_obj, checks if isinstance(checks, list) else []):
+        numbers = [check.get(k) for k in ("top1_agreement", "agreed", "n", "max_abs_diff")]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+            agreement, agreed, n, diff = numbers
+            parts.append(f"{check.get('accelerator')} {check.get('status')} {agreement:.1%} top-1 agreement "
+                         f"({agreed}/{n}, max score diff {diff:.3f})")
+        else:
+            parts.append(f"{check.get('accelerator')} {check.get('status')} ({check.get('reason')})")
+    verdict = "verified" if verification.get("passed") is True else "FAILED verification"
+    return safe_line(f"{verdict} on the device at {verification.get('checked_at')}: "
+                     + (", ".join(parts) or str(verification.get("reason") or "no checks")))
 
 
 def describe_status(result: dict) -> list[str]:
@@ -235,6 +283,7 @@ def describe_status(result: dict) -> list[str]:
     ]
     if result.get("state_error"):
         lines.append(f"  warning    {result['state_error']}")
+    lines.append(f"  answers    {describe_verification(result.get('verification'))}")
     last = result.get("last_result")
     lines.append(f"  last result {json.dumps(last)}" if last else "  last result none")
     return [safe_line(line) for line in lines]

@@ -28,6 +28,7 @@ Layout under PREFIX:
     current -> releases/<id>   the running release (relative symlink, switched atomically)
     deploy-state.json       {"history": [{"release": id, "service": config}, ...]}, oldest first:
                             what rollback goes back to, with the service settings it ran with
+    verifications.json      {id: the last `edgepipe verify` result of that release on this device}
     service.json            the service settings in effect (manager, source, accelerator, python)
     .deploy.lock            the prefix lock (holder's token and start time)
 Files holding the service's arguments (which may carry stream credentials) are 0600;
@@ -60,6 +61,8 @@ from pathlib import Path
 RELEASES = "releases"
 CURRENT = "current"
 STATE_FILE = "deploy-state.json"
+VERIFICATIONS_FILE = "verifications.json"
+VERIFY_TIMEOUT_S = 600  # the golden set takes seconds; an Edge TPU probe that hangs is killed by verify itself
 SERVICE_FILE = "service.json"
 TEMPLATE_FILE = "edgepipe.service.in"
 PARTIAL_SUFFIX = ".partial"
@@ -188,6 +191,7 @@ class Layout:
         self.releases = self.root / RELEASES
         self.current = self.root / CURRENT
         self.state_file = self.root / STATE_FILE
+        self.verifications_file = self.root / VERIFICATIONS_FILE
         self.service_file = self.root / SERVICE_FILE
         self.template = self.root / TEMPLATE_FILE
 
@@ -325,6 +329,44 @@ def verify_release(directory: Path, expected_sha: str | None = None) -> None:
             name = os.path.relpath(os.path.join(dirpath, entry), str(directory)).replace(os.sep, "/")
             if name not in listed:
                 raise AgentError("%s is not listed in %s; a release holds exactly the manifest's files" % (name, MANIFEST))
+
+
+# ---------------------------------------------------------------- verification
+
+def verification_summary(report: dict, accelerator: str, reason: str) -> dict:
+    """What status shows of an `edgepipe verify --json` report: per model, the numbers that decide."""
+    checks = []
+    for check in report.get("checks") or []:
+        numbers = check.get("comparison") or {}
+        checks.append({"accelerator": check.get("accelerator"), "status": check.get("status"),
+                       "top1_agreement": numbers.get("top1_agreement"), "agreed": numbers.get("agreed"),
+                       "n": numbers.get("n"), "max_abs_diff": numbers.get("max_abs_diff"),
+                       "min_agreement": check.get("min_agreement"), "reason": check.get("reason") or ""})
+    return {"passed": bool(report.get("passed")) and not reason, "accelerator": accelerator,
+            "checked_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "checks": checks, "reason": reason}
+
+
+def verify_on_device(layout: Layout, release_id: str, accelerator: str, python: str) -> dict:
+    """`edgepipe verify` of a release with the device's own edgepipe, recorded in verifications.json."""
+    argv = [python, "-m", "edgepipe", "verify", str(layout.release(release_id)), "--accelerator", accelerator, "--json"]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=VERIFY_TIMEOUT_S, cwd="/")
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        report, reason = {}, "edgepipe verify did not finish: %s" % exc
+    else:
+        try:
+            report = json.loads(proc.stdout)
+        except ValueError:
+            report = {}
+        last = (proc.stderr.strip().splitlines() or ["exit status %d" % proc.returncode])[-1]
+        reason = "" if proc.returncode == 0 else last.split(": error: ", 1)[-1]
+        if proc.returncode == 2 and "invalid choice: 'verify'" in proc.stderr:
+            reason = "edgepipe on the device has no `verify` command (it is older): upgrade it there, or use --no-verify"
+    summary = verification_summary(report if isinstance(report, dict) else {}, accelerator, reason)
+    verifications = read_json(layout.verifications_file, {})
+    verifications[release_id] = summary
+    write_json_atomic(layout.verifications_file, verifications)
+    return summary
 
 
 # ---------------------------------------------------------------- device report
@@ -703,7 +745,26 @@ def prune(layout: Layout, keep: int) -> list:
         if path.is_dir() and not path.name.startswith(".") and path.name not in kept:
             shutil.rmtree(str(path))
             removed.append(path.name)
+    verifications = read_json(layout.verifications_file, {})
+    if any(release not in kept for release in verifications):
+        write_json_atomic(layout.verifications_file, {k: v for k, v in verifications.items() if k in kept})
     return removed
+
+
+def discard_unverified(layout: Layout, release_id: str, verification: dict) -> str:
+    """A release that failed verification never runs: remove it unless it is current or in the history."""
+    previous = layout.current_release()
+    if release_id != previous and release_id not in [e["release"] for e in layout.history()]:
+        shutil.rmtree(str(layout.release(release_id)), ignore_errors=True)
+        verifications = read_json(layout.verifications_file, {})
+        verifications.pop(release_id, None)
+        write_json_atomic(layout.verifications_file, verifications)
+        kept = "the release was discarded"
+    else:
+        kept = "the release stays on the device but was not switched to"
+    raise AgentError("release %s failed verification on the device: %s; %s and current stays %s"
+                     % (release_id, verification["reason"] or "see the checks", kept, previous or "unset"),
+                     verification=verification, release=release_id, previous=previous)
 
 
 def cmd_prepare(args, layout: Layout) -> dict:
@@ -754,6 +815,11 @@ def cmd_commit(args, layout: Layout) -> dict:
 def cmd_activate(args, layout: Layout) -> dict:
     if args.sha and layout.partial(args.release).is_dir():  # one round trip less for a fresh upload
         commit_upload(layout, args.release, args.sha)
+    verification = None
+    if args.verify:
+        verification = verify_on_device(layout, args.release, args.verify, edgepipe_python(layout, args.python))
+        if not verification["passed"]:
+            discard_unverified(layout, args.release, verification)
     if args.template_text:
         layout.template.write_text(args.template_text)
     previous = layout.current_release()
@@ -761,7 +827,8 @@ def cmd_activate(args, layout: Layout) -> dict:
     previous_entry = next((e for e in reversed(original) if e["release"] == previous), None)
     history = [e for e in original if e["release"] != args.release]
     layout.switch(args.release)
-    result = {"release": args.release, "previous": previous, "health": None, "rolled_back": False}
+    result = {"release": args.release, "previous": previous, "health": None, "rolled_back": False,
+              "verification": verification}
     if args.manager == "none":
         layout.save_history(history + [{"release": args.release, "service": read_json(layout.service_file, {}) or None}])
         result["removed"] = prune(layout, args.keep)
@@ -825,6 +892,7 @@ def cmd_status(args, layout: Layout) -> dict:
         "releases": releases,
         "service": state,
         "service_config": read_json(layout.service_file, {}) or None,
+        "verification": read_json(layout.verifications_file, {}).get(layout.current_release() or ""),
         "last_result": last_result(service.output(None)) if service else None,
     }
 
@@ -891,6 +959,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source")
     p.add_argument("--accelerator", default="auto")
     p.add_argument("--health-timeout", type=float, default=60.0)
+    p.add_argument("--verify", choices=("cpu", "edgetpu", "all"),
+                   help="run `edgepipe verify --accelerator X` on the release before switching; a failure discards it")
     p.set_defaults(func=cmd_activate)
     p = sub.add_parser("rollback")
     p.add_argument("--health-timeout", type=float, default=60.0)

@@ -20,7 +20,8 @@ from edgepipe.core.ssh import Connection
 from edgepipe.device.bench.measure import BenchPlan, run_bench
 
 from .release import ensure_release, read_local_bundle
-from .remote import remote_for
+from .remote import Remote, remote_for
+from .remote_agent import verification_summary
 
 # bench's --accelerator -> what the device check should demand.
 CHECK_ACCELERATOR = {"cpu": "cpu", "edgetpu": "edgetpu", "all": "auto"}
@@ -65,7 +66,22 @@ def bench_on_device(request: RemoteBench) -> dict[str, Any]:
         raise UserError(f"{remote.target}: `edgepipe bench --json` printed no JSON; is edgepipe on the device "
                         "older than this one? upgrade it there") from None
     report["environment"]["ssh_host"] = str(remote.target)
+    if bundle.has_golden:
+        report["verification"] = verify_on_device(remote, prepared["release_dir"], request.plan.accelerator)
     return report
+
+
+def verify_on_device(remote: Remote, release_dir: str, accelerator: str) -> dict[str, Any]:
+    """The golden-set check of the benchmarked release on the device, reported beside its latency."""
+    say(f"running `edgepipe verify` on {remote.target} ...")
+    proc = remote.run_agent_raw("edgepipe", "verify", release_dir, "--accelerator", accelerator, "--json")
+    try:
+        report = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        report = {}
+    last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
+    return verification_summary(report if isinstance(report, dict) else {}, accelerator,
+                                "" if proc.returncode == 0 else last.split(": error: ", 1)[-1])
 
 
 def bench_here(request: RemoteBench) -> dict[str, Any] | None:

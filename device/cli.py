@@ -13,6 +13,7 @@ from pathlib import Path
 from edgepipe.core.accelerators import ACCELERATORS
 
 from .bench.cli import OnHost, register_bench
+from .verify_cli import register_verify
 from edgepipe.core.args import add_command, non_negative_float, non_negative_int, positive_float, positive_int, unit_interval
 from .imageheader import DEFAULT_MAX_PIXELS
 
@@ -49,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction, bench_on_host: OnHost | Non
     register_classify(subparsers)
     register_run(subparsers)
     register_bench(subparsers, bench_on_host)
+    register_verify(subparsers)
 
 
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:

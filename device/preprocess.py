@@ -87,22 +87,28 @@ def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
         data = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
         raise ImageReadError(f"cannot read image {path}: {exc.strerror or exc}") from exc
-    if data.size == 0:
-        raise ImageReadError(f"image {path} is empty (0 bytes)")
-    dimensions = image_dimensions(data[:1 << 20].tobytes())
+    return decode_image(data, str(path), max_pixels)
+
+
+def decode_image(data: bytes | np.ndarray, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode an encoded image already in memory (named `name` in messages) to 8-bit BGR, with load_image's checks."""
+    buffer = np.frombuffer(data, dtype=np.uint8) if isinstance(data, bytes) else data
+    if buffer.size == 0:
+        raise ImageReadError(f"image {name} is empty (0 bytes)")
+    dimensions = image_dimensions(buffer[:1 << 20].tobytes())
     if dimensions is None:
-        raise ImageReadError(f"image {path} is not a readable image (no PNG, JPEG, BMP or WebP header, or a cut one)")
+        raise ImageReadError(f"image {name} is not a readable image (no PNG, JPEG, BMP or WebP header, or a cut one)")
     width, height = dimensions
     if width * height > max_pixels:
-        raise ImageReadError(f"image {path} declares {width}x{height} pixels ({width * height / 1e6:.0f} MP), more "
+        raise ImageReadError(f"image {name} declares {width}x{height} pixels ({width * height / 1e6:.0f} MP), more "
                              f"than the {max_pixels / 1e6:g} MP limit (--max-image-pixels); skipped")
     try:
-        image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        image = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
     except cv2.error as exc:
         detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "OpenCV error"
-        raise ImageReadError(f"image {path} cannot be decoded ({detail})") from None
+        raise ImageReadError(f"image {name} cannot be decoded ({detail})") from None
     if image is None or image.size == 0:
-        raise ImageReadError(f"image {path} is not a readable image (corrupt, truncated or another format)")
+        raise ImageReadError(f"image {name} is not a readable image (corrupt, truncated or another format)")
     return image
 
 

@@ -62,6 +62,10 @@ class EdgeTpuUnavailable(UserError):
     """The Edge TPU runtime or device is missing; the message says how to get it."""
 
 
+class EdgeTpuRefused(EdgeTpuUnavailable):
+    """The probe saw the Edge TPU stack crash, hang or answer wrong: this process must not load it."""
+
+
 @dataclass(frozen=True)
 class Backend:
     name: str
@@ -121,9 +125,14 @@ def _quiet_failed_delegate() -> Iterator[None]:
         sys.unraisablehook = previous
 
 
+def edgetpu_library() -> str:
+    """The name the dynamic loader resolves (LD_LIBRARY_PATH, then the system's directories)."""
+    return EDGETPU_LIBRARY.get(platform.system(), "libedgetpu.so.1")
+
+
 def load_edgetpu_delegate(backend: Backend, device: str | None = None) -> Any:
     """The Edge TPU delegate for `device` (usb:0, pci:0, usb, pci; None = the first found)."""
-    library = EDGETPU_LIBRARY.get(platform.system(), "libedgetpu.so.1")
+    library = edgetpu_library()
     options = {"device": device} if device else {}
     with _quiet_failed_delegate():
         try:
@@ -314,10 +323,39 @@ class Classifier:
         )
 
 
-def _choose_bundle_model(bundle: Bundle, accelerator: str, backend: Backend, edgetpu_device: str | None):
+def probe_verdict(target: Path, model_sha256: str, backend: Backend, device: str | None, bundle: Bundle | None):
+    """The Edge TPU probe's outcome for this model here (cached; see edgetpu_probe), None without libedgetpu."""
+    from .edgetpu_probe import checked_edgetpu
+    from .golden import DEFAULT_MIN_AGREEMENT, read_golden
+
+    def golden():
+        found = read_golden(bundle) if bundle is not None else None
+        return found, (found.min_agreement if found else DEFAULT_MIN_AGREEMENT)["edgetpu"]
+
+    return checked_edgetpu(target, model_sha256, edgetpu_library(), device, f"{backend.name} {backend.version}", golden)
+
+
+def _edgetpu_refusal(verdict: Any) -> str | None:
+    """Why the probe says the Edge TPU must not be used in this process, or None when it may be.
+
+    "unavailable" (no device, library refuses) is a clean failure the normal
+    load reports with its install hint, so it is not a refusal.
+    """
+    from .edgetpu_probe import cache_path
+
+    if verdict is None or verdict.status in ("ok", "unavailable"):
+        return None
+    return verdict.reason + (f" (cached probe result: delete {cache_path()} to probe again)" if verdict.cached else "")
+
+
+def _choose_bundle_model(bundle: Bundle, accelerator: str, backend: Backend, edgetpu_device: str | None, probe: bool):
     """(model path, accelerator, delegate, note) for a bundle under the user's --accelerator."""
     tpu_model = bundle.model_path("edgetpu")
     cpu_model = bundle.model_path("cpu")
+    refusal = None
+    if probe and tpu_model is not None and accelerator in ("edgetpu", "auto"):
+        sha = str(bundle.manifest.get("files", {}).get(bundle.models["edgetpu"], ""))
+        refusal = _edgetpu_refusal(probe_verdict(bundle.root, sha, backend, edgetpu_device, bundle))
     if accelerator == "cpu":
         if cpu_model is None:
             raise UserError(f"bundle {bundle.root} has no CPU model; use --accelerator edgetpu")
@@ -328,9 +366,15 @@ def _choose_bundle_model(bundle: Bundle, accelerator: str, backend: Backend, edg
                 f"bundle {bundle.root} has no Edge TPU model (model_edgetpu.tflite); compile it with "
                 "`edgepipe convert` on a machine with edgetpu_compiler, or use --accelerator cpu"
             )
+        if refusal:
+            raise EdgeTpuRefused(f"cannot use the Edge TPU: {refusal}")
         return tpu_model, "edgetpu", load_edgetpu_delegate(backend, edgetpu_device), ""
     if tpu_model is None:
         return cpu_model, "cpu", None, "auto: the bundle has no Edge TPU model"
+    if refusal and cpu_model is not None:
+        return cpu_model, "cpu", None, f"auto: Edge TPU not usable, using the CPU model: {refusal}"
+    if refusal:
+        raise EdgeTpuRefused(f"cannot use the Edge TPU: {refusal}")
     try:
         delegate = load_edgetpu_delegate(backend, edgetpu_device)
     except EdgeTpuUnavailable as exc:
@@ -340,8 +384,10 @@ def _choose_bundle_model(bundle: Bundle, accelerator: str, backend: Backend, edg
     return tpu_model, "edgetpu", delegate, "auto: Edge TPU found"
 
 
-def _choose_file_delegate(path: Path, compiled: bool, accelerator: str, backend: Backend, edgetpu_device: str | None):
+def _choose_file_delegate(path: Path, data: bytes, accelerator: str, backend: Backend, edgetpu_device: str | None,
+                          probe: bool):
     """(accelerator, delegate, note) for a bare .tflite under the user's --accelerator."""
+    compiled = is_edgetpu_model(data)
     if not compiled:
         if accelerator == "edgetpu":
             raise UserError(
@@ -354,6 +400,10 @@ def _choose_file_delegate(path: Path, compiled: bool, accelerator: str, backend:
             f"{path} is compiled for the Edge TPU (it contains edgetpu-custom-op) and cannot run on the CPU; "
             "use --accelerator edgetpu, or the CPU model (model.tflite)"
         )
+    if probe:
+        verdict = probe_verdict(path, hashlib.sha256(data).hexdigest(), backend, edgetpu_device, None)
+        if refusal := _edgetpu_refusal(verdict):
+            raise EdgeTpuRefused(f"cannot use the Edge TPU: {refusal}")
     return "edgetpu", load_edgetpu_delegate(backend, edgetpu_device), "auto: Edge TPU model" if accelerator == "auto" else ""
 
 
@@ -387,6 +437,7 @@ def open_classifier(
     accelerator: str = "cpu",
     threads: int | None = None,
     edgetpu_device: str | None = None,
+    probe: bool = True,
 ) -> Classifier:
     """Load a bundle directory or a .tflite file, ready to classify BGR frames.
 
@@ -395,6 +446,9 @@ def open_classifier(
     preprocessing edgepipe embedded in it when present (`labels` still wins),
     else its input tensor (float input assumed MobileNet-style [-1, 1]); with
     no labels at all a warning says the classes will be class_0, class_1, ...
+    Before the Edge TPU delegate is loaded here, `probe` tries it in a child
+    process (edgetpu_probe), so a libedgetpu that crashes costs a fallback or
+    one error line, not this process.
     """
     if accelerator not in ACCELERATORS:
         raise UserError(f"accelerator {accelerator!r} is not one of {', '.join(ACCELERATORS)}")
@@ -409,7 +463,7 @@ def open_classifier(
         bundle = load_bundle(path, verify=True)
         base_spec = bundle.input_spec
         label_list = label_list or bundle.labels
-        model_path, chosen, delegate, note = _choose_bundle_model(bundle, accelerator, backend, edgetpu_device)
+        model_path, chosen, delegate, note = _choose_bundle_model(bundle, accelerator, backend, edgetpu_device, probe)
         data = bundle.read_model(chosen)
         if chosen == "cpu" and is_edgetpu_model(data):
             raise ModelError(f"{model_path} is listed as the bundle's CPU model but is compiled for the Edge TPU")
@@ -419,7 +473,7 @@ def open_classifier(
         embedded = embedded_info(data)
         base_spec = embedded.input_spec
         label_list = label_list or embedded.labels
-        chosen, delegate, note = _choose_file_delegate(path, is_edgetpu_model(data), accelerator, backend, edgetpu_device)
+        chosen, delegate, note = _choose_file_delegate(path, data, accelerator, backend, edgetpu_device, probe)
     interpreter = _make_interpreter(backend, data, model_path, threads, delegate)
     load_ms = (time.perf_counter() - started) * 1000.0
     if label_list is None:

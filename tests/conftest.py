@@ -185,3 +185,25 @@ def mount_tmpfs():
     yield mount
     for path in mounted:
         subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+@pytest.fixture(scope="session")
+def golden_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path, shapes_dataset: Path) -> Path:
+    """`tiny_bundle` plus a golden set as convert writes it: 8 shapes images (2 per class) with
+    the CPU model's own device-runtime scores as the expected answers."""
+    import shutil
+
+    from bundle_helpers import rehash
+
+    from edgepipe.convert.golden import select_golden, write_golden
+    from edgepipe.train.device_eval import predict_files
+
+    root = Path(shutil.copytree(tiny_bundle, tmp_path_factory.mktemp("bundles") / "golden"))
+    files = sorted(shapes_dataset.rglob("*.jpg"))
+    labels = np.array([SHAPES.index(p.parent.name) for p in files])
+    scores, unreadable = predict_files(root, files)
+    assert unreadable == []
+    block = write_golden(root, files, labels, scores, select_golden(labels, 8, seed=0),
+                         {"model": "model.tflite", "backend": "ai_edge_litert", "backend_version": "test"})
+    rehash(root, golden=block)
+    return root

@@ -30,7 +30,7 @@ from .stats import MS_DECIMALS, latency_summary, rate_per_s, time_windows, to_ms
 from edgepipe.core.accelerators import BENCH_ACCELERATORS
 from edgepipe.core.errors import UserError
 from ..preprocess import InputSpec, load_image, normalize, quantize
-from ..runtime import Classifier, EdgeTpuUnavailable, default_threads, open_classifier, threads_text
+from ..runtime import Classifier, EdgeTpuRefused, EdgeTpuUnavailable, default_threads, open_classifier, threads_text
 from ..sources import open_source
 from .sysinfo import current_rss_mb, edgetpu_absence, environment, peak_rss_mb, thermal_snapshot
 
@@ -182,6 +182,8 @@ def open_for_bench(model: Path, labels: Path | None, accelerator: str, threads: 
                    edgetpu_device: str | None) -> Classifier:
     try:
         return open_classifier(model, labels, accelerator=accelerator, threads=threads, edgetpu_device=edgetpu_device)
+    except EdgeTpuRefused:  # the probe's own reason; asking the library what is missing would load it here
+        raise
     except EdgeTpuUnavailable as exc:
         raise EdgeTpuUnavailable(f"{edgetpu_absence()}; {exc}") from None
 

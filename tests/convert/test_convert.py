@@ -88,6 +88,60 @@ def test_drift_report_compares_int8_with_float(auto_bundle: dict) -> None:
     assert "## Per-class accuracy" in text and "top-1 agreement" in text
 
 
+def test_golden_set_holds_every_class_with_the_shipped_models_device_scores(auto_bundle: dict, small_run: Path, capsys) -> None:
+    manifest = load_bundle(auto_bundle["out"]).manifest
+    images = manifest["golden"]["images"]
+    run = load_run(small_run)
+    held_out = run.split_files("val")
+    assert len(images) == len(held_out) == 24  # default 48: the whole small split
+    assert sorted(e["label"] for e in images) == sorted(label for _, label in held_out)
+    assert all(e["file"] in manifest["files"] for e in images) and manifest["golden"]["min_agreement"]["cpu"] == 1.0
+    by_bytes = {p.read_bytes(): label for p, label in held_out}
+    files = [auto_bundle["out"] / e["file"] for e in images]
+    assert [by_bytes[f.read_bytes()] for f in files] == [e["label"] for e in images]  # copied byte for byte
+    scores, _ = predict_files(auto_bundle["out"], files)
+    np.testing.assert_array_equal(scores, np.asarray([e["expected"] for e in images], dtype=np.float32))
+    assert main(["verify", str(auto_bundle["out"]), "--json"]) == 0
+    [cpu] = json.loads(capsys.readouterr().out)["checks"]
+    assert cpu["comparison"]["top1_agreement"] == 1.0 and cpu["comparison"]["max_abs_diff"] == 0.0
+
+
+def test_ptq_qat_choice_records_accuracy_and_closeness_to_float(auto_bundle: dict) -> None:
+    manifest = load_bundle(auto_bundle["out"]).manifest
+    choice = manifest["quantization"]["choice"]
+    drift = json.loads((auto_bundle["out"] / "drift.json").read_text())
+    assert set(drift["closeness_to_float"]) == {"ptq", "qat"}
+    for name in ("ptq", "qat"):
+        numbers = choice["candidates"][name]
+        assert numbers["accuracy"] == manifest["accuracy"][name]
+        assert numbers["mean_kl"] == drift["closeness_to_float"][name]["mean_kl"] >= 0
+        assert 0 <= numbers["mean_abs_diff"] == drift["closeness_to_float"][name]["mean_abs_diff"] < 1
+    ptq, qat = choice["candidates"]["ptq"], choice["candidates"]["qat"]
+    expected = "accuracy" if ptq["accuracy"] != qat["accuracy"] else "closeness to float"
+    assert choice["decided_by"] == expected
+    assert "Closeness to the float model" in (auto_bundle["out"] / "drift.md").read_text()
+
+
+def _candidate(name: str, accuracy: float) -> converter.Candidate:
+    report = {"accuracy": accuracy}
+    return converter.Candidate(name, Path(name), converter.Evaluation(name, np.zeros((1, 2), np.float32), report))
+
+
+@pytest.mark.parametrize("ptq_acc, qat_acc, ptq_kl, qat_kl, shipped, decided_by", [
+    (0.95, 0.95, 0.020, 0.010, "qat", "closeness to float"),
+    (0.95, 0.95, 0.010, 0.020, "ptq", "closeness to float"),
+    (0.96, 0.95, 0.090, 0.010, "ptq", "accuracy"),
+    (0.95, 0.95, 0.010, 0.010, "ptq", "tie: PTQ"),
+])
+def test_accuracy_tie_goes_to_the_model_closer_to_float(ptq_acc, qat_acc, ptq_kl, qat_kl, shipped, decided_by) -> None:
+    candidates = {"ptq": _candidate("ptq", ptq_acc), "qat": _candidate("qat", qat_acc)}
+    closeness = {"ptq": {"mean_kl": ptq_kl, "mean_abs_diff": 0.01}, "qat": {"mean_kl": qat_kl, "mean_abs_diff": 0.01}}
+    name, choice = converter._choose("auto", candidates, closeness)
+    assert (name, choice["decided_by"]) == (shipped, decided_by)
+    assert choice["candidates"]["qat"] == {"accuracy": qat_acc, "mean_kl": qat_kl, "mean_abs_diff": 0.01}
+    assert converter._choose("ptq", candidates, closeness)[1]["decided_by"] == "forced"
+
+
 def test_model_file_carries_labels_and_input_spec(auto_bundle: dict) -> None:
     meta = json.loads(read_metadata((auto_bundle["out"] / "model.tflite").read_bytes())[METADATA_NAME])
     assert meta["labels"] == ["circle", "square", "triangle", "cross"] and meta["input"]["height"] == 32
@@ -114,8 +168,9 @@ def test_forced_qat_with_edgetpu_with_stand_in_compiler(small_run: Path, tmp_pat
 
 def test_no_compiler_keeps_going_with_the_cpu_bundle(small_run: Path, tmp_path: Path, no_compiler, capsys) -> None:
     out = tmp_path / "b"
-    assert convert(small_run, out, "--method", "ptq", "--edgetpu", "--max-drop", "100") == 0
+    assert convert(small_run, out, "--method", "ptq", "--edgetpu", "--max-drop", "100", "--no-golden") == 0
     err = capsys.readouterr().err
+    assert "golden" not in load_bundle(out).manifest and not (out / "golden").exists()  # --no-golden
     assert "no Edge TPU compiler" in err and "deploy/edgetpu-compiler/Dockerfile" in err and "--compiler-host" in err
     edgetpu = load_bundle(out).manifest["edgetpu"]
     assert edgetpu["compiled"] is False and edgetpu["compiler"]["available"] is False

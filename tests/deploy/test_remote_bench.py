@@ -49,3 +49,16 @@ def test_bench_host_refuses_flags_naming_local_files(tiny_bundle, tmp_path, caps
         main(["bench", str(tiny_bundle), "--host", "pi@cam", "--image", str(tmp_path / "cat.jpg")])
     assert exit_info.value.code == 2
     assert "--image is not supported with --host" in capsys.readouterr().err
+
+
+def test_bench_host_reports_the_golden_set_check_beside_the_latency(golden_bundle, sshd, prefix, tmp_path, capsys):
+    out_file = tmp_path / "device.json"
+    args = _bench_args(sshd, prefix, str(golden_bundle), "--runs", "5", "--warmup", "1", "--threads", "1",
+                       "--out", str(out_file))
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    verification = json.loads(out_file.read_text())["verification"]
+    [cpu] = verification["checks"]
+    assert verification["passed"] and (cpu["accelerator"], cpu["agreed"], cpu["n"]) == ("cpu", 8, 8)
+    assert f"answers on {sshd.host}: verified on the device at" in printed
+    assert "cpu passed 100.0% top-1 agreement (8/8, max score diff 0.000)" in printed

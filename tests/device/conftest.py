@@ -70,3 +70,68 @@ def image_folder(tmp_path_factory: pytest.TempPathFactory, shapes_dataset: Path)
     return {"root": root, "good": sorted(root.glob("0[0-4].jpg")),
             "bad": [root / "03_truncated.jpg", root / "zz_notes.jpg"]}
 
+
+
+FAKE_LIBEDGETPU_C = Path(__file__).resolve().parent / "fake_libedgetpu.c"
+FAKE_BEHAVIOURS = {"working": 0, "crashing": 1, "hanging": 2}
+
+
+@pytest.fixture(scope="session")
+def fake_libedgetpu(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """{"working"|"crashing"|"hanging": a directory holding that stand-in libedgetpu.so.1}, compiled
+    here with gcc from fake_libedgetpu.c; point LD_LIBRARY_PATH at one (the loader's own setting)."""
+    compiler = shutil.which("gcc") or shutil.which("cc")
+    if compiler is None:
+        pytest.skip("no C compiler to build the stand-in libedgetpu (.ci/run installs gcc)")
+    import subprocess
+
+    dirs = {}
+    for name, number in FAKE_BEHAVIOURS.items():
+        out = tmp_path_factory.mktemp(f"libedgetpu_{name}")
+        subprocess.run([compiler, "-shared", "-fPIC", "-O1", f"-DBEHAVIOUR={number}", f'-DBEHAVIOUR_NAME="{name}"',
+                        "-o", str(out / "libedgetpu.so.1"), str(FAKE_LIBEDGETPU_C)], check=True)
+        dirs[name] = out
+    return dirs
+
+
+@pytest.fixture
+def golden_edgetpu_bundle(tmp_path: Path, golden_bundle: Path) -> Path:
+    """`golden_bundle` plus a model_edgetpu.tflite (the CPU model marked as compiled), hashes valid."""
+    from bundle_helpers import rehash
+    from edgepipe.device.bundle import EDGETPU_MODEL
+
+    root = Path(shutil.copytree(golden_bundle, tmp_path / "golden_edgetpu"))
+    mark_as_compiled(root / "model.tflite", root / EDGETPU_MODEL)
+    rehash(root, models={"cpu": "model.tflite", "edgetpu": EDGETPU_MODEL})
+    return root
+
+
+@pytest.fixture(scope="session")
+def constant_answer_model(tmp_path_factory: pytest.TempPathFactory, golden_bundle: Path) -> Path:
+    """A real int8 96x96 model that answers the class golden_bundle expects least often, whatever the image:
+    an Edge TPU model whose answers differ from the expected ones."""
+    import numpy as np
+    import tensorflow as tf
+    import tf_keras as keras
+
+    expected = [int(np.argmax(e["expected"])) for e in json.loads((golden_bundle / "bundle.json").read_text())["golden"]["images"]]
+    rare = int(np.argmin(np.bincount(expected, minlength=4)))
+    inputs = keras.Input((96, 96, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    dense = keras.layers.Dense(4, activation="softmax", kernel_initializer="zeros",
+                               bias_initializer=keras.initializers.Constant([4.0 if i == rare else 0.0 for i in range(4)]))
+    model = keras.Model(inputs, dense(pooled))
+
+    def representative():
+        for value in (-1.0, 0.0, 1.0):
+            yield [np.full((1, 96, 96, 3), value, np.float32)]
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter.inference_input_type = tf.uint8
+    converter.inference_output_type = tf.uint8
+    path = tmp_path_factory.mktemp("constant") / "constant.tflite"
+    path.write_bytes(converter.convert())
+    return path

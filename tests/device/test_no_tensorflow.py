@@ -1,5 +1,5 @@
 """The device installs without TensorFlow: prove that edgepipe.device and the
-classify/run/bench paths import and run with TensorFlow made unimportable, and
+classify/run/bench/verify paths import and run with TensorFlow made unimportable, and
 that the backends are tried lightest first. (tests/test_layering.py checks
 that no device module imports TensorFlow or another stage.)"""
 
@@ -41,11 +41,12 @@ import edgepipe.device
 for module in pkgutil.walk_packages(edgepipe.device.__path__, "edgepipe.device."):
     importlib.import_module(module.name)
 from edgepipe.cli import main
-bundle, image, video = sys.argv[1:4]
+bundle, image, video, golden = sys.argv[1:5]
 codes = [
     main(["classify", bundle, image, "--json"]),
     main(["run", bundle, "--source", video, "--json", "--max-frames", "3"]),
     main(["bench", bundle, "--runs", "3", "--warmup", "1", "--json"]),
+    main(["verify", golden, "--json"]),
 ]
 try:
     import tensorflow
@@ -58,19 +59,21 @@ print("RESULT " + json.dumps({"codes": codes, "blocked": blocked, "heavy": heavy
 """ % (HEAVY,)
 
 
-def test_device_classify_run_and_bench_work_with_tensorflow_unimportable(tiny_bundle, image_folder, video, tmp_path):
+def test_device_classify_run_bench_and_verify_work_with_tensorflow_unimportable(tiny_bundle, golden_bundle, image_folder,
+                                                                                video, tmp_path):
     (tmp_path / "sitecustomize.py").write_text(BLOCKER)
     attempts = tmp_path / "attempts.txt"
     env = {"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
            "EDGEPIPE_TEST_IMPORT_ATTEMPTS": str(attempts)}
     proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tiny_bundle), str(image_folder["good"][0]), str(video.path)],
+        [sys.executable, "-c", SCRIPT, str(tiny_bundle), str(image_folder["good"][0]), str(video.path),
+         str(golden_bundle)],
         capture_output=True, text=True, env=env, timeout=120,
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert lines, proc.stderr
     result = json.loads(lines[0][len("RESULT "):])
-    assert result == {"codes": [0, 0, 0], "blocked": True, "heavy": []}, proc.stderr
+    assert result == {"codes": [0, 0, 0, 0], "blocked": True, "heavy": []}, proc.stderr
     assert attempts.read_text().splitlines() == ["tensorflow"]  # only the script's own check tried
 
 

@@ -1,0 +1,40 @@
+"""convert's side of the golden set: pick a stratified sample of the held-out
+images, copy them into the bundle as they are on disk, and record the answers
+the shipped model gave on them (see device/golden.py for the format and why).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgepipe.device.golden import DEFAULT_MIN_AGREEMENT, GOLDEN_DIR
+
+DEFAULT_GOLDEN = 48
+
+
+def select_golden(labels: np.ndarray, n: int, seed: int) -> list[int]:
+    """Up to `n` indices, classes taken in turn (so every class gets 2 before any gets 3), seeded."""
+    rng = np.random.default_rng(seed)
+    queues = {int(c): [int(i) for i in rng.permutation(np.flatnonzero(labels == c))] for c in np.unique(labels)}
+    chosen: list[int] = []
+    while len(chosen) < n and any(queues.values()):
+        for queue in queues.values():
+            if queue and len(chosen) < n:
+                chosen.append(queue.pop(0))
+    return sorted(chosen)
+
+
+def write_golden(root: Path, files: list[Path], labels: np.ndarray, scores: np.ndarray, indices: list[int],
+                 expected_from: dict[str, Any]) -> dict[str, Any]:
+    """Copy the chosen images into root/golden/ byte for byte; the manifest's "golden" block."""
+    (root / GOLDEN_DIR).mkdir()
+    images = []
+    for k, i in enumerate(indices):
+        name = f"{GOLDEN_DIR}/{k:03d}{files[i].suffix.lower()}"
+        shutil.copyfile(files[i], root / name)
+        images.append({"file": name, "label": int(labels[i]), "expected": [float(v) for v in scores[i]]})
+    return {"images": images, "min_agreement": dict(DEFAULT_MIN_AGREEMENT), "expected_from": expected_from}

@@ -1,0 +1,158 @@
+"""`edgepipe verify`: run a bundle's golden set through this machine's runtime
+and check the answers are the ones convert recorded.
+
+The CPU model runs in this process. The Edge TPU model runs in the probe's
+child process (edgetpu_probe), so a libedgetpu that crashes or hangs makes a
+failed check, not a dead verifier; its result also fills the probe cache, so
+the service started after a verified deploy does not probe again.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgepipe.core.accelerators import VERIFY_ACCELERATORS
+from edgepipe.core.errors import UserError
+
+from .bundle import Bundle, load_bundle
+from .edgetpu_probe import checked_edgetpu
+from .golden import GoldenSet, compare, read_golden, run_golden
+from .runtime import EDGETPU_INSTALL_HINT, edgetpu_library, find_backend, open_classifier
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    bundle: Path
+    accelerator: str = "all"
+    min_agreement: float | None = None  # a fraction; None: the thresholds stored in the bundle
+    edgetpu_device: str | None = None
+    threads: int | None = None
+
+
+@dataclass
+class Check:
+    """One model's verdict. status: passed, failed or skipped (all: no Edge TPU here)."""
+
+    accelerator: str
+    status: str
+    model: str
+    min_agreement: float
+    runtime: str
+    seconds: float
+    comparison: dict[str, Any] | None = None
+    reason: str = ""
+
+
+@dataclass
+class VerifyReport:
+    bundle: str
+    bundle_sha256: str
+    golden_images: int
+    checks: list[Check] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return any(c.status == "passed" for c in self.checks) and not any(c.status == "failed" for c in self.checks)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "passed": self.passed}
+
+
+def _threshold(o: VerifyOptions, golden: GoldenSet, accelerator: str) -> float:
+    return o.min_agreement if o.min_agreement is not None else golden.min_agreement[accelerator]
+
+
+def _verdict(comparison: dict[str, Any], threshold: float) -> tuple[str, str]:
+    if comparison["top1_agreement"] >= threshold:
+        return "passed", ""
+    return "failed", (f"top-1 agreement {comparison['top1_agreement']:.1%} ({comparison['agreed']}/{comparison['n']}) "
+                      f"< {threshold:.0%}, largest score difference {comparison['max_abs_diff']:.3f}")
+
+
+def _check_cpu(o: VerifyOptions, bundle: Bundle, golden: GoldenSet) -> Check:
+    started = time.perf_counter()
+    classifier = open_classifier(bundle.root, accelerator="cpu", threads=o.threads, probe=False)
+    comparison = compare(golden, run_golden(classifier, golden)).to_json()
+    threshold = _threshold(o, golden, "cpu")
+    status, reason = _verdict(comparison, threshold)
+    return Check("cpu", status, bundle.models["cpu"], threshold, f"{classifier.backend} {classifier.backend_version}",
+                 round(time.perf_counter() - started, 3), comparison, reason)
+
+
+def _check_edgetpu(o: VerifyOptions, bundle: Bundle, golden: GoldenSet) -> Check:
+    started = time.perf_counter()
+    backend = find_backend()
+    runtime = f"{backend.name} {backend.version}"
+    threshold = _threshold(o, golden, "edgetpu")
+    model = bundle.models["edgetpu"]
+    outcome = checked_edgetpu(bundle.root, str(bundle.manifest["files"].get(model, "")), edgetpu_library(),
+                              o.edgetpu_device, runtime, lambda: (golden, threshold), use_cache=False)
+    seconds = round(time.perf_counter() - started, 3)
+    missing = o.accelerator == "all" and (outcome is None or outcome.status == "unavailable")
+    if outcome is None:
+        reason = f"{edgetpu_library()} is not installed; {EDGETPU_INSTALL_HINT}"
+    elif outcome.status == "ok":
+        return Check("edgetpu", "passed", model, threshold, runtime, seconds, outcome.comparison)
+    else:
+        reason = outcome.reason
+    return Check("edgetpu", "skipped" if missing else "failed", model, threshold, runtime, seconds,
+                 outcome.comparison if outcome else None, reason)
+
+
+def verify_bundle(o: VerifyOptions) -> VerifyReport:
+    """Every requested model of the bundle against its golden set; raises UserError when nothing can be checked."""
+    if o.accelerator not in VERIFY_ACCELERATORS:
+        raise UserError(f"accelerator {o.accelerator!r} is not one of {', '.join(VERIFY_ACCELERATORS)}")
+    started = time.perf_counter()
+    bundle = load_bundle(o.bundle, verify=True)
+    golden = read_golden(bundle)
+    if golden is None:
+        raise UserError(f"bundle {bundle.root} has no golden set (converted with --no-golden or by an older "
+                        "edgepipe): nothing to verify; convert it again without --no-golden")
+    wanted = [a for a in ("cpu", "edgetpu") if o.accelerator in (a, "all") and a in bundle.models]
+    if o.accelerator != "all" and not wanted:
+        raise UserError(f"bundle {bundle.root} has no {o.accelerator} model; use --accelerator all")
+    report = VerifyReport(str(bundle.root), bundle.sha256, len(golden.images))
+    for accelerator in wanted:
+        check = (_check_cpu if accelerator == "cpu" else _check_edgetpu)(o, bundle, golden)
+        report.checks.append(check)
+    report.seconds = round(time.perf_counter() - started, 3)
+    return report
+
+
+def _check_line(c: Check) -> list[str]:
+    head = f"  {c.accelerator:<8} {c.status.upper():<7}"
+    if c.comparison is None:
+        return [f"{head} {c.reason}"]
+    m = c.comparison
+    sign = ">=" if m["top1_agreement"] >= c.min_agreement else "<"
+    lines = [
+        f"{head} top-1 agreement {m['top1_agreement']:.1%} ({m['agreed']}/{m['n']}) {sign} {c.min_agreement:.0%}; "
+        f"score difference max {m['max_abs_diff']:.4f}, mean {m['mean_abs_diff']:.5f}; accuracy {m['accuracy']:.1%}; "
+        f"{c.model} on {c.runtime}, {c.seconds:.2f} s"
+    ]
+    if c.reason and c.status != "failed":
+        lines.append(f"           {c.reason}")
+    lines += [f"           disagrees: {d['file']} (true {d['true']}): expected {d['expected']} {d['expected_score']:.2f}, "
+              f"got {d['got']} {d['got_score']:.2f}" for d in m["disagreements"]]
+    return lines
+
+
+def format_report(report: VerifyReport) -> str:
+    lines = [f"{report.bundle}: golden set of {report.golden_images} images, "
+             f"{'PASSED' if report.passed else 'FAILED'} in {report.seconds:.2f} s"]
+    for check in report.checks:
+        lines += _check_line(check)
+    return "\n".join(lines)
+
+
+def failure_line(report: VerifyReport) -> str:
+    """One line for a failed verification: which model, by how much."""
+    failed = [c for c in report.checks if c.status == "failed"]
+    if not failed:
+        return "no model could be checked here: " + "; ".join(f"{c.accelerator}: {c.reason}" for c in report.checks)
+    return "; ".join(f"{c.accelerator} model {c.reason or 'failed'}" for c in failed) + \
+        " (the bundle's answers differ on this device; see `edgepipe verify BUNDLE` for the images)"

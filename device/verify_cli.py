@@ -1,0 +1,69 @@
+"""`edgepipe verify`: registration and printing only (the work is in verify.py).
+
+Self-contained: `register` is all a CLI needs to call to add the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from edgepipe.core.accelerators import VERIFY_ACCELERATORS
+from edgepipe.core.args import add_command, positive_int
+
+
+def percentage(text: str) -> float:
+    """'95' or '95%' -> 0.95."""
+    try:
+        value = float(text.strip().removesuffix("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a percentage like 95") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 100")
+    return value / 100
+
+
+def register_verify(subparsers: argparse._SubParsersAction) -> None:
+    p = add_command(
+        subparsers,
+        "verify",
+        help="check on this machine that a bundle gives the answers convert recorded (its golden set)",
+        description="""
+        Run the bundle's golden set (held-out images convert copied into golden/, with the
+        shipped model's scores) through this machine's runtime, and compare: top-1 agreement
+        with the expected answers, largest and mean score difference, accuracy against the true
+        labels, and the images that disagree. The Edge TPU model runs in a child process, so a
+        crashing or hanging libedgetpu is a failed check. Exit 1 when a model's top-1 agreement
+        is below its threshold (stored in the bundle: 100% for the CPU model, 95% for the Edge
+        TPU model) or the Edge TPU crashes, hangs or is missing with --accelerator edgetpu.
+        """,
+        examples="""
+        edgepipe verify bundle/
+        edgepipe verify bundle/ --accelerator edgetpu --json
+        edgepipe verify bundle/ --accelerator cpu --min-agreement 97.5
+        """,
+    )
+    p.add_argument("bundle", type=Path, metavar="BUNDLE", help="a bundle directory made by `edgepipe convert`")
+    p.add_argument("--accelerator", choices=VERIFY_ACCELERATORS, default="all",
+                   help="which model to check: all (default: every model in the bundle; the Edge TPU model is "
+                        "skipped when no Edge TPU is usable here), cpu or edgetpu")
+    p.add_argument("--min-agreement", type=percentage, metavar="PERCENT",
+                   help="minimum top-1 agreement for every model checked (default: the bundle's, 100 cpu / 95 edgetpu)")
+    p.add_argument("--edgetpu-device", metavar="DEVICE", help="which Edge TPU: usb:0, pci:0, usb or pci")
+    p.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads (default: all cores)")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.set_defaults(func=_verify)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from .verify import VerifyOptions, failure_line, format_report, verify_bundle
+
+    options = VerifyOptions(args.bundle, args.accelerator, args.min_agreement, args.edgetpu_device, args.threads)
+    report = verify_bundle(options)
+    print(json.dumps(report.to_json(), indent=2) if args.json else format_report(report), flush=True)
+    if not report.passed:
+        print(f"edgepipe verify: error: {failure_line(report)}", file=sys.stderr)
+        return 1
+    return 0

@@ -11,12 +11,13 @@ import re
 from pathlib import Path
 
 from edgepipe.core.accelerators import ACCELERATORS
+from edgepipe.core.args import add_command, non_negative_float, non_negative_int, positive_float, positive_int, unit_interval
 
 from .bench.cli import OnHost, register_bench
-from .verify_cli import register_verify
-from edgepipe.core.args import add_command, non_negative_float, non_negative_int, positive_float, positive_int, unit_interval
+from .endpoints import PASSWORD_ENV, TOKEN_ENV, mqtt_url, serve_address
 from .imageheader import DEFAULT_MAX_PIXELS
-
+from .regions import parse_region
+from .verify_cli import register_verify
 
 
 def size(text: str) -> tuple[int, int]:
@@ -119,6 +120,8 @@ def register_run(subparsers: argparse._SubParsersAction) -> None:
         edgepipe run bundle/ --source 'photos/*.jpg' --top-k 1
         edgepipe run bundle/ --source picamera2 --record out.mp4 --duration 60
         edgepipe run bundle/ --source 0 --workers 1 --threads 2     lowest latency per frame
+        edgepipe run bundle/ --mqtt mqtt://ha:secret@homeassistant.local/edgepipe/door --serve 0.0.0.0:8080
+        edgepipe run bundle/ --roi gate=0,0,0.5,1 --roi drive=320,0,320,480 --mqtt mqtt://broker/cam1
         """,
     )
     _add_model_arguments(p)
@@ -152,6 +155,31 @@ def register_run(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="overwrite existing --record/--stats-json files")
     p.add_argument("--ignore-decode-errors", action="store_true",
                    help="exit 0 even when frames of a video file could not be decoded (default: warn and exit 1)")
+    p.add_argument("--roi", type=parse_region, action="append", default=[], metavar="NAME=x,y,w,h",
+                   help="also classify this region of every frame on its own (repeatable); pixels, or fractions "
+                        "of the frame such as gate=0,0,0.5,1 (the left half)")
+    mqtt = p.add_argument_group("MQTT and Home Assistant")
+    mqtt.add_argument("--mqtt", type=mqtt_url, metavar="URL",
+                      help="publish results to mqtt[s]://[user[:password]@]host[:port]/PREFIX: PREFIX/state (label, "
+                           f"retained), PREFIX/result (JSON), PREFIX/availability; the password may come from ${PASSWORD_ENV}")
+    mqtt.add_argument("--mqtt-ca", type=Path, metavar="FILE", help="CA certificate for mqtts:// (default: the system's)")
+    mqtt.add_argument("--mqtt-interval", type=positive_float, default=60.0, metavar="S",
+                      help="republish the state at least every S seconds (default 60)")
+    mqtt.add_argument("--mqtt-rate", type=positive_float, default=1.0, metavar="N",
+                      help="at most N result messages per second (default 1)")
+    mqtt.add_argument("--no-ha-discovery", dest="ha_discovery", action="store_false",
+                      help="do not publish Home Assistant discovery configs")
+    serve = p.add_argument_group("web page, API and Prometheus metrics")
+    serve.add_argument("--serve", type=serve_address, metavar="[HOST:]PORT",
+                       help="serve / (live page), /stream.mjpg, /api/latest, /api/summary, /healthz, /metrics "
+                            "(default host 127.0.0.1; 0.0.0.0 for the network)")
+    serve.add_argument("--serve-fps", type=positive_float, default=5.0, metavar="FPS",
+                       help="at most FPS JPEG frames per second to watchers (default 5); none while nobody watches")
+    serve.add_argument("--serve-token", metavar="TOKEN",
+                       help=f"require this token on every request (or ${TOKEN_ENV}, or --serve-token-file)")
+    serve.add_argument("--serve-token-file", type=Path, metavar="FILE", help="read the token from FILE")
+    serve.add_argument("--no-preview", dest="preview", action="store_false",
+                       help="serve results and metrics but never images")
     p.set_defaults(func=_lazy("run_command"))
 
 

@@ -11,9 +11,15 @@ import threading
 import time
 from typing import Iterator
 
+import os
+from pathlib import Path
+
 import cv2
 
+from edgepipe.core.errors import UserError
+
 from .autotune import choose_workers
+from .endpoints import TOKEN_ENV
 from .outputs import DisplaySink, RecorderSink
 from .pipeline import Pipeline, RunOptions, predict_timed, preprocess_timed
 from .preprocess import ImageReadError, load_image
@@ -101,6 +107,21 @@ def _stop_on_signals(pipeline: Pipeline) -> Iterator[None]:
             signal.signal(sig, old)
 
 
+def serve_token(token: str | None, token_file: Path | None) -> str | None:
+    """--serve-token, else --serve-token-file's first line, else $EDGEPIPE_SERVE_TOKEN."""
+    if token_file is not None:
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"--serve-token-file {token_file}: cannot read it ({exc})") from None
+        if not token:
+            raise UserError(f"--serve-token-file {token_file} is empty: put the token on its first line")
+    token = token or os.environ.get(TOKEN_ENV) or None
+    if token is not None and (len(token) < 8 or not token.isprintable() or " " in token):
+        raise UserError("the serve token must be at least 8 printable characters without spaces")
+    return token
+
+
 def run_sinks(args: argparse.Namespace) -> list[Sink]:
     """The outputs `edgepipe run` was asked for, each checked before any frame is read."""
     sinks: list[Sink] = [LinesSink(sys.stdout, args.json, args.threshold)]
@@ -110,6 +131,18 @@ def run_sinks(args: argparse.Namespace) -> list[Sink]:
         sinks.append(RecorderSink(args.record, args.force, args.fps))
     if args.stats_json is not None:
         sinks.append(StatsJsonSink(args.stats_json, args.force))
+    if args.mqtt is not None:
+        from .mqtt_sink import MqttOptions, MqttSink  # paho only when asked for
+
+        sinks.append(MqttSink(MqttOptions(args.mqtt, args.mqtt_ca, args.mqtt_interval, args.mqtt_rate,
+                                          args.ha_discovery), sys.stderr))
+    if args.serve is not None:
+        from .http_sink import HttpSink, ServeOptions
+
+        host, port = args.serve
+        sinks.append(HttpSink(ServeOptions(host, port, args.serve_fps, serve_token(args.serve_token,
+                                                                                    args.serve_token_file),
+                                           args.preview), sys.stderr))
     return sinks
 
 
@@ -126,6 +159,7 @@ def run_command(args: argparse.Namespace) -> int:
         max_retries=args.max_retries,
         stats_interval=args.stats_interval,
         ignore_decode_errors=args.ignore_decode_errors,
+        regions=tuple(args.roi),
     )
     # OpenCV's worker threads would compete with the interpreters for the same cores;
     # decoding and resizing one frame are cheap enough for the capture thread alone.

@@ -28,7 +28,10 @@ from typing import Any, Sequence, TextIO
 
 import numpy as np
 
+from edgepipe.core.errors import UserError
+
 from .postprocess import Prediction, ScoreSmoother, top_k
+from .regions import Region
 from .results import FrameResult
 from .runstats import RunStats
 from .runtime import Classifier
@@ -148,6 +151,7 @@ class Inferred:
     scores: np.ndarray
     preprocess_ms: float
     inference_ms: float
+    regions: dict[str, tuple[tuple[int, int, int, int], np.ndarray]] = field(default_factory=dict)  # name -> box, scores
 
 
 class ResultOrder:
@@ -241,9 +245,10 @@ class InferenceWorker(threading.Thread):
     """One interpreter: takes the next frame, preprocesses it if capture did not, invokes."""
 
     def __init__(self, number: int, classifier: Classifier, buffer: FrameBuffer, order: ResultOrder,
-                 stop: threading.Event) -> None:
+                 stop: threading.Event, regions: Sequence[Region] = ()) -> None:
         super().__init__(name=f"edgepipe-infer-{number}", daemon=True)
         self.classifier, self.buffer, self.order, self.stop = classifier, buffer, order, stop
+        self.regions = regions
 
     def run(self) -> None:
         failure: BaseException | None = None
@@ -270,7 +275,20 @@ class InferenceWorker(threading.Thread):
                 tensor, preprocess_ms = preprocess_timed(self.classifier, frame.image)
             frame.tensor = None  # the tensor is not needed once inferred: keep only the image
             scores, inference_ms = invoke_timed(self.classifier, tensor)
-            self.order.put(Inferred(frame, scores, preprocess_ms, inference_ms))
+            self.order.put(Inferred(frame, scores, preprocess_ms, inference_ms, self._infer_regions(frame.image)))
+
+    def _infer_regions(self, image: np.ndarray) -> dict[str, tuple[tuple[int, int, int, int], np.ndarray]]:
+        """Each --roi cropped from the frame and inferred by this worker's interpreter, like a frame of its own."""
+        inferred = {}
+        for region in self.regions:
+            try:
+                box = region.pixels(image.shape[1], image.shape[0])
+            except ValueError as exc:
+                raise UserError(f"{exc}: fix --roi {region.name}=...") from None
+            x0, y0, x1, y1 = box
+            tensor, _ = preprocess_timed(self.classifier, image[y0:y1, x0:x1])
+            inferred[region.name] = (box, invoke_timed(self.classifier, tensor)[0])
+        return inferred
 
 
 @dataclass
@@ -285,6 +303,7 @@ class RunOptions:
     max_retries: int = 5
     stats_interval: float = 5.0
     ignore_decode_errors: bool = False
+    regions: tuple[Region, ...] = ()  # --roi: each also classified on its own, every frame
 
 
 @dataclass
@@ -380,6 +399,10 @@ class Pipeline:
         self.stop = stop or threading.Event()
         self.stats = RunStats()
         self.smoother = ScoreSmoother(options.smooth) if options.smooth else None
+        self.region_smoothers = {r.name: ScoreSmoother(options.smooth) if options.smooth else None
+                                 for r in options.regions}
+        self.region_labels: dict[str, collections.Counter[str]] = {r.name: collections.Counter()
+                                                                   for r in options.regions}
         self.buffer = FrameBuffer(keep_newest=source.live or options.realtime)
         workers = len(self.classifiers)
         self.order = ResultOrder(in_order=not self.buffer.keep_newest, workers=workers,
@@ -411,10 +434,12 @@ class Pipeline:
             labels=tuple(clf.labels),
             request_stop=self.request_stop,
             workers=len(self.classifiers),
+            regions=tuple(r.name for r in self.options.regions),
+            running_summary=lambda: self.stats.summary(reason="running", exit_code=None, **self._describe(info)),
         )
 
     def run(self) -> RunResult:
-        info = self.run_info()
+        info = self.info = self.run_info()
         for sink in self.sinks:
             sink.start(info)
         summary: dict[str, Any] = {}
@@ -433,7 +458,7 @@ class Pipeline:
         # nothing and overlaps inference; a live source preprocesses only the frames it keeps.
         preprocess_early = None if self.buffer.keep_newest else self.classifier
         capture = Capture(self.source, self.buffer, self.stop, self.options, self.stats, self.log, preprocess_early)
-        workers = [InferenceWorker(i, clf, self.buffer, self.order, self.stop) for i, clf in enumerate(self.classifiers)]
+        workers = [InferenceWorker(i, clf, self.buffer, self.order, self.stop, self.options.regions) for i, clf in enumerate(self.classifiers)]
         capture.start()
         for worker in workers:
             worker.start()
@@ -472,6 +497,11 @@ class Pipeline:
             "lost_frames": self.lost_frames,
             "workers": info.workers,
         }
+        if self.options.regions:  # how often each region saw each label (its top-1)
+            described["regions"] = {
+                r.name: {"roi": r.spec(), "labels": dict(self.region_labels[r.name].most_common())}
+                for r in self.options.regions
+            }
         for sink in self.sinks:
             described.update(sink.summary_fields())
         return described
@@ -506,7 +536,15 @@ class Pipeline:
                    "inference": inferred.inference_ms, "postprocess": postprocess_ms,
                    "total": (time.perf_counter() - frame.started) * 1000.0}
         self.stats.record(latency)
-        return FrameResult(frame.index, frame.ts, top, latency, self.stats.current_fps, frame.item, frame.image)
+        regions, boxes = {}, {}
+        for name, (box, scores) in inferred.regions.items():  # smoothed here, in frame order
+            regions[name], _ = postprocess_timed(scores, self.classifier.labels, self.options.top_k,
+                                                 self.options.threshold, self.region_smoothers[name])
+            boxes[name] = box
+            if regions[name]:
+                self.region_labels[name][regions[name][0].label] += 1
+        return FrameResult(frame.index, frame.ts, top, latency, self.stats.current_fps, frame.item, frame.image,
+                           regions, boxes)
 
     def _emit(self, result: FrameResult) -> None:
         for sink in self.sinks:

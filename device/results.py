@@ -36,6 +36,8 @@ class FrameResult:
     fps: float
     item: str | None = None
     image: np.ndarray | None = field(default=None, repr=False, compare=False)
+    regions: dict[str, list[Prediction]] = field(default_factory=dict)  # --roi name -> its own top-k
+    boxes: dict[str, tuple[int, int, int, int]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def label(self) -> str | None:
@@ -53,12 +55,16 @@ class FrameResult:
         data["top"] = [p.to_json() for p in self.top]
         data["latency_ms"] = {k: round(v, LATENCY_DECIMALS) for k, v in self.latency_ms.items()}
         data["fps"] = round(self.fps, 2)
+        if self.regions:
+            data["regions"] = {name: [p.to_json() for p in top] for name, top in self.regions.items()}
         return data
 
     def human_line(self, threshold: float = 0.0) -> str:
         """The line `run` prints without --json."""
         labels = ", ".join(f"{p.label} {p.score:.2f}" for p in self.top) or f"(nothing above {threshold:g})"
         where = f"frame {self.index}" + (f" {self.item}" if self.item is not None else "")
+        for name, top in self.regions.items():
+            labels += f" | {name}: " + (f"{top[0].label} {top[0].score:.2f}" if top else "-")
         return printable(f"{where}: {labels}  [inference {self.latency_ms['inference']:.1f} ms, {self.fps:.1f} fps]")
 
     @functools.cached_property
@@ -68,4 +74,4 @@ class FrameResult:
 
         if self.image is None:
             raise ValueError("this result carries no image to annotate")
-        return annotate(self.image, self.top, self.fps)
+        return annotate(self.image, self.top, self.fps, {n: (self.boxes[n], t) for n, t in self.regions.items()})

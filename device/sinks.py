@@ -32,6 +32,8 @@ class RunInfo:
     labels: tuple[str, ...]
     request_stop: Callable[[str, int], None]  # (reason, exit code): ends the run within a poll
     workers: int = 1  # interpreters inferring consecutive frames at once, `threads` each
+    regions: tuple[str, ...] = ()  # the names of --roi regions, each with its own result
+    running_summary: Callable[[], dict[str, Any]] = dict  # the run's summary so far (from any thread)
 
 
 class Sink:

@@ -435,11 +435,15 @@ class Pipeline:
             request_stop=self.request_stop,
             workers=len(self.classifiers),
             regions=tuple(r.name for r in self.options.regions),
-            running_summary=lambda: self.stats.summary(reason="running", exit_code=None, **self._describe(info)),
+            running_summary=self.running_summary,
         )
 
+    def running_summary(self) -> dict[str, Any]:
+        """The summary so far, for outputs that show it while the run goes on (safe from any thread)."""
+        return self.stats.summary(reason="running", exit_code=None, **self._describe(self.run_info()))
+
     def run(self) -> RunResult:
-        info = self.info = self.run_info()
+        info = self.run_info()
         for sink in self.sinks:
             sink.start(info)
         summary: dict[str, Any] = {}

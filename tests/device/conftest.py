@@ -134,4 +134,13 @@ def constant_answer_model(tmp_path_factory: pytest.TempPathFactory, golden_bundl
     converter.inference_output_type = tf.uint8
     path = tmp_path_factory.mktemp("constant") / "constant.tflite"
     path.write_bytes(converter.convert())
+
+
+@pytest.fixture(scope="session")
+def long_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """300 frames 160x120 at 10 fps: 30 s when paced with --realtime, longer than the tests that use it."""
+    from edgepipe.synthetic import write_video
+
+    path = tmp_path_factory.mktemp("long") / "long.mp4"
+    write_video(path, frames=300, size=(160, 120), fps=10.0)
     return path

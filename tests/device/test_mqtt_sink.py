@@ -7,16 +7,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import subprocess
-import sys
-import threading
 
 import pytest
 
 from edgepipe.cli import main
 
 from mqtt_broker import Mosquitto, Subscriber, make_test_ca
+from run_process import RunProcess
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/sbin/mosquitto"),
                                 reason="Debian's mosquitto is not installed (.ci/run installs it)")
@@ -161,50 +158,17 @@ def test_tls_with_a_test_ca(tmp_path, tiny_bundle, video, capsys):
         server.stop()
 
 
-@pytest.fixture(scope="module")
-def long_video(tmp_path_factory):
-    """300 frames at 10 fps: 30 s when paced with --realtime, longer than any of these tests."""
-    from edgepipe.synthetic import write_video
-
-    path = tmp_path_factory.mktemp("long") / "long.mp4"
-    write_video(path, frames=300, size=(160, 120), fps=10.0)
-    return path
-
-
-class RunProcess:
-    """`edgepipe run` in its own process, its stdout JSON lines collected as they come."""
-
-    def __init__(self, *argv) -> None:
-        self.rows: list[dict] = []
-        self._cond = threading.Condition()
-        self.process = subprocess.Popen([sys.executable, "-m", "edgepipe", "run", *map(str, argv), "--json"],
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        for line in self.process.stdout:
-            with self._cond:
-                self.rows.append(json.loads(line))
-                self._cond.notify_all()
-
-    def wait_rows(self, n: int, timeout: float = 60.0) -> None:
-        with self._cond:
-            assert self._cond.wait_for(lambda: len(self.rows) >= n, timeout), self.process.stderr.read()
-
-
 def test_last_will_on_kill_9(broker, tiny_bundle, long_video):
     watcher = Subscriber(broker.port, ["kill/availability"])
     run = RunProcess(tiny_bundle, "--source", long_video, "--realtime",
                      "--mqtt", f"mqtt://127.0.0.1:{broker.port}/kill")
     try:
         watcher.wait_for(lambda ms: [m.payload for m in ms][-1:] == ["online"], timeout=60)
-        run.process.kill()
-        run.process.wait()
+        run.kill()
         watcher.wait_for(lambda ms: [m.payload for m in ms][-1:] == ["offline"])
     finally:
         watcher.close()
-        if run.process.poll() is None:
-            run.process.kill()
+        run.kill()
 
 
 def test_broker_restart_mid_run_results_resume_and_run_never_stalls(broker, tiny_bundle, long_video, tmp_path):
@@ -221,12 +185,10 @@ def test_broker_restart_mid_run_results_resume_and_run_never_stalls(broker, tiny
         restarted_at = run.rows[-1]["frame"]
         watcher.wait_for(lambda ms: any(m.topic == "restart/result" and json.loads(m.payload)["frame"] > restarted_at
                                         for m in ms), timeout=30)
-        run.process.send_signal(signal.SIGTERM)
-        assert run.process.wait(timeout=30) == 0
+        assert run.stop() == 0
     finally:
         watcher.close()
-        if run.process.poll() is None:
-            run.process.kill()
+        run.kill()
     summary = json.loads(stats.read_text())
     assert summary["mqtt"]["dropped"] > 0 and summary["mqtt"]["connected"] is True
     frames = [r["frame"] for r in run.rows]

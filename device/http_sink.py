@@ -1,0 +1,307 @@
+"""A live web view, a JSON API and Prometheus metrics of a run (`run --serve`).
+
+/               one page: the live annotated video, the top-k, fps and per-stage latency
+/stream.mjpg    the annotated frames as MJPEG (absent with --no-preview)
+/api/latest     the last result (the `--json` object)
+/api/summary    the run's summary so far
+/healthz        200 while results are fresh, 503 when the last is older than a few seconds
+/metrics        Prometheus text format
+
+The inference thread only keeps a reference to the newest result. Frames are
+JPEG-encoded by a thread of their own, only while someone watches the stream,
+at most --serve-fps per second; a client too slow for that skips frames (counted).
+With a token every request must carry it (`Authorization: Bearer TOKEN` or `?token=`).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, TextIO
+from urllib.parse import parse_qs, urlsplit
+
+from edgepipe.core.errors import MissingExtraError, UserError
+
+from .results import FrameResult
+from .sinks import RunInfo, Sink
+
+STALE_AFTER_S = 5.0
+JPEG_QUALITY = 80
+BOUNDARY = "edgepipe-frame"
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 8080  # 0: any free port (see HttpSink.port)
+    fps: float = 5.0  # JPEG frames per second at most, to all watchers
+    token: str | None = field(default=None, repr=False)
+    preview: bool = True  # False: results and metrics, never images
+    stale_after: float = STALE_AFTER_S  # /healthz turns 503 when the last result is older
+
+
+class HttpSink(Sink):
+    def __init__(self, options: ServeOptions, log: TextIO) -> None:
+        try:
+            from .metrics import RunMetrics
+        except ImportError:
+            raise MissingExtraError("--serve needs prometheus_client: pip install 'edgepipe[device]'") from None
+        self.options, self.log = options, log
+        self.metrics = RunMetrics()
+        self.run: RunInfo | None = None
+        self.latest: FrameResult | None = None
+        self.latest_at: float | None = None  # monotonic time of the newest result
+        self.jpeg: bytes | None = None
+        self.jpeg_seq = 0
+        self.watchers = 0
+        self.frames_sent = 0
+        self.skipped = 0  # frames a slow stream client never got
+        self._cond = threading.Condition()
+        self._new_result = threading.Event()
+        self._closed = threading.Event()
+        try:
+            self.server = ThreadingHTTPServer((options.host, options.port), _handler_for(self))
+        except OSError as exc:
+            raise UserError(f"--serve {options.host}:{options.port}: cannot listen there ({exc.strerror}); "
+                            "pick another port or host") from None
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.options.host}]" if ":" in self.options.host else self.options.host
+        return f"http://{host}:{self.port}/"
+
+    def start(self, run: RunInfo) -> None:
+        self.run = run
+        self.metrics.start(run)
+        self._threads = [threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
+                                          name="edgepipe-http", daemon=True)]
+        if self.options.preview:
+            self._threads.append(threading.Thread(target=self._encode, name="edgepipe-jpeg", daemon=True))
+        for thread in self._threads:
+            thread.start()
+        self.log.write(f"edgepipe run: serving {self.url}" + (" (token required)" if self.options.token else "")
+                       + ("" if self.options.preview else " without images") + "\n")
+        self.log.flush()
+
+    # -- the inference thread's side: a reference and a few counters ----------------------------
+    def emit(self, result: FrameResult) -> None:
+        self.latest, self.latest_at = result, time.monotonic()
+        self.metrics.observe(result)
+        if self.watchers:
+            self._new_result.set()
+
+    def summary_fields(self) -> dict[str, Any]:
+        return {"serve": {"url": self.url, "frames_sent": self.frames_sent, "dropped": self.skipped}}
+
+    def close(self, summary: dict[str, Any]) -> None:
+        self._closed.set()
+        self._new_result.set()
+        with self._cond:
+            self._cond.notify_all()
+        self.server.shutdown()
+        self.server.server_close()
+        for thread in self._threads:
+            thread.join(timeout=2.0)
+
+    # -- the JPEG thread --------------------------------------------------------------------------
+    def _encode(self) -> None:
+        import cv2  # only the preview needs it here
+
+        encoded: FrameResult | None = None
+        while not self._closed.is_set():
+            if not self._new_result.wait(timeout=0.5):
+                continue
+            self._new_result.clear()
+            result = self.latest
+            if result is None or result is encoded or result.image is None or not self.watchers:
+                continue
+            began = time.monotonic()
+            ok, data = cv2.imencode(".jpg", result.annotated, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+            if ok:
+                with self._cond:
+                    self.jpeg, self.jpeg_seq = data.tobytes(), self.jpeg_seq + 1
+                    self._cond.notify_all()
+            encoded = result
+            self._closed.wait(max(0.0, 1.0 / self.options.fps - (time.monotonic() - began)))
+
+    # -- request handlers' side ------------------------------------------------------------------
+    def authorised(self, header: str | None, query: dict[str, list[str]]) -> bool:
+        token = self.options.token
+        if token is None:
+            return True
+        given = (header or "").removeprefix("Bearer ").strip() or (query.get("token") or [""])[0]
+        return hmac.compare_digest(given.encode(), token.encode())
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        if self.latest_at is None:
+            return False, {"status": "starting", "detail": "no result yet"}
+        age = time.monotonic() - self.latest_at
+        fresh = age <= self.options.stale_after
+        return fresh, {"status": "ok" if fresh else "stale", "last_result_age_s": round(age, 3),
+                       "frame": self.latest.index if self.latest else None}
+
+    def next_jpeg(self, after: int) -> tuple[int, bytes] | None:
+        """The newest JPEG after sequence number `after`, waiting for one; None when the run ends."""
+        with self._cond:
+            while not self._closed.is_set():
+                if self.jpeg_seq > after and self.jpeg is not None:
+                    return self.jpeg_seq, self.jpeg
+                self._cond.wait(timeout=1.0)
+        return None
+
+
+def _handler_for(sink: HttpSink) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "edgepipe"
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # the journal gets results, not access logs (whose URLs may carry the token)
+
+        def do_GET(self) -> None:  # noqa: N802 - the standard library's name
+            url = urlsplit(self.path)
+            if not sink.authorised(self.headers.get("Authorization"), parse_qs(url.query)):
+                self._send(HTTPStatus.UNAUTHORIZED, b'{"error": "token required"}\n', "application/json",
+                           {"WWW-Authenticate": 'Bearer realm="edgepipe"'})
+                return
+            route = {"/": self._page, "/stream.mjpg": self._stream, "/api/latest": self._latest,
+                     "/api/summary": self._summary, "/healthz": self._healthz, "/metrics": self._metrics}.get(url.path)
+            if route is None or (url.path == "/stream.mjpg" and not sink.options.preview):
+                self._json(HTTPStatus.NOT_FOUND, {"error": f"no {url.path} here"})
+                return
+            route()
+
+        def _send(self, status: HTTPStatus, body: bytes, content_type: str,
+                  headers: dict[str, str] | None = None) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _json(self, status: HTTPStatus, data: Any) -> None:
+            self._send(status, (json.dumps(data) + "\n").encode(), "application/json")
+
+        def _page(self) -> None:
+            self._send(HTTPStatus.OK, page(sink.options.preview).encode(), "text/html; charset=utf-8")
+
+        def _latest(self) -> None:
+            result = sink.latest
+            if result is None:
+                self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "no result yet"})
+            else:
+                self._json(HTTPStatus.OK, result.to_json())
+
+        def _summary(self) -> None:
+            self._json(HTTPStatus.OK, sink.run.running_summary() if sink.run else {})
+
+        def _healthz(self) -> None:
+            fresh, detail = sink.health()
+            self._json(HTTPStatus.OK if fresh else HTTPStatus.SERVICE_UNAVAILABLE, detail)
+
+        def _metrics(self) -> None:
+            from .metrics import CONTENT_TYPE
+
+            self._send(HTTPStatus.OK, sink.metrics.exposition(), CONTENT_TYPE)
+
+        def _stream(self) -> None:
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+            self.send_header("Cache-Control", "no-store")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            with sink._cond:
+                sink.watchers += 1
+            sink._new_result.set()
+            sent = sink.jpeg_seq - 1 if sink.jpeg is not None else 0  # start with the newest frame there is
+            try:
+                while (frame := sink.next_jpeg(sent)) is not None:
+                    seq, jpeg = frame
+                    sink.skipped += max(0, seq - sent - 1) if sent else 0
+                    self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                                     f"Content-Length: {len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
+                    self.wfile.flush()
+                    sink.frames_sent += 1
+                    sent = seq
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the watcher went away
+            finally:
+                with sink._cond:
+                    sink.watchers -= 1
+
+    return Handler
+
+
+def page(preview: bool) -> str:
+    """The one page: the live stream and the current result, refreshed by a few lines of script."""
+    image = '<img id="live" alt="live view" src="">' if preview else '<p class="muted">preview off (--no-preview)</p>'
+    return PAGE.replace("{image}", image)
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+<title>edgepipe</title>
+<style>
+ body{margin:0;font:15px system-ui,sans-serif;background:#111;color:#eee}
+ main{display:flex;flex-wrap:wrap;gap:16px;padding:12px}
+ #live{display:block;max-width:100%;background:#000}
+ h1{font-size:28px;margin:0 0 4px} table{border-collapse:collapse} td{padding:2px 10px 2px 0}
+ .muted{color:#999}
+</style></head>
+<body><main>
+<div>{image}</div>
+<div>
+ <h1 id="label">-</h1>
+ <div class="muted">frame <span id="frame">-</span> &middot; <span id="fps">-</span> fps</div>
+ <table id="top"></table>
+ <h3>regions</h3><table id="regions"></table>
+ <h3>latency (ms)</h3><table id="latency"></table>
+ <div id="status" class="muted"></div>
+</div>
+</main>
+<script>
+const token = new URLSearchParams(location.search).get("token");
+const q = token ? "?token=" + encodeURIComponent(token) : "";
+const live = document.getElementById("live");
+if (live) live.src = "stream.mjpg" + q;
+function rows(id, entries) {
+  const table = document.getElementById(id);
+  table.replaceChildren(...entries.map(([a, b]) => {
+    const tr = document.createElement("tr");
+    for (const text of [a, b]) { const td = document.createElement("td"); td.textContent = text; tr.append(td); }
+    return tr;
+  }));
+}
+async function refresh() {
+  try {
+    const response = await fetch("api/latest" + q, {cache: "no-store"});
+    if (!response.ok) throw new Error(response.status);
+    const r = await response.json();
+    document.getElementById("label").textContent = r.top.length ? r.top[0].label : "-";
+    document.getElementById("frame").textContent = r.frame;
+    document.getElementById("fps").textContent = r.fps.toFixed(1);
+    rows("top", r.top.map(p => [p.label, p.score.toFixed(3)]));
+    rows("regions", Object.entries(r.regions || {}).map(([n, t]) => [n, t.length ? t[0].label + " " + t[0].score.toFixed(2) : "-"]));
+    rows("latency", Object.entries(r.latency_ms).map(([s, ms]) => [s, ms.toFixed(1)]));
+    document.getElementById("status").textContent = "";
+  } catch (e) {
+    document.getElementById("status").textContent = "no fresh result (" + e.message + ")";
+  }
+}
+refresh();
+setInterval(refresh, 500);
+</script>
+</body></html>
+"""

@@ -1,0 +1,190 @@
+"""`run --serve`: the page in a real headless Chromium, the MJPEG stream, the JSON
+API, /metrics parsed by prometheus_client, /healthz, the token, --no-preview."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from edgepipe.device.http_sink import BOUNDARY, HttpSink, ServeOptions
+from edgepipe.device.pipeline import Pipeline, RunOptions
+from edgepipe.device.runstats import STAGES
+from edgepipe.device.runtime import open_classifier
+from edgepipe.device.sources import SourceLost
+
+from run_process import RunProcess
+
+TOKEN = "t0ken-for-tests"
+
+
+def get(url: str, token: str | None = None, timeout: float = 10.0) -> tuple[int, bytes, dict]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read(), dict(response.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read(), dict(exc.headers)
+
+
+def first_mjpeg_frame(url: str, token: str) -> np.ndarray:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=20) as response:
+        assert response.headers["Content-Type"] == f"multipart/x-mixed-replace; boundary={BOUNDARY}"
+        assert response.readline() == f"--{BOUNDARY}\r\n".encode()
+        headers = {}
+        while (line := response.readline().strip()):
+            name, _, value = line.decode().partition(":")
+            headers[name.lower()] = value.strip()
+        assert headers["content-type"] == "image/jpeg"
+        data = response.read(int(headers["content-length"]))
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+
+
+@pytest.fixture
+def served(tiny_bundle, long_video, tmp_path):
+    """A run serving on a free port with a token from a file; yields (run, base URL, stats path)."""
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    stats = tmp_path / "stats.json"
+    run = RunProcess(tiny_bundle, "--source", long_video, "--realtime", "--serve", "127.0.0.1:0",
+                     "--serve-token-file", token_file, "--serve-fps", "10", "--stats-json", stats,
+                     "--roi", "left=0,0,0.5,1")
+    try:
+        base = run.wait_err(r"serving (http://\S+/) \(token required\)").group(1)
+        run.wait_rows(3)
+        yield run, base, stats
+    finally:
+        run.kill()
+
+
+def test_token_api_metrics_health_and_stream(served):
+    run, base, stats = served
+    for path in ("", "api/latest", "metrics", "healthz", "stream.mjpg"):
+        status, _, headers = get(base + path)
+        assert status == 401 and headers["WWW-Authenticate"].startswith("Bearer")
+        assert get(base + path, token="wrong-token")[0] == 401
+    status, body, _ = get(base + "api/latest?token=" + TOKEN)
+    latest = json.loads(body)
+    assert status == 200 and latest == next(r for r in run.rows if r["frame"] == latest["frame"])
+    assert set(latest["regions"]) == {"left"}
+
+    status, body, _ = get(base, TOKEN)
+    assert status == 200 and b'id="live"' in body and b'id="label"' in body
+    frame = first_mjpeg_frame(base + "stream.mjpg", TOKEN)
+    assert frame.shape == (120, 160, 3) and frame.std() > 10
+
+    status, body, _ = get(base + "healthz", TOKEN)
+    assert status == 200 and json.loads(body)["status"] == "ok"
+    status, body, _ = get(base + "api/summary", TOKEN)
+    summary = json.loads(body)
+    assert status == 200 and summary["reason"] == "running" and summary["frames"] >= 3
+
+    status, body, headers = get(base + "metrics", TOKEN)
+    assert status == 200 and headers["Content-Type"].startswith("text/plain; version=")
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    frames = families["edgepipe_frames"].samples[0].value
+    assert families["edgepipe_frames"].type == "counter" and frames >= summary["frames"]
+    latency = families["edgepipe_stage_latency_seconds"]
+    counts = {s.labels["stage"]: s.value for s in latency.samples if s.name.endswith("_count")}
+    assert latency.type == "histogram" and set(counts) == set(STAGES)
+    assert all(c >= summary["frames"] for c in counts.values())
+    info = families["edgepipe_run_info"].samples[0].labels
+    assert info["model"].endswith("model.tflite") and info["accelerator"] == "cpu"
+    regions = families["edgepipe_region_label_frames"].samples
+    assert {s.labels["region"] for s in regions} == {"left"}
+
+    assert run.stop() == 0
+    final = json.loads(stats.read_text())
+    assert final["serve"]["frames_sent"] >= 1 and final["serve"]["url"] == base
+    assert TOKEN not in "".join(run.err) + stats.read_text()
+
+
+def test_no_preview_serves_results_but_never_images(tiny_bundle, long_video):
+    run = RunProcess(tiny_bundle, "--source", long_video, "--realtime", "--serve", "127.0.0.1:0", "--no-preview")
+    try:
+        base = run.wait_err(r"serving (http://\S+/) without images").group(1)
+        run.wait_rows(2)
+        assert get(base + "stream.mjpg")[0] == 404
+        status, body, _ = get(base)
+        assert status == 200 and b"<img" not in body
+        assert get(base + "api/latest")[0] == 200
+    finally:
+        run.kill()
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_page_in_headless_chromium_shows_live_image_and_current_label(served, tmp_path):
+    run, base, _ = served
+    url = f"{base}?token={TOKEN}"
+    browser = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+               "--window-size=800,600", "--timeout=4000"]
+    screenshot = tmp_path / "page.png"
+    subprocess.run([*browser, f"--screenshot={screenshot}", url], check=True, capture_output=True, timeout=120)
+    shot = cv2.imread(str(screenshot))
+    assert shot.shape[:2] == (600, 800)
+    image_area = shot[12:12 + 120, 12:12 + 160]  # the stream's frame, at its natural size inside the page's padding
+    background = np.array([17, 17, 17])  # #111
+    assert np.abs(image_area.astype(int) - background).sum(axis=2).mean() > 30 and image_area.std() > 10
+
+    dom = subprocess.run([*browser, "--dump-dom", url], check=True, capture_output=True, text=True, timeout=120).stdout
+    label = dom.split('<h1 id="label">', 1)[1].split("</h1>", 1)[0]
+    frame = int(dom.split('<span id="frame">', 1)[1].split("</span>", 1)[0])
+    row = next(r for r in run.rows if r["frame"] == frame)
+    assert label == row["top"][0]["label"]
+
+
+class LosesItsCamera:
+    """A live source (a FrameSource seam: no camera here) that delivers frames, then is lost for good."""
+
+    name, live, current_item, fps = "fake-camera", True, None, None
+
+    def __init__(self, frames: list[np.ndarray]) -> None:
+        self.frames, self.lost = list(frames), threading.Event()
+
+    def open(self) -> None:
+        if self.lost.is_set():
+            raise SourceLost("camera unplugged")
+
+    def read(self) -> np.ndarray:
+        if not self.frames:
+            self.lost.set()
+            raise SourceLost("camera unplugged")
+        self.lost.wait(0.02)
+        return self.frames.pop()
+
+    def close(self) -> None:
+        pass
+
+
+def test_healthz_turns_503_when_the_source_is_lost(tiny_bundle, shapes_dataset: Path):
+    frames = [cv2.imread(str(p)) for p in sorted(shapes_dataset.rglob("*.jpg"))[:20]]
+    source = LosesItsCamera(frames)
+    sink = HttpSink(ServeOptions(port=0, stale_after=0.5), log=open("/dev/null", "w"))
+    pipeline = Pipeline(open_classifier(tiny_bundle, threads=1), source,
+                        RunOptions(max_retries=100, stats_interval=0), [sink])
+    runner = threading.Thread(target=pipeline.run)
+    runner.start()
+    base = f"http://127.0.0.1:{sink.port}/"
+    try:
+        statuses = []
+        while len(statuses) < 2000 and 503 not in statuses[1:]:
+            status, body, _ = get(base + "healthz")
+            if not statuses or status != statuses[-1]:
+                statuses.append(status)
+            source.lost.wait(0.05)
+        assert statuses == [503, 200, 503] or statuses == [200, 503]
+        detail = json.loads(body)
+        assert detail["status"] == "stale" and detail["last_result_age_s"] >= 0.5
+    finally:
+        pipeline.request_stop("test over")
+        runner.join(timeout=10)

@@ -147,6 +147,10 @@ def run_sinks(args: argparse.Namespace) -> list[Sink]:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    names = [region.name for region in args.roi]
+    if len(set(names)) != len(names):
+        raise UserError(f"--roi names must differ: {', '.join(sorted(n for n in set(names) if names.count(n) > 1))} "
+                        "given twice")
     sinks = run_sinks(args)
     options = RunOptions(
         top_k=args.top_k,

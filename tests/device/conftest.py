@@ -144,3 +144,23 @@ def long_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("long") / "long.mp4"
     write_video(path, frames=300, size=(160, 120), fps=10.0)
     return path
+
+
+@pytest.fixture(scope="session")
+def colour_model(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A real float TFLite classifier whose answer is known: the frame's dominant colour
+    (red, green or blue), from global average pooling and fixed weights. The tiny shapes
+    model has random weights, so it cannot tell two halves of a frame apart; this can."""
+    import numpy as np
+    import tensorflow as tf
+    import tf_keras as keras
+
+    inputs = keras.Input((32, 32, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(inputs)
+    dense = keras.layers.Dense(3, activation="softmax")
+    model = keras.Model(inputs, dense(pooled))
+    dense.set_weights([np.eye(3, dtype=np.float32) * 10.0, np.zeros(3, np.float32)])  # RGB in, RGB out
+    root = tmp_path_factory.mktemp("colour_model")
+    (root / "colour.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    (root / "labels.txt").write_text("red\ngreen\nblue\n")
+    return {"model": root / "colour.tflite", "labels": root / "labels.txt"}

@@ -17,6 +17,8 @@ from edgepipe.core.args import add_command, positive_float, positive_int
 from edgepipe.core.files import atomic_write_text, refuse_overwrite
 from edgepipe.core.safetext import redact, redact_obj
 from edgepipe.core.ssh import Connection, add_connection_arguments, ssh_options_from_args
+from edgepipe.device.endpoints import PASSWORD_ENV, TOKEN_ENV, mqtt_url, serve_address, serve_token
+from edgepipe.device.regions import parse_region
 
 ACTIONS = ("status", "rollback", "setup")
 # bench flags that name files on this machine, meaningless on a device.
@@ -50,6 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             edgepipe deploy bundle/ pi@raspberrypi.local
             edgepipe deploy bundle/ pi@10.0.0.7:2222 --identity ~/.ssh/pi_ed25519 --accelerator edgetpu
             edgepipe deploy bundle/ pi@cam1 --source /dev/video0 --keep 5 --health-timeout 120
+            edgepipe deploy bundle/ pi@cam1 --mqtt mqtt://ha@homeassistant.local/edgepipe/cam1 --serve 0.0.0.0:8080
             edgepipe deploy bundle/ pi@cam1 --no-service          # copy, verify and switch only
             edgepipe deploy setup pi@cam1                          # once per device: venv + edgepipe[device]
             edgepipe deploy setup pi@cam1 --coral --dry-run
@@ -76,6 +79,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     svc.add_argument("--unit-scope", choices=("user", "system"), default="user",
                      help="systemd user unit (default, ~/.config/systemd/user) or system unit "
                           "(/etc/systemd/system, needs root or passwordless sudo)")
+    svc.add_argument("--mqtt", type=mqtt_url, metavar="URL",
+                     help="the service's `run --mqtt`; the password (from the URL or $EDGEPIPE_MQTT_PASSWORD "
+                          "here) goes into a 0600 environment file on the device, never into the unit")
+    svc.add_argument("--serve", type=serve_address, metavar="[HOST:]PORT", help="the service's `run --serve`")
+    svc.add_argument("--serve-token-file", type=Path, metavar="FILE",
+                     help="token for --serve (or $EDGEPIPE_SERVE_TOKEN here), kept in the device's 0600 environment file")
+    svc.add_argument("--roi", type=parse_region, action="append", default=[], metavar="NAME=x,y,w,h",
+                     help="the service's `run --roi` (repeatable)")
     svc.add_argument("--keep", type=positive_int, default=3, help="releases to keep on the device (default: 3)")
     svc.add_argument("--health-timeout", metavar="S", type=positive_float, default=60.0,
                      help="seconds the service has to print its first result (default: %(default)g)")
@@ -123,13 +134,26 @@ def bench_on_host(args: argparse.Namespace) -> int:
     return 0
 
 
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _service_settings(args: argparse.Namespace):
     from .release import ServiceSettings
 
     if not args.service:
         return None
+    secrets = {}
+    if args.mqtt is not None and args.mqtt.password:
+        secrets[PASSWORD_ENV] = args.mqtt.password
+    token = serve_token(None, args.serve_token_file) if args.serve is not None else None
+    if token:
+        secrets[TOKEN_ENV] = token
     return ServiceSettings(manager=args.service_manager, scope=args.unit_scope, source=args.source,
-                           accelerator=args.accelerator, health_timeout=args.health_timeout)
+                           accelerator=args.accelerator, health_timeout=args.health_timeout,
+                           mqtt=args.mqtt.without_password() if args.mqtt else None,
+                           serve=_host_port(*args.serve) if args.serve else None,
+                           roi=tuple(f"{r.name}={r.spec()}" for r in args.roi), secrets=secrets)
 
 
 def _emit(args: argparse.Namespace, result: dict, lines: list[str]) -> None:

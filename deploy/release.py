@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -78,6 +79,10 @@ class ServiceSettings:
     source: str | None = None
     accelerator: str = "auto"
     health_timeout: float = 60.0
+    mqtt: str | None = None  # run --mqtt, without its password
+    serve: str | None = None  # run --serve HOST:PORT
+    roi: tuple[str, ...] = ()  # run --roi NAME=x,y,w,h
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)  # env name -> value, for the 0600 env file
 
     def __post_init__(self) -> None:
         if self.source and has_control(self.source):  # a newline would start a new directive in the unit
@@ -209,6 +214,15 @@ def _deploy_locked(remote: Remote, bundle: LocalBundle, service: ServiceSettings
                  "--health-timeout", f"{service.health_timeout:g}"]
         if service.source:
             args += ["--source", service.source]
+        for flag, value in (("--mqtt", service.mqtt), ("--serve", service.serve)):
+            if value:
+                args += [flag, value]
+        for region in service.roi:
+            args += ["--roi", region]
+        if service.secrets:
+            env_upload = f"{prepared['prefix']}/.{ENV_FILE}.upload"
+            upload_secrets(remote, service.secrets, env_upload, upload)
+            args += ["--env-upload", env_upload]
         say(f"verifying on the device, switching {prepared['prefix']}/current to {bundle.release_id}, "
             f"restarting the service and waiting up to {service.health_timeout:g}s for a result")
     else:
@@ -216,6 +230,24 @@ def _deploy_locked(remote: Remote, bundle: LocalBundle, service: ServiceSettings
     result = expect_shape(remote.agent(*args), remote, ACTIVATE_SHAPE)
     return {"host": str(remote.target), "prefix": prepared["prefix"], "release": bundle.release_id,
             "bundle_sha256": bundle.sha256, "report": prepared["report"], **result}
+
+
+ENV_FILE = "service.env"  # the agent's name for it, under PREFIX
+
+
+def upload_secrets(remote: Remote, secrets: dict[str, str], remote_path: str, upload: Uploader) -> None:
+    """The service's secrets as an environment file, created 0600 here and copied with its mode,
+    so they never appear on a command line (ours or the device's) or in the unit."""
+    for name, value in secrets.items():
+        if "\n" in value or "\r" in value:
+            raise UserError(f"{name} may not contain a line break")
+    fd, local = tempfile.mkstemp(prefix="edgepipe-env-")  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write("".join(f"{name}={value}\n" for name, value in secrets.items()))
+        upload(remote, Path(local), remote_path)
+    finally:
+        os.unlink(local)
 
 
 def status(remote: Remote) -> dict:
@@ -284,6 +316,15 @@ def describe_status(result: dict) -> list[str]:
     if result.get("state_error"):
         lines.append(f"  warning    {result['state_error']}")
     lines.append(f"  answers    {describe_verification(result.get('verification'))}")
+    config = _obj(result.get("service_config"))
+    serve, mqtt = config.get("serve"), config.get("mqtt")
+    if isinstance(serve, str) and ":" in serve:
+        host, _, port = serve.rpartition(":")
+        if host in ("0.0.0.0", "[::]"):  # listening on every interface: reach it by the device's name
+            host = result["host"].rpartition("@")[2].split(":")[0]
+        lines.append(f"  web page   http://{host}:{port}/")
+    if isinstance(mqtt, str) and mqtt.count("/") >= 3:
+        lines.append(f"  mqtt       {mqtt} (state: {mqtt.split('/', 3)[3]}/state)")
     last = result.get("last_result")
     lines.append(f"  last result {json.dumps(last)}" if last else "  last result none")
     return [safe_line(line) for line in lines]

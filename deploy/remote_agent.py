@@ -64,6 +64,8 @@ STATE_FILE = "deploy-state.json"
 VERIFICATIONS_FILE = "verifications.json"
 VERIFY_TIMEOUT_S = 600  # the golden set takes seconds; an Edge TPU probe that hangs is killed by verify itself
 SERVICE_FILE = "service.json"
+ENV_FILE = "service.env"  # the service's secrets (MQTT password, serve token), mode 0600
+SECRET_NAMES = ("EDGEPIPE_MQTT_PASSWORD", "EDGEPIPE_SERVE_TOKEN")
 TEMPLATE_FILE = "edgepipe.service.in"
 PARTIAL_SUFFIX = ".partial"
 MANIFEST = "bundle.json"
@@ -194,6 +196,7 @@ class Layout:
         self.verifications_file = self.root / VERIFICATIONS_FILE
         self.service_file = self.root / SERVICE_FILE
         self.template = self.root / TEMPLATE_FILE
+        self.env_file = self.root / ENV_FILE
 
     def release(self, release_id: str) -> Path:
         return self.releases / release_id
@@ -480,7 +483,41 @@ def service_argv(python: str, layout: Layout, config: dict) -> list:
     argv = [python, "-m", "edgepipe", "run", str(layout.current), "--json"]
     if config.get("source"):
         argv += ["--source", config["source"]]
+    for key in ("mqtt", "serve"):
+        if config.get(key):
+            argv += ["--" + key, config[key]]
+    for region in config.get("roi") or []:
+        argv += ["--roi", region]
     return argv + ["--accelerator", config.get("accelerator") or "auto"]
+
+
+def read_env_file(path: Path) -> dict:
+    """NAME=value lines of the secrets file; only the names edgepipe reads are accepted."""
+    env = {}
+    try:
+        text = path.read_text()
+    except OSError:
+        return env
+    for line in text.splitlines():
+        name, sep, value = line.partition("=")
+        if not sep or name not in SECRET_NAMES:
+            raise AgentError("%s: unexpected line (only %s)" % (path, ", ".join(SECRET_NAMES)))
+        env[name] = value
+    return env
+
+
+def install_env_file(layout: Layout, uploaded: str | None) -> None:
+    """Move the uploaded secrets into PREFIX/service.env (0600), or remove a stale one when none came."""
+    if uploaded is None:
+        if layout.env_file.exists():
+            layout.env_file.unlink()
+        return
+    path = Path(uploaded)
+    if path.parent != layout.root:
+        raise AgentError("the environment file must be uploaded into %s" % layout.root)
+    read_env_file(path)  # validated before it replaces anything
+    os.chmod(str(path), 0o600)
+    os.replace(str(path), str(layout.env_file))
 
 
 def render_unit(template: str, layout: Layout, config: dict, argv: list) -> str:
@@ -614,7 +651,7 @@ class ProcessService:
         started = time.time()
         log_fd = os.open(str(self.log_file), os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE)
         with os.fdopen(log_fd, "ab") as log, open(os.devnull, "rb") as null:
-            env = dict(os.environ, PYTHONUNBUFFERED="1")
+            env = dict(os.environ, PYTHONUNBUFFERED="1", **read_env_file(self.layout.env_file))
             command = [sys.executable, "-c", SUPERVISOR, str(self.exit_file)] + argv
             proc = subprocess.Popen(command, stdin=null, stdout=log, stderr=subprocess.STDOUT,
                                     cwd=str(self.layout.root), env=env, start_new_session=True)
@@ -836,7 +873,14 @@ def cmd_activate(args, layout: Layout) -> dict:
     config = {"manager": args.manager, "scope": args.scope, "source": args.source,
               "accelerator": args.accelerator, "python": edgepipe_python(layout, args.python),
               "user": args.user or os.environ.get("USER", "")}
+    if args.mqtt:
+        config["mqtt"] = args.mqtt
+    if args.serve:
+        config["serve"] = args.serve
+    if args.roi:
+        config["roi"] = args.roi
     layout.save_history(history + [{"release": args.release, "service": config}])
+    install_env_file(layout, args.env_upload)
     service = install_service(layout, config)
     result["health"] = health = wait_healthy(service, service.restart(), args.health_timeout)
     if health["healthy"]:
@@ -958,6 +1002,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--user", help="account the system unit runs as")
     p.add_argument("--source")
     p.add_argument("--accelerator", default="auto")
+    p.add_argument("--mqtt", help="run --mqtt URL (no password: that comes in the environment file)")
+    p.add_argument("--serve", help="run --serve HOST:PORT")
+    p.add_argument("--roi", action="append", help="run --roi NAME=x,y,w,h (repeatable)")
+    p.add_argument("--env-upload", help="an uploaded environment file of secrets, moved to PREFIX/%s" % ENV_FILE)
     p.add_argument("--health-timeout", type=float, default=60.0)
     p.add_argument("--verify", choices=("cpu", "edgetpu", "all"),
                    help="run `edgepipe verify --accelerator X` on the release before switching; a failure discards it")

@@ -11,15 +11,12 @@ import threading
 import time
 from typing import Iterator
 
-import os
-from pathlib import Path
-
 import cv2
 
 from edgepipe.core.errors import UserError
 
 from .autotune import choose_workers
-from .endpoints import TOKEN_ENV
+from .endpoints import serve_token
 from .outputs import DisplaySink, RecorderSink
 from .pipeline import Pipeline, RunOptions, predict_timed, preprocess_timed
 from .preprocess import ImageReadError, load_image
@@ -105,21 +102,6 @@ def _stop_on_signals(pipeline: Pipeline) -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
-
-
-def serve_token(token: str | None, token_file: Path | None) -> str | None:
-    """--serve-token, else --serve-token-file's first line, else $EDGEPIPE_SERVE_TOKEN."""
-    if token_file is not None:
-        try:
-            token = token_file.read_text(encoding="utf-8").strip()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UserError(f"--serve-token-file {token_file}: cannot read it ({exc})") from None
-        if not token:
-            raise UserError(f"--serve-token-file {token_file} is empty: put the token on its first line")
-    token = token or os.environ.get(TOKEN_ENV) or None
-    if token is not None and (len(token) < 8 or not token.isprintable() or " " in token):
-        raise UserError("the serve token must be at least 8 printable characters without spaces")
-    return token
 
 
 def run_sinks(args: argparse.Namespace) -> list[Sink]:

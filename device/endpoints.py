@@ -12,7 +12,10 @@ import os
 import re
 import socket
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+from edgepipe.core.errors import UserError
 
 PASSWORD_ENV = "EDGEPIPE_MQTT_PASSWORD"
 TOKEN_ENV = "EDGEPIPE_SERVE_TOKEN"
@@ -32,8 +35,16 @@ class MqttTarget:
 
     def redacted(self) -> str:
         """The URL with the password hidden: the form every log and summary shows."""
-        user = f"{self.username}{':***' if self.password else ''}@" if self.username else ""
-        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}/{self.prefix}"
+        return self._url(":***" if self.password else "")
+
+    def without_password(self) -> str:
+        """The URL for a command line, the password left to $EDGEPIPE_MQTT_PASSWORD."""
+        return self._url("")
+
+    def _url(self, password: str) -> str:
+        user = f"{self.username}{password}@" if self.username else ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{host}:{self.port}/{self.prefix}"
 
 
 def mqtt_url(text: str) -> MqttTarget:
@@ -60,3 +71,18 @@ def serve_address(text: str) -> tuple[str, int]:
     if not port.isdigit() or not 0 <= int(port) <= 65535 or (sep and not host):
         raise argparse.ArgumentTypeError(f"{text!r} is not [HOST:]PORT (e.g. 8080 or 0.0.0.0:8080)")
     return host, int(port)
+
+
+def serve_token(token: str | None, token_file: Path | None) -> str | None:
+    """--serve-token, else --serve-token-file's first line, else $EDGEPIPE_SERVE_TOKEN."""
+    if token_file is not None:
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"--serve-token-file {token_file}: cannot read it ({exc})") from None
+        if not token:
+            raise UserError(f"--serve-token-file {token_file} is empty: put the token on its first line")
+    token = token or os.environ.get(TOKEN_ENV) or None
+    if token is not None and (len(token) < 8 or not token.isprintable() or " " in token):
+        raise UserError("the serve token must be at least 8 printable characters without spaces")
+    return token

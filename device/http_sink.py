@@ -229,11 +229,13 @@ def _handler_for(sink: HttpSink) -> type[BaseHTTPRequestHandler]:
             try:
                 while (frame := sink.next_jpeg(sent)) is not None:
                     seq, jpeg = frame
-                    sink.skipped += max(0, seq - sent - 1) if sent else 0
+                    with sink._cond:  # several clients count into it
+                        sink.skipped += max(0, seq - sent - 1) if sent else 0
                     self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
                                      f"Content-Length: {len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
                     self.wfile.flush()
-                    sink.frames_sent += 1
+                    with sink._cond:
+                        sink.frames_sent += 1
                     sent = seq
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the watcher went away

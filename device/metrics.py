@@ -72,8 +72,8 @@ class _SummaryCollector:
                                 ("retries", "edgepipe_source_retries", "Reopenings of a lost source")):
             if key in summary:
                 yield CounterMetricFamily(name, text, value=summary[key])
-        sink_drops = GaugeMetricFamily("edgepipe_output_dropped", "Messages an output could not deliver",
-                                       labels=["output"])
+        sink_drops = CounterMetricFamily("edgepipe_output_dropped", "Messages an output could not deliver",
+                                         labels=["output"])
         for output in ("mqtt", "serve"):
             if isinstance(summary.get(output), dict):
                 sink_drops.add_metric([output], summary[output].get("dropped", 0))

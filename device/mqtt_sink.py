@@ -104,7 +104,8 @@ class MqttSink(Sink):
         self.options, self.log, self._mqtt = options, log, mqtt
         self.prefix = options.target.prefix
         self.published = 0
-        self.dropped = 0  # results the queue had no room for, and messages the broker never got
+        self.dropped_results = 0  # results the queue had no room for (counted by the inference thread)
+        self.dropped_messages = 0  # messages the broker never got (counted by the worker)
         self._queue: queue.Queue[FrameResult | None] = queue.Queue(QUEUE_RESULTS)
         self._connected = threading.Event()
         self._announce = threading.Event()  # set on every (re)connect: availability, discovery, state
@@ -121,7 +122,7 @@ class MqttSink(Sink):
         try:
             self._queue.put_nowait(result)
         except queue.Full:
-            self.dropped += 1
+            self.dropped_results += 1
 
     def start(self, run: RunInfo) -> None:
         mqtt, target = self._mqtt, self.options.target
@@ -144,7 +145,8 @@ class MqttSink(Sink):
 
     def summary_fields(self) -> dict[str, Any]:
         return {"mqtt": {"broker": self.options.target.redacted(), "published": self.published,
-                         "dropped": self.dropped, "connected": self._connected.is_set()}}
+                         "dropped": self.dropped_results + self.dropped_messages,
+                         "dropped_results": self.dropped_results, "connected": self._connected.is_set()}}
 
     def close(self, summary: dict[str, Any]) -> None:
         if self._worker is None:
@@ -226,11 +228,11 @@ class MqttSink(Sink):
 
     def _publish(self, topic: str, payload: str, qos: int, retain: bool = False) -> bool:
         if not self._connected.is_set():
-            self.dropped += 1
+            self.dropped_messages += 1
             return False
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         if info.rc != self._mqtt.MQTT_ERR_SUCCESS:
-            self.dropped += 1
+            self.dropped_messages += 1
             return False
         self.published += 1
         return True

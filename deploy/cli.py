@@ -188,6 +188,8 @@ def run_deploy(args: argparse.Namespace) -> int:
     if args.inventory:
         if args.host:
             args.parser.error("give either HOST or --inventory, not both")
+        if args.mqtt or args.serve or args.roi:
+            args.parser.error("--mqtt, --serve and --roi are not passed to a fleet yet: deploy them host by host")
         from .fleet import FleetDeploy, run_playbook
 
         return run_playbook(FleetDeploy(bundle, Path(args.inventory), ssh_options_from_args(args), args.prefix,

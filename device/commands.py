@@ -13,8 +13,6 @@ from typing import Iterator
 
 import cv2
 
-from edgepipe.core.errors import UserError
-
 from .autotune import choose_workers
 from .endpoints import serve_token
 from .outputs import DisplaySink, RecorderSink
@@ -131,8 +129,8 @@ def run_sinks(args: argparse.Namespace) -> list[Sink]:
 def run_command(args: argparse.Namespace) -> int:
     names = [region.name for region in args.roi]
     if len(set(names)) != len(names):
-        raise UserError(f"--roi names must differ: {', '.join(sorted(n for n in set(names) if names.count(n) > 1))} "
-                        "given twice")
+        twice = ", ".join(sorted(n for n in set(names) if names.count(n) > 1))
+        args.parser.error(f"--roi names must differ: {twice} given twice")
     sinks = run_sinks(args)
     options = RunOptions(
         top_k=args.top_k,

@@ -56,7 +56,7 @@ def _run(capsys, *argv):
 def test_state_attributes_results_and_discovery(broker, tiny_bundle, video, tmp_path, capsys):
     live = Subscriber(broker.port, ["cams/door/#", "homeassistant/#"])
     stats = tmp_path / "stats.json"
-    code, out, err = _run(capsys, tiny_bundle, "--source", video["path"], "--json", "--threads", "1",
+    code, out, err = _run(capsys, tiny_bundle, "--source", video.path, "--json", "--threads", "1",
                           "--mqtt", f"mqtt://127.0.0.1:{broker.port}/cams/door", "--mqtt-rate", "1000",
                           "--roi", "left=0,0,0.5,1", "--stats-json", stats)
     assert code == 0, err
@@ -107,7 +107,7 @@ def test_state_attributes_results_and_discovery(broker, tiny_bundle, video, tmp_
 def test_result_rate_limit_and_no_discovery(broker, tiny_bundle, video, tmp_path, capsys):
     live = Subscriber(broker.port, ["cam/#", "homeassistant/#"])
     stats = tmp_path / "stats.json"
-    code, out, err = _run(capsys, tiny_bundle, "--source", video["path"], "--realtime", "--json",
+    code, out, err = _run(capsys, tiny_bundle, "--source", video.path, "--realtime", "--json",
                           "--mqtt", f"mqtt://127.0.0.1:{broker.port}/cam", "--mqtt-rate", "2",
                           "--no-ha-discovery", "--stats-json", stats)
     assert code == 0, err
@@ -124,7 +124,7 @@ def test_password_from_environment_wrong_password_refused_and_redacted(tmp_path,
     server = Mosquitto(tmp_path, users={"cam": "s3cret-pw"}).start()
     try:
         stats = tmp_path / "stats.json"
-        code, _, err = _run(capsys, tiny_bundle, "--source", video["path"], "--max-frames", "5",
+        code, _, err = _run(capsys, tiny_bundle, "--source", video.path, "--max-frames", "5",
                             "--mqtt", f"mqtt://cam:wrong-pw@127.0.0.1:{server.port}/cam", "--stats-json", stats)
         text = err + stats.read_text()
         assert code == 0 and "wrong-pw" not in text
@@ -133,7 +133,7 @@ def test_password_from_environment_wrong_password_refused_and_redacted(tmp_path,
         assert summary["broker"] == f"mqtt://cam:***@127.0.0.1:{server.port}/cam"
 
         monkeypatch.setenv("EDGEPIPE_MQTT_PASSWORD", "s3cret-pw")
-        code, out, err = _run(capsys, tiny_bundle, "--source", video["path"], "--json",
+        code, out, err = _run(capsys, tiny_bundle, "--source", video.path, "--json",
                               "--mqtt", f"mqtt://cam@127.0.0.1:{server.port}/cam", "--stats-json", stats, "--force")
         assert code == 0 and "s3cret-pw" not in err + stats.read_text()
         last = json.loads(out.splitlines()[-1])["top"][0]["label"]
@@ -148,7 +148,7 @@ def test_tls_with_a_test_ca(tmp_path, tiny_bundle, video, capsys):
     ca = make_test_ca(tmp_path)
     server = Mosquitto(tmp_path, tls=ca).start()
     try:
-        code, out, err = _run(capsys, tiny_bundle, "--source", video["path"], "--json",
+        code, out, err = _run(capsys, tiny_bundle, "--source", video.path, "--json",
                               "--mqtt", f"mqtts://127.0.0.1:{server.port}/tls", "--mqtt-ca", ca["ca"])
         assert code == 0, err
         reader = Subscriber(server.port, ["tls/state"], ca=ca["ca"])

@@ -78,6 +78,7 @@ def test_parse_region_rejects(text):
 
 
 def test_duplicate_region_names_are_refused(colour_model, split_video, capsys):
-    code = main(["run", str(colour_model["model"]), "--labels", str(colour_model["labels"]),
-                 "--source", str(split_video["path"]), "--roi", "a=0,0,10,10", "--roi", "a=10,10,10,10"])
-    assert code == 1 and "--roi names must differ: a given twice" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as excinfo:
+        main(["run", str(colour_model["model"]), "--labels", str(colour_model["labels"]),
+              "--source", str(split_video["path"]), "--roi", "a=0,0,10,10", "--roi", "a=10,10,10,10"])
+    assert excinfo.value.code == 2 and "--roi names must differ: a given twice" in capsys.readouterr().err

@@ -52,6 +52,9 @@ def mqtt_url(text: str) -> MqttTarget:
     parts = urlsplit(text)
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
         raise argparse.ArgumentTypeError("give the broker as mqtt://[user[:password]@]host[:port]/PREFIX (or mqtts://)")
+    if "#" in text or "?" in text:
+        raise argparse.ArgumentTypeError("the broker URL may not hold # or ? (wildcards, queries); "
+                                         "percent-encode them in a password: %23, %3F")
     try:
         port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
     except ValueError:

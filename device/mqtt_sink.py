@@ -94,6 +94,8 @@ def model_name(model_path: str) -> str:
 
 
 class MqttSink(Sink):
+    """Publishes results under the --mqtt prefix from a worker thread (see the module docstring)."""
+
     def __init__(self, options: MqttOptions, log: TextIO) -> None:
         try:
             import paho.mqtt.client as mqtt
@@ -163,7 +165,10 @@ class MqttSink(Sink):
     # -- paho's network thread --------------------------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            self._say(f"broker {self.options.target.redacted()} refused the connection: {reason_code}")
+            if not self._warned_down:  # once until a connection succeeds: paho keeps retrying
+                self._warned_down = True
+                self._say(f"broker {self.options.target.redacted()} refused the connection: {reason_code}; "
+                          "retrying with backoff")
             return
         self._warned_down = False
         self._connected.set()

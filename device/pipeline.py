@@ -242,7 +242,8 @@ class ResultOrder:
 
 
 class InferenceWorker(threading.Thread):
-    """One interpreter: takes the next frame, preprocesses it if capture did not, invokes."""
+    """One interpreter: takes the next frame, preprocesses it if capture did not, invokes
+    (also on each --roi region's crop: an interpreter is used by its own worker only)."""
 
     def __init__(self, number: int, classifier: Classifier, buffer: FrameBuffer, order: ResultOrder,
                  stop: threading.Event, regions: Sequence[Region] = ()) -> None:
@@ -462,7 +463,8 @@ class Pipeline:
         # nothing and overlaps inference; a live source preprocesses only the frames it keeps.
         preprocess_early = None if self.buffer.keep_newest else self.classifier
         capture = Capture(self.source, self.buffer, self.stop, self.options, self.stats, self.log, preprocess_early)
-        workers = [InferenceWorker(i, clf, self.buffer, self.order, self.stop, self.options.regions) for i, clf in enumerate(self.classifiers)]
+        workers = [InferenceWorker(i, clf, self.buffer, self.order, self.stop, self.options.regions)
+                   for i, clf in enumerate(self.classifiers)]
         capture.start()
         for worker in workers:
             worker.start()

@@ -44,6 +44,16 @@ def smoothing_alpha(text: str) -> float:
     return value
 
 
+def unknown_mode(text: str) -> str | float:
+    """--unknown: auto, off, or a threshold in [0, 1]."""
+    if text in ("auto", "off"):
+        return text
+    try:
+        return unit_interval(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not auto, off or a threshold between 0 and 1") from None
+
+
 def register(subparsers: argparse._SubParsersAction, bench_on_host: OnHost | None = None) -> None:
     """classify, run and bench; `bench_on_host` carries out `bench --host` (the deploy stage's)."""
     register_classify(subparsers)
@@ -67,6 +77,10 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-image-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
                    help="skip an image file whose header declares more pixels (checked before decoding; "
                         "default: %(default)d)")
+    p.add_argument("--unknown", type=unknown_mode, default="auto", metavar="auto|off|P",
+                   help='report "label": "unknown" (best class still in top) when the confidence is below the '
+                        "threshold: auto (default) = the one convert calibrated into the bundle (none for a bare "
+                        ".tflite); off; or P in [0, 1] on the bundle's score (max softmax for a bare .tflite)")
 
 
 def register_classify(subparsers: argparse._SubParsersAction) -> None:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from edgepipe.core.args import add_command, fraction, non_negative_float, non_negative_int, positive_float, positive_int
 
+from edgepipe.device.cli import unknown_mode
+
 from .model import ALPHAS, ARCHITECTURES, MAX_INPUT_SIZE, MIN_INPUT_SIZE
 
 
@@ -103,7 +105,8 @@ def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
             edgepipe evaluate run/ photos_test/
             edgepipe evaluate run/ --split val --json
             edgepipe evaluate bundle/ photos_test/ --out eval/
-            edgepipe evaluate model.tflite photos_test/ --labels labels.txt --top-k 3""",
+            edgepipe evaluate model.tflite photos_test/ --labels labels.txt --top-k 3
+            edgepipe evaluate bundle/ --split val --run run/ --unknown-dir not_flowers/""",
     )
     p.add_argument("model", metavar="MODEL", help="run dir, model.keras, bundle dir or .tflite")
     p.add_argument("data_dir", metavar="DATA_DIR", nargs="?", type=Path,
@@ -115,6 +118,12 @@ def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=positive_int, default=5, help="also report top-K accuracy (default 5; omitted when K >= the number of classes)")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.add_argument("--unknown-dir", metavar="DIR",
+                   help="images of none of the classes (any depth): report the false-accept rate, the AUROC of "
+                        "in-class vs unknown and in-class accuracy with rejection on and off")
+    p.add_argument("--unknown", type=unknown_mode, default="auto", metavar="auto|P",
+                   help="the threshold --unknown-dir evaluates: auto (default) = the bundle's calibrated one; "
+                        "P in [0, 1] on its score (max softmax for other models)")
     p.add_argument("--out", metavar="DIR", help="write metrics.json and confusion_matrix.png here")
     p.add_argument("--force", action="store_true", help="overwrite files in --out")
     p.set_defaults(func=run_evaluate)
@@ -160,7 +169,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     from . import run_dir as rd
     from .evaluate import EvaluateOptions, evaluate
-    from .metrics import format_report
+    from .metrics import format_report, format_unknown_report
 
     if args.data_dir is not None and args.split is not None:
         args.parser.error("pass either DATA_DIR or --split, not both")
@@ -169,13 +178,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else None
     evaluation = evaluate(EvaluateOptions(
         model=Path(args.model), data_dir=args.data_dir, split=args.split, run=args.run, labels=args.labels,
-        top_k=args.top_k, batch_size=args.batch_size, out=out, force=args.force))
+        top_k=args.top_k, batch_size=args.batch_size, out=out, force=args.force,
+        unknown_dir=Path(args.unknown_dir) if args.unknown_dir else None, unknown=args.unknown))
     skipped = evaluation.skipped
     if args.json:
         print(json.dumps(evaluation.result))
     else:
         print(f"model {args.model} ({evaluation.engine})")
         print(format_report(evaluation.report))
+        if "unknown" in evaluation.result:
+            print("\n" + format_unknown_report(evaluation.result["unknown"]))
         if skipped:
             print(f"\nskipped {len(skipped)} unreadable files: {', '.join(map(str, skipped[:5]))}"
                   + (" ..." if len(skipped) > 5 else ""))

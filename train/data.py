@@ -10,6 +10,7 @@ the pixels the model trains on are the pixels it sees on the Pi.
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,20 @@ def _relative(path: Path, root: Path) -> str:
 
 def _is_image(path: Path) -> bool:
     return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def image_files(root: str | Path) -> list[Path]:
+    """Every image under `root`, at any depth (following symlinked folders), sorted; hidden ones skipped."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{root} is not a folder of images")
+    files = []
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+        files += [Path(folder) / n for n in names if _is_image(Path(folder) / n)]
+    if not files:
+        raise UserError(f"{root} has no images (.jpg, .jpeg, .png, .bmp, .webp)")
+    return sorted(files)
 
 
 def class_folders(root: Path) -> list[Path]:

@@ -33,7 +33,9 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         subparsers, "train",
         help="fine-tune MobileNet on a folder of labelled photos",
         description="""
-            Fine-tune an ImageNet MobileNet on DATA_DIR/<label>/*.jpg|png|bmp|webp and write a run
+            Fine-tune an ImageNet MobileNet on DATA_DIR/<label>/*.jpg|png|bmp|webp (several DATA_DIRs
+            merge: classes of the same name join, e.g. the original photos and sorted field frames from
+            `edgepipe deploy collect`; config.json records the folders) and write a run
             directory (model.keras, labels.txt, config.json, split.json, metrics.json, history.csv,
             confusion_matrix.png, training_curves.png, skipped.txt) for `edgepipe convert`.
             Phase 1 trains the head on backbone features computed once (plus augmented copies);
@@ -44,9 +46,12 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
             edgepipe train photos/ --out run/
             edgepipe train photos/ --out run/ --weights mobilenet_v2_1.0_224_no_top.h5
             edgepipe train photos/ --out run/ --input-size 96 --alpha 0.35 --weights none --epochs 5
-            edgepipe train photos/ --out run/ --val-dir photos_val/ --force""",
+            edgepipe train photos/ --out run/ --val-dir photos_val/ --force
+            edgepipe train photos/ field/ --out run2/
+            edgepipe train photos/ --out run/ --background-class none""",
     )
-    p.add_argument("data_dir", metavar="DATA_DIR", help="folder with one sub-folder of images per class")
+    p.add_argument("data_dirs", nargs="+", metavar="DATA_DIR",
+                   help="folder with one sub-folder of images per class; several merge by class name")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to create")
     p.add_argument("--force", action="store_true", help="replace RUN_DIR if it exists")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
@@ -54,6 +59,9 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--val-split", type=fraction, default=0.2, help="stratified validation fraction (default 0.2)")
     data.add_argument("--val-dir", metavar="DIR", help="use this folder for validation instead of a split")
     data.add_argument("--seed", type=int, default=0, help="seed for the split, augmentation and weights (default 0)")
+    data.add_argument("--background-class", metavar="NAME",
+                      help="the class folder of images of none of the classes (e.g. none): trained like any "
+                           "other, reported as \"unknown\" by run/classify and treated so by convert and evaluate")
     model = p.add_argument_group("model")
     model.add_argument("--architecture", choices=ARCHITECTURES, default="mobilenet_v2")
     model.add_argument("--alpha", type=float, choices=ALPHAS, default=1.0, help="width multiplier (default 1.0)")
@@ -143,7 +151,7 @@ def run_train(args: argparse.Namespace) -> int:
         flip=not args.no_flip, rotation=args.rotation, zoom=args.zoom,
         brightness=args.brightness, contrast=args.contrast)
     cfg = TrainConfig(
-        data_dir=args.data_dir, out=args.out, force=args.force,
+        data_dirs=args.data_dirs, out=args.out, force=args.force, background_class=args.background_class,
         model=ModelConfig(architecture=args.architecture, alpha=args.alpha, input_size=args.input_size,
                           weights=args.weights, dropout=args.dropout, l2=args.l2),
         val_split=args.val_split, val_dir=args.val_dir, seed=args.seed, epochs=args.epochs,

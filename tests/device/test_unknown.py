@@ -96,7 +96,7 @@ def test_classify_says_unknown_below_the_bundles_threshold_and_keeps_the_best_cl
 
 
 def test_run_reports_unknown_per_frame_with_a_threshold_given_on_the_command_line(tiny_bundle, video, capsys):
-    assert main(["run", str(tiny_bundle), "--source", str(video["path"]), "--json", "--max-frames", "6",
+    assert main(["run", str(tiny_bundle), "--source", str(video.path), "--json", "--max-frames", "6",
                  "--unknown", "0.999"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(rows) == 6
@@ -107,9 +107,9 @@ def test_run_reports_unknown_per_frame_with_a_threshold_given_on_the_command_lin
 
 def test_bad_unknown_option_and_bad_bundle_block_are_one_line_errors(tiny_bundle, shapes_dataset, tmp_path, capsys):
     image = str(sorted(shapes_dataset.rglob("*.jpg"))[0])
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         main(["classify", str(tiny_bundle), image, "--unknown", "sometimes"])
-    assert "not auto, off or a threshold" in capsys.readouterr().err
+    assert exit_info.value.code == 2 and "not auto, off or a threshold" in capsys.readouterr().err
     broken = calibrated_copy(tiny_bundle, tmp_path, threshold=2)
     assert main(["classify", str(broken), image]) != 0
     assert "unknown.threshold is 2" in capsys.readouterr().err

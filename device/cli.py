@@ -131,6 +131,7 @@ def register_run(subparsers: argparse._SubParsersAction) -> None:
         edgepipe run bundle/ --source 'photos/*.jpg' --top-k 1
         edgepipe run bundle/ --source picamera2 --record out.mp4 --duration 60
         edgepipe run bundle/ --source 0 --workers 1 --threads 2     lowest latency per frame
+        edgepipe run bundle/ --collect /var/lib/edgepipe/collect --collect-below 0.6 --collect-max-mb 200
         """,
     )
     _add_model_arguments(p)
@@ -164,6 +165,20 @@ def register_run(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="overwrite existing --record/--stats-json files")
     p.add_argument("--ignore-decode-errors", action="store_true",
                    help="exit 0 even when frames of a video file could not be decoded (default: warn and exit 1)")
+    collect = p.add_argument_group("collecting frames to train on (off unless --collect; see README, Privacy)")
+    collect.add_argument("--collect", type=Path, metavar="DIR",
+                         help="keep unsure frames as JPEG + JSON sidecar in DIR: unknown ones, and those matching "
+                              "--collect-below/--collect-margin, plus one in --collect-every confident frames")
+    collect.add_argument("--collect-below", type=unit_interval, metavar="P", help="also keep frames whose top-1 score is below P")
+    collect.add_argument("--collect-margin", type=unit_interval, metavar="M",
+                         help="also keep frames whose top-1 and top-2 scores are within M")
+    collect.add_argument("--collect-every", type=non_negative_int, default=100, metavar="N",
+                         help="keep one in N confident frames too, so the data is not only hard cases (0: none; default 100)")
+    collect.add_argument("--collect-rate", type=positive_float, default=6.0, metavar="PER_MIN",
+                         help="keep at most this many frames a minute (default 6)")
+    collect.add_argument("--collect-max-mb", type=positive_float, default=500.0, metavar="MB",
+                         help="disk budget of DIR: the oldest frames are deleted beyond it (default 500); nothing "
+                              "is written while the disk has less than 64 MB free")
     p.set_defaults(func=_lazy("run_command"))
 
 

@@ -14,6 +14,7 @@ from typing import Iterator
 import cv2
 
 from .autotune import choose_workers
+from .collect import CollectOptions, CollectSink
 from .outputs import DisplaySink, RecorderSink
 from .pipeline import Pipeline, RunOptions, predict_timed, preprocess_timed
 from .preprocess import ImageReadError, load_image
@@ -132,10 +133,17 @@ def run_sinks(args: argparse.Namespace) -> list[Sink]:
         sinks.append(RecorderSink(args.record, args.force, args.fps))
     if args.stats_json is not None:
         sinks.append(StatsJsonSink(args.stats_json, args.force))
+    if args.collect is not None:
+        sinks.append(CollectSink(CollectOptions(
+            root=args.collect, below=args.collect_below, margin=args.collect_margin, every=args.collect_every,
+            rate=args.collect_rate, max_mb=args.collect_max_mb)))
     return sinks
 
 
 def run_command(args: argparse.Namespace) -> int:
+    given = [flag for flag in ("collect_below", "collect_margin") if getattr(args, flag) is not None]
+    if args.collect is None and given:
+        args.parser.error(f"--{given[0].replace('_', '-')} needs --collect DIR")
     sinks = run_sinks(args)
     # OpenCV's worker threads would compete with the interpreters for the same cores;
     # decoding and resizing one frame are cheap enough for the capture thread alone.

@@ -71,6 +71,7 @@ class ServiceSettings:
     source: str | None = None
     accelerator: str = "auto"
     health_timeout: float = 60.0
+    collect: bool = False  # the service keeps unsure frames in PREFIX/collect (run --collect)
 
     def __post_init__(self) -> None:
         if self.source and has_control(self.source):  # a newline would start a new directive in the unit
@@ -187,6 +188,8 @@ def _deploy_locked(remote: Remote, bundle: LocalBundle, service: ServiceSettings
                  "--health-timeout", f"{service.health_timeout:g}"]
         if service.source:
             args += ["--source", service.source]
+        if service.collect:
+            args += ["--collect"]
         say(f"verifying on the device, switching {prepared['prefix']}/current to {bundle.release_id}, "
             f"restarting the service and waiting up to {service.health_timeout:g}s for a result")
     else:

@@ -8,10 +8,13 @@ import numpy as np
 from .postprocess import Prediction
 
 
-def annotate(bgr: np.ndarray, top: list[Prediction], fps: float) -> np.ndarray:
-    """A copy of the frame with the best label, its score and the FPS in the corner."""
+def annotate(bgr: np.ndarray, top: list[Prediction], fps: float, unknown: bool = False) -> np.ndarray:
+    """A copy of the frame with the best label, its score and the FPS in the corner
+    ("unknown (best ...)" when the run rejected the frame)."""
     out = bgr.copy()
     text = f"{top[0].label} {top[0].score:.2f}" if top else "-"
+    if unknown:
+        text = f"unknown (best {text})"
     scale = max(0.5, out.shape[1] / 800)
     thickness = max(1, round(scale * 2))
     for row, line in enumerate((text, f"{fps:.1f} fps")):

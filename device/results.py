@@ -83,4 +83,4 @@ class FrameResult:
 
         if self.image is None:
             raise ValueError("this result carries no image to annotate")
-        return annotate(self.image, self.top, self.fps)
+        return annotate(self.image, self.top, self.fps, self.unknown)

@@ -113,3 +113,23 @@ def test_bad_unknown_option_and_bad_bundle_block_are_one_line_errors(tiny_bundle
     broken = calibrated_copy(tiny_bundle, tmp_path, threshold=2)
     assert main(["classify", str(broken), image]) != 0
     assert "unknown.threshold is 2" in capsys.readouterr().err
+
+
+def test_an_unknown_frame_is_drawn_as_unknown_and_its_line_keeps_the_best_class():
+    from edgepipe.device.postprocess import Prediction
+    from edgepipe.device.results import FrameResult
+    from edgepipe.device.unknown import Verdict
+
+    image = np.zeros((240, 320, 3), np.uint8)
+    top = [Prediction(1, "square", 0.41)]
+
+    def frame(verdict):
+        return FrameResult(3, 0.0, top, {"inference": 1.0}, 5.0, None, image, verdict)
+
+    sure, unsure = frame(Verdict(False, 0.41)), frame(Verdict(True, 0.41, "below threshold"))
+    assert unsure.label == "unknown" and sure.label == "square" and frame(None).label == "square"
+    assert unsure.human_line().startswith("frame 3: unknown (best: square 0.41)")
+    assert unsure.to_json()["label"] == "unknown" and unsure.to_json()["top"][0]["label"] == "square"
+    assert "confidence" not in frame(None).to_json()
+    drawn_sure, drawn_unsure = sure.annotated, unsure.annotated
+    assert np.count_nonzero(drawn_unsure) > np.count_nonzero(drawn_sure) > 0  # the longer "unknown (best ...)" text

@@ -277,7 +277,7 @@ def run_convert(o: ConvertOptions) -> ConvertResult:
         drift = drift_report(float_eval, Evaluation("int8", chosen.evaluation.scores, chosen.evaluation.report), held_out, run.labels,
                              Path(run.split["data_dir"]) if run.split else None)  # fmt: skip
         accuracy = _accuracy_block(float_eval, candidates, chosen.name, len(held_out.files), drift["top1_agreement"])
-        progress(f"calibrating \"unknown\" to accept {o.unknown_accept:.0%} of held-out in-class images")
+        say(f"calibrating \"unknown\" to accept {o.unknown_accept:.0%} of held-out in-class images")
         unknown = calibrate_bundle(chosen.evaluation.scores, held_out.labels, run, chosen.root, o.unknown_accept,
                                    o.unknown_score, unknown_files)
         prediction = summarize(predict_ops(read_model_info(chosen.model)))

@@ -12,13 +12,16 @@ The device must never fill up: at most --collect-rate frames a minute
 (a token bucket), at most --collect-max-mb on disk (the oldest pairs are
 deleted first), and nothing is written while the file system has less than
 MIN_FREE_MB free. Encoding and writing happen on a worker thread behind a
-bounded queue, so the inference loop never waits for the SD card; what does
-not fit in the queue is dropped and counted.
+bounded queue, at a lower CPU priority, so the inference loop never waits for
+the SD card or for JPEG encoding; what does not fit in the queue is dropped
+and counted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import queue
 import shutil
 import threading
@@ -43,6 +46,7 @@ IMAGE = ".jpg"
 MIN_FREE_MB = 64.0  # never write when the file system has less free than this
 QUEUE_FRAMES = 8
 JPEG_QUALITY = 90
+WORKER_NICENESS = 10  # added to the process's: the writer yields the CPU to inference
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,10 @@ class CollectSink(Sink):
             self.counts["dropped_queue_full"] += 1
 
     def _write_loop(self) -> None:
+        if hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):  # Linux: a thread's own nice
+            with contextlib.suppress(OSError):  # inference keeps the CPU; collection takes what is left
+                nice = min(19, os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICENESS)
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
         while (item := self.queue.get()) is not None:
             try:
                 self._write(*item)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -88,9 +89,10 @@ def test_a_slow_disk_drops_and_counts_frames_instead_of_blocking_inference(tmp_p
     model.write_bytes(b"m")
     sink = CollectSink(CollectOptions(tmp_path / "c", every=1, rate=1000, min_free_mb=0, queue_frames=2))
     entered, release = threading.Event(), threading.Event()
-    written = []
+    written, niceness = [], []
 
     def slow_write(res, reason):
+        niceness.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
         entered.set()
         release.wait()
         written.append(res.index)
@@ -105,6 +107,7 @@ def test_a_slow_disk_drops_and_counts_frames_instead_of_blocking_inference(tmp_p
     release.set()
     sink.close({})
     assert written == [0, 1, 2]
+    assert niceness[0] == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)  # the writer yields the CPU
 
 
 def test_nothing_is_written_when_the_disk_is_nearly_full(tmp_path):

@@ -867,6 +867,14 @@ def collect_dir(args, layout: Layout) -> Path:
     return Path(os.path.expanduser(args.dir)).absolute() if args.dir else layout.root / COLLECT_DIR
 
 
+def collected_sha(directory: Path, name: str) -> str | None:
+    """The sha256 of a collected file: a plain name, a regular file, no symlink; None otherwise."""
+    try:
+        return sha256_member(directory, name)
+    except AgentError:
+        return None
+
+
 def cmd_collect_list(args, layout: Layout) -> dict:
     """The complete pairs (a sidecar is written after its JPEG) with their hashes, oldest first."""
     directory = collect_dir(args, layout)
@@ -874,9 +882,10 @@ def cmd_collect_list(args, layout: Layout) -> dict:
     if directory.is_dir():
         for sidecar in sorted(directory.glob("*.json")):
             image = sidecar.with_suffix(".jpg")
-            if sidecar.name.startswith(".") or not image.is_file():
+            jpg_sha, json_sha = collected_sha(directory, image.name), collected_sha(directory, sidecar.name)
+            if jpg_sha is None or json_sha is None:  # no JPEG yet, a hidden temp file, a symlink: not a pair
                 continue
-            pairs.append({"stem": sidecar.stem, "jpg": sha256_file(image), "json": sha256_file(sidecar),
+            pairs.append({"stem": sidecar.stem, "jpg": jpg_sha, "json": json_sha,
                           "bytes": image.stat().st_size + sidecar.stat().st_size})
     return {"dir": str(directory), "pairs": pairs}
 
@@ -888,8 +897,8 @@ def cmd_collect_delete(args, layout: Layout) -> dict:
     for spec in args.pairs:
         stem, jpg_sha, json_sha = spec.rsplit(":", 2)
         image, sidecar = directory / (stem + ".jpg"), directory / (stem + ".json")
-        if "/" in stem or stem.startswith(".") or not (image.is_file() and sidecar.is_file()) \
-                or sha256_file(image) != jpg_sha or sha256_file(sidecar) != json_sha:
+        if stem.startswith(".") or collected_sha(directory, image.name) != jpg_sha \
+                or collected_sha(directory, sidecar.name) != json_sha:
             kept.append(stem)
             continue
         sidecar.unlink()  # first: a JPEG without a sidecar is never listed again

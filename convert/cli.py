@@ -11,7 +11,17 @@ import json
 import sys
 from pathlib import Path
 
-from edgepipe.core.args import add_command, non_negative_int, positive_float, positive_int
+from edgepipe.core.args import add_command, non_negative_int, positive_float, positive_int, unit_interval
+
+SCORE_CHOICES = ("auto", "max_softmax", "temperature", "margin")  # device/unknown.py SCORE_KINDS, plus auto
+
+
+def acceptance(text: str) -> float:
+    """A share of held-out images to accept, in (0, 1]."""
+    value = unit_interval(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("0 would reject every image; use a share in (0, 1], e.g. 0.95")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,6 +49,7 @@ def _register_convert(subparsers: argparse._SubParsersAction) -> None:
             edgepipe convert run/ --out bundle/ --edgetpu --compiler-host me@x86box
             edgepipe convert run/ --out bundle/ --float32 --float16 --max-drop 1.0 --force
             edgepipe convert run/ --out bundle/ --golden 24      # or --no-golden
+            edgepipe convert run/ --out bundle/ --unknown-accept 0.98 --unknown-dir not_flowers/
         """,
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="output folder of `edgepipe train`")
@@ -81,6 +92,15 @@ def _register_convert(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--segments", type=positive_int, default=None, metavar="N", help="split the model into N segments (compiler -n)")
     p.add_argument("--compiler-host", metavar="USER@HOST", help="run edgetpu_compiler on this x86-64 Linux host over ssh")
     p.add_argument("--compiler-timeout", type=positive_float, default=600.0, metavar="S", help="compiler timeout in seconds (default 600)")
+    unknown = p.add_argument_group('"unknown" calibration (bundle.json "unknown", MODEL_CARD.md)')
+    unknown.add_argument("--unknown-accept", type=acceptance, default=0.95, metavar="SHARE",
+                         help="set the threshold so this share of held-out in-class images is still accepted "
+                              "(default 0.95)")
+    unknown.add_argument("--unknown-score", choices=SCORE_CHOICES, default="auto",
+                         help="confidence score to threshold; auto (default): the one that best separates the "
+                              "held-out images the model gets right from those it gets wrong")
+    unknown.add_argument("--unknown-dir", metavar="DIR",
+                         help="images of none of the classes (any depth): measure the false-accept rate on them")
     p.add_argument("--force", action="store_true", help="overwrite BUNDLE_DIR")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_convert)
@@ -126,6 +146,8 @@ def _convert(args: argparse.Namespace) -> int:
         qat_lr=args.qat_lr, io=args.io, float16=args.float16, float32=args.float32,
         representative=args.representative, max_drop=args.max_drop, batch_size=args.batch_size,
         edgetpu=args.edgetpu, force=args.force, golden=0 if args.no_golden else args.golden,
+        unknown_accept=args.unknown_accept, unknown_score=args.unknown_score,
+        unknown_dir=Path(args.unknown_dir) if args.unknown_dir else None,
         compile=edgetpu_compiler.CompileOptions(args.min_runtime, args.segments, args.compiler_host,
                                                 args.compiler_timeout),
     )

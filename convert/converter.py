@@ -27,6 +27,7 @@ from edgepipe.core.files import atomic_directory, refuse_overwrite
 from edgepipe.device.labels import format_labels
 from edgepipe.device.preprocess import InputSpec
 from edgepipe.device.runtime import EdgeTpuUnavailable, find_backend
+from edgepipe.train.data import image_files
 from edgepipe.train.run_dir import TrainedRun, load_run
 
 from . import edgetpu_compiler as etc
@@ -35,6 +36,8 @@ from .golden import DEFAULT_GOLDEN, select_golden, write_golden
 from .metadata import METADATA_NAME, copy_metadata, edgepipe_metadata, with_metadata
 from .modelinfo import read_model_info
 from .quantize import export_tflite, load_pixels, nested_models, quantization_aware_model, representative_pixels
+from .calibrate import calibrate_bundle
+from .model_card import MODEL_CARD, model_card
 from .verify import (Evaluation, HeldOut, closeness_to_float, drift_markdown, drift_report, evaluate_keras, evaluate_on_device,
                      load_held_out)
 
@@ -60,6 +63,9 @@ class ConvertOptions:
     golden: int = DEFAULT_GOLDEN
     compile: etc.CompileOptions = field(default_factory=etc.CompileOptions)
     force: bool = False
+    unknown_accept: float = 0.95
+    unknown_score: str = "auto"
+    unknown_dir: Path | None = None
 
 
 @dataclass
@@ -240,6 +246,7 @@ def _finish_bundle(
             extra_models[name.removesuffix("_tflite")] = file_name
     (root / DRIFT_JSON).write_text(json.dumps(drift, indent=2), encoding="utf-8")
     (root / DRIFT_MD).write_text(drift_markdown(drift, accuracy, run.labels), encoding="utf-8")
+    (root / MODEL_CARD).write_text(model_card(run, accuracy, drift, manifest_extra), encoding="utf-8")
     manifest = build_manifest(
         root,
         labels=run.labels,
@@ -276,6 +283,10 @@ def run_convert(o: ConvertOptions) -> ConvertResult:
     held_out = load_held_out(val_files, run.input_spec)
     if not held_out.files:
         raise UserError(f"none of the {len(val_files)} held-out images of {run.root} is readable; is the data_dir still there?")
+    unknown_files = image_files(o.unknown_dir) if o.unknown_dir else []
+    background = run.config.get("background_class")
+    if background is not None and background not in run.labels:
+        raise UserError(f"{run.root}/config.json names background class {background!r}, which is not one of its labels")
     warnings: list[str] = []
     if held_out.skipped:
         warnings.append(f"{len(held_out.skipped)} unreadable held-out images skipped")
@@ -302,6 +313,9 @@ def run_convert(o: ConvertOptions) -> ConvertResult:
                              Path(run.split["data_dir"]) if run.split else None)  # fmt: skip
         drift["closeness_to_float"] = closeness
         accuracy = _accuracy_block(float_eval, candidates, chosen.name, len(held_out.files), drift["top1_agreement"])
+        say(f"calibrating \"unknown\" to accept {o.unknown_accept:.0%} of held-out in-class images")
+        unknown = calibrate_bundle(chosen.evaluation.scores, held_out.labels, run, chosen.root, o.unknown_accept,
+                                   o.unknown_score, unknown_files)
         prediction = summarize(predict_ops(read_model_info(chosen.model)))
         compiled, compiler = (None, None)
         if o.edgetpu:
@@ -323,6 +337,8 @@ def run_convert(o: ConvertOptions) -> ConvertResult:
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "created_by": f"edgepipe {__version__} convert",
             "drift_report": DRIFT_MD,
+            "unknown": unknown,
+            "model_card": MODEL_CARD,
             "warnings": warnings,
         }
         drop = drift["drop_points"]
@@ -347,6 +363,7 @@ def run_convert(o: ConvertOptions) -> ConvertResult:
         "sizes": {p.name: p.stat().st_size for p in sorted(target.glob("*.tflite"))},
         "edgetpu": edgetpu,
         "golden_images": len(manifest_extra.get("golden", {}).get("images", [])),
+        "unknown": unknown,
         "warnings": warnings,
         "wall_s": round(time.perf_counter() - started, 1),
     }

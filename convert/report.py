@@ -29,6 +29,14 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"drop float -> shipped int8: {summary['drop_points']:.2f} points (max {summary['max_drop']:g}); "
         f"top-1 agreement {_pct(acc['top1_agreement'])}"
     )
+    unknown = summary.get("unknown")
+    if unknown:
+        far = unknown.get("false_accept")
+        lines.append(
+            f"unknown: {unknown['score']} below {unknown['threshold']:.4f} (accepts {_pct(unknown['accepted'])} of "
+            f"{unknown['n']} held-out in-class images); false-accept rate "
+            + (f"{_pct(far['false_accept_rate'])} on {far['n']} images" if far else "not measured (--unknown-dir)")
+        )
     lines.append("sizes: " + ", ".join(f"{name} {size / 1024:.0f} KiB" for name, size in summary["sizes"].items()))
     edgetpu = summary["edgetpu"]
     compiler = edgetpu.get("compiler") or {}

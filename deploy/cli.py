@@ -20,7 +20,7 @@ from edgepipe.core.ssh import Connection, add_connection_arguments, ssh_options_
 from edgepipe.device.endpoints import PASSWORD_ENV, TOKEN_ENV, mqtt_url, serve_address, serve_token
 from edgepipe.device.regions import parse_region
 
-ACTIONS = ("status", "rollback", "setup")
+ACTIONS = ("status", "rollback", "setup", "collect")
 # bench flags that name files on this machine, meaningless on a device.
 BENCH_LOCAL_ONLY_FLAGS = ("image", "e2e", "csv", "plot", "labels")
 
@@ -45,7 +45,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             fresh device ready: it builds a wheel of this edgepipe, copies it with pi-setup.sh to
             PREFIX/setup/ and runs pi-setup.sh there (apt packages where sudo needs no password,
             the venv PREFIX/venv with edgepipe[device] from that wheel, numpy/OpenCV pins on
-            Bookworm), then prints the device report; safe to run again, --dry-run shows every step. With --inventory, the
+            Bookworm), then prints the device report; safe to run again, --dry-run shows every step.
+            `deploy collect HOST --to DIR` copies the frames the device kept (`run --collect`; deploy
+            --collect makes the service keep them in PREFIX/collect) into DIR/<predicted label>/ and
+            DIR/unknown/, each pair verified by sha256 and resumable; --move then deletes on the
+            device what arrived intact. With --inventory, the
             Ansible playbook in deploy/ansible does the same steps for every host (needs
             pip install 'edgepipe[deploy]').""",
         examples="""
@@ -58,11 +62,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             edgepipe deploy setup pi@cam1 --coral --dry-run
             edgepipe deploy status pi@cam1 --json
             edgepipe deploy rollback pi@cam1
+            edgepipe deploy bundle/ pi@cam1 --collect               # the service keeps unsure frames
+            edgepipe deploy collect pi@cam1 --to field/ --move
             edgepipe deploy bundle/ --inventory hosts.ini          # a fleet, through ansible-playbook
             edgepipe deploy ./status pi@cam1                       # a bundle directory named "status\"""",
     )
-    p.add_argument("target", metavar="BUNDLE|status|rollback|setup",
-                   help="bundle directory to deploy, or the action `status` / `rollback` / `setup`")
+    p.add_argument("target", metavar="BUNDLE|status|rollback|setup|collect",
+                   help="bundle directory to deploy, or the action `status` / `rollback` / `setup` / `collect`")
     p.add_argument("host", metavar="HOST", nargs="?", help="[user@]host[:port] of the device")
     p.add_argument("--inventory", metavar="FILE", help="Ansible inventory: deploy to every host in it")
     add_connection_arguments(p)
@@ -101,6 +107,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     setup.add_argument("--apt", action=argparse.BooleanOptionalAction, default=True,
                        help="install apt packages (default: on; --no-apt when python3-venv is there and sudo is not)")
     setup.add_argument("--dry-run", action="store_true", help="print every step; change nothing on either side")
+    svc.add_argument("--collect", action="store_true",
+                     help="the service keeps unsure frames in PREFIX/collect (`run --collect`, its default limits)")
+    col = p.add_argument_group("deploy collect")
+    col.add_argument("--to", type=Path, metavar="DIR", help="where `deploy collect` puts the frames (required)")
+    col.add_argument("--move", action="store_true",
+                     help="delete on the device the frames that arrived intact (default: copy only)")
+    col.add_argument("--from", dest="collect_from", metavar="DEVICE_DIR",
+                     help="the device's collect folder (default PREFIX/collect)")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     p.set_defaults(func=run_deploy)
 
@@ -153,12 +167,22 @@ def _service_settings(args: argparse.Namespace):
                            accelerator=args.accelerator, health_timeout=args.health_timeout,
                            mqtt=args.mqtt.without_password() if args.mqtt else None,
                            serve=_host_port(*args.serve) if args.serve else None,
-                           roi=tuple(f"{r.name}={r.spec()}" for r in args.roi), secrets=secrets)
+                           roi=tuple(f"{r.name}={r.spec()}" for r in args.roi), secrets=secrets, collect=args.collect)
 
 
 def _emit(args: argparse.Namespace, result: dict, lines: list[str]) -> None:
     """JSON stays JSON (control characters escaped by json.dumps); credentials are redacted either way."""
     print(json.dumps(redact_obj(result), indent=2) if args.json else "\n".join(redact(line) for line in lines))
+
+
+def _collect(args: argparse.Namespace, remote) -> int:
+    from .collect import CollectRequest, collect, describe
+
+    if args.to is None:
+        args.parser.error("`edgepipe deploy collect HOST` needs --to DIR: where to put the frames")
+    result = collect(remote, CollectRequest(args.to, args.move, args.collect_from))
+    _emit(args, result, [describe(result)])
+    return 1 if result["failed"] else 0
 
 
 def run_deploy(args: argparse.Namespace) -> int:
@@ -169,6 +193,8 @@ def run_deploy(args: argparse.Namespace) -> int:
         if not args.host:
             args.parser.error(f"`edgepipe deploy {args.target}` needs a HOST: edgepipe deploy {args.target} user@host")
         remote = remote_for(Connection.from_args(args, args.host))
+        if args.target == "collect":
+            return _collect(args, remote)
         if args.target == "setup":
             from .setup import SetupOptions, check_wheel, setup_device
 

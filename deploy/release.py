@@ -83,6 +83,7 @@ class ServiceSettings:
     serve: str | None = None  # run --serve HOST:PORT
     roi: tuple[str, ...] = ()  # run --roi NAME=x,y,w,h
     secrets: dict[str, str] = field(default_factory=dict, repr=False)  # env name -> value, for the 0600 env file
+    collect: bool = False  # the service keeps unsure frames in PREFIX/collect (run --collect)
 
     def __post_init__(self) -> None:
         if self.source and has_control(self.source):  # a newline would start a new directive in the unit
@@ -223,6 +224,8 @@ def _deploy_locked(remote: Remote, bundle: LocalBundle, service: ServiceSettings
             env_upload = f"{prepared['prefix']}/.{ENV_FILE}.upload"
             upload_secrets(remote, service.secrets, env_upload, upload)
             args += ["--env-upload", env_upload]
+        if service.collect:
+            args += ["--collect"]
         say(f"verifying on the device, switching {prepared['prefix']}/current to {bundle.release_id}, "
             f"restarting the service and waiting up to {service.health_timeout:g}s for a result")
     else:

@@ -152,6 +152,20 @@ class Remote:
             raise SshError(f"{error}; upload of {local.name} did not complete")
 
 
+    def download(self, remote_paths: list[str], local_dir: Path) -> None:
+        """Copy files from the device into `local_dir` with one scp (paths the agent listed, checked safe)."""
+        unsafe = [p for p in remote_paths if not SAFE_REMOTE_PATH.match(p)]
+        if unsafe:
+            raise UserError(f"{self.target}: the device listed an unsafe path {unsafe[0]!r}; not copying it")
+        port = ["-P", str(self.target.port)] if self.target.port else []
+        argv = [self.scp, *self.options.common(), *port, "-q", "-p",
+                *(self.target.scp_destination(p) for p in remote_paths), str(local_dir)]
+        proc = subprocess.run(argv, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SshError(f"{explain_failure(self.target, proc.stderr)}; the copy did not complete "
+                           "(run the same command again to resume)")
+
+
 class DiskFull(UserError):
     """The device ran out of space while receiving a bundle."""
 

@@ -34,6 +34,8 @@ Layout under PREFIX:
 Files holding the service's arguments (which may carry stream credentials) are 0600;
 state files and the `current` switch are fsynced with their directory.
     edgepipe.service.in     the unit template (sent by `edgepipe deploy`, copied by Ansible)
+    collect/                frames kept by `edgepipe run --collect` (the service's with deploy --collect):
+                            <stem>.jpg + <stem>.json pairs, listed and deleted by `deploy collect`
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ PRIVATE = 0o600
 # A bundle member: a plain relative path (same rule as edgepipe.device.safefile, which this script cannot import).
 NAME_PART = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]*\Z")
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+COLLECT_DIR = "collect"
 # Coral USB Accelerator before (1a6e:089a) and after (18d1:9302) its firmware is loaded.
 CORAL_USB_IDS = ("1a6e:089a", "18d1:9302")
 POLL_S = 0.25
@@ -488,6 +491,8 @@ def service_argv(python: str, layout: Layout, config: dict) -> list:
             argv += ["--" + key, config[key]]
     for region in config.get("roi") or []:
         argv += ["--roi", region]
+    if config.get("collect"):
+        argv += ["--collect", str(layout.root / COLLECT_DIR)]
     return argv + ["--accelerator", config.get("accelerator") or "auto"]
 
 
@@ -871,7 +876,7 @@ def cmd_activate(args, layout: Layout) -> dict:
         result["removed"] = prune(layout, args.keep)
         return result
     config = {"manager": args.manager, "scope": args.scope, "source": args.source,
-              "accelerator": args.accelerator, "python": edgepipe_python(layout, args.python),
+              "accelerator": args.accelerator, "collect": args.collect, "python": edgepipe_python(layout, args.python),
               "user": args.user or os.environ.get("USER", "")}
     if args.mqtt:
         config["mqtt"] = args.mqtt
@@ -970,6 +975,50 @@ def cmd_stop(args, layout: Layout) -> dict:
     return {"stopped": service is not None}
 
 
+def collect_dir(args, layout: Layout) -> Path:
+    return Path(os.path.expanduser(args.dir)).absolute() if args.dir else layout.root / COLLECT_DIR
+
+
+def collected_sha(directory: Path, name: str) -> str | None:
+    """The sha256 of a collected file: a plain name, a regular file, no symlink; None otherwise."""
+    try:
+        return sha256_member(directory, name)
+    except AgentError:
+        return None
+
+
+def cmd_collect_list(args, layout: Layout) -> dict:
+    """The complete pairs (a sidecar is written after its JPEG) with their hashes, oldest first."""
+    directory = collect_dir(args, layout)
+    pairs = []
+    if directory.is_dir():
+        for sidecar in sorted(directory.glob("*.json")):
+            image = sidecar.with_suffix(".jpg")
+            jpg_sha, json_sha = collected_sha(directory, image.name), collected_sha(directory, sidecar.name)
+            if jpg_sha is None or json_sha is None:  # no JPEG yet, a hidden temp file, a symlink: not a pair
+                continue
+            pairs.append({"stem": sidecar.stem, "jpg": jpg_sha, "json": json_sha,
+                          "bytes": image.stat().st_size + sidecar.stat().st_size})
+    return {"dir": str(directory), "pairs": pairs}
+
+
+def cmd_collect_delete(args, layout: Layout) -> dict:
+    """Delete the pairs named as STEM:JPG_SHA:JSON_SHA, each only if both files still have those hashes."""
+    directory = collect_dir(args, layout)
+    deleted, kept = [], []
+    for spec in args.pairs:
+        stem, jpg_sha, json_sha = spec.rsplit(":", 2)
+        image, sidecar = directory / (stem + ".jpg"), directory / (stem + ".json")
+        if stem.startswith(".") or collected_sha(directory, image.name) != jpg_sha \
+                or collected_sha(directory, sidecar.name) != json_sha:
+            kept.append(stem)
+            continue
+        sidecar.unlink()  # first: a JPEG without a sidecar is never listed again
+        image.unlink()
+        deleted.append(stem)
+    return {"dir": str(directory), "deleted": deleted, "kept": kept}
+
+
 def cmd_edgepipe(args, layout: Layout) -> None:
     """Run `python -m edgepipe ARGS` in the device's edgepipe Python, passing its output and exit status."""
     python = edgepipe_python(layout, args.python)
@@ -1006,6 +1055,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--serve", help="run --serve HOST:PORT")
     p.add_argument("--roi", action="append", help="run --roi NAME=x,y,w,h (repeatable)")
     p.add_argument("--env-upload", help="an uploaded environment file of secrets, moved to PREFIX/%s" % ENV_FILE)
+    p.add_argument("--collect", action="store_true", help="the service keeps unsure frames in PREFIX/%s" % COLLECT_DIR)
     p.add_argument("--health-timeout", type=float, default=60.0)
     p.add_argument("--verify", choices=("cpu", "edgetpu", "all"),
                    help="run `edgepipe verify --accelerator X` on the release before switching; a failure discards it")
@@ -1020,6 +1070,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_discard)
     sub.add_parser("lock").set_defaults(func=cmd_lock)
     sub.add_parser("report").set_defaults(func=cmd_report)
+    p = sub.add_parser("collect-list")
+    p.add_argument("--dir", help="the collect folder (default PREFIX/%s)" % COLLECT_DIR)
+    p.set_defaults(func=cmd_collect_list)
+    p = sub.add_parser("collect-delete")
+    p.add_argument("--dir", help="the collect folder (default PREFIX/%s)" % COLLECT_DIR)
+    p.add_argument("pairs", nargs="*", metavar="STEM:JPG_SHA256:JSON_SHA256")
+    p.set_defaults(func=cmd_collect_delete)
     p = sub.add_parser("edgepipe")
     p.add_argument("edgepipe_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_edgepipe)

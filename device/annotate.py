@@ -15,10 +15,13 @@ def _label(top: list[Prediction]) -> str:
 
 
 def annotate(bgr: np.ndarray, top: list[Prediction], fps: float,
-             regions: dict[str, tuple[tuple[int, int, int, int], list[Prediction]]] | None = None) -> np.ndarray:
-    """A copy of the frame with the best label, its score and the FPS in the corner,
-    and each region (--roi) outlined with its own name and label."""
+             regions: dict[str, tuple[tuple[int, int, int, int], list[Prediction]]] | None = None,
+             unknown: bool = False) -> np.ndarray:
+    """A copy of the frame with the best label, its score and the FPS in the corner
+    ("unknown (best ...)" when the run rejected the frame), and each region (--roi)
+    outlined with its own name and label."""
     out = bgr.copy()
+    headline = f"unknown (best {_label(top)})" if unknown else _label(top)
     scale = max(0.5, out.shape[1] / 800)
     thickness = max(1, round(scale * 2))
     for name, ((x0, y0, x1, y1), region_top) in (regions or {}).items():
@@ -28,7 +31,7 @@ def annotate(bgr: np.ndarray, top: list[Prediction], fps: float,
         y = max(y1 - 6, h + base)
         cv2.rectangle(out, (x0, y - h - base), (x0 + w + 8, y + base), (0, 0, 0), -1)
         cv2.putText(out, text, (x0 + 4, y), cv2.FONT_HERSHEY_SIMPLEX, scale * 0.8, REGION_COLOUR, thickness, cv2.LINE_AA)
-    for row, line in enumerate((_label(top), f"{fps:.1f} fps")):
+    for row, line in enumerate((headline, f"{fps:.1f} fps")):
         (w, h), base = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
         y = int((row + 1) * (h + base + 8))
         cv2.rectangle(out, (0, y - h - base - 4), (w + 12, y + 4), (0, 0, 0), -1)

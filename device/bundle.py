@@ -5,7 +5,8 @@ device (reads). See README, 'The bundle'.
       model.tflite           full-integer int8, for the CPU
       model_edgetpu.tflite   when compiled for the Edge TPU
       labels.txt             one label per line, index = line number
-      bundle.json            this module's manifest
+      bundle.json            this module's manifest (with the calibrated "unknown" rule)
+      MODEL_CARD.md          for people: intended use, data, held-out metrics, limits
 
 The manifest is the single source of truth: every name in `files` is a plain
 relative path to a regular file inside the bundle (no `..`, no absolute path,
@@ -28,6 +29,7 @@ from .labels import labels_from_bytes
 from .preprocess import InputSpec
 from .safefile import (FileRefused, open_member, open_regular, plain_relative_name, read_fd, sha256_bytes,
                        sha256_fd)
+from .unknown import UnknownRule, rule_from_manifest
 
 SCHEMA_VERSION = 1
 MANIFEST = "bundle.json"
@@ -61,6 +63,7 @@ class Bundle:
     input_spec: InputSpec
     manifest_bytes: bytes = b""  # as read and checked: what is shipped, and the bundle's identity
     models: dict[str, str] = field(default_factory=dict)
+    unknown: UnknownRule | None = None  # the calibrated "unknown" rule, when convert made one
 
     @property
     def sha256(self) -> str:
@@ -222,5 +225,6 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
         spec = InputSpec.from_json(manifest["input"])
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{root / MANIFEST} has no valid input spec ({exc}); re-create the bundle") from None
+    unknown = rule_from_manifest(manifest, labels, str(root / MANIFEST))
     return Bundle(root=root, manifest=manifest, labels=labels, input_spec=spec, manifest_bytes=manifest_bytes,
-                  models=dict(manifest.get("models", {})))
+                  models=dict(manifest.get("models", {})), unknown=unknown)

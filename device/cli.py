@@ -46,6 +46,16 @@ def smoothing_alpha(text: str) -> float:
     return value
 
 
+def unknown_mode(text: str) -> str | float:
+    """--unknown: auto, off, or a threshold in [0, 1]."""
+    if text in ("auto", "off"):
+        return text
+    try:
+        return unit_interval(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not auto, off or a threshold between 0 and 1") from None
+
+
 def register(subparsers: argparse._SubParsersAction, bench_on_host: OnHost | None = None) -> None:
     """classify, run and bench; `bench_on_host` carries out `bench --host` (the deploy stage's)."""
     register_classify(subparsers)
@@ -70,6 +80,10 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-image-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
                    help="skip an image file whose header declares more pixels (checked before decoding; "
                         "default: %(default)d)")
+    p.add_argument("--unknown", type=unknown_mode, default="auto", metavar="auto|off|P",
+                   help='report "label": "unknown" (best class still in top) when the confidence is below the '
+                        "threshold: auto (default) = the one convert calibrated into the bundle (none for a bare "
+                        ".tflite); off; or P in [0, 1] on the bundle's score (max softmax for a bare .tflite)")
 
 
 def register_classify(subparsers: argparse._SubParsersAction) -> None:
@@ -122,6 +136,7 @@ def register_run(subparsers: argparse._SubParsersAction) -> None:
         edgepipe run bundle/ --source 0 --workers 1 --threads 2     lowest latency per frame
         edgepipe run bundle/ --mqtt mqtt://ha:secret@homeassistant.local/edgepipe/door --serve 0.0.0.0:8080
         edgepipe run bundle/ --roi gate=0,0,0.5,1 --roi drive=320,0,320,480 --mqtt mqtt://broker/cam1
+        edgepipe run bundle/ --collect /var/lib/edgepipe/collect --collect-below 0.6 --collect-max-mb 200
         """,
     )
     _add_model_arguments(p)
@@ -180,6 +195,20 @@ def register_run(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--serve-token-file", type=Path, metavar="FILE", help="read the token from FILE")
     serve.add_argument("--no-preview", dest="preview", action="store_false",
                        help="serve results and metrics but never images")
+    collect = p.add_argument_group("collecting frames to train on (off unless --collect; see README, Privacy)")
+    collect.add_argument("--collect", type=Path, metavar="DIR",
+                         help="keep unsure frames as JPEG + JSON sidecar in DIR: unknown ones, and those matching "
+                              "--collect-below/--collect-margin, plus one in --collect-every confident frames")
+    collect.add_argument("--collect-below", type=unit_interval, metavar="P", help="also keep frames whose top-1 score is below P")
+    collect.add_argument("--collect-margin", type=unit_interval, metavar="M",
+                         help="also keep frames whose top-1 and top-2 scores are within M")
+    collect.add_argument("--collect-every", type=non_negative_int, default=100, metavar="N",
+                         help="keep one in N confident frames too, so the data is not only hard cases (0: none; default 100)")
+    collect.add_argument("--collect-rate", type=positive_float, default=6.0, metavar="PER_MIN",
+                         help="keep at most this many frames a minute (default 6)")
+    collect.add_argument("--collect-max-mb", type=positive_float, default=500.0, metavar="MB",
+                         help="disk budget of DIR: the oldest frames are deleted beyond it (default 500); nothing "
+                              "is written while the disk has less than 64 MB free")
     p.set_defaults(func=_lazy("run_command"))
 
 

@@ -15,6 +15,7 @@ import cv2
 
 from .autotune import choose_workers
 from .endpoints import serve_token
+from .collect import CollectOptions, CollectSink
 from .outputs import DisplaySink, RecorderSink
 from .pipeline import Pipeline, RunOptions, predict_timed, preprocess_timed
 from .preprocess import ImageReadError, load_image
@@ -23,6 +24,7 @@ from .runtime import Classifier, default_threads, open_classifier
 from .sinks import LinesSink, Sink, StatsJsonSink
 from .sources import default_source, open_source
 from edgepipe.core.safetext import printable, safe_line
+from .unknown import UnknownRule, resolve
 
 SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 0}  # SIGTERM is how a service is stopped: not a failure
 
@@ -56,8 +58,23 @@ def open_workers(args: argparse.Namespace) -> list[Classifier]:
     return [base] + [base.replica(threads) for _ in range(args.workers - 1)]
 
 
+def _unknown_rule(args: argparse.Namespace, classifier: Classifier) -> UnknownRule | None:
+    """The rule under --unknown, said on stderr so a log shows what "unknown" meant."""
+    rule = resolve(args.unknown, classifier.bundle.unknown if classifier.bundle else None)
+    if rule is None:
+        note = "off" if args.unknown == "off" else "off (the model has no calibrated threshold; pass --unknown P)"
+    else:
+        note = f"{rule.score} below {rule.threshold:.4g}" + (
+            f" (temperature {rule.temperature:.3g})" if rule.score == "temperature" else "")
+        if rule.background is not None:
+            note += f", or the background class {classifier.labels[rule.background]!r}"
+    print(f"edgepipe {args.command}: unknown: {printable(note)}", file=sys.stderr, flush=True)
+    return rule
+
+
 def classify_command(args: argparse.Namespace) -> int:
     classifier = _open(args)
+    rule = _unknown_rule(args, classifier)
     failed = 0
     for index, path in enumerate(args.images):
         try:
@@ -67,13 +84,19 @@ def classify_command(args: argparse.Namespace) -> int:
             print(f"edgepipe classify: skipped: {safe_line(exc)}", file=sys.stderr, flush=True)
             continue
         tensor, preprocess_ms = preprocess_timed(classifier, bgr)
-        top, stages = predict_timed(classifier, tensor, args.top_k)
-        result = FrameResult(index, time.time(), top, {"preprocess": preprocess_ms, **stages}, 0.0, str(path))
+        scored = predict_timed(classifier, tensor, args.top_k, unknown=rule)
+        result = FrameResult(index, time.time(), scored.top, {"preprocess": preprocess_ms, **scored.stages}, 0.0,
+                             str(path), verdict=scored.verdict)
         if args.json:
             data = result.to_json()
-            print(json.dumps({"path": data["item"], "top": data["top"], "latency_ms": data["latency_ms"]}), flush=True)
+            shown = {"path": data["item"], "label": data["label"]}
+            if "confidence" in data:
+                shown["confidence"] = data["confidence"]
+            print(json.dumps({**shown, "top": data["top"], "latency_ms": data["latency_ms"]}), flush=True)
         else:
-            labels = ", ".join(f"{p.label} {p.score:.3f}" for p in top)
+            labels = ", ".join(f"{p.label} {p.score:.3f}" for p in scored.top)
+            if result.unknown:
+                labels = f"unknown (best: {labels})"
             print(printable(f"{path}: {labels}  [inference {result.latency_ms['inference']:.1f} ms]"), flush=True)
     if failed:
         print(f"edgepipe classify: {failed} of {len(args.images)} images could not be read", file=sys.stderr)
@@ -123,6 +146,10 @@ def run_sinks(args: argparse.Namespace) -> list[Sink]:
         sinks.append(HttpSink(ServeOptions(host, port, args.serve_fps, serve_token(args.serve_token,
                                                                                     args.serve_token_file),
                                            args.preview), sys.stderr))
+    if args.collect is not None:
+        sinks.append(CollectSink(CollectOptions(
+            root=args.collect, below=args.collect_below, margin=args.collect_margin, every=args.collect_every,
+            rate=args.collect_rate, max_mb=args.collect_max_mb)))
     return sinks
 
 
@@ -131,7 +158,15 @@ def run_command(args: argparse.Namespace) -> int:
     if len(set(names)) != len(names):
         twice = ", ".join(sorted(n for n in set(names) if names.count(n) > 1))
         args.parser.error(f"--roi names must differ: {twice} given twice")
+    given = [flag for flag in ("collect_below", "collect_margin") if getattr(args, flag) is not None]
+    if args.collect is None and given:
+        args.parser.error(f"--{given[0].replace('_', '-')} needs --collect DIR")
     sinks = run_sinks(args)
+    # OpenCV's worker threads would compete with the interpreters for the same cores;
+    # decoding and resizing one frame are cheap enough for the capture thread alone.
+    cv2.setNumThreads(1)
+    source = open_source(args.source or default_source(), args.size, args.fps, max_pixels=args.max_image_pixels)
+    workers = open_workers(args)
     options = RunOptions(
         top_k=args.top_k,
         threshold=args.threshold,
@@ -144,12 +179,9 @@ def run_command(args: argparse.Namespace) -> int:
         stats_interval=args.stats_interval,
         ignore_decode_errors=args.ignore_decode_errors,
         regions=tuple(args.roi),
+        unknown=_unknown_rule(args, workers[0]),
     )
-    # OpenCV's worker threads would compete with the interpreters for the same cores;
-    # decoding and resizing one frame are cheap enough for the capture thread alone.
-    cv2.setNumThreads(1)
-    source = open_source(args.source or default_source(), args.size, args.fps, max_pixels=args.max_image_pixels)
-    pipeline = Pipeline(open_workers(args), source, options, sinks)
+    pipeline = Pipeline(workers, source, options, sinks)
     with _stop_on_signals(pipeline):
         result = pipeline.run()
     return result.exit_code

@@ -38,6 +38,7 @@ from .runtime import Classifier
 from .sinks import RunInfo, Sink, close_all
 from .sources import FrameSource, ImageError, ImageFilesSource, SourceLost, SourceUnavailable
 from edgepipe.core.safetext import safe_line
+from .unknown import UnknownRule, Verdict
 
 FILE_BUFFER_FRAMES = 4
 IN_FLIGHT_PER_WORKER = 2  # frames inside a worker or waiting for an earlier frame's result
@@ -126,21 +127,34 @@ def invoke_timed(classifier: Classifier, tensor: np.ndarray) -> tuple[np.ndarray
     return scores, (time.perf_counter() - started) * 1e3
 
 
+@dataclass
+class Scored:
+    """One frame's (smoothed) scores, its top-k, the unknown verdict (when rejecting) and the stage timings."""
+
+    scores: np.ndarray
+    top: list[Prediction]
+    verdict: Verdict | None
+    stages: dict[str, float]
+
+
 def postprocess_timed(scores: np.ndarray, labels: list[str], k: int, threshold: float = 0.0,
-                      smoother: ScoreSmoother | None = None) -> tuple[list[Prediction], float]:
+                      smoother: ScoreSmoother | None = None, unknown: UnknownRule | None = None) -> Scored:
     started = time.perf_counter()
     if smoother:
         scores = smoother.update(scores)
     top = top_k(scores, labels, k, threshold)
-    return top, (time.perf_counter() - started) * 1e3
+    verdict = unknown.judge(scores) if unknown else None
+    return Scored(scores, top, verdict, {"postprocess": (time.perf_counter() - started) * 1e3})
 
 
 def predict_timed(classifier: Classifier, tensor: np.ndarray, k: int, threshold: float = 0.0,
-                  smoother: ScoreSmoother | None = None) -> tuple[list[Prediction], dict[str, float]]:
-    """Top-k predictions for one input tensor and the milliseconds of inference and postprocessing."""
+                  smoother: ScoreSmoother | None = None, unknown: UnknownRule | None = None) -> Scored:
+    """Top-k predictions for one input tensor, the unknown verdict, and the milliseconds of
+    inference and postprocessing."""
     scores, inference_ms = invoke_timed(classifier, tensor)
-    top, postprocess_ms = postprocess_timed(scores, classifier.labels, k, threshold, smoother)
-    return top, {"inference": inference_ms, "postprocess": postprocess_ms}
+    scored = postprocess_timed(scores, classifier.labels, k, threshold, smoother, unknown)
+    scored.stages = {"inference": inference_ms, **scored.stages}
+    return scored
 
 
 @dataclass
@@ -303,6 +317,7 @@ class RunOptions:
     fps: float | None = None
     max_retries: int = 5
     stats_interval: float = 5.0
+    unknown: UnknownRule | None = None
     ignore_decode_errors: bool = False
     regions: tuple[Region, ...] = ()  # --roi: each also classified on its own, every frame
 
@@ -536,21 +551,21 @@ class Pipeline:
 
     def _result(self, inferred: Inferred) -> FrameResult:
         frame = inferred.frame
-        top, postprocess_ms = postprocess_timed(inferred.scores, self.classifier.labels, self.options.top_k,
-                                                self.options.threshold, self.smoother)
+        scored = postprocess_timed(inferred.scores, self.classifier.labels, self.options.top_k,
+                                   self.options.threshold, self.smoother, self.options.unknown)
         latency = {"capture": frame.capture_ms, "preprocess": inferred.preprocess_ms,
-                   "inference": inferred.inference_ms, "postprocess": postprocess_ms,
+                   "inference": inferred.inference_ms, "postprocess": scored.stages["postprocess"],
                    "total": (time.perf_counter() - frame.started) * 1000.0}
         self.stats.record(latency)
         regions, boxes = {}, {}
         for name, (box, scores) in inferred.regions.items():  # smoothed here, in frame order
-            regions[name], _ = postprocess_timed(scores, self.classifier.labels, self.options.top_k,
-                                                 self.options.threshold, self.region_smoothers[name])
+            regions[name] = postprocess_timed(scores, self.classifier.labels, self.options.top_k,
+                                              self.options.threshold, self.region_smoothers[name]).top
             boxes[name] = box
             if regions[name]:
                 self.region_labels[name][regions[name][0].label] += 1
-        return FrameResult(frame.index, frame.ts, top, latency, self.stats.current_fps, frame.item, frame.image,
-                           regions, boxes)
+        return FrameResult(frame.index, frame.ts, scored.top, latency, self.stats.current_fps, frame.item,
+                           frame.image, regions, boxes, scored.verdict, scored.scores)
 
     def _emit(self, result: FrameResult) -> None:
         for sink in self.sinks:

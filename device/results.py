@@ -16,6 +16,7 @@ import numpy as np
 from edgepipe.core.safetext import printable
 
 from .postprocess import Prediction
+from .unknown import UNKNOWN_LABEL, Verdict
 
 LATENCY_DECIMALS = 3
 
@@ -38,9 +39,18 @@ class FrameResult:
     image: np.ndarray | None = field(default=None, repr=False, compare=False)
     regions: dict[str, list[Prediction]] = field(default_factory=dict)  # --roi name -> its own top-k
     boxes: dict[str, tuple[int, int, int, int]] = field(default_factory=dict, repr=False, compare=False)
+    verdict: Verdict | None = None  # set when the run rejects unknowns (--unknown)
+    scores: np.ndarray | None = field(default=None, repr=False, compare=False)  # every class's score
+
+    @property
+    def unknown(self) -> bool:
+        return self.verdict is not None and self.verdict.unknown
 
     @property
     def label(self) -> str | None:
+        """What the frame shows: "unknown" when rejected (the best class stays in `top`)."""
+        if self.unknown:
+            return UNKNOWN_LABEL
         return self.top[0].label if self.top else None
 
     @property
@@ -52,6 +62,9 @@ class FrameResult:
         data: dict[str, Any] = {"frame": self.index, "ts": round(self.ts, 6)}
         if self.item is not None:
             data["item"] = self.item
+        data["label"] = self.label
+        if self.verdict is not None:
+            data["confidence"] = round(self.verdict.confidence, 6)
         data["top"] = [p.to_json() for p in self.top]
         data["latency_ms"] = {k: round(v, LATENCY_DECIMALS) for k, v in self.latency_ms.items()}
         data["fps"] = round(self.fps, 2)
@@ -63,6 +76,8 @@ class FrameResult:
         """The line `run` prints without --json."""
         labels = ", ".join(f"{p.label} {p.score:.2f}" for p in self.top) or f"(nothing above {threshold:g})"
         where = f"frame {self.index}" + (f" {self.item}" if self.item is not None else "")
+        if self.unknown:
+            labels = f"{UNKNOWN_LABEL} (best: {labels})"
         for name, top in self.regions.items():
             labels += f" | {name}: " + (f"{top[0].label} {top[0].score:.2f}" if top else "-")
         return printable(f"{where}: {labels}  [inference {self.latency_ms['inference']:.1f} ms, {self.fps:.1f} fps]")
@@ -74,4 +89,5 @@ class FrameResult:
 
         if self.image is None:
             raise ValueError("this result carries no image to annotate")
-        return annotate(self.image, self.top, self.fps, {n: (self.boxes[n], t) for n, t in self.regions.items()})
+        return annotate(self.image, self.top, self.fps, {n: (self.boxes[n], t) for n, t in self.regions.items()},
+                        self.unknown)

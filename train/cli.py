@@ -11,6 +11,8 @@ from pathlib import Path
 
 from edgepipe.core.args import add_command, fraction, non_negative_float, non_negative_int, positive_float, positive_int
 
+from edgepipe.device.cli import unknown_mode
+
 from .model import ALPHAS, ARCHITECTURES, MAX_INPUT_SIZE, MIN_INPUT_SIZE
 
 
@@ -31,7 +33,9 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
         subparsers, "train",
         help="fine-tune MobileNet on a folder of labelled photos",
         description="""
-            Fine-tune an ImageNet MobileNet on DATA_DIR/<label>/*.jpg|png|bmp|webp and write a run
+            Fine-tune an ImageNet MobileNet on DATA_DIR/<label>/*.jpg|png|bmp|webp (several DATA_DIRs
+            merge: classes of the same name join, e.g. the original photos and sorted field frames from
+            `edgepipe deploy collect`; config.json records the folders) and write a run
             directory (model.keras, labels.txt, config.json, split.json, metrics.json, history.csv,
             confusion_matrix.png, training_curves.png, skipped.txt) for `edgepipe convert`.
             Phase 1 trains the head on backbone features computed once (plus augmented copies);
@@ -42,9 +46,12 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
             edgepipe train photos/ --out run/
             edgepipe train photos/ --out run/ --weights mobilenet_v2_1.0_224_no_top.h5
             edgepipe train photos/ --out run/ --input-size 96 --alpha 0.35 --weights none --epochs 5
-            edgepipe train photos/ --out run/ --val-dir photos_val/ --force""",
+            edgepipe train photos/ --out run/ --val-dir photos_val/ --force
+            edgepipe train photos/ field/ --out run2/
+            edgepipe train photos/ --out run/ --background-class none""",
     )
-    p.add_argument("data_dir", metavar="DATA_DIR", help="folder with one sub-folder of images per class")
+    p.add_argument("data_dirs", nargs="+", metavar="DATA_DIR",
+                   help="folder with one sub-folder of images per class; several merge by class name")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory to create")
     p.add_argument("--force", action="store_true", help="replace RUN_DIR if it exists")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
@@ -52,6 +59,9 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--val-split", type=fraction, default=0.2, help="stratified validation fraction (default 0.2)")
     data.add_argument("--val-dir", metavar="DIR", help="use this folder for validation instead of a split")
     data.add_argument("--seed", type=int, default=0, help="seed for the split, augmentation and weights (default 0)")
+    data.add_argument("--background-class", metavar="NAME",
+                      help="the class folder of images of none of the classes (e.g. none): trained like any "
+                           "other, reported as \"unknown\" by run/classify and treated so by convert and evaluate")
     model = p.add_argument_group("model")
     model.add_argument("--architecture", choices=ARCHITECTURES, default="mobilenet_v2")
     model.add_argument("--alpha", type=float, choices=ALPHAS, default=1.0, help="width multiplier (default 1.0)")
@@ -103,7 +113,8 @@ def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
             edgepipe evaluate run/ photos_test/
             edgepipe evaluate run/ --split val --json
             edgepipe evaluate bundle/ photos_test/ --out eval/
-            edgepipe evaluate model.tflite photos_test/ --labels labels.txt --top-k 3""",
+            edgepipe evaluate model.tflite photos_test/ --labels labels.txt --top-k 3
+            edgepipe evaluate bundle/ --split val --run run/ --unknown-dir not_flowers/""",
     )
     p.add_argument("model", metavar="MODEL", help="run dir, model.keras, bundle dir or .tflite")
     p.add_argument("data_dir", metavar="DATA_DIR", nargs="?", type=Path,
@@ -115,6 +126,12 @@ def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=positive_int, default=5, help="also report top-K accuracy (default 5; omitted when K >= the number of classes)")
     p.add_argument("--batch-size", type=positive_int, default=32)
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.add_argument("--unknown-dir", metavar="DIR",
+                   help="images of none of the classes (any depth): report the false-accept rate, the AUROC of "
+                        "in-class vs unknown and in-class accuracy with rejection on and off")
+    p.add_argument("--unknown", type=unknown_mode, default="auto", metavar="auto|P",
+                   help="the threshold --unknown-dir evaluates: auto (default) = the bundle's calibrated one; "
+                        "P in [0, 1] on its score (max softmax for other models)")
     p.add_argument("--out", metavar="DIR", help="write metrics.json and confusion_matrix.png here")
     p.add_argument("--force", action="store_true", help="overwrite files in --out")
     p.set_defaults(func=run_evaluate)
@@ -134,7 +151,7 @@ def run_train(args: argparse.Namespace) -> int:
         flip=not args.no_flip, rotation=args.rotation, zoom=args.zoom,
         brightness=args.brightness, contrast=args.contrast)
     cfg = TrainConfig(
-        data_dir=args.data_dir, out=args.out, force=args.force,
+        data_dirs=args.data_dirs, out=args.out, force=args.force, background_class=args.background_class,
         model=ModelConfig(architecture=args.architecture, alpha=args.alpha, input_size=args.input_size,
                           weights=args.weights, dropout=args.dropout, l2=args.l2),
         val_split=args.val_split, val_dir=args.val_dir, seed=args.seed, epochs=args.epochs,
@@ -160,7 +177,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     from . import run_dir as rd
     from .evaluate import EvaluateOptions, evaluate
-    from .metrics import format_report
+    from .metrics import format_report, format_unknown_report
 
     if args.data_dir is not None and args.split is not None:
         args.parser.error("pass either DATA_DIR or --split, not both")
@@ -169,13 +186,16 @@ def run_evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else None
     evaluation = evaluate(EvaluateOptions(
         model=Path(args.model), data_dir=args.data_dir, split=args.split, run=args.run, labels=args.labels,
-        top_k=args.top_k, batch_size=args.batch_size, out=out, force=args.force))
+        top_k=args.top_k, batch_size=args.batch_size, out=out, force=args.force,
+        unknown_dir=Path(args.unknown_dir) if args.unknown_dir else None, unknown=args.unknown))
     skipped = evaluation.skipped
     if args.json:
         print(json.dumps(evaluation.result))
     else:
         print(f"model {args.model} ({evaluation.engine})")
         print(format_report(evaluation.report))
+        if "unknown" in evaluation.result:
+            print("\n" + format_unknown_report(evaluation.result["unknown"]))
         if skipped:
             print(f"\nskipped {len(skipped)} unreadable files: {', '.join(map(str, skipped[:5]))}"
                   + (" ..." if len(skipped) > 5 else ""))

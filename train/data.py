@@ -10,9 +10,11 @@ the pixels the model trains on are the pixels it sees on the Pi.
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from edgepipe.core.errors import UserError
 from edgepipe.device.preprocess import IMAGE_SUFFIXES, ImageReadError, InputSpec, load_image
@@ -46,17 +48,28 @@ class Split:
     labels: list[str]
     train: list[Sample]
     val: list[Sample]
-    train_root: Path
+    train_root: Path  # the first data folder
     skipped: list[tuple[Path, str]]
+    data_dirs: list[Path] = field(default_factory=list)  # every data folder, in the order given
 
     def to_json(self) -> dict:
-        """split.json: paths relative to data_dir (absolute when --val-dir lies elsewhere)."""
+        """split.json: paths relative to data_dir, the first folder (absolute for the other folders
+        and for a --val-dir elsewhere)."""
 
         def entries(samples: list[Sample]) -> list[list]:
             return [[_relative(s.path, self.train_root), s.label] for s in samples]
 
-        return {"data_dir": str(self.train_root), "labels": self.labels,
-                "train": entries(self.train), "val": entries(self.val)}
+        return {"data_dir": str(self.train_root), "data_dirs": [str(d) for d in self.data_dirs or [self.train_root]],
+                "labels": self.labels, "train": entries(self.train), "val": entries(self.val)}
+
+    def images_per_folder(self) -> dict[str, int]:
+        """How many readable images each data folder gave (training and validation together)."""
+        counts = {str(d): 0 for d in self.data_dirs}
+        for sample in self.train + self.val:
+            owner = next((d for d in self.data_dirs if sample.path.is_relative_to(d)), None)
+            if owner is not None:
+                counts[str(owner)] += 1
+        return counts
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -68,6 +81,20 @@ def _relative(path: Path, root: Path) -> str:
 
 def _is_image(path: Path) -> bool:
     return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def image_files(root: str | Path) -> list[Path]:
+    """Every image under `root`, at any depth (following symlinked folders), sorted; hidden ones skipped."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{root} is not a folder of images")
+    files = []
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+        files += [Path(folder) / n for n in names if _is_image(Path(folder) / n)]
+    if not files:
+        raise UserError(f"{root} has no images (.jpg, .jpeg, .png, .bmp, .webp)")
+    return sorted(files)
 
 
 def class_folders(root: Path) -> list[Path]:
@@ -130,6 +157,20 @@ def scan_folder(root: str | Path, labels: list[str] | None = None) -> ScannedFol
     return ScannedFolder(root, list(labels), samples, skipped)
 
 
+def scan_folders(roots: Sequence[str | Path]) -> ScannedFolder:
+    """Several data folders as one: classes of the same name merge (e.g. the original photos and
+    sorted field frames); the labels are the sorted union of every folder's class names."""
+    scanned = [scan_folder(root) for root in roots]
+    if len(scanned) == 1:
+        return scanned[0]
+    resolved = [s.root for s in scanned]
+    if len(set(resolved)) != len(resolved):
+        raise UserError("the same data folder is given twice; pass each folder once")
+    labels = sorted({label for s in scanned for label in s.labels})
+    samples = [Sample(x.path, labels.index(s.labels[x.label])) for s in scanned for x in s.samples]
+    return ScannedFolder(scanned[0].root, labels, samples, [bad for s in scanned for bad in s.skipped])
+
+
 def validate_classes(scanned: ScannedFolder) -> None:
     """Refuse data that cannot train a classifier, before any training starts."""
     counts = scanned.counts()
@@ -170,18 +211,22 @@ def stratified_split(samples: list[Sample], labels: list[str], val_fraction: flo
     return sorted(train, key=lambda s: s.path), sorted(val, key=lambda s: s.path)
 
 
-def make_split(data_dir: str | Path, val_fraction: float, seed: int, val_dir: str | Path | None = None) -> Split:
-    train_folder = scan_folder(data_dir)
+def make_split(data_dir: str | Path | Sequence[str | Path], val_fraction: float, seed: int,
+               val_dir: str | Path | None = None) -> Split:
+    """The training/validation split of one data folder, or of several merged (see scan_folders)."""
+    roots = [data_dir] if isinstance(data_dir, (str, Path)) else list(data_dir)
+    train_folder = scan_folders(roots)
     validate_classes(train_folder)
+    data_dirs = [Path(r).resolve() for r in roots]
     if val_dir is None:
         train, val = stratified_split(train_folder.samples, train_folder.labels, val_fraction, seed)
-        return Split(train_folder.labels, train, val, train_folder.root, train_folder.skipped)
+        return Split(train_folder.labels, train, val, train_folder.root, train_folder.skipped, data_dirs)
     val_folder = scan_folder(val_dir, labels=train_folder.labels)
     empty = [label for label, n in val_folder.counts().items() if n == 0]
     if empty:
         raise UserError(f"validation folder {val_folder.root} has no readable images of: {', '.join(empty)}")
     return Split(train_folder.labels, train_folder.samples, val_folder.samples, train_folder.root,
-                 train_folder.skipped + val_folder.skipped)
+                 train_folder.skipped + val_folder.skipped, data_dirs)
 
 
 # --- tf.data -----------------------------------------------------------------

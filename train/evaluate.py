@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -14,10 +14,11 @@ from edgepipe.core.errors import UserError
 from edgepipe.core.files import atomic_write_text, refuse_overwrite
 from edgepipe.device.labels import read_labels
 from edgepipe.device.preprocess import InputSpec
+from edgepipe.device.unknown import UnknownMode, UnknownRule, resolve
 
 from . import run_dir as rd
-from .data import Sample, probe, scan_folder
-from .metrics import classification_report
+from .data import Sample, image_files, probe, scan_folder
+from .metrics import classification_report, unknown_report
 from .plots import save_confusion_matrix
 
 
@@ -34,6 +35,8 @@ class EvaluateOptions:
     batch_size: int = 32
     out: Path | None = None
     force: bool = False
+    unknown_dir: Path | None = None  # images of none of the classes: report how well "unknown" works
+    unknown: UnknownMode = "auto"  # the threshold to evaluate there (see device/unknown.py resolve)
 
     def __post_init__(self) -> None:
         if (self.data_dir is None) == (self.split is None):
@@ -57,6 +60,8 @@ class Scored:
     labels: list[str]
     skipped: list[Path]
     engine: str
+    score_files: Callable[[list[Path]], np.ndarray]  # the same model on other images (readable ones only)
+    calibrated: UnknownRule | None = None  # the bundle's "unknown" rule (a run's: its background class only)
 
 
 def is_keras_model(path: Path) -> bool:
@@ -89,10 +94,14 @@ def _score_keras(args: EvaluateOptions, path: Path) -> Scored:
     from .keras_io import load_keras_model
 
     in_run_dir = rd.is_run_dir(path) or (path.name == rd.MODEL and (path.parent / rd.CONFIG).is_file())
+    calibrated = None
     if in_run_dir:
         run = rd.load_run(path)
         labels = read_labels(args.labels) if args.labels else run.labels
         model, spec = run.load_model(), run.input_spec
+        background = run.config.get("background_class")
+        if background in labels:  # a run has no threshold yet, but its background class is unknown
+            calibrated = UnknownRule(threshold=0.0, background=labels.index(background))
     else:
         if not args.labels:
             raise UserError(f"{path} is not inside a run dir; pass --labels FILE")
@@ -105,8 +114,14 @@ def _score_keras(args: EvaluateOptions, path: Path) -> Scored:
     samples, skipped = _samples_for(args, labels)
     if not samples:
         raise UserError("no readable images to evaluate")
+
+    def predict(paths: list[Path]) -> np.ndarray:
+        readable, _ = probe(paths, progress=False)
+        batches = image_dataset([Sample(p, 0) for p in readable], spec, args.batch_size)
+        return model.predict(inputs_only(batches), verbose=0)
+
     scores = model.predict(inputs_only(image_dataset(samples, spec, args.batch_size)), verbose=0)
-    return Scored(scores, np.array([s.label for s in samples]), labels, skipped, "keras")
+    return Scored(scores, np.array([s.label for s in samples]), labels, skipped, "keras", predict, calibrated)
 
 
 def _score_device(args: EvaluateOptions, path: Path) -> Scored:
@@ -124,7 +139,24 @@ def _score_device(args: EvaluateOptions, path: Path) -> Scored:
     if unreadable:  # changed on disk since it was probed
         raise UserError(f"{unreadable[0]} became unreadable during evaluation")
     engine = f"tflite:{classifier.backend}:{classifier.accelerator}"
-    return Scored(scores, np.array([s.label for s in samples]), classifier.labels, skipped, engine)
+    calibrated = classifier.bundle.unknown if classifier.bundle else None
+    return Scored(scores, np.array([s.label for s in samples]), classifier.labels, skipped, engine,
+                  lambda paths: predict_files(classifier, paths, progress=True)[0], calibrated)
+
+
+def _unknown_metrics(options: EvaluateOptions, scored: Scored, unknown_files: list[Path]) -> dict[str, Any]:
+    """--unknown-dir: how well the model says "unknown" (the background class's images count as unknown)."""
+    rule = resolve(options.unknown, scored.calibrated)
+    if rule is None:
+        raise UserError("no \"unknown\" threshold to evaluate: evaluate a bundle made by `edgepipe convert`, "
+                        "or pass --unknown P")
+    unknown_scores = scored.score_files(unknown_files)
+    scores, y_true = scored.scores, scored.y_true
+    if rule.background is not None:
+        is_background = y_true == rule.background
+        unknown_scores = np.concatenate([unknown_scores, scores[is_background]])
+        scores, y_true = scores[~is_background], y_true[~is_background]
+    return unknown_report(rule, scores, y_true, unknown_scores)
 
 
 def evaluate(options: EvaluateOptions) -> Evaluation:
@@ -132,6 +164,7 @@ def evaluate(options: EvaluateOptions) -> Evaluation:
     path = options.model
     if not path.exists():
         raise UserError(f"model {path} does not exist")
+    unknown_files = image_files(options.unknown_dir) if options.unknown_dir else []
     out = options.out
     if out is not None:
         for name in (rd.METRICS, rd.CONFUSION_PNG):
@@ -146,6 +179,8 @@ def evaluate(options: EvaluateOptions) -> Evaluation:
                                    top_k=(1, options.top_k))
     result = {**report, "model": str(path.resolve()), "engine": scored.engine,
               "skipped": [str(p) for p in scored.skipped]}
+    if unknown_files:
+        result["unknown"] = _unknown_metrics(options, scored, unknown_files)
     if out is not None:
         atomic_write_text(out / rd.METRICS, json.dumps(result, indent=2))
         save_confusion_matrix(report, out / rd.CONFUSION_PNG)

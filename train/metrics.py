@@ -11,6 +11,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from edgepipe.device.unknown import UnknownRule, confidence
+
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
     """Rows are true classes, columns predicted classes."""
@@ -132,3 +134,67 @@ def format_report(report: dict[str, Any]) -> str:
     for label, row in zip(labels, report["confusion"]):
         lines.append(f"{label:<{width}}  " + " ".join(f"{v:>{cell}}" for v in row))
     return "\n".join(lines)
+
+
+def auroc(positive: np.ndarray, negative: np.ndarray) -> float | None:
+    """Area under the ROC curve of a score that should be higher for `positive` than for `negative`.
+
+    The Mann-Whitney statistic with ties counted half: the probability that a
+    random positive outscores a random negative. None when either side is empty.
+    """
+    positive, negative = np.asarray(positive, np.float64), np.asarray(negative, np.float64)
+    if not len(positive) or not len(negative):
+        return None
+    values, inverse, counts = np.unique(np.concatenate([positive, negative]), return_inverse=True, return_counts=True)
+    average_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based, ties share their mean rank
+    ranks = average_rank[inverse]
+    u = ranks[: len(positive)].sum() - len(positive) * (len(positive) + 1) / 2.0
+    return float(u / (len(positive) * len(negative)))
+
+
+def unknown_report(rule: UnknownRule, scores: np.ndarray, y_true: np.ndarray, unknown_scores: np.ndarray) -> dict[str, Any]:
+    """How well `rule` says "unknown": on in-class images (`scores`, true labels `y_true`) and on
+    images of none of the classes (`unknown_scores`).
+
+    Rejection on, an in-class image counts as right only when it is accepted and
+    correctly classified; `accuracy_of_accepted` is the accuracy of the answers given.
+    """
+    scores, unknown_scores = np.asarray(scores, np.float64), np.asarray(unknown_scores, np.float64)
+    rejected_in, rejected_out = rule.judge_all(scores), rule.judge_all(unknown_scores)
+    correct = np.argmax(scores, axis=1) == np.asarray(y_true)
+    value_in = confidence(scores, rule.score, rule.temperature)
+    value_out = confidence(unknown_scores, rule.score, rule.temperature)
+    area = auroc(value_in, value_out)
+
+    def share(mask: np.ndarray) -> float | None:
+        return float(np.mean(mask)) if len(mask) else None
+
+    return {
+        "score": rule.score,
+        "threshold": rule.threshold,
+        "n_in_class": int(len(scores)),
+        "n_unknown": int(len(unknown_scores)),
+        "false_accept_rate": share(~rejected_out),
+        "auroc": round(area, 4) if area is not None else None,
+        "in_class_accepted": share(~rejected_in),
+        "accuracy_rejection_off": share(correct),
+        "accuracy_rejection_on": share(correct & ~rejected_in),
+        "accuracy_of_accepted": share(correct[~rejected_in]),
+    }
+
+
+def format_unknown_report(report: dict[str, Any]) -> str:
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{value * 100:.2f}%"
+
+    auroc_text = "-" if report["auroc"] is None else f"{report['auroc']:.4f}"
+    return "\n".join([
+        f"unknown: {report['score']} below {report['threshold']:.4f}; "
+        f"{report['n_in_class']} in-class and {report['n_unknown']} unknown images",
+        f"  false-accept rate (unknown images given a class)  {pct(report['false_accept_rate'])}",
+        f"  AUROC in-class vs unknown                          {auroc_text}",
+        f"  in-class images accepted                           {pct(report['in_class_accepted'])}",
+        f"  in-class accuracy, rejection off                   {pct(report['accuracy_rejection_off'])}",
+        f"  in-class accuracy, rejection on (rejected = wrong) {pct(report['accuracy_rejection_on'])}",
+        f"  accuracy of the accepted answers                   {pct(report['accuracy_of_accepted'])}",
+    ])

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from edgepipe import __version__
+from edgepipe.core.errors import UserError
 from edgepipe.core.progress import say
 from edgepipe.core.files import atomic_directory, refuse_overwrite
 from edgepipe.device.preprocess import InputSpec
@@ -44,7 +45,7 @@ OPTIMIZERS = ("adam", "sgd")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    data_dir: str
+    data_dirs: list[str]  # one or more folders of class sub-folders; classes of the same name merge
     out: str
     model: ModelConfig = field(default_factory=ModelConfig)
     val_split: float = 0.2
@@ -64,6 +65,7 @@ class TrainConfig:
     augment_copies: int = 3
     strategy: str = "default"
     force: bool = False
+    background_class: str | None = None  # a class of "none of these" images, reported as unknown
 
 
 def make_strategy(name: str):
@@ -206,6 +208,8 @@ def effective_config(cfg: TrainConfig, split: Split, spec: InputSpec, strategy) 
         "edgepipe_version": __version__,
         "tensorflow_version": tf.__version__,
         "data_dir": str(split.train_root),
+        "data_dirs": [str(d) for d in split.data_dirs],
+        "images_per_folder": split.images_per_folder(),
         "val_dir": str(Path(cfg.val_dir).resolve()) if cfg.val_dir else None,
         "labels": split.labels,
         "num_train": len(split.train),
@@ -213,7 +217,7 @@ def effective_config(cfg: TrainConfig, split: Split, spec: InputSpec, strategy) 
         "num_skipped": len(split.skipped),
         **asdict(cfg.model),
         "input": spec.to_json(),
-        **{k: v for k, v in asdict(cfg).items() if k not in ("model", "data_dir", "out", "val_dir", "augment", "force")},
+        **{k: v for k, v in asdict(cfg).items() if k not in ("model", "data_dirs", "out", "val_dir", "augment", "force")},
         "augment": asdict(cfg.augment) if cfg.augment is not None else None,
         "replicas": int(strategy.num_replicas_in_sync),
     }
@@ -317,7 +321,10 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     out = Path(cfg.out)
     refuse_overwrite(out, cfg.force)
     wall_start, cpu_start = time.monotonic(), time.process_time()
-    split = make_split(cfg.data_dir, cfg.val_split, cfg.seed, cfg.val_dir)
+    split = make_split(cfg.data_dirs, cfg.val_split, cfg.seed, cfg.val_dir)
+    if cfg.background_class is not None and cfg.background_class not in split.labels:
+        raise UserError(f"--background-class {cfg.background_class!r} is not a class folder of the data "
+                        f"({', '.join(split.labels)}); add DATA/{cfg.background_class}/ with images of none of the classes")
     model_cfg, weights_note = resolve_weights(cfg.model)
     cfg = replace(cfg, model=model_cfg)  # config.json records the weights file actually used
     say(weights_note)

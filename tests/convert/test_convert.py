@@ -276,3 +276,23 @@ def test_compiler_flags_without_edgetpu_are_a_usage_error(cli, small_run: Path, 
     code, _, err = cli("convert", small_run, "--out", tmp_path / "b", *flag)
     assert code == 2 and "need --edgetpu" in err
     assert not (tmp_path / "b").exists()
+
+
+def test_bundle_carries_the_calibrated_unknown_rule_and_a_model_card(auto_bundle: dict, small_run: Path) -> None:
+    from edgepipe.convert.calibrate import calibrate
+
+    bundle = load_bundle(auto_bundle["out"])
+    block = bundle.manifest["unknown"]
+    run = load_run(small_run)
+    scores, _ = predict_files(auto_bundle["out"], [p for p, _ in run.split_files("val")])
+    y = np.array([i for _, i in run.split_files("val")])
+    expected = calibrate(scores, y, run.labels, accept=0.95)
+    assert {k: block[k] for k in expected} == expected  # calibrated on the shipped int8 model's held-out scores
+    assert block["accepted"] >= 0.95 and block["n"] == 24 and block["false_accept"] is None
+    assert bundle.unknown is not None and bundle.unknown.threshold == block["threshold"]
+    assert auto_bundle["summary"]["unknown"]["threshold"] == block["threshold"]
+    card = (auto_bundle["out"] / "MODEL_CARD.md").read_text()
+    assert "MODEL_CARD.md" in bundle.manifest["files"]
+    assert f"threshold **{block['threshold']:.4f}**" in card and "False-accept rate: not measured" in card
+    assert all(f"| {label} |" in card for label in run.labels)
+    assert f"top-1 accuracy **{bundle.manifest['accuracy']['int8'] * 100:.1f}%**" in card

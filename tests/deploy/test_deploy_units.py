@@ -195,3 +195,10 @@ def test_inventory_without_ansible_names_the_extra(tmp_path, monkeypatch, capsys
     assert main(["deploy", str(tmp_path), "--inventory", str(inventory)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.endswith("install it with: pip install 'edgepipe[deploy]'") and len(err.splitlines()) == 1
+
+
+def test_service_with_collect_keeps_frames_in_the_prefix(tmp_path):
+    layout = remote_agent.Layout(str(tmp_path / "edgepipe"))
+    argv = remote_agent.service_argv(sys.executable, layout, {"collect": True, "accelerator": "cpu"})
+    assert argv[argv.index("--collect") + 1] == str(tmp_path / "edgepipe" / "collect")
+    assert "--collect" not in remote_agent.service_argv(sys.executable, layout, {"accelerator": "cpu"})

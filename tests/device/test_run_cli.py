@@ -9,7 +9,7 @@ import cv2
 import pytest
 
 
-JSON_KEYS = {"frame", "ts", "top", "latency_ms", "fps"}
+JSON_KEYS = {"frame", "ts", "label", "top", "latency_ms", "fps"}
 STAGES = {"capture", "preprocess", "inference", "postprocess", "total"}
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -108,3 +110,28 @@ def test_augmentation_changes_images_within_the_pixel_range(shapes_dataset):
     assert out.shape == images.shape
     assert out.min() >= -1.0 and out.max() <= 1.0
     assert np.abs(out - images.numpy()).mean() > 0.02
+
+
+def test_several_folders_merge_by_class_name_and_the_split_records_them(shapes_dataset, tmp_path, copy_dataset):
+    from edgepipe.train.run_dir import TrainedRun
+
+    photos = copy_dataset(shapes_dataset, tmp_path / "photos", per_class=8)
+    field = tmp_path / "field"
+    for label, new in (("circle", "circle"), ("cross", "none")):  # a known class and a new one
+        (field / new).mkdir(parents=True)
+        for image in sorted((shapes_dataset / label).iterdir())[8:12]:
+            shutil.copy(image, field / new / f"field_{image.name}")
+    split = make_split([photos, field], 0.25, seed=0)
+    assert split.labels == ["circle", "cross", "none", "square", "triangle"]
+    everything = split.train + split.val
+    counts = {label: sum(s.label == i for s in everything) for i, label in enumerate(split.labels)}
+    assert counts == {"circle": 12, "cross": 8, "none": 4, "square": 8, "triangle": 8}
+    assert all(split.labels[s.label] == ("none" if s.path.parent.name == "none" else s.path.parent.name)
+               for s in everything)
+    assert split.images_per_folder() == {str(photos.resolve()): 32, str(field.resolve()): 8}
+    saved = json.loads(json.dumps(split.to_json()))
+    assert saved["data_dirs"] == [str(photos.resolve()), str(field.resolve())]
+    run = TrainedRun(tmp_path, tmp_path / "model.keras", split.labels, InputSpec(32, 32), {}, saved)
+    assert sorted(p for p, _ in run.split_files("train") + run.split_files("val")) == sorted(s.path for s in everything)
+    with pytest.raises(UserError, match="same data folder is given twice"):
+        make_split([photos, photos], 0.25, seed=0)

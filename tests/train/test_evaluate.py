@@ -95,3 +95,27 @@ def test_bare_keras_model_needs_labels(tiny_run, shapes_dataset, tmp_path, capsy
     assert "pass --labels" in capsys.readouterr().err
     assert main(["evaluate", str(model), str(shapes_dataset), "--labels", str(tiny_run / rd.LABELS), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n"] == 64
+
+
+def test_evaluate_unknown_dir_reports_rejection_metrics(float_bundle, shapes_dataset, capsys):
+    from edgepipe.device.unknown import UnknownRule
+    from edgepipe.train.metrics import unknown_report
+
+    known, unknown = shapes_dataset / "circle", sorted((shapes_dataset / "cross").glob("*.jpg"))
+    assert main(["evaluate", str(float_bundle), str(shapes_dataset), "--unknown-dir", str(shapes_dataset / "cross"),
+                 "--unknown", "0.9", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)["unknown"]
+    classifier = open_classifier(float_bundle)
+    in_files = sorted(p for p in shapes_dataset.rglob("*.jpg"))
+    in_scores, _ = predict_files(classifier, in_files)
+    y = np.array([classifier.labels.index(p.parent.name) for p in in_files])
+    expected = unknown_report(UnknownRule("max_softmax", 0.9), in_scores, y, predict_files(classifier, unknown)[0])
+    assert result == pytest.approx(expected)
+    assert result["n_unknown"] == 16 and result["n_in_class"] == 64 and 0 <= result["auroc"] <= 1
+    assert result["accuracy_rejection_on"] <= result["accuracy_rejection_off"]
+    assert known.is_dir()
+
+
+def test_evaluate_unknown_dir_needs_a_threshold(float_bundle, shapes_dataset, capsys):
+    assert main(["evaluate", str(float_bundle), str(shapes_dataset), "--unknown-dir", str(shapes_dataset)]) == 1
+    assert "no \"unknown\" threshold to evaluate" in capsys.readouterr().err

@@ -135,3 +135,29 @@ def test_bad_arguments_exit_2(shapes_dataset, tmp_path, capsys, flag, value):
         main(["train", str(shapes_dataset), "--out", str(tmp_path / "run"), flag, value])
     assert exc.value.code == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_train_on_two_folders_with_a_background_class_records_them(shapes_dataset, copy_dataset, tmp_path,
+                                                                     tiny_args, pretrained_weights):
+    photos = copy_dataset(shapes_dataset, tmp_path / "photos", per_class=6)
+    field = tmp_path / "field"
+    (field / "none").mkdir(parents=True)
+    for image in sorted((photos / "cross").iterdir()):
+        image.rename(field / "none" / image.name)  # the crosses become "none of these"
+    (photos / "cross").rmdir()
+    args = [str(pretrained_weights) if a == "none" else a for a in tiny_args]
+    out = tmp_path / "run"
+    assert main(["train", str(photos), str(field), "--out", str(out), "--background-class", "none", *args]) == 0
+    run = rd.load_run(out)
+    assert run.labels == ["circle", "none", "square", "triangle"]
+    assert run.config["data_dirs"] == [str(photos.resolve()), str(field.resolve())]
+    assert run.config["images_per_folder"] == {str(photos.resolve()): 18, str(field.resolve()): 6}
+    assert run.config["background_class"] == "none" and run.split["data_dirs"] == run.config["data_dirs"]
+
+
+def test_background_class_must_be_a_class_folder(shapes_dataset, tmp_path, tiny_args, capsys):
+    assert main(["train", str(shapes_dataset), "--out", str(tmp_path / "run"), "--background-class", "nothing",
+                 *tiny_args]) == 1
+    err = capsys.readouterr().err
+    assert "--background-class 'nothing' is not a class folder" in err and err.count("\n") <= 2
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,203 @@
+"""How well does a model say "I don't know", and what does collecting cost? (issue 14)
+
+On flowers12 (../shared/datasets/flowers12/train): the model is trained on 9
+classes and the other 3 (sunflower, tigerlily, windflower: KNOWN/UNKNOWN
+below) play "none of the classes". Real commands throughout:
+
+  1. edgepipe train KNOWN --input-size 128 --fine-tune-epochs 1 --augment-copies 1
+     (the fast recipe: this measures rejection, not the best accuracy; see README)
+  2. edgepipe convert RUN --method ptq --unknown-dir UNKNOWN   (default --unknown-accept 0.95)
+  3. edgepipe evaluate BUNDLE --split val --run RUN --unknown-dir UNKNOWN
+     -> false-accept rate at the default calibration, AUROC in-class vs unknown,
+        in-class accuracy with rejection on and off;
+     plus the AUROC of every score kind on the same images (did convert's choice,
+     made without unknown images, pick the one that separates real unknowns best?)
+  4. edgepipe run BUNDLE --source <the held-out and unknown images> without
+     --collect, with --collect at its default limits, and with --collect at its
+     worst case (every frame kept: --collect-every 1, no rate limit, so every
+     frame the queue takes is JPEG-encoded and written), alternated for
+     --rounds rounds, in fresh processes: throughput (frames / run duration
+     from --stats-json). Target: default on/off >= 0.95; the worst case is
+     reported.
+
+Writes benchmarks/results/unknown.json; prints a table. With --reuse, an
+existing run dir and bundle in benchmarks/results/unknown/ are kept.
+
+    python benchmarks/bench_unknown.py [--shared ../shared] [--rounds 4] [--reuse]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+WORK = RESULTS / "unknown"
+UNKNOWN_CLASSES = ("sunflower", "tigerlily", "windflower")
+TRAIN_FLAGS = ["--input-size", "128", "--fine-tune-epochs", "1", "--augment-copies", "1"]
+TARGET_COLLECT_RATIO = 0.95
+REPEAT = 5  # each run classifies every image this many times: runs of seconds, not a noisy fraction of one
+EDGEPIPE = [sys.executable, "-m", "edgepipe"]
+
+
+def sh(*argv: str) -> str:
+    print("$ " + " ".join(argv[2:] if argv[:2] == tuple(EDGEPIPE[1:]) else argv), file=sys.stderr, flush=True)
+    proc = subprocess.run(list(argv), stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} exited {proc.returncode}")
+    return proc.stdout
+
+
+def split_classes(data: Path) -> tuple[Path, Path]:
+    """KNOWN and UNKNOWN: folders of symlinks to the 9 and 3 class folders."""
+    known, unknown = WORK / "known", WORK / "unknown"
+    for folder in (known, unknown):
+        folder.mkdir(parents=True, exist_ok=True)
+    for cls in sorted(p for p in data.iterdir() if p.is_dir()):
+        link = (unknown if cls.name in UNKNOWN_CLASSES else known) / cls.name
+        if not link.exists():
+            link.symlink_to(cls.resolve(), target_is_directory=True)
+    return known, unknown
+
+
+def score_separation(bundle: Path, run: Path, unknown: Path) -> dict[str, float]:
+    """AUROC of in-class held-out vs unknown images for every score kind, through the device runtime."""
+    from edgepipe.device.unknown import SCORE_KINDS, confidence
+    from edgepipe.train.data import image_files
+    from edgepipe.train.device_eval import predict_files
+    from edgepipe.train.metrics import auroc
+    from edgepipe.train.run_dir import load_run
+
+    manifest = json.loads((bundle / "bundle.json").read_text())
+    temperature = manifest["unknown"]["fitted_temperature"]
+    inside, _ = predict_files(bundle, [p for p, _ in load_run(run).split_files("val")])
+    outside, _ = predict_files(bundle, image_files(unknown))
+    return {kind: round(auroc(confidence(inside, kind, temperature), confidence(outside, kind, temperature)), 4)
+            for kind in SCORE_KINDS}
+
+
+COLLECT_MODES = {
+    "default": [],
+    "worst": ["--collect-every", "1", "--collect-rate", "1000000", "--collect-max-mb", "200"],
+}
+
+
+def throughput(bundle: Path, source: Path, collect: Path | None, mode: str = "default") -> tuple[float, float]:
+    """Frames per second of one `edgepipe run` over the images (from its own summary), and the CPU
+    milliseconds it spent per frame (user + system: what a shared machine's load does not change)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with tempfile.TemporaryDirectory() as tmp:
+        stats = Path(tmp) / "stats.json"
+        argv = [*EDGEPIPE, "run", str(bundle), "--source", str(source), "--stats-interval", "0",
+                "--stats-json", str(stats), "--top-k", "1"]
+        if collect is not None:
+            shutil.rmtree(collect, ignore_errors=True)
+            argv += ["--collect", str(collect), *COLLECT_MODES[mode]]
+        subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+        summary = json.loads(stats.read_text())
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_ms = ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) * 1e3 / summary["frames"]
+    if collect is not None:
+        saved = summary["collect"]["saved"]
+        print(f"  collect {mode}: {saved} saved, {summary['collect']['dropped_queue_full']} dropped (queue full), "
+              f"{summary['collect']['rate_limited']} rate-limited of {summary['frames']}", file=sys.stderr)
+    return float(summary["fps"]), cpu_ms
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", type=Path, default=Path(os.environ.get("EDGEPIPE_SHARED", ROOT.parent / "shared")))
+    parser.add_argument("--rounds", type=int, default=4, help="alternated off/on pairs for the collect cost")
+    parser.add_argument("--reuse", action="store_true", help="keep an existing run dir and bundle")
+    args = parser.parse_args()
+    data = args.shared / "datasets" / "flowers12" / "train"
+    weights = args.shared / "weights" / "mobilenet_v2_1.0_224_no_top.h5"
+    missing = [p for p in (data, weights) if not p.exists()]
+    if missing:
+        print(f"skipped: {missing[0]} is absent (put ../shared beside the checkout or pass --shared)")
+        return 0
+    known, unknown = split_classes(data)
+    run, bundle = WORK / "run", WORK / "bundle"
+    if not (args.reuse and (run / "model.keras").is_file()):
+        sh(*EDGEPIPE, "train", str(known), "--out", str(run), "--weights", str(weights), "--force", *TRAIN_FLAGS)
+    if not (args.reuse and (bundle / "bundle.json").is_file()):
+        sh(*EDGEPIPE, "convert", str(run), "--out", str(bundle), "--method", "ptq", "--unknown-dir", str(unknown),
+           "--force")
+    report = json.loads(sh(*EDGEPIPE, "evaluate", str(bundle), "--split", "val", "--run", str(run),
+                           "--unknown-dir", str(unknown), "--json"))
+    rejection = report["unknown"]
+    calibration = json.loads((bundle / "bundle.json").read_text())["unknown"]
+    separation = score_separation(bundle, run, unknown)
+
+    images = WORK / "run_images"  # held-out in-class and unknown images, REPEAT times: one folder
+    if not images.exists():
+        images.mkdir()
+        from edgepipe.train.data import image_files
+        from edgepipe.train.run_dir import load_run
+
+        for path in [p for p, _ in load_run(run).split_files("val")] + image_files(unknown):
+            for copy in range(REPEAT):
+                (images / f"{copy}_{path.parent.name}_{path.name}").symlink_to(path.resolve())
+    collect_dir = WORK / "collected"
+    measured: dict[str, list[tuple[float, float]]] = {"off": [], "default": [], "worst": []}
+    for _ in range(args.rounds):
+        measured["off"].append(throughput(bundle, images, None))
+        measured["default"].append(throughput(bundle, images, collect_dir, "default"))
+        measured["worst"].append(throughput(bundle, images, collect_dir, "worst"))
+    off, on, worst = ([fps for fps, _ in measured[k]] for k in ("off", "default", "worst"))
+    cpu = {k: round(statistics.median(c for _, c in v), 2) for k, v in measured.items()}
+    ratios = [b / a for a, b in zip(off, on)]
+    worst_ratios = [b / a for a, b in zip(off, worst)]
+    result = {
+        "benchmark": "unknown",
+        "train_flags": TRAIN_FLAGS,
+        "train_wall_s": json.loads((run / "config.json").read_text())["wall_seconds"],
+        "unknown_classes": list(UNKNOWN_CLASSES),
+        "calibration": calibration,
+        "evaluate": rejection,
+        "auroc_by_score": separation,
+        "collect": {"fps_off": off, "fps_on_default": on, "fps_on_worst": worst,
+                    "ratios": [round(r, 3) for r in ratios], "median_ratio": round(statistics.median(ratios), 3),
+                    "worst_ratios": [round(r, 3) for r in worst_ratios],
+                    "worst_median_ratio": round(statistics.median(worst_ratios), 3),
+                    "cpu_ms_per_frame": cpu, "target": TARGET_COLLECT_RATIO,
+                    "frames_per_run": len(list(images.iterdir()))},
+        "load_average_1m_after": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "unknown.json").write_text(json.dumps(result, indent=2))
+    pct = lambda v: f"{v * 100:.1f}%"  # noqa: E731
+    rows = [
+        ("score chosen by convert", f"{calibration['score']} ({calibration['selection']['misclassified']} held-out errors)"),
+        ("threshold (accept 95% held-out)", f"{calibration['threshold']:.4f}, accepts {pct(calibration['accepted'])}"),
+        ("false-accept rate", f"{pct(rejection['false_accept_rate'])} of {rejection['n_unknown']} unknown images"),
+        ("AUROC in-class vs unknown", f"{rejection['auroc']:.4f}"),
+        ("AUROC by score", ", ".join(f"{k} {v:.4f}" for k, v in separation.items())),
+        ("in-class accuracy, rejection off", pct(rejection["accuracy_rejection_off"])),
+        ("in-class accuracy, rejection on", f"{pct(rejection['accuracy_rejection_on'])} "
+                                            f"(accepted answers: {pct(rejection['accuracy_of_accepted'])})"),
+        ("run fps, --collect off / default / worst",
+         f"{statistics.median(off):.1f} / {statistics.median(on):.1f} / {statistics.median(worst):.1f}"),
+        ("collect default on/off (median)", f"{result['collect']['median_ratio']:.3f} (target >= {TARGET_COLLECT_RATIO})"),
+        ("collect worst case on/off (median)", f"{result['collect']['worst_median_ratio']:.3f} (reported)"),
+        ("CPU ms/frame off / default / worst", f"{cpu['off']:.2f} / {cpu['default']:.2f} / {cpu['worst']:.2f}"),
+        ("load average after", f"{result['load_average_1m_after']:.2f} on {os.cpu_count()} CPUs"),
+    ]
+    for name, value in rows:
+        print(f"{name:<40} {value}")
+    print(f"wrote {RESULTS / 'unknown.json'}")
+    return 0 if result["collect"]["median_ratio"] >= TARGET_COLLECT_RATIO else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""MODEL_CARD.md: what a bundle is for and how far to trust it, written by convert.
+
+Everything in it is read from the run (config.json) and from what convert
+measured on the held-out split, so the card cannot claim more than was
+measured; what was not measured says so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgepipe.train.run_dir import TrainedRun
+
+MODEL_CARD = "MODEL_CARD.md"
+
+
+def _pct(value: Any) -> str:
+    return f"{value * 100:.1f}%" if isinstance(value, (int, float)) else "not measured"
+
+
+def _data_section(run: TrainedRun) -> list[str]:
+    config = run.config
+    held_out = "a separate folder" if config.get("val_dir") else f"a stratified {config.get('val_split', '?')} split"
+    folders = config.get("data_dirs") or [config.get("data_dir", "?")]
+    lines = [
+        f"- Training folders: {', '.join(f'`{f}`' for f in folders)}"
+        + (f"; validation folder `{config['val_dir']}`" if config.get("val_dir") else ""),
+        f"- Images: {config.get('num_train', '?')} for training, {config.get('num_val', '?')} held out "
+        f"({held_out}), "
+        f"{config.get('num_skipped', 0)} unreadable skipped",
+        f"- Model: {config.get('architecture', '?')} alpha {config.get('alpha', '?')}, "
+        f"{run.input_spec.width}x{run.input_spec.height} input, backbone weights `{config.get('weights', '?')}`",
+    ]
+    return lines
+
+
+def _unknown_section(unknown: dict[str, Any]) -> list[str]:
+    selection = unknown["selection"]
+    aurocs = ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in selection["auroc"].items())
+    far = unknown.get("false_accept")
+    lines = [
+        f"- Score: `{unknown['score']}`"
+        + (f" (temperature {unknown['temperature']:.3g})" if unknown["score"] == "temperature" else "")
+        + f", threshold **{unknown['threshold']:.4f}**: below it `run` and `classify` answer \"unknown\".",
+        f"- Calibrated to accept {unknown['accept_target']:.0%} of the {unknown['n']} held-out in-class images; "
+        f"measured: {_pct(unknown['accepted'])} accepted.",
+        f"- Score chosen by {selection['criterion']} ({selection['reason']}; {selection['misclassified']} "
+        f"misclassified): {aurocs}.",
+    ]
+    if unknown.get("background_class"):
+        lines.append(f"- Background class `{unknown['background_class']}` is reported as unknown.")
+    if far:
+        lines.append(f"- False-accept rate (images of none of the classes given a class anyway): "
+                     f"**{_pct(far['false_accept_rate'])}** on {far['n']} images ({far['on']}).")
+    else:
+        lines.append("- False-accept rate: not measured (convert had no images of none of the classes); measure it "
+                     "with `edgepipe evaluate BUNDLE --split val --run RUN_DIR --unknown-dir DIR`.")
+    return lines
+
+
+def model_card(run: TrainedRun, accuracy: dict[str, Any], drift: dict[str, Any], extra: dict[str, Any]) -> str:
+    """The card's markdown for the bundle being written."""
+    quantization = extra["quantization"]
+    labels = ", ".join(f"`{label}`" for label in run.labels)
+    lines = [
+        "# Model card",
+        "",
+        f"Written by {extra['created_by']} on {extra['created']} from `{run.root.resolve()}`.",
+        "",
+        "## Intended use",
+        "",
+        f"Classify camera frames or photos into one of {len(run.labels)} classes: {labels}; "
+        "say \"unknown\" for images that look like none of them. It was trained only on the folders below: it "
+        "knows nothing of the world outside them, and its numbers hold only for images like the held-out ones. "
+        "Do not use it to identify people or for decisions about people.",
+        "",
+        "## Data",
+        "",
+        *_data_section(run),
+        "",
+        "## Held-out metrics",
+        "",
+        f"On {accuracy['n']} held-out images, through the device runtime: int8 ({quantization['method']}) top-1 "
+        f"accuracy **{_pct(accuracy['int8'])}**, float {_pct(accuracy['float'])}, top-1 agreement "
+        f"{_pct(accuracy['top1_agreement'])}.",
+        "",
+        "| class | int8 accuracy | float accuracy |",
+        "| --- | --- | --- |",
+        *(f"| {name} | {_pct(row[drift['quantized']])} | {_pct(row[drift['reference']])} |"
+          for name, row in drift["per_class"].items()),
+        "",
+        "## Unknown",
+        "",
+        *_unknown_section(extra["unknown"]),
+        "",
+        "## Known limits",
+        "",
+        f"- {accuracy['n']} held-out images: each per-class number rests on few images, so a few points either "
+        "way is noise.",
+        "- The threshold trades answers for safety: a stricter one rejects more in-class images too. Re-calibrate "
+        "(`edgepipe convert`) after retraining; `run --unknown P` overrides it.",
+        "- Lighting, camera, distance and season unlike the training photos lower accuracy in ways these numbers "
+        "do not show; collect field frames (`run --collect`) and retrain on them.",
+    ]
+    if extra.get("warnings"):
+        lines += ["", "## Conversion warnings", "", *(f"- {w}" for w in extra["warnings"])]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,227 @@
+"""`run --collect DIR`: keep the frames the model is unsure of, to train on later.
+
+A frame is kept when it is "unknown", when its top-1 score is below
+--collect-below, or when its top two classes are within --collect-margin; one
+in --collect-every confident frames is kept too, so the collected data is not
+only the hard cases. Each kept frame is a JPEG plus a JSON sidecar (time,
+label, reason, every class's score, model hash, region); the sidecar is
+written last, so a JPEG without one is an incomplete pair that `deploy
+collect` ignores.
+
+The device must never fill up: at most --collect-rate frames a minute
+(a token bucket), at most --collect-max-mb on disk (the oldest pairs are
+deleted first), and nothing is written while the file system has less than
+MIN_FREE_MB free. Encoding and writing happen on a worker thread behind a
+bounded queue, at a lower CPU priority, so the inference loop never waits for
+the SD card or for JPEG encoding; what does not fit in the queue is dropped
+and counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from edgepipe.core.errors import UserError
+from edgepipe.core.files import atomic_write_bytes, atomic_write_text
+
+from .bundle import sha256_file
+from .results import FrameResult
+from .sinks import RunInfo, Sink
+
+SIDECAR = ".json"
+IMAGE = ".jpg"
+MIN_FREE_MB = 64.0  # never write when the file system has less free than this
+QUEUE_FRAMES = 8
+JPEG_QUALITY = 90
+WORKER_NICENESS = 10  # added to the process's: the writer yields the CPU to inference
+
+
+@dataclass(frozen=True)
+class CollectOptions:
+    root: Path
+    below: float | None = None  # keep frames whose top-1 score is below this
+    margin: float | None = None  # keep frames whose top-1 and top-2 scores are within this
+    every: int = 0  # keep one in this many confident frames (0: none)
+    rate: float = 6.0  # frames per minute at most
+    max_mb: float = 500.0  # disk budget of DIR
+    min_free_mb: float = MIN_FREE_MB
+    queue_frames: int = QUEUE_FRAMES
+
+
+def collect_reason(result: FrameResult, options: CollectOptions, confident_count: int) -> str | None:
+    """Why this frame should be kept (None: it should not). `confident_count` counts confident
+    frames so far, this one included, for the --collect-every sample."""
+    if result.unknown:
+        return "unknown"
+    scores = result.scores if result.scores is not None else np.array([p.score for p in result.top])
+    if scores.size == 0:
+        return None
+    best = np.sort(scores)[::-1]
+    if options.below is not None and best[0] < options.below:
+        return "low_score"
+    if options.margin is not None and best.size > 1 and best[0] - best[1] <= options.margin:
+        return "small_margin"
+    if options.every and confident_count % options.every == 0:
+        return "sample"
+    return None
+
+
+class TokenBucket:
+    """At most `per_minute` takes a minute on average, in bursts of at most max(1, per_minute)."""
+
+    def __init__(self, per_minute: float, clock=time.monotonic) -> None:
+        self.per_second, self.capacity, self.clock = per_minute / 60.0, max(1.0, per_minute), clock
+        self.tokens, self.last = self.capacity, clock()
+
+    def take(self) -> bool:
+        now = self.clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self.last) * self.per_second)
+        self.last = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class DiskBudget:
+    """The collected pairs in DIR, oldest first, and their total size; evicts to stay in budget."""
+
+    def __init__(self, root: Path, max_bytes: int) -> None:
+        self.root, self.max_bytes = root, max_bytes
+        self.pairs: dict[str, int] = {}  # stem -> bytes of its JPEG + sidecar, in name (= time) order
+        for path in sorted(root.glob(f"*{IMAGE}")) + sorted(root.glob(f"*{SIDECAR}")):
+            self.pairs[path.stem] = self.pairs.get(path.stem, 0) + path.stat().st_size
+        self.pairs = dict(sorted(self.pairs.items()))
+        self.used = sum(self.pairs.values())
+        self.evicted = 0
+
+    def add(self, stem: str, size: int) -> None:
+        self.pairs[stem] = size
+        self.used += size
+        while self.used > self.max_bytes and len(self.pairs) > 1:
+            oldest = next(iter(self.pairs))
+            for suffix in (SIDECAR, IMAGE):  # sidecar first: a pair is never half-complete-looking
+                (self.root / f"{oldest}{suffix}").unlink(missing_ok=True)
+            self.used -= self.pairs.pop(oldest)
+            self.evicted += 1
+
+
+class CollectSink(Sink):
+    """Keeps unsure frames (and a sample of sure ones) as JPEG + JSON in DIR, within rate and disk limits."""
+
+    def __init__(self, options: CollectOptions, clock=time.monotonic) -> None:
+        self.options = options
+        try:
+            options.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create --collect folder {options.root}: {exc.strerror}") from None
+        self.budget = DiskBudget(options.root, int(options.max_mb * 1024 * 1024))
+        self.bucket = TokenBucket(options.rate, clock)
+        self.queue: queue.Queue[tuple[FrameResult, str] | None] = queue.Queue(options.queue_frames)
+        self.counts = {"saved": 0, "dropped_queue_full": 0, "rate_limited": 0, "skipped_low_disk": 0,
+                       "write_errors": 0}
+        self.reasons: dict[str, int] = {}
+        self._confident = 0
+        self._worker = threading.Thread(target=self._write_loop, name="edgepipe-collect", daemon=True)
+        self._run: RunInfo | None = None
+        self._model_hash = ""
+        self._lock = threading.Lock()
+
+    def start(self, run: RunInfo) -> None:
+        self._run = run
+        self._model_hash = sha256_file(Path(run.model))
+        self._worker.start()
+
+    def emit(self, result: FrameResult) -> None:
+        if result.image is None:
+            return
+        if not result.unknown:
+            self._confident += 1
+        reason = collect_reason(result, self.options, self._confident)
+        if reason is None:
+            return
+        if not self.bucket.take():
+            self.counts["rate_limited"] += 1
+            return
+        try:
+            self.queue.put_nowait((result, reason))
+        except queue.Full:
+            self.counts["dropped_queue_full"] += 1
+
+    def _write_loop(self) -> None:
+        if hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):  # Linux: a thread's own nice
+            with contextlib.suppress(OSError):  # inference keeps the CPU; collection takes what is left
+                nice = min(19, os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICENESS)
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        while (item := self.queue.get()) is not None:
+            try:
+                self._write(*item)
+            except OSError:
+                with self._lock:
+                    self.counts["write_errors"] += 1
+
+    def _write(self, result: FrameResult, reason: str) -> None:
+        root = self.options.root
+        if shutil.disk_usage(root).free < self.options.min_free_mb * 1024 * 1024:
+            with self._lock:
+                self.counts["skipped_low_disk"] += 1
+            return
+        ok, jpeg = cv2.imencode(IMAGE, result.image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if not ok:
+            raise OSError("JPEG encoding failed")
+        when = datetime.fromtimestamp(result.ts, timezone.utc)
+        stem = f"{when:%Y%m%dT%H%M%S}{when.microsecond // 1000:03d}Z-{result.index:08d}"
+        sidecar = json.dumps(self._sidecar(result, reason, when), indent=1) + "\n"
+        atomic_write_bytes(root / f"{stem}{IMAGE}", jpeg.tobytes())
+        atomic_write_text(root / f"{stem}{SIDECAR}", sidecar)  # last: the pair is complete
+        with self._lock:
+            self.budget.add(stem, len(jpeg) + len(sidecar.encode()))
+            self.counts["saved"] += 1
+            self.reasons[reason] = self.reasons.get(reason, 0) + 1
+
+    def _sidecar(self, result: FrameResult, reason: str, when: datetime) -> dict[str, Any]:
+        run = self._run
+        labels = list(run.labels) if run else []
+        scores = result.scores
+        return {
+            "time": when.isoformat(timespec="milliseconds"),
+            "frame": result.index,
+            "item": result.item,
+            "label": result.label,  # "unknown", or the predicted class
+            "best": result.top[0].label if result.top else None,
+            "confidence": round(result.verdict.confidence, 6) if result.verdict else None,
+            "reason": reason,
+            "scores": ({label: round(float(s), 6) for label, s in zip(labels, scores)} if scores is not None
+                       else {p.label: round(p.score, 6) for p in result.top}),
+            "model": {"path": run.model if run else None, "sha256": self._model_hash},
+            "source": run.source if run else None,
+            "region": None,  # the whole frame; region outputs name theirs
+        }
+
+    def _finish(self) -> None:
+        """Write every queued frame and stop the worker (idempotent)."""
+        if self._worker.is_alive():
+            self.queue.put(None)  # after every queued frame
+            self._worker.join()
+
+    def summary_fields(self) -> dict[str, Any]:
+        self._finish()  # the run has ended: count what was written, not what was still queued
+        with self._lock:
+            return {"collect": {"dir": str(self.options.root), **self.counts, "reasons": dict(self.reasons),
+                                "evicted": self.budget.evicted, "bytes": self.budget.used}}
+
+    def close(self, summary: dict[str, Any]) -> None:
+        self._finish()

@@ -1,0 +1,73 @@
+"""Calibrating "unknown" on held-out scores: the threshold's acceptance, the choice
+of score, the fitted temperature, and the AUROC it is chosen by."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgepipe.convert.calibrate import calibrate, false_accepts, fit_temperature, threshold_for
+from edgepipe.device.unknown import SCORE_KINDS, UnknownRule, confidence, soften
+from edgepipe.train.metrics import auroc
+
+LABELS = ["a", "b", "c"]
+
+
+def test_auroc_is_the_mann_whitney_probability_with_ties_half():
+    assert auroc(np.array([3.0, 4.0]), np.array([1.0, 2.0])) == 1.0
+    assert auroc(np.array([1.0]), np.array([2.0])) == 0.0
+    assert auroc(np.array([1.0, 2.0]), np.array([1.0, 2.0])) == 0.5
+    assert auroc(np.array([2.0, 3.0, 1.0]), np.array([1.5])) == pytest.approx(2 / 3)
+    assert auroc(np.array([]), np.array([1.0])) is None
+
+
+@pytest.mark.parametrize("accept, n_accepted", [(0.95, 19), (0.9, 18), (1.0, 20), (0.5, 10)])
+def test_threshold_accepts_at_least_the_target_share(accept, n_accepted):
+    values = np.linspace(0.05, 1.0, 20)
+    threshold = threshold_for(values, accept)
+    assert int((values >= threshold).sum()) == n_accepted
+
+
+def test_fitted_temperature_lowers_the_held_out_nll_of_an_overconfident_model():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 300)
+    logits = rng.normal(0, 1, (300, 3))
+    logits[np.arange(300), y] += 1.0
+    overconfident = soften(np.exp(logits) / np.exp(logits).sum(1, keepdims=True), 0.3)  # logits / 0.3: too sharp
+
+    def nll(t):
+        return -np.mean(np.log(soften(overconfident, t)[np.arange(300), y]))
+
+    t = fit_temperature(overconfident, y)
+    assert 2.5 < t < 4.5 and nll(t) < nll(1.0)  # undoes the 1/0.3 sharpening
+
+
+def test_calibrate_picks_the_score_that_ranks_mistakes_lowest_and_records_why():
+    # Mistakes outscore some right answers in max softmax but have the smallest margin.
+    right = [[0.6, 0.1, 0.3]] * 6 + [[0.7, 0.2, 0.1]] * 6
+    wrong = [[0.62, 0.37, 0.01]] * 3
+    scores = np.array(right + wrong)
+    y = np.array([0] * 12 + [1] * 3)
+    block = calibrate(scores, y, LABELS, accept=0.8)
+    aurocs = block["selection"]["auroc"]
+    assert block["selection"]["misclassified"] == 3 and aurocs["margin"] == 1.0 > aurocs["max_softmax"]
+    best = [kind for kind in SCORE_KINDS if aurocs[kind] == max(aurocs.values())]
+    assert block["score"] == best[0] != "max_softmax"  # ties go to the simpler (earlier) score
+    values = confidence(scores, block["score"], block["temperature"])
+    assert block["threshold"] == threshold_for(values, 0.8) and block["accepted"] == pytest.approx(12 / 15)
+    assert set(np.flatnonzero(values < block["threshold"])) == {12, 13, 14}  # exactly the mistakes rejected
+    margin = calibrate(scores, y, LABELS, accept=0.8, score="margin")
+    assert margin["threshold"] == pytest.approx(0.3) and margin["temperature"] == 1.0
+    forced = calibrate(scores, y, LABELS, accept=0.8, score="max_softmax")
+    assert forced["score"] == "max_softmax" and forced["selection"]["reason"] == "forced by --unknown-score"
+
+
+def test_too_few_mistakes_keep_max_softmax_and_background_is_not_in_class():
+    scores = np.array([[0.9, 0.05, 0.05], [0.8, 0.1, 0.1], [0.1, 0.85, 0.05], [0.1, 0.2, 0.7], [0.2, 0.2, 0.6]])
+    y = np.array([0, 0, 1, 2, 2])
+    block = calibrate(scores, y, LABELS, accept=1.0, background="c")
+    assert block["score"] == "max_softmax" and "too few" in block["selection"]["reason"]
+    assert block["n"] == 3 and block["threshold"] == pytest.approx(0.8) and block["background_class"] == "c"
+    rule = UnknownRule("max_softmax", block["threshold"], background=2)
+    assert false_accepts(rule, scores[3:]) == {"false_accept_rate": 0.0, "n": 2}
+    assert false_accepts(UnknownRule("max_softmax", 0.5), scores[3:])["false_accept_rate"] == 1.0

@@ -1,0 +1,139 @@
+"""`run --collect`: which frames are kept, the JPEG + sidecar pairs, the rate and
+disk limits, and that a slow disk never blocks the inference thread."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgepipe.device.collect import CollectOptions, CollectSink, TokenBucket, collect_reason
+from edgepipe.device.postprocess import Prediction
+from edgepipe.device.results import FrameResult
+from edgepipe.device.sinks import RunInfo
+from edgepipe.device.unknown import Verdict
+
+LABELS = ("circle", "square", "triangle")
+
+
+def result(index: int, scores, unknown: bool = False) -> FrameResult:
+    scores = np.array(scores, np.float32)
+    top = [Prediction(int(i), LABELS[i], float(scores[i])) for i in np.argsort(-scores)]
+    frame = np.random.default_rng(index).integers(0, 256, (120, 160, 3), dtype=np.uint8)  # ~40 KB as JPEG
+    verdict = Verdict(unknown, float(scores.max()))
+    return FrameResult(index, 1_700_000_000.0 + index, top, {"inference": 1.0}, 10.0, None, frame, verdict, scores)
+
+
+def run_info(model: Path) -> RunInfo:
+    return RunInfo("test", None, str(model), "cpu", "litert", 1, LABELS, lambda reason, code: None)
+
+
+def test_reasons_unknown_low_score_small_margin_and_a_sample_of_confident_frames():
+    options = CollectOptions(Path("x"), below=0.5, margin=0.1, every=3)
+    assert collect_reason(result(0, [0.9, 0.05, 0.05], unknown=True), options, 1) == "unknown"
+    assert collect_reason(result(0, [0.45, 0.3, 0.25]), options, 1) == "low_score"
+    assert collect_reason(result(0, [0.52, 0.46, 0.02]), options, 1) == "small_margin"
+    assert collect_reason(result(0, [0.9, 0.05, 0.05]), options, 2) is None
+    assert collect_reason(result(0, [0.9, 0.05, 0.05]), options, 3) == "sample"
+    assert collect_reason(result(0, [0.9, 0.05, 0.05]), CollectOptions(Path("x")), 3) is None
+
+
+def test_token_bucket_allows_the_rate_per_minute_in_bursts_of_at_most_the_rate():
+    now = [0.0]
+    bucket = TokenBucket(6, clock=lambda: now[0])
+    assert [bucket.take() for _ in range(8)] == [True] * 6 + [False] * 2
+    now[0] = 10.0  # one token a 10 s
+    assert [bucket.take(), bucket.take()] == [True, False]
+    now[0] = 1000.0  # a long pause refills to the burst size only
+    assert sum(bucket.take() for _ in range(10)) == 6
+
+
+def test_pairs_are_written_with_sidecars_and_the_oldest_evicted_beyond_the_budget(tmp_path):
+    model = tmp_path / "model.tflite"
+    model.write_bytes(b"model bytes")
+    root = tmp_path / "collect"
+    root.mkdir()
+    (root / "20000101T000000000Z-00000000.jpg").write_bytes(b"x" * 30_000)  # from an earlier run: oldest
+    (root / "20000101T000000000Z-00000000.json").write_text("{}")
+    sink = CollectSink(CollectOptions(root, every=1, rate=1000, max_mb=0.1, min_free_mb=0))
+    sink.start(run_info(model))
+    for i in range(12):
+        sink.emit(result(i, [0.2, 0.7, 0.1] if i % 2 else [0.9, 0.05, 0.05], unknown=bool(i % 2)))
+    fields = sink.summary_fields()["collect"]
+    sink.close({})
+    jpegs, sidecars = sorted(root.glob("*.jpg")), sorted(root.glob("*.json"))
+    assert [p.stem for p in jpegs] == [p.stem for p in sidecars]
+    assert fields["saved"] + fields["dropped_queue_full"] == 12 and fields["evicted"] >= 1
+    assert not (root / "20000101T000000000Z-00000000.jpg").exists()  # the oldest went first
+    assert sum(p.stat().st_size for p in jpegs + sidecars) == fields["bytes"] <= 0.1 * 1024 * 1024
+    newest = json.loads(sidecars[-1].read_text())
+    assert newest["frame"] == int(sidecars[-1].stem.split("-")[1])
+    assert newest["model"]["sha256"] == hashlib.sha256(b"model bytes").hexdigest()
+    assert set(newest["scores"]) == set(LABELS) and newest["region"] is None
+    assert newest["time"].startswith("2023-11-14T22:13:") and newest["time"].endswith("+00:00")
+    unknown = [json.loads(p.read_text()) for p in sidecars if json.loads(p.read_text())["frame"] % 2]
+    assert unknown and all(s["label"] == "unknown" and s["best"] == "square" and s["reason"] == "unknown"
+                           for s in unknown)
+    image = cv2.imread(str(jpegs[-1]))
+    assert image.shape == (120, 160, 3)
+
+
+def test_a_slow_disk_drops_and_counts_frames_instead_of_blocking_inference(tmp_path, monkeypatch):
+    model = tmp_path / "model.tflite"
+    model.write_bytes(b"m")
+    sink = CollectSink(CollectOptions(tmp_path / "c", every=1, rate=1000, min_free_mb=0, queue_frames=2))
+    entered, release = threading.Event(), threading.Event()
+    written, niceness = [], []
+
+    def slow_write(res, reason):
+        niceness.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        entered.set()
+        release.wait()
+        written.append(res.index)
+
+    monkeypatch.setattr(sink, "_write", slow_write)
+    sink.start(run_info(model))
+    sink.emit(result(0, [0.9, 0.05, 0.05]))
+    assert entered.wait(10)  # the worker holds frame 0 on the "disk"
+    for i in range(1, 10):
+        sink.emit(result(i, [0.9, 0.05, 0.05]))  # returns at once although the disk is stuck
+    assert sink.counts["dropped_queue_full"] == 7
+    release.set()
+    sink.close({})
+    assert written == [0, 1, 2]
+    assert niceness[0] == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)  # the writer yields the CPU
+
+
+def test_nothing_is_written_when_the_disk_is_nearly_full(tmp_path):
+    model = tmp_path / "model.tflite"
+    model.write_bytes(b"m")
+    sink = CollectSink(CollectOptions(tmp_path / "c", every=1, rate=1000, min_free_mb=1e12))
+    sink.start(run_info(model))
+    sink.emit(result(0, [0.9, 0.05, 0.05]))
+    assert sink.summary_fields()["collect"]["skipped_low_disk"] == 1
+    sink.close({})
+    assert list((tmp_path / "c").iterdir()) == []
+
+
+def test_run_collect_end_to_end_with_the_real_interpreter(tiny_bundle, video, tmp_path, cli):
+    root, stats = tmp_path / "collect", tmp_path / "stats.json"
+    code, out, err = cli("run", tiny_bundle, "--source", video, "--unknown", "0.999", "--collect", root,
+                         "--collect-rate", "3", "--stats-json", stats, "--json")
+    assert code == 0, err
+    collected = json.loads(stats.read_text())["collect"]
+    kept = collected["saved"] + collected["dropped_queue_full"]
+    assert 3 <= kept <= 4 and collected["rate_limited"] == video.frames - kept  # 3 at once, then one per 20 s
+    sidecars = sorted(root.glob("*.json"))
+    assert len(sidecars) == collected["saved"] == len(list(root.glob("*.jpg")))
+    rows = {r["frame"]: r for r in map(json.loads, out.splitlines())}
+    for path in sidecars:
+        side = json.loads(path.read_text())
+        assert side["label"] == "unknown" == rows[side["frame"]]["label"] and side["reason"] == "unknown"
+        assert side["best"] == rows[side["frame"]]["top"][0]["label"]
+    code, _, err = cli("run", tiny_bundle, "--source", video, "--collect-below", "0.5")
+    assert code == 2 and "--collect-below needs --collect DIR" in err

@@ -565,7 +565,7 @@ class Pipeline:
             if regions[name]:
                 self.region_labels[name][regions[name][0].label] += 1
         return FrameResult(frame.index, frame.ts, scored.top, latency, self.stats.current_fps, frame.item,
-                           frame.image, regions, boxes, scored.verdict, scored.scores)
+                           frame.image, scored.verdict, scored.scores, regions, boxes)
 
     def _emit(self, result: FrameResult) -> None:
         for sink in self.sinks:

@@ -37,10 +37,10 @@ class FrameResult:
     fps: float
     item: str | None = None
     image: np.ndarray | None = field(default=None, repr=False, compare=False)
-    regions: dict[str, list[Prediction]] = field(default_factory=dict)  # --roi name -> its own top-k
-    boxes: dict[str, tuple[int, int, int, int]] = field(default_factory=dict, repr=False, compare=False)
     verdict: Verdict | None = None  # set when the run rejects unknowns (--unknown)
     scores: np.ndarray | None = field(default=None, repr=False, compare=False)  # every class's score
+    regions: dict[str, list[Prediction]] = field(default_factory=dict)  # --roi name -> its own top-k
+    boxes: dict[str, tuple[int, int, int, int]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def unknown(self) -> bool:

@@ -134,6 +134,7 @@ def constant_answer_model(tmp_path_factory: pytest.TempPathFactory, golden_bundl
     converter.inference_output_type = tf.uint8
     path = tmp_path_factory.mktemp("constant") / "constant.tflite"
     path.write_bytes(converter.convert())
+    return path
 
 
 @pytest.fixture(scope="session")

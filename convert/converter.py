@@ -270,9 +270,30 @@ def _measure_edgetpu(root: Path, manifest: dict[str, Any], held_out: HeldOut, la
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
 
 
-def run_convert(o: ConvertOptions) -> ConvertResult:
-    started = time.perf_counter()
-    refuse_overwrite(o.out, o.force)
+@dataclass
+class Inputs:
+    """What a conversion starts from: the run, its Keras model, the held-out images to measure on."""
+
+    run: TrainedRun
+    model: Any
+    activation: str
+    held_out: HeldOut
+    unknown_files: list[Path]
+
+
+@dataclass
+class Measured:
+    """Every candidate measured through the device runtime, and the one that ships."""
+
+    float_eval: Evaluation
+    candidates: dict[str, Candidate]
+    chosen: Candidate
+    choice: dict[str, Any]
+    drift: dict[str, Any]
+    accuracy: dict[str, Any]
+
+
+def load_inputs(o: ConvertOptions, warnings: list[str]) -> Inputs:
     run = load_run(o.run_dir)
     val_files = run.split_files("val")
     if not val_files:
@@ -287,61 +308,84 @@ def run_convert(o: ConvertOptions) -> ConvertResult:
     background = run.config.get("background_class")
     if background is not None and background not in run.labels:
         raise UserError(f"{run.root}/config.json names background class {background!r}, which is not one of its labels")
-    warnings: list[str] = []
     if held_out.skipped:
         warnings.append(f"{len(held_out.skipped)} unreadable held-out images skipped")
+    return Inputs(run, model, activation, held_out, unknown_files)
+
+
+def measure_and_choose(o: ConvertOptions, inputs: Inputs, candidates: dict[str, Candidate],
+                       warnings: list[str]) -> Measured:
+    """Float and every int8 candidate on the held-out images through the device runtime; the better
+    int8 ships (a tie goes to the one closer to float)."""
+    run, held_out = inputs.run, inputs.held_out
+    say(f"verifying on {len(held_out.files)} held-out images through the device runtime")
+    float_eval = evaluate_keras(inputs.model, held_out, run.input_spec, run.labels)
+    for candidate in candidates.values():
+        candidate.evaluation = evaluate_on_device(candidate.name, candidate.root, held_out, run.labels)
+    closeness = {name: closeness_to_float(float_eval, c.evaluation) for name, c in candidates.items()
+                 if name in ("ptq", "qat")}
+    chosen_name, choice = _choose(o.method, candidates, closeness)
+    chosen = candidates[chosen_name]
+    if choice["decided_by"] == "closeness to float":
+        say(f"PTQ and QAT tie at {chosen.accuracy:.2%}: shipping {chosen.name}, closer to float "
+            f"(mean KL {closeness['ptq']['mean_kl']:.5f} PTQ vs {closeness['qat']['mean_kl']:.5f} QAT)")
+    for name in ("ptq", "qat"):
+        other = candidates.get(name)
+        if other and other is not chosen and other.accuracy > chosen.accuracy:
+            warnings.append(f"--method {chosen.name} ships {chosen.accuracy:.2%} although {name} measured {other.accuracy:.2%}")
+    drift = drift_report(float_eval, Evaluation("int8", chosen.evaluation.scores, chosen.evaluation.report), held_out, run.labels,
+                         Path(run.split["data_dir"]) if run.split else None)  # fmt: skip
+    drift["closeness_to_float"] = closeness
+    accuracy = _accuracy_block(float_eval, candidates, chosen.name, len(held_out.files), drift["top1_agreement"])
+    return Measured(float_eval, candidates, chosen, choice, drift, accuracy)
+
+
+def manifest_fields(o: ConvertOptions, run: TrainedRun, measured: Measured, edgetpu: dict[str, Any],
+                    unknown: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
+    """bundle.json's fields beyond files, labels and I/O: how the model was made and measured."""
+    candidates, chosen = measured.candidates, measured.chosen
+    return {
+        "edgetpu": edgetpu,
+        "quantization": {
+            "method": chosen.name,
+            "requested": o.method,
+            "io": o.io,
+            "representative_images": min(o.representative, len(run.split_files("train"))),
+            "qat_epochs": o.qat_epochs if "qat" in candidates else None,
+            "qat_learning_rate": o.qat_lr if "qat" in candidates else None,
+            "dense_per_channel": False,
+            "choice": measured.choice,
+        },
+        "source": {"run_dir": str(run.root.resolve()), "model_sha256": sha256_file(run.model_path)},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_by": f"edgepipe {__version__} convert",
+        "drift_report": DRIFT_MD,
+        "unknown": unknown,
+        "model_card": MODEL_CARD,
+        "warnings": warnings,
+    }
+
+
+def run_convert(o: ConvertOptions) -> ConvertResult:
+    started = time.perf_counter()
+    refuse_overwrite(o.out, o.force)
+    warnings: list[str] = []
+    inputs = load_inputs(o, warnings)
+    run, held_out = inputs.run, inputs.held_out
     o.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{o.out.name}.convert-", dir=o.out.parent) as tmp:
         scratch = Path(tmp)
-        candidates = _build_candidates(o, run, model, activation, scratch, warnings)
-        say(f"verifying on {len(held_out.files)} held-out images through the device runtime")
-        float_eval = evaluate_keras(model, held_out, run.input_spec, run.labels)
-        for candidate in candidates.values():
-            candidate.evaluation = evaluate_on_device(candidate.name, candidate.root, held_out, run.labels)
-        closeness = {name: closeness_to_float(float_eval, c.evaluation) for name, c in candidates.items()
-                     if name in ("ptq", "qat")}
-        chosen_name, choice = _choose(o.method, candidates, closeness)
-        chosen = candidates[chosen_name]
-        if choice["decided_by"] == "closeness to float":
-            say(f"PTQ and QAT tie at {chosen.accuracy:.2%}: shipping {chosen.name}, closer to float "
-                f"(mean KL {closeness['ptq']['mean_kl']:.5f} PTQ vs {closeness['qat']['mean_kl']:.5f} QAT)")
-        for name in ("ptq", "qat"):
-            other = candidates.get(name)
-            if other and other is not chosen and other.accuracy > chosen.accuracy:
-                warnings.append(f"--method {chosen.name} ships {chosen.accuracy:.2%} although {name} measured {other.accuracy:.2%}")
-        drift = drift_report(float_eval, Evaluation("int8", chosen.evaluation.scores, chosen.evaluation.report), held_out, run.labels,
-                             Path(run.split["data_dir"]) if run.split else None)  # fmt: skip
-        drift["closeness_to_float"] = closeness
-        accuracy = _accuracy_block(float_eval, candidates, chosen.name, len(held_out.files), drift["top1_agreement"])
+        candidates = _build_candidates(o, run, inputs.model, inputs.activation, scratch, warnings)
+        measured = measure_and_choose(o, inputs, candidates, warnings)
+        chosen = measured.chosen
         say(f"calibrating \"unknown\" to accept {o.unknown_accept:.0%} of held-out in-class images")
         unknown = calibrate_bundle(chosen.evaluation.scores, held_out.labels, run, chosen.root, o.unknown_accept,
-                                   o.unknown_score, unknown_files)
+                                   o.unknown_score, inputs.unknown_files)
         prediction = summarize(predict_ops(read_model_info(chosen.model)))
-        compiled, compiler = (None, None)
-        if o.edgetpu:
-            compiled, compiler = _compile(o, chosen.model, scratch, warnings)
+        compiled, compiler = _compile(o, chosen.model, scratch, warnings) if o.edgetpu else (None, None)
         edgetpu = {"compiled": compiled is not None, "prediction": prediction, "compiler": compiler}
-        manifest_extra = {
-            "edgetpu": edgetpu,
-            "quantization": {
-                "method": chosen.name,
-                "requested": o.method,
-                "io": o.io,
-                "representative_images": min(o.representative, len(run.split_files("train"))),
-                "qat_epochs": o.qat_epochs if "qat" in candidates else None,
-                "qat_learning_rate": o.qat_lr if "qat" in candidates else None,
-                "dense_per_channel": False,
-                "choice": choice,
-            },
-            "source": {"run_dir": str(run.root.resolve()), "model_sha256": sha256_file(run.model_path)},
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "created_by": f"edgepipe {__version__} convert",
-            "drift_report": DRIFT_MD,
-            "unknown": unknown,
-            "model_card": MODEL_CARD,
-            "warnings": warnings,
-        }
-        drop = drift["drop_points"]
+        manifest_extra = manifest_fields(o, run, measured, edgetpu, unknown, warnings)
+        drop = measured.drift["drop_points"]
         rejected = drop > o.max_drop
         target = o.out.with_name(o.out.name + ".rejected") if rejected else o.out
         with atomic_directory(target, force=o.force or rejected) as root:
@@ -349,7 +393,8 @@ def run_convert(o: ConvertOptions) -> ConvertResult:
                 manifest_extra["golden"] = _golden_block(root, chosen, held_out, o.golden, int(run.config.get("seed", 0) or 0))
                 if o.golden < 2 * len(run.labels):
                     warnings.append(f"--golden {o.golden} gives some of the {len(run.labels)} classes fewer than 2 golden images")
-            manifest = _finish_bundle(root, chosen, candidates, run, manifest_extra, accuracy, drift, compiled)
+            manifest = _finish_bundle(root, chosen, candidates, run, manifest_extra, measured.accuracy, measured.drift,
+                                      compiled)
             if compiled is not None:
                 _measure_edgetpu(root, manifest, held_out, run.labels, warnings)
     summary = {
@@ -357,7 +402,7 @@ def run_convert(o: ConvertOptions) -> ConvertResult:
         "bundle": str(target),
         "method": chosen.name,
         "requested_method": o.method,
-        "accuracy": accuracy,
+        "accuracy": measured.accuracy,
         "drop_points": drop,
         "max_drop": o.max_drop,
         "sizes": {p.name: p.stat().st_size for p in sorted(target.glob("*.tflite"))},
@@ -372,7 +417,7 @@ def run_convert(o: ConvertOptions) -> ConvertResult:
             summary,
             failure=(
                 f"edgepipe convert: error: int8 accuracy {chosen.accuracy:.2%} is {drop:.2f} points below float "
-                f"{float_eval.accuracy:.2%}, more than --max-drop {o.max_drop:g}; no bundle written to {o.out}; "
+                f"{measured.float_eval.accuracy:.2%}, more than --max-drop {o.max_drop:g}; no bundle written to {o.out}; "
                 f"outputs kept for inspection in {target} (see {target / DRIFT_MD})"
             ),
         )

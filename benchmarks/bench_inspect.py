@@ -2,8 +2,8 @@
 
 Holds the offline prediction, op for op, against every model pair Coral publishes
 (github.com/google-coral/test_data: a model and the `*_edgetpu.tflite` the compiler
-made from it; listed in tests/data/coral/pairs.json) that is available here: committed
-under tests/data/coral/ or fetched into the cache by
+made from it; listed in tests/data/coral/pairs.json) that is available here: in
+../shared/coral-test-data beside the checkout or fetched into the cache by
 `python tests/convert/coral_pairs.py fetch`. The oracle is the compiled file when
 present, else pairs.json's record of it. Prints the match rate over ops and over models,
 every mismatch, and the compiler version each compiled file records; writes

@@ -140,9 +140,10 @@ available() {
   [ -n "$(apt-cache policy "$1" 2>/dev/null | sed -n 's/^ *Candidate: *//p' | grep -v '(none)' || true)" ]
 }
 
-# Whether apt is configured for Raspberry Pi OS's own repository (where python3-picamera2 lives).
+# Whether apt is configured for Raspberry Pi OS's own repository (where python3-picamera2 lives):
+# Raspberry Pi OS names its source file raspi.list (raspi.sources once converted to deb822).
 raspberrypi_repository() {
-  grep -rqs --include='*.list' --include='*.sources' --include=sources.list 'archive\.raspberrypi\.' "$APT_SOURCES"
+  [ -s "$APT_SOURCES/sources.list.d/raspi.list" ] || [ -s "$APT_SOURCES/sources.list.d/raspi.sources" ]
 }
 
 PICAMERA2_ABSENT="python3-picamera2 is not in this system's apt sources (it comes from Raspberry Pi OS's"

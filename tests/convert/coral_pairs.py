@@ -4,9 +4,9 @@ prediction (edgepipe.convert.edgetpu_oracle).
 
 tests/data/coral/pairs.json lists every pair in that repository's history (commit,
 paths, git blob ids) and, for the pairs whose compiled file was read, the ops the
-compiler left on the CPU and the compiler version the file records. The pairs that
-pin the prediction's corrections are committed under tests/data/coral/COMMIT/PATH
-(Apache-2.0, LICENSE beside them); the others are fetched into a cache:
+compiler left on the CPU and the compiler version the file records. No model file is
+committed here: they are read from ../shared/coral-test-data/COMMIT/PATH beside the
+checkout ($EDGEPIPE_SHARED) when present, else from a cache that this script fills:
 
     python tests/convert/coral_pairs.py fetch [--cache DIR] [--git-dir CLONE]
     python tests/convert/coral_pairs.py manifest --git-dir CLONE   # rebuild pairs.json
@@ -29,25 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "coral"
-MANIFEST = DATA / "pairs.json"
+MANIFEST = Path(__file__).resolve().parents[1] / "data" / "coral" / "pairs.json"
+SHARED = Path(os.environ.get("EDGEPIPE_SHARED", Path(__file__).resolve().parents[3] / "shared")) / "coral-test-data"
 REPOSITORY = "https://github.com/google-coral/test_data"
 RAW = "https://raw.githubusercontent.com/google-coral/test_data/{commit}/{path}"
 FETCH_HINT = "python tests/convert/coral_pairs.py fetch"
-# Committed: the pairs that pin the corrections (CORRECTIONS in convert/edgetpu_rules.py),
-# plus one classifier and the split/concat tool model. Uncompiled-only where the compiled
-# file would double the size: their recorded CPU ops stand in until the cache has it.
-COMMITTED = {
-    "keras_lstm_mnist_ptq.tflite": ("uncompiled", "compiled"),
-    "tools/split_concat.tflite": ("uncompiled", "compiled"),
-    "deeplabv3_mnv2_dm05_pascal_quant.tflite": ("uncompiled", "compiled"),
-    "mobilenet_v1_0.25_128_quant.tflite": ("uncompiled", "compiled"),
-    "deeplab_mobilenet_edgetpu_slim_cityscapes_quant.tflite": ("uncompiled",),
-    "movenet_single_pose_lightning_ptq.tflite": ("uncompiled",),
-}
-COMMITTED_COMMIT = "104342d2d3480b3e66203073dac24f4e2dbb4c41"  # "Release Grouper", 2021-07-26
-
-
 def cache_dir() -> Path:
     return Path(os.environ.get("EDGEPIPE_CORAL_CACHE", Path.home() / ".cache" / "edgepipe" / "coral-test-data"))
 
@@ -60,7 +46,7 @@ def git_blob_id(data: bytes) -> str:
 class Pair:
     name: str
     commit: str
-    uncompiled: dict[str, Any]  # path, blob, committed
+    uncompiled: dict[str, Any]  # path, blob
     compiled: dict[str, Any]
     cpu_ops: list[tuple[str, tuple[str, ...]]] | None  # None: the compiled file was never read
     compiled_by: list[dict[str, Any]]
@@ -69,7 +55,7 @@ class Pair:
     def file(self, which: str) -> Path | None:
         """The verified local copy of the uncompiled or compiled file, else None."""
         entry = self.uncompiled if which == "uncompiled" else self.compiled
-        for root in (DATA, cache_dir()):
+        for root in (SHARED, cache_dir()):
             path = root / self.commit[:7] / entry["path"]
             if path.is_file():
                 return path
@@ -120,7 +106,7 @@ def _download(commit: str, path: str) -> bytes:
 
 
 def fetch(pairs: list[Pair], git_dir: Path | None) -> None:
-    """Put every pair's files in the cache (unless committed or cached), verified by blob id."""
+    """Put every pair's files in the cache (unless in ../shared or cached), verified by blob id."""
     for pair in pairs:
         for which in ("uncompiled", "compiled"):
             entry = pair.uncompiled if which == "uncompiled" else pair.compiled
@@ -160,23 +146,16 @@ def build_manifest(git_dir: Path) -> list[Pair]:
             if not path.endswith("_edgetpu.tflite") or source not in tree or (tree[source], blob) in seen:
                 continue
             seen.add((tree[source], blob))
-            committed = COMMITTED.get(source, ()) if commit == COMMITTED_COMMIT else ()
             pair = Pair(
                 name=f"{source.removesuffix('.tflite')}@{commit[:7]}",
                 commit=commit,
-                uncompiled={"path": source, "blob": tree[source], "committed": "uncompiled" in committed},
-                compiled={"path": path, "blob": blob, "committed": "compiled" in committed},
+                uncompiled={"path": source, "blob": tree[source]},
+                compiled={"path": path, "blob": blob},
                 cpu_ops=None,
                 compiled_by=[],
                 not_a_pair=None,
             )
             datas = {which: _git_blob(git_dir, entry["blob"]) for which, entry in (("uncompiled", pair.uncompiled), ("compiled", pair.compiled))}
-            for which, data in datas.items():
-                entry = pair.uncompiled if which == "uncompiled" else pair.compiled
-                if data is not None and entry["committed"]:
-                    target = DATA / commit[:7] / entry["path"]
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(data)
             if datas["compiled"] is not None and datas["uncompiled"] is not None:
                 scratch = cache_dir() / commit[:7]
                 for which, entry in (("uncompiled", pair.uncompiled), ("compiled", pair.compiled)):
@@ -207,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         pairs = build_manifest(args.git_dir)
         document = {
             "source": REPOSITORY,
-            "licence": "Apache-2.0 (LICENSE beside this file)",
+            "licence": "Apache-2.0 (the models are google-coral/test_data's; none is committed here)",
             "pairs": [p.to_json() for p in pairs],
         }
         MANIFEST.write_text(json.dumps(document, indent=1) + "\n")

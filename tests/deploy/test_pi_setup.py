@@ -19,9 +19,9 @@ def _apt_sources(tmp_path: Path, raspberry_pi_os: bool) -> Path:
     """/etc/apt of Raspberry Pi OS (its own repository besides Debian's) or of plain Debian."""
     root = tmp_path / ("rpi-apt" if raspberry_pi_os else "debian-apt")
     (root / "sources.list.d").mkdir(parents=True, exist_ok=True)
-    (root / "sources.list").write_text("deb http://deb.debian.org/debian bookworm main\n")
+    (root / "sources.list").write_text("deb http://debian-mirror.invalid/debian bookworm main\n")
     if raspberry_pi_os:
-        (root / "sources.list.d" / "raspi.list").write_text("deb http://archive.raspberrypi.com/debian/ bookworm main\n")
+        (root / "sources.list.d" / "raspi.list").write_text("deb http://raspi-archive.invalid/debian/ bookworm main\n")
     return root
 
 

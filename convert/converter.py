@@ -35,6 +35,7 @@ from .edgetpu_rules import predict_ops, summarize
 from .golden import DEFAULT_GOLDEN, select_golden, write_golden
 from .metadata import METADATA_NAME, copy_metadata, edgepipe_metadata, with_metadata
 from .modelinfo import read_model_info
+from .provenance import public_training_config
 from .quantize import export_tflite, load_pixels, nested_models, quantization_aware_model, representative_pixels
 from .calibrate import calibrate_bundle
 from .model_card import MODEL_CARD, model_card
@@ -254,7 +255,7 @@ def _finish_bundle(
         output=base["output"],
         models=models,
         accuracy=accuracy,
-        training=run.config,
+        training=public_training_config(run.config),
         extra={**manifest_extra, "extra_models": extra_models},
     )
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
@@ -356,7 +357,7 @@ def manifest_fields(o: ConvertOptions, run: TrainedRun, measured: Measured, edge
             "dense_per_channel": False,
             "choice": measured.choice,
         },
-        "source": {"run_dir": str(run.root.resolve()), "model_sha256": sha256_file(run.model_path)},
+        "source": {"run_dir": run.root.resolve().name, "model_sha256": sha256_file(run.model_path)},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "created_by": f"edgepipe {__version__} convert",
         "drift_report": DRIFT_MD,

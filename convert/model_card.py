@@ -11,6 +11,8 @@ from typing import Any
 
 from edgepipe.train.run_dir import TrainedRun
 
+from .provenance import public_training_config
+
 MODEL_CARD = "MODEL_CARD.md"
 
 
@@ -19,7 +21,7 @@ def _pct(value: Any) -> str:
 
 
 def _data_section(run: TrainedRun) -> list[str]:
-    config = run.config
+    config = public_training_config(run.config)
     held_out = "a separate folder" if config.get("val_dir") else f"a stratified {config.get('val_split', '?')} split"
     folders = config.get("data_dirs") or [config.get("data_dir", "?")]
     lines = [
@@ -65,7 +67,7 @@ def model_card(run: TrainedRun, accuracy: dict[str, Any], drift: dict[str, Any],
     lines = [
         "# Model card",
         "",
-        f"Written by {extra['created_by']} on {extra['created']} from `{run.root.resolve()}`.",
+        f"Written by {extra['created_by']} on {extra['created']} from the training run `{extra['source']['run_dir']}`.",
         "",
         "## Intended use",
         "",

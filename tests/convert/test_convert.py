@@ -18,6 +18,7 @@ from edgepipe.device.bundle import load_bundle
 from edgepipe.device.runtime import open_classifier
 from edgepipe.train.device_eval import predict_files
 from edgepipe.train.metrics import classification_report
+from edgepipe.convert.provenance import public_training_config
 from edgepipe.train.run_dir import load_run
 
 
@@ -58,7 +59,10 @@ def test_bundle_json_records_both_methods_and_ships_the_better(auto_bundle: dict
     shipped = manifest["quantization"]["method"]
     assert acc["int8"] == acc[shipped] == max(acc["ptq"], acc["qat"])
     assert manifest["quantization"]["requested"] == "auto"
-    assert manifest["training"] == json.loads((small_run / "config.json").read_text())
+    config = json.loads((small_run / "config.json").read_text())
+    paths = {"data_dir", "data_dirs", "val_dir", "weights", "images_per_folder"}
+    assert {k: v for k, v in manifest["training"].items() if k not in paths} == {k: v for k, v in config.items() if k not in paths}
+    assert manifest["training"]["data_dir"] == Path(config["data_dir"]).name != config["data_dir"]
     assert manifest["output"]["dtype"] == "uint8" and manifest["output"]["num_classes"] == 4
     assert manifest["output"]["activation"] == "softmax"
     assert manifest["edgetpu"]["compiled"] is False and manifest["edgetpu"]["compiler"] is None
@@ -66,6 +70,16 @@ def test_bundle_json_records_both_methods_and_ships_the_better(auto_bundle: dict
     assert manifest["extra_models"] == {"float32": "model_float32.tflite"}
     summary = auto_bundle["summary"]
     assert summary["status"] == "ok" and summary["accuracy"] == acc
+
+
+def test_no_file_of_the_bundle_names_a_workstation_path(auto_bundle: dict, small_run: Path) -> None:
+    """A bundle goes to every device and its model card to every user: no absolute path, no user name."""
+    leaks = [str(small_run.parent), str(small_run.resolve().parent), str(Path.home())]
+    for path in auto_bundle["out"].rglob("*"):
+        if path.is_file() and path.suffix in {".json", ".md", ".txt"}:
+            text = path.read_text()
+            assert not [leak for leak in leaks if leak in text], path.name
+    assert load_bundle(auto_bundle["out"]).manifest["source"]["run_dir"] == small_run.name
 
 
 def test_recorded_int8_accuracy_is_what_the_device_runtime_measures(auto_bundle: dict, small_run: Path) -> None:
@@ -296,3 +310,14 @@ def test_bundle_carries_the_calibrated_unknown_rule_and_a_model_card(auto_bundle
     assert f"threshold **{block['threshold']:.4f}**" in card and "False-accept rate: not measured" in card
     assert all(f"| {label} |" in card for label in run.labels)
     assert f"top-1 accuracy **{bundle.manifest['accuracy']['int8'] * 100:.1f}%**" in card
+
+
+def test_provenance_keeps_names_and_tells_same_named_folders_apart() -> None:
+    config = {"data_dir": "/home/alice/photos/train", "data_dirs": ["/home/alice/a/train", "/srv/b/train", "/x/field"],
+              "images_per_folder": {"/home/alice/a/train": 3, "/srv/b/train": 4, "/x/field": 5},
+              "val_dir": None, "weights": "imagenet", "epochs": 5}
+    public = public_training_config(config)
+    assert public == {"data_dir": "train", "data_dirs": ["train (1)", "train (2)", "field"],
+                      "images_per_folder": {"train (1)": 3, "train (2)": 4, "field": 5},
+                      "val_dir": None, "weights": "imagenet", "epochs": 5}
+    assert public_training_config({"weights": "/home/alice/w/backbone.h5"})["weights"] == "backbone.h5"

@@ -28,8 +28,8 @@ HEAD_LAYER = "predictions"
 # Keras' 0.999 moving averages stay near their initial values for hundreds of
 # steps; a small data set trains for fewer, so validation would use stale BN.
 RANDOM_INIT_BN_MOMENTUM = 0.9
-# ImageNet backbones shipped inside the package (see edgepipe/weights/README.md),
-# for machines where Keras cannot download its own: (architecture, alpha) -> file.
+# ImageNet backbones shipped inside the package (see edgepipe/weights/README.md), taken
+# before Keras' download: (architecture, alpha) -> file.
 SHIPPED_WEIGHTS_DIR = Path(edgepipe.__file__).resolve().parent / "weights"
 SHIPPED_BACKBONES = {("mobilenet_v2", 1.0): SHIPPED_WEIGHTS_DIR / "mobilenet_v2_1.0_224_no_top.h5"}
 
@@ -82,28 +82,27 @@ def _shipped_backbones_sentence() -> str:
 def resolve_weights(cfg: ModelConfig) -> tuple[ModelConfig, str]:
     """The config to build with, and one line saying where the backbone weights come from.
 
-    `--weights imagenet` means Keras' own download (or its cache); when Keras
-    cannot get it and edgepipe ships a backbone for this architecture and
-    alpha, that copy is used instead. Any other case fails here, before any
-    training, with an error naming the shipped file and what it serves.
+    `--weights imagenet` takes the ImageNet backbone shipped with edgepipe when there is one
+    for this architecture and alpha, without touching the network (most training machines
+    for this field are offline or behind a proxy, and Keras would print a download attempt
+    first); otherwise Keras' own download (or its cache). When neither is possible this
+    fails here, before any training, with an error naming the shipped file and what it serves.
     """
     if cfg.weights == "none":
         return cfg, "backbone weights: random initialisation (--weights none)"
     if cfg.weights != "imagenet":
         return cfg, f"backbone weights: {_weights_argument(cfg.weights)}"
+    shipped = SHIPPED_BACKBONES.get((cfg.architecture, float(cfg.alpha)))
+    if shipped is not None and shipped.is_file():
+        return replace(cfg, weights=str(shipped)), f"backbone weights: ImageNet, the copy shipped with edgepipe ({shipped.name})"
     try:
         build_backbone(cfg, keras().Input((cfg.input_size, cfg.input_size, 3)))
-        return cfg, "backbone weights: ImageNet (Keras)"
     except ImageNetDownloadError as exc:
-        shipped = SHIPPED_BACKBONES.get((cfg.architecture, float(cfg.alpha)))
-        if shipped is None or not shipped.is_file():
-            raise UserError(
-                f"{exc.reason}, and {_shipped_backbones_sentence()}; use --architecture mobilenet_v2 --alpha 1.0, "
-                "pass --weights PATH to a weights file, or --weights none"
-            ) from None
-    return replace(cfg, weights=str(shipped)), (
-        f"backbone weights: ImageNet, the copy shipped with edgepipe ({shipped}); Keras cannot download its own (offline?)"
-    )
+        raise UserError(
+            f"{exc.reason}, and {_shipped_backbones_sentence()}; use --architecture mobilenet_v2 --alpha 1.0, "
+            "pass --weights PATH to a weights file, or --weights none"
+        ) from None
+    return cfg, "backbone weights: ImageNet (Keras)"
 
 
 def build_backbone(cfg: ModelConfig, inputs):

@@ -10,7 +10,7 @@
 #
 #   bash pi-setup.sh                       # apt packages, venv at ~/edgepipe/venv, edgepipe[device]
 #   bash pi-setup.sh --coral               # + Coral's apt repo, libedgetpu1-std, udev rule
-#   bash pi-setup.sh --from ./edgepipe-0.1.0-py3-none-any.whl
+#   bash pi-setup.sh --from ./edgepipe-VERSION-py3-none-any.whl
 #   bash pi-setup.sh --dry-run --coral     # print what it would do
 #
 # Options:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from edgepipe import __version__
 from edgepipe.cli import main
 from edgepipe.deploy import release
 from edgepipe.core.ssh import SshError
@@ -61,7 +62,7 @@ def test_deploy_uploads_verifies_switches_and_starts_a_healthy_service(
     release_id = _release_id(tiny_bundle)
     assert result["release"] == release_id and result["previous"] is None
     assert result["health"]["healthy"] and result["health"]["result"]["top"][0]["label"]
-    assert "python" in err and "edgepipe 0.1.0" in err  # the device report
+    assert "python" in err and f"edgepipe {__version__}" in err  # the device report
     # Files and hashes on the 'device', the current link and the unit template.
     release_dir = prefix / "releases" / release_id
     manifest = json.loads((release_dir / MANIFEST).read_text())

@@ -33,9 +33,11 @@ ISSUE_MODELS = [
 
 
 def _local(pair: Pair, which: str):
+    """The pair's file, or a skip whose reason names no pair, so that `-ra` folds the absent
+    pairs into one counted line (the test id names the pair)."""
     path = pair.file(which)
     if path is None:
-        pytest.skip(f"{pair.name}: {which} file neither in ../shared/coral-test-data nor in the cache; run `{FETCH_HINT}`")
+        pytest.skip(f"Coral pair's {which} file neither in ../shared/coral-test-data nor in the cache; run `{FETCH_HINT}`")
     return path
 
 
@@ -49,7 +51,7 @@ def _oracle(pair: Pair):
             assert ops == pair.cpu_ops, f"pairs.json's CPU ops for {pair.name} differ from {compiled}"
         return ops
     if pair.cpu_ops is None:
-        pytest.skip(f"{pair.name}: compiled file never read; run `{FETCH_HINT}`")
+        pytest.skip(f"Coral pair's compiled file never read; run `{FETCH_HINT}`")
     return pair.cpu_ops
 
 

@@ -5,7 +5,7 @@ classes and the other 3 (sunflower, tigerlily, windflower: KNOWN/UNKNOWN
 below) play "none of the classes". Real commands throughout:
 
   1. edgepipe train KNOWN --input-size 128 --fine-tune-epochs 1 --augment-copies 1
-     (the fast recipe: this measures rejection, not the best accuracy; see README)
+     (the fast recipe: this measures rejection, not the best accuracy; see docs/performance.md)
   2. edgepipe convert RUN --method ptq --unknown-dir UNKNOWN   (default --unknown-accept 0.95)
   3. edgepipe evaluate BUNDLE --split val --run RUN --unknown-dir UNKNOWN
      -> false-accept rate at the default calibration, AUROC in-class vs unknown,

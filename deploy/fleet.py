@@ -70,7 +70,7 @@ def run_playbook(fleet: FleetDeploy) -> int:
     if executable is None:
         raise MissingExtraError("ansible", "deploy")
     if not fleet.inventory.is_file():
-        raise UserError(f"inventory {fleet.inventory} does not exist; write one host per line (see README, 'Deploy')")
+        raise UserError(f"inventory {fleet.inventory} does not exist; write one host per line (see docs/commands/deploy.md, 'Fleets')")
     bundle = read_local_bundle(fleet.bundle)
     verify = verify_accelerator(bundle, fleet.service.accelerator if fleet.service else "auto", fleet.verify,
                                 progress.say)

@@ -1,5 +1,5 @@
 """The bundle: the one contract between convert (writes), deploy (ships) and
-device (reads). See README, 'The bundle'.
+device (reads). See docs/bundle.md.
 
     bundle/
       model.tflite           full-integer int8, for the CPU

@@ -195,7 +195,7 @@ def register_run(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("--serve-token-file", type=Path, metavar="FILE", help="read the token from FILE")
     serve.add_argument("--no-preview", dest="preview", action="store_false",
                        help="serve results and metrics but never images")
-    collect = p.add_argument_group("collecting frames to train on (off unless --collect; see README, Privacy)")
+    collect = p.add_argument_group("collecting frames to train on (off unless --collect; see docs/privacy.md)")
     collect.add_argument("--collect", type=Path, metavar="DIR",
                          help="keep unsure frames as JPEG + JSON sidecar in DIR: unknown ones, and those matching "
                               "--collect-below/--collect-margin, plus one in --collect-every confident frames")

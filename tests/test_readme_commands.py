@@ -1,4 +1,6 @@
-"""README's test command is what CI runs, word for word, and works as root and as a sudo user."""
+"""README's test command is what CI runs, word for word, and works as root and as a sudo user;
+README stays a front door whose links and numbers stay true (the manual in docs/ is checked by
+`mkdocs build --strict` in .ci/run)."""
 
 from __future__ import annotations
 
@@ -69,3 +71,50 @@ def test_contents_links_every_section_and_readme_stands_on_its_own():
     walkthrough = readme.split("## Your own photos in ten minutes", 1)[1].split("\n## ", 1)[0]
     commands = re.search(r"```bash\n(.*?)```", walkthrough, re.S).group(1).splitlines()
     assert [c.split()[1] for c in commands] == ["train", "convert", "classify", "run", "bench"]
+
+
+def _readme() -> str:
+    return (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_readme_is_a_front_door_with_both_set_up_commands_on_its_first_screen():
+    readme = _readme()
+    lines = readme.splitlines()
+    assert len(lines) <= 250
+    first_screen = "\n".join(lines[:40])
+    assert "pip install -e '.[train]' && edgepipe demo" in first_screen
+    assert readme_command("test-command") in first_screen
+    assert "../shared" not in readme  # users are never sent to the developers' data folder
+
+
+def _headings(markdown: str) -> list[str]:
+    """Headings outside fenced code blocks."""
+    import re
+
+    prose = re.sub(r"^```.*?^```", "", markdown, flags=re.M | re.S)
+    return re.findall(r"^#{1,6} (.+)$", prose, re.M)
+
+
+def test_readme_and_contributing_link_only_to_files_and_headings_in_the_repository():
+    import re
+
+    for name in ("README.md", "CONTRIBUTING.md"):
+        text = (ROOT / name).read_text(encoding="utf-8")
+        links = [link for link in re.findall(r"\]\(([^)\s]+)\)", text) if not link.startswith("#")]
+        assert links, name
+        for link in links:
+            assert "://" not in link, f"{name}: {link} leaves the repository"
+            path, _, anchor = link.partition("#")
+            target = ROOT / path
+            assert target.is_file(), f"{name}: {link} names no file in the repository"
+            if anchor:
+                anchors = [_anchor(h) for h in _headings(target.read_text(encoding="utf-8"))]
+                assert anchor in anchors, f"{name}: {link} names no heading of {path}"
+
+
+def test_readme_performance_summary_rows_are_rows_of_the_full_table():
+    summary = _readme().split("\n## Performance\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in summary.splitlines() if line.startswith("| ")]
+    full_table = (ROOT / "docs" / "performance.md").read_text(encoding="utf-8").splitlines()
+    assert len(rows) >= 10
+    assert [row for row in rows if row not in full_table] == []  # numbers are copied, never retyped

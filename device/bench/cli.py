@@ -142,7 +142,7 @@ def register_bench(subparsers: argparse._SubParsersAction, on_host: OnHost | Non
     p.add_argument("--e2e", metavar="SOURCE",
                    help="also time the whole per-frame path of `edgepipe run` on SOURCE (video file, camera, "
                         "image folder): --warmup frames, then --runs frames")
-    p.add_argument("--json", action="store_true", help="print the result as JSON (schema in README, 'Bench')")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (schema in docs/commands/bench.md)")
     p.add_argument("--out", type=Path, metavar="FILE", help="also write the JSON result to FILE (for `bench compare`)")
     p.add_argument("--csv", type=Path, metavar="FILE", help="write one CSV row per configuration")
     p.add_argument("--plot", type=Path, metavar="FILE.png",

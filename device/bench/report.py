@@ -13,7 +13,7 @@ from typing import Any, Sequence
 from .plot import LatencySeries
 from .stats import LATENCY_KEYS
 
-# Bump on any change a reader of old files would misread (README, "Bench", documents it).
+# Bump on any change a reader of old files would misread (docs/commands/bench.md documents it).
 SCHEMA = "edgepipe.bench/1"
 
 CSV_COLUMNS = (

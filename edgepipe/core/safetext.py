@@ -14,14 +14,23 @@ from __future__ import annotations
 import re
 from typing import Any
 
-# scheme://user:password@host or scheme://token@host: everything between :// and the last @ of the authority
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^\s/@:]*)(?::[^\s/@]*)?@")
+# scheme://user:password@host or scheme://token@host. The user information is everything between
+# :// and the LAST @ of the authority (which ends at the first /, ?, # or space), as FFmpeg's
+# av_url_split reads it: a password may itself hold @ and :.
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^\s/?#]*)@(?=[^\s/?#@]*(?:[\s/?#]|$))")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
+def _hide(match: re.Match[str]) -> str:
+    user, colon, _ = match["userinfo"].partition(":")
+    # With a password, the user name stays, to recognise the account; a lone user-information
+    # part may be a token (https://TOKEN@host), so all of it goes.
+    return f"{match['scheme']}{user}:***@" if colon else f"{match['scheme']}***@"
+
+
 def redact(text: str) -> str:
-    """`rtsp://user:***@cam/stream` for `rtsp://user:secret@cam/stream` (the user name stays, to recognise it)."""
-    return _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    """`rtsp://user:***@cam/stream` for `rtsp://user:s@cr:et@cam/stream`, `https://***@host` for `https://TOKEN@host`."""
+    return _URL_CREDENTIALS.sub(_hide, text)
 
 
 def redact_obj(value: Any) -> Any:

@@ -23,6 +23,7 @@ from edgepipe.core.progress import say
 from edgepipe.device.bundle import sha256_file
 from edgepipe.device.unknown import UNKNOWN_LABEL
 
+from .agent import protocol
 from .remote import Remote
 
 INCOMING = ".incoming"
@@ -47,13 +48,13 @@ class Pair:
 
     @property
     def spec(self) -> str:
-        return f"{self.stem}:{self.jpg}:{self.json}"
+        return protocol.pair_spec(self.stem, self.jpg, self.json)
 
 
 def _pairs(listing: dict[str, Any]) -> list[Pair]:
     """The device's listing, validated: it is data from another machine."""
     pairs = []
-    for entry in listing.get("pairs", []):
+    for entry in listing["pairs"]:
         if not (isinstance(entry, dict) and isinstance(entry.get("stem"), str) and STEM.match(entry["stem"])
                 and all(isinstance(entry.get(k), str) and SHA256.match(entry[k]) for k in ("jpg", "json"))):
             raise UserError(f"the device listed a malformed collected pair {str(entry)[:80]!r}; not copying")
@@ -86,8 +87,8 @@ def collect(remote: Remote, request: CollectRequest) -> dict[str, Any]:
     incoming = to / INCOMING
     incoming.mkdir(parents=True, exist_ok=True)
     dir_args = ["--dir", request.device_dir] if request.device_dir else []
-    listing = remote.agent("collect-list", *dir_args)
-    device_dir = str(listing.get("dir", ""))
+    listing = remote.agent(protocol.COLLECT_LIST, *dir_args)
+    device_dir = listing["dir"]
     pairs = _pairs(listing)
     arrived = _arrived(to)
     intact: list[Pair] = [p for p in pairs if p.stem in arrived and _intact(arrived[p.stem], p)]
@@ -116,8 +117,8 @@ def collect(remote: Remote, request: CollectRequest) -> dict[str, Any]:
     deleted: list[str] = []
     if request.move:
         for start in range(0, len(intact), BATCH):
-            result = remote.agent("collect-delete", *dir_args, *(p.spec for p in intact[start:start + BATCH]))
-            deleted += [s for s in result.get("deleted", []) if isinstance(s, str)]
+            result = remote.agent(protocol.COLLECT_DELETE, *dir_args, *(p.spec for p in intact[start:start + BATCH]))
+            deleted += [s for s in result["deleted"] if isinstance(s, str)]
     if not any(incoming.iterdir()):
         shutil.rmtree(incoming)
     return {"host": str(remote.target), "device_dir": device_dir, "to": str(to), "listed": len(pairs),

@@ -1,8 +1,9 @@
 """`edgepipe deploy BUNDLE --inventory hosts.ini`: the same deploy on many devices, through Ansible.
 
 Ansible already does inventories, parallelism, retries and per-host reports;
-its role runs the same device-side agent as the single-host deploy, so this
-module only translates edgepipe's flags into playbook variables.
+its role runs the same device-side agent as the single-host deploy (the zipapp
+of deploy/agent_archive.py, written next to the staged bundle), so this module
+only translates edgepipe's flags into playbook variables.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from edgepipe.core.ssh import SshOptions
 
 from edgepipe.core import progress
 
+from .agent_archive import write_archive
 from .release import ServiceSettings, read_local_bundle, staged_bundle, verify_accelerator
 
 
@@ -42,9 +44,11 @@ def playbook_path() -> Path:
     return Path(str(resources.files(__package__).joinpath("ansible", "deploy.yml")))
 
 
-def playbook_vars(fleet: FleetDeploy, bundle_root: Path, bundle_bytes: int, verify: str | None = None) -> dict:
+def playbook_vars(fleet: FleetDeploy, bundle_root: Path, bundle_bytes: int, verify: str | None = None,
+                  agent: Path | None = None) -> dict:
     service = fleet.service
     return {
+        "edgepipe_agent": str(agent) if agent else "",
         "edgepipe_verify": verify or "",
         "edgepipe_bundle": str(bundle_root.resolve()),
         "edgepipe_bundle_bytes": bundle_bytes,
@@ -75,7 +79,9 @@ def run_playbook(fleet: FleetDeploy) -> int:
     verify = verify_accelerator(bundle, fleet.service.accelerator if fleet.service else "auto", fleet.verify,
                                 progress.say)
     with staged_bundle(bundle) as staged:  # Ansible copies a folder: give it exactly the manifest's files
-        argv = playbook_argv(executable, fleet.inventory, playbook_vars(fleet, staged, bundle.size, verify), fleet.ssh)
+        agent = write_archive(staged.parent / "edgepipe-agent.pyz")
+        argv = playbook_argv(executable, fleet.inventory, playbook_vars(fleet, staged, bundle.size, verify, agent),
+                             fleet.ssh)
         code = subprocess.run(argv).returncode
     if code != 0:
         raise UserError("ansible-playbook failed on at least one host (see its PLAY RECAP above); "

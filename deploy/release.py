@@ -1,6 +1,6 @@
 """The single-host deploy: check, upload, verify on the device, switch, service, health, rollback.
 
-The steps that change the device run inside remote_agent.py on the device;
+The steps that change the device run inside the device agent (deploy/agent/);
 this module orders them and decides, from the device report, whether to go on.
 Uploads go to a `.partial` directory that only the on-device verification
 renames into `releases/`, so a cut transfer never becomes a release. What is
@@ -26,27 +26,11 @@ from edgepipe.core.errors import UserError
 from edgepipe.core.safetext import has_control, redact, safe_line
 from edgepipe.device.golden import has_golden
 
+from .agent import protocol
 from .device_check import assess, format_report, uses_camera
 from .remote import DiskFull, Remote
 
 RELEASE_ID_CHARS = 16
-_NONE = type(None)
-# What the device agent must answer (key: allowed types); anything else is refused before use.
-PREPARE_SHAPE: dict[str, Any] = {"prefix": str, "partial": str, "release_dir": str, "have_release": bool,
-                                 "removed_partials": list, "report": dict}
-ACTIVATE_SHAPE: dict[str, Any] = {"release": str, "previous": (str, _NONE), "health": (dict, _NONE)}
-STATUS_SHAPE: dict[str, Any] = {"prefix": str, "current": (str, _NONE), "history": list, "releases": list,
-                                "service": (dict, _NONE), "last_result": (dict, _NONE)}
-
-
-def expect_shape(result: dict, remote: Remote, shape: dict[str, Any]) -> dict:
-    """`result` when every key of `shape` is there with an allowed type; else one line saying so."""
-    for key, kind in shape.items():
-        if not isinstance(result.get(key), kind):
-            raise UserError(f"{remote.target}: the device agent's answer has {key!r} = "
-                            f"{safe_line(repr(result.get(key)))[:80]}, not what this edgepipe expects; "
-                            "is the device running a different edgepipe?")
-    return result
 
 
 def _obj(value: Any) -> dict:
@@ -136,7 +120,7 @@ def ensure_release(remote: Remote, bundle: LocalBundle, accelerator: str, needs_
     device changes before the checks pass, apart from removing stale partial
     uploads. With commit=False the caller's `activate --sha` verifies the upload.
     """
-    prepared = expect_shape(remote.agent("prepare", bundle.release_id, bundle.sha256), remote, PREPARE_SHAPE)
+    prepared = remote.agent(protocol.PREPARE, bundle.release_id, bundle.sha256)
     report = prepared["report"]
     for line in format_report(str(remote.target), report):
         say(safe_line(line))
@@ -158,7 +142,7 @@ def ensure_release(remote: Remote, bundle: LocalBundle, accelerator: str, needs_
     except UserError as exc:
         raise _upload_failure(remote, bundle, exc) from None
     if commit:
-        remote.agent("commit", bundle.release_id, bundle.sha256)
+        remote.agent(protocol.COMMIT, bundle.release_id, bundle.sha256)
         say(f"verified every file's sha256 on the device: release {bundle.release_id}")
     return prepared
 
@@ -167,16 +151,17 @@ def _upload_failure(remote: Remote, bundle: LocalBundle, error: UserError) -> Us
     """Remove the partial upload (nothing half-copied stays behind) and say why the upload failed:
     a device left with less free space than the bundle needs ran out of disk, whatever scp printed."""
     try:
-        discarded = remote.agent("discard", bundle.release_id)
+        discarded = remote.agent(protocol.DISCARD, bundle.release_id)
     except UserError:  # the link is gone: the next deploy's `prepare` removes the partial upload
         return error
-    free = discarded.get("disk_free")
-    if isinstance(error, DiskFull) or (isinstance(free, int) and free < bundle.size):
-        shown = f"{free / 1e6:.1f} MB free" if isinstance(free, int) else "no space left"
+    free = discarded["disk_free"]
+    if isinstance(error, DiskFull) or free < bundle.size:
         return DiskFull(f"{remote.target}: the device's disk under {remote.prefix} filled up during the upload "
-                        f"({shown}, the bundle needs {bundle.size / 1e6:.1f} MB); the partial upload was removed "
+                        f"({free / 1e6:.1f} MB free, the bundle needs {bundle.size / 1e6:.1f} MB); the partial upload was removed "
                         "and the device keeps its current release; free some space and deploy again")
     return type(error)(f"{error}; the partial upload was removed")
+
+
 def verify_accelerator(bundle: LocalBundle, accelerator: str, verify: bool, say: Callable[[str], None]) -> str | None:
     """Which models the device verifies before the switch (None: not verified, with a warning saying why)."""
     if not verify:
@@ -204,7 +189,7 @@ def _deploy_locked(remote: Remote, bundle: LocalBundle, service: ServiceSettings
     systemd_scope = service.scope if service and service.manager == "systemd" else None
     prepared = ensure_release(remote, bundle, accelerator, needs_camera, upload, say, commit=False,
                               systemd_scope=systemd_scope)
-    args = ["activate", bundle.release_id, "--sha", bundle.sha256, "--keep", str(keep)]
+    args = [protocol.ACTIVATE, bundle.release_id, "--sha", bundle.sha256, "--keep", str(keep)]
     checked = verify_accelerator(bundle, accelerator, verify, say)  # after the device checks: warnings come last
     if checked:
         args += ["--verify", checked]
@@ -221,7 +206,7 @@ def _deploy_locked(remote: Remote, bundle: LocalBundle, service: ServiceSettings
         for region in service.roi:
             args += ["--roi", region]
         if service.secrets:
-            env_upload = f"{prepared['prefix']}/.{ENV_FILE}.upload"
+            env_upload = f"{prepared['prefix']}/.{protocol.ENV_FILE}.upload"
             upload_secrets(remote, service.secrets, env_upload, upload)
             args += ["--env-upload", env_upload]
         if service.collect:
@@ -230,12 +215,9 @@ def _deploy_locked(remote: Remote, bundle: LocalBundle, service: ServiceSettings
             f"restarting the service and waiting up to {service.health_timeout:g}s for a result")
     else:
         args += ["--manager", "none"]
-    result = expect_shape(remote.agent(*args), remote, ACTIVATE_SHAPE)
+    result = remote.agent(*args)
     return {"host": str(remote.target), "prefix": prepared["prefix"], "release": bundle.release_id,
             "bundle_sha256": bundle.sha256, "report": prepared["report"], **result}
-
-
-ENV_FILE = "service.env"  # the agent's name for it, under PREFIX
 
 
 def upload_secrets(remote: Remote, secrets: dict[str, str], remote_path: str, upload: Uploader) -> None:
@@ -254,13 +236,12 @@ def upload_secrets(remote: Remote, secrets: dict[str, str], remote_path: str, up
 
 
 def status(remote: Remote) -> dict:
-    return {"host": str(remote.target), **expect_shape(remote.agent("status"), remote, STATUS_SHAPE)}
+    return {"host": str(remote.target), **remote.agent(protocol.STATUS)}
 
 
 def rollback(remote: Remote, health_timeout: float) -> dict:
     with remote.locked():
-        result = remote.agent("rollback", "--health-timeout", f"{health_timeout:g}")
-        return {"host": str(remote.target), **expect_shape(result, remote, ACTIVATE_SHAPE)}
+        return {"host": str(remote.target), **remote.agent(protocol.ROLLBACK, "--health-timeout", f"{health_timeout:g}")}
 
 
 def describe(result: dict) -> str:
@@ -281,9 +262,6 @@ def describe(result: dict) -> str:
     verified = f"; {describe_verification(verification)}" if isinstance(verification, dict) else ""
     return safe_line(f"{result['host']}: running release {result['release']} (previous {previous}); "
                      f"{service}{verified}{removed}")
-    removed = f"; removed old releases {', '.join(result['removed'])}" if result.get("removed") else ""
-    verified = f"; {describe_verification(result['verification'])}" if result.get("verification") else ""
-    return f"{result['host']}: running release {result['release']} (previous {previous}); {service}{verified}{removed}"
 
 
 def describe_verification(verification: Any) -> str:

@@ -1,11 +1,12 @@
 """One device, through the deploy agent.
 
-Why argument lists and one fixed remote script: ssh joins the remote command
+Why argument lists and one fixed remote program: ssh joins the remote command
 into a string for the device's shell, so the only things on that string are
 the interpreter path and arguments, each quoted with shlex.quote; the logic
-itself is deploy/remote_agent.py, sent on stdin to a fixed bootstrap that reads
-exactly its length, so the rest of stdin stays free (the deploy lock is held
-until the workstation closes it).
+itself is the agent package (deploy/agent/), sent as one zipapp on stdin to a
+fixed bootstrap that reads exactly its length (deploy/agent_archive.py), so the
+rest of stdin stays free (the deploy lock is held until the workstation closes
+it). Every answer is checked against the agent protocol's shape before use.
 """
 
 from __future__ import annotations
@@ -13,16 +14,16 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-from importlib import resources
 from pathlib import Path
 from typing import Iterator
 
 from edgepipe.core.errors import UserError
+from edgepipe.core.safetext import safe_line
 from edgepipe.core.ssh import (SAFE_REMOTE_PATH, Connection, SshError, SshOptions, Target, explain_failure, scp_command,
                                ssh_command)
 
-# Reads exactly the agent's bytes from stdin and runs them; `%d` is their length.
-AGENT_BOOTSTRAP = "import sys; exec(compile(sys.stdin.buffer.read(%d), 'edgepipe-agent', 'exec'))"
+from .agent import protocol
+from .agent_archive import agent_archive, bootstrap
 
 
 class Remote:
@@ -45,15 +46,10 @@ class Remote:
     def ssh_argv(self, remote_command: list[str]) -> list[str]:
         return ssh_command(self.target, self.options, remote_command, ssh=self.ssh)
 
-    @staticmethod
-    def agent_script() -> bytes:
-        return resources.files(__package__).joinpath("remote_agent.py").read_bytes()
-
     def agent_command(self, *args: str) -> list[str]:
         python = ["--python", self.python] if self.python else []
         lock = ["--lock", self.lock_token] if self.lock_token else []
-        bootstrap = AGENT_BOOTSTRAP % len(self.agent_script())
-        return [self.python or "python3", "-c", bootstrap, "--prefix", self.prefix, *python, *lock, *args]
+        return [self.python or "python3", "-c", bootstrap(), "--prefix", self.prefix, *python, *lock, *args]
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[str]:
@@ -62,14 +58,13 @@ class Remote:
         A second deploy gets the agent's "another deploy ... in progress since T" and touches nothing;
         if this process or its connection dies, the device sees stdin close and the lock goes with it.
         """
-        script = self.agent_script()
         try:
-            proc = subprocess.Popen(self.ssh_argv(self.agent_command("lock")), stdin=subprocess.PIPE,
+            proc = subprocess.Popen(self.ssh_argv(self.agent_command(protocol.LOCK)), stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except FileNotFoundError:
             raise UserError(f"`{self.ssh}` not found; install the OpenSSH client (apt-get install openssh-client)") from None
         try:
-            proc.stdin.write(script)
+            proc.stdin.write(agent_archive())
             proc.stdin.flush()
             answer = self._parse_answer(proc.stdout.readline().decode("utf-8", "replace"), proc)
             self.lock_token = answer["token"]
@@ -93,7 +88,7 @@ class Remote:
         except ValueError:
             answer = None
         if isinstance(answer, dict) and isinstance(answer.get("token"), str):
-            return answer
+            return self._checked(protocol.LOCK, answer)
         proc.stdin.close()
         stderr = proc.stderr.read().decode("utf-8", "replace")
         if proc.wait() == 255:
@@ -110,20 +105,21 @@ class Remote:
 
     def run_agent_raw(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
         """Run the agent; returns the process (for `edgepipe` pass-through) after ssh-level errors."""
-        script = self.agent_script().decode("utf-8")
         try:
-            proc = subprocess.run(self.ssh_argv(self.agent_command(*args)), input=script, capture_output=True,
-                                  text=True, timeout=timeout)
+            proc = subprocess.run(self.ssh_argv(self.agent_command(*args)), input=agent_archive(),
+                                  capture_output=True, timeout=timeout)
         except FileNotFoundError:
             raise UserError(f"`{self.ssh}` not found; install the OpenSSH client (apt-get install openssh-client)") from None
         except subprocess.TimeoutExpired:
             raise SshError(f"{self.target}: no answer within {timeout:g}s") from None
+        proc.stdout, proc.stderr = (out.decode("utf-8", "replace") for out in (proc.stdout, proc.stderr))
         if proc.returncode == 255:
             raise explain_failure(self.target, proc.stderr)
         return proc
 
     def agent(self, *args: str, timeout: float | None = None) -> dict:
-        """Run one agent subcommand; its JSON result, or UserError with its one-line error."""
+        """Run one agent command (args[0], a protocol command name); its JSON answer, checked against the
+        protocol's shape, or UserError with its one-line error."""
         proc = self.run_agent_raw(*args, timeout=timeout)
         try:
             result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -134,7 +130,16 @@ class Remote:
                             "is the device running a different edgepipe?")
         if proc.returncode != 0 or "error" in result:
             raise AgentFailure(f"{self.target}: {result.get('error', 'agent failed')}", result)
-        return result
+        return self._checked(args[0], result)
+
+    def _checked(self, command: str, answer: dict) -> dict:
+        """`answer` when it fits the protocol's shape for `command`; else one line saying which field does not."""
+        wrong = protocol.wrong_field(answer, protocol.ANSWERS[command])
+        if wrong:
+            raise UserError(f"{self.target}: the device agent's answer has {wrong[0]!r} = "
+                            f"{safe_line(repr(wrong[1]))[:80]}, not what this edgepipe expects; "
+                            "is the device running a different edgepipe?")
+        return answer
 
     def upload(self, local: Path, remote_path: str) -> None:
         """Copy `local` (a private staging folder holding exactly a bundle's files, made by

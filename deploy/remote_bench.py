@@ -19,9 +19,9 @@ from edgepipe.core.progress import say
 from edgepipe.core.ssh import Connection
 from edgepipe.device.bench.measure import BenchPlan, run_bench
 
+from .agent.protocol import EDGEPIPE, summarise_verify_run
 from .release import ensure_release, read_local_bundle
 from .remote import Remote, remote_for
-from .remote_agent import verification_summary
 
 # bench's --accelerator -> what the device check should demand.
 CHECK_ACCELERATOR = {"cpu": "cpu", "edgetpu": "edgetpu", "all": "auto"}
@@ -56,7 +56,7 @@ def bench_on_device(request: RemoteBench) -> dict[str, Any]:
     with remote.locked():
         prepared = ensure_release(remote, bundle, CHECK_ACCELERATOR[request.plan.accelerator], needs_camera=False)
     say(f"running `edgepipe bench` on {remote.target} ...")
-    proc = remote.run_agent_raw("edgepipe", *device_bench_args(request.plan, prepared["release_dir"]))
+    proc = remote.run_agent_raw(EDGEPIPE, *device_bench_args(request.plan, prepared["release_dir"]))
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
         raise UserError(f"{remote.target}: `edgepipe bench` failed on the device: {last}")
@@ -74,14 +74,8 @@ def bench_on_device(request: RemoteBench) -> dict[str, Any]:
 def verify_on_device(remote: Remote, release_dir: str, accelerator: str) -> dict[str, Any]:
     """The golden-set check of the benchmarked release on the device, reported beside its latency."""
     say(f"running `edgepipe verify` on {remote.target} ...")
-    proc = remote.run_agent_raw("edgepipe", "verify", release_dir, "--accelerator", accelerator, "--json")
-    try:
-        report = json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        report = {}
-    last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
-    return verification_summary(report if isinstance(report, dict) else {}, accelerator,
-                                "" if proc.returncode == 0 else last.split(": error: ", 1)[-1])
+    proc = remote.run_agent_raw(EDGEPIPE, "verify", release_dir, "--accelerator", accelerator, "--json")
+    return summarise_verify_run(proc.returncode, proc.stdout, proc.stderr, accelerator)
 
 
 def bench_here(request: RemoteBench) -> dict[str, Any] | None:

@@ -24,6 +24,7 @@ from edgepipe import __version__
 from edgepipe.core.errors import UserError
 from edgepipe.core.ssh import explain_failure
 
+from .agent import protocol
 from .device_check import format_report
 from .remote import Remote
 
@@ -104,7 +105,7 @@ def setup_device(remote: Remote, options: SetupOptions, say: Callable[[str], Non
     With dry_run nothing changes on either side: pi-setup.sh is piped to
     `bash -s -- --dry-run` on the device and prints what it would do there.
     """
-    prefix = remote.agent("report")["prefix"]  # absolute on the device; also proves ssh and python3 work
+    prefix = remote.agent(protocol.REPORT)["prefix"]  # absolute on the device; also proves ssh and python3 work
     setup_dir = f"{prefix}/{SETUP_DIR}"
     if options.dry_run:
         remote_wheel = f"{setup_dir}/{options.wheel.name if options.wheel else wheel_name()}"
@@ -130,7 +131,7 @@ def setup_device(remote: Remote, options: SetupOptions, say: Callable[[str], Non
             remote.upload(script_path(), f"{setup_dir}/{SCRIPT}")
         say(f"running {SCRIPT} on {remote.target}")
         _ssh(remote, ["bash", f"{setup_dir}/{SCRIPT}", *script_argv(prefix, remote_wheel, options)], stream=True)
-    result = remote.agent("report")
+    result = remote.agent(protocol.REPORT)
     for line in format_report(str(remote.target), result["report"]):
         say(line)
     problem = result["report"].get("edgepipe", {}).get("error")

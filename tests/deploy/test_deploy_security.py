@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from edgepipe.cli import main
-from edgepipe.deploy import release, remote_agent
+from edgepipe.deploy import release
+from edgepipe.deploy.agent import cli as agent_cli, layout as agent_layout, protocol, unit, verify
 from edgepipe.core.errors import UserError
 from edgepipe.core.ssh import SshOptions, Target
 from edgepipe.deploy.remote import Remote
@@ -53,8 +54,8 @@ def test_a_release_holding_an_unlisted_file_is_refused_on_the_device(tiny_bundle
     partial = tmp_path / "r"
     shutil.copytree(tiny_bundle, partial)
     (partial / "extra.sh").write_text("echo hi\n")
-    with pytest.raises(remote_agent.AgentError, match="extra.sh is not listed in bundle.json"):
-        remote_agent.verify_release(partial)
+    with pytest.raises(protocol.AgentError, match="extra.sh is not listed in bundle.json"):
+        verify.verify_release(partial)
 
 
 @pytest.fixture
@@ -224,25 +225,25 @@ def test_a_newline_in_the_source_never_reaches_a_systemd_unit(tiny_bundle, sshd,
     assert main(["deploy", str(tiny_bundle), sshd.host, *deploy_argv("--source", source)]) == 1
     assert "contains a control character" in _one_line(capsys)
     assert not prefix.exists() and not witness.exists()
-    layout = remote_agent.Layout(str(tmp_path / "p"))
-    with pytest.raises(remote_agent.AgentError, match="control character"):  # the device refuses it too
-        remote_agent.render_unit("ExecStart=$exec_start\n$user_line\n$wanted_by\n$prefix", layout,
-                                 {"scope": "user"}, ["python", "--source", source])
+    layout = agent_layout.Layout(str(tmp_path / "p"))
+    with pytest.raises(protocol.AgentError, match="control character"):  # the device refuses it too
+        unit.render_unit("ExecStart=$exec_start\n$user_line\n$wanted_by\n$prefix", layout,
+                         {"scope": "user"}, ["python", "--source", source])
 
 
 def test_an_unexpected_failure_of_the_agent_is_a_device_side_error(tmp_path, capsys, monkeypatch):
     def broken(args, layout):
         raise KeyError("releases")
 
-    parser = remote_agent.build_parser
+    parser = agent_cli.build_parser
 
     def patched():
         p = parser()
         p._subparsers._group_actions[0].choices["status"].set_defaults(func=broken)
         return p
 
-    monkeypatch.setattr(remote_agent, "build_parser", patched)
-    assert remote_agent.main(["--prefix", str(tmp_path), "status"]) == 1
+    monkeypatch.setattr(agent_cli, "build_parser", patched)
+    assert agent_cli.main(["--prefix", str(tmp_path), "status"]) == 1
     assert json.loads(capsys.readouterr().out) == {"error": "device-side error: KeyError: 'releases'"}
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from edgepipe.cli import main
-from edgepipe.deploy import remote_agent
+from edgepipe.deploy.agent import layout as agent_layout, unit as agent_unit
 from edgepipe.deploy.device_check import assess, uses_camera
 from edgepipe.core.ssh import SshOptions, Target, explain_failure, ssh_option
 from edgepipe.deploy.remote import Remote
@@ -127,18 +127,18 @@ def test_systemd_service_needs_systemd_and_lingering_for_a_user_unit():
 
 
 def test_systemd_quoting_of_specifiers_variables_and_spaces():
-    assert remote_agent.systemd_quote("/usr/bin/python3") == "/usr/bin/python3"
-    assert remote_agent.systemd_quote("50%") == "50%%"
-    assert remote_agent.systemd_quote('my "clip" $HOME.mp4') == '"my \\"clip\\" $$HOME.mp4"'
+    assert agent_unit.systemd_quote("/usr/bin/python3") == "/usr/bin/python3"
+    assert agent_unit.systemd_quote("50%") == "50%%"
+    assert agent_unit.systemd_quote('my "clip" $HOME.mp4') == '"my \\"clip\\" $$HOME.mp4"'
 
 
 def _rendered_unit(tmp_path: Path, scope: str) -> Path:
     template = resources.files("edgepipe.deploy").joinpath("templates", "edgepipe.service").read_text()
-    layout = remote_agent.Layout(str(tmp_path / "edgepipe"))
+    layout = agent_layout.Layout(str(tmp_path / "edgepipe"))
     config = {"scope": scope, "source": "rtsp://cam/stream 1", "accelerator": "edgetpu", "user": "pi"}
-    argv = remote_agent.service_argv(sys.executable, layout, config)
+    argv = agent_unit.service_argv(sys.executable, layout, config)
     unit = tmp_path / "edgepipe.service"
-    unit.write_text(remote_agent.render_unit(template, layout, config, argv))
+    unit.write_text(agent_unit.render_unit(template, layout, config, argv))
     return unit
 
 
@@ -198,7 +198,7 @@ def test_inventory_without_ansible_names_the_extra(tmp_path, monkeypatch, capsys
 
 
 def test_service_with_collect_keeps_frames_in_the_prefix(tmp_path):
-    layout = remote_agent.Layout(str(tmp_path / "edgepipe"))
-    argv = remote_agent.service_argv(sys.executable, layout, {"collect": True, "accelerator": "cpu"})
+    layout = agent_layout.Layout(str(tmp_path / "edgepipe"))
+    argv = agent_unit.service_argv(sys.executable, layout, {"collect": True, "accelerator": "cpu"})
     assert argv[argv.index("--collect") + 1] == str(tmp_path / "edgepipe" / "collect")
-    assert "--collect" not in remote_agent.service_argv(sys.executable, layout, {"accelerator": "cpu"})
+    assert "--collect" not in agent_unit.service_argv(sys.executable, layout, {"accelerator": "cpu"})

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edgepipe.deploy import remote_agent
+from edgepipe.deploy.agent import layout as agent_layout, services
 
 STUB = """#!/bin/sh
 echo "$(basename "$0") $*" >> "{log}"
@@ -35,14 +35,14 @@ def systemd(tmp_path, monkeypatch):
         (bin_dir / tool).chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    layout = remote_agent.Layout(str(tmp_path / "edgepipe"))
+    layout = agent_layout.Layout(str(tmp_path / "edgepipe"))
     layout.root.mkdir()
     return layout, files
 
 
 def test_user_unit_is_written_reloaded_enabled_and_restarted(systemd):
     layout, files = systemd
-    service = remote_agent.SystemdService(layout, {"scope": "user"})
+    service = services.SystemdService(layout, {"scope": "user"})
     service.install("[Service]\nExecStart=/bin/true\n", ["/bin/true"])
     unit = Path(files["log"].parent / "home" / ".config" / "systemd" / "user" / "edgepipe.service")
     assert unit.read_text() == "[Service]\nExecStart=/bin/true\n"
@@ -64,26 +64,26 @@ def test_user_unit_is_written_reloaded_enabled_and_restarted(systemd):
 def test_state_is_read_from_systemctl_show(systemd, show, state):
     layout, files = systemd
     files["show"].write_text(show + "ActiveEnterTimestampMonotonic=0\n")
-    assert remote_agent.SystemdService(layout, {"scope": "user"}).state()["state"] == state
+    assert services.SystemdService(layout, {"scope": "user"}).state()["state"] == state
 
 
 def test_health_check_reads_results_from_the_journal(systemd):
     layout, files = systemd
-    service = remote_agent.SystemdService(layout, {"scope": "user"})
+    service = services.SystemdService(layout, {"scope": "user"})
     files["show"].write_text("ActiveState=active\nSubState=running\nResult=success\nExecMainStatus=0\n")
     result = {"frame": 0, "top": [{"index": 2, "label": "daisy", "score": 0.9}]}
     files["journal"].write_text(f"loading bundle\n{json.dumps(result)}\n")
-    health = remote_agent.wait_healthy(service, time.time(), timeout=5)
+    health = services.wait_healthy(service, time.time(), timeout=5)
     assert health["healthy"] and health["result"] == result
     files["show"].write_text("ActiveState=failed\nSubState=failed\nResult=exit-code\nExecMainStatus=1\n")
     files["journal"].write_text("edgepipe run: error: no camera found\n")
-    health = remote_agent.wait_healthy(service, time.time(), timeout=5)
+    health = services.wait_healthy(service, time.time(), timeout=5)
     assert not health["healthy"] and health["reason"].endswith("edgepipe run: error: no camera found")
 
 
 def test_system_unit_goes_through_sudo_unless_root_and_drops_the_user_flag(systemd):
     layout, files = systemd
-    service = remote_agent.SystemdService(layout, {"scope": "system"})
+    service = services.SystemdService(layout, {"scope": "system"})
     assert service.unit_path == Path("/etc/systemd/system/edgepipe.service")
     if os.geteuid() != 0:
         assert service._sudo() == ["sudo", "-n"]

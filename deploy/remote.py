@@ -88,7 +88,7 @@ class Remote:
         except ValueError:
             answer = None
         if isinstance(answer, dict) and isinstance(answer.get("token"), str):
-            return self._checked(protocol.LOCK, answer)
+            return checked_answer(self.target, protocol.LOCK, answer)
         proc.stdin.close()
         stderr = proc.stderr.read().decode("utf-8", "replace")
         if proc.wait() == 255:
@@ -130,16 +130,7 @@ class Remote:
                             "is the device running a different edgepipe?")
         if proc.returncode != 0 or "error" in result:
             raise AgentFailure(f"{self.target}: {result.get('error', 'agent failed')}", result)
-        return self._checked(args[0], result)
-
-    def _checked(self, command: str, answer: dict) -> dict:
-        """`answer` when it fits the protocol's shape for `command`; else one line saying which field does not."""
-        wrong = protocol.wrong_field(answer, protocol.ANSWERS[command])
-        if wrong:
-            raise UserError(f"{self.target}: the device agent's answer has {wrong[0]!r} = "
-                            f"{safe_line(repr(wrong[1]))[:80]}, not what this edgepipe expects; "
-                            "is the device running a different edgepipe?")
-        return answer
+        return checked_answer(self.target, args[0], result)
 
     def upload(self, local: Path, remote_path: str) -> None:
         """Copy `local` (a private staging folder holding exactly a bundle's files, made by
@@ -169,6 +160,16 @@ class Remote:
         if proc.returncode != 0:
             raise SshError(f"{explain_failure(self.target, proc.stderr)}; the copy did not complete "
                            "(run the same command again to resume)")
+
+
+def checked_answer(target: Target, command: str, answer: dict) -> dict:
+    """`answer` when it fits the protocol's shape for `command`; else one line saying which field does not."""
+    wrong = protocol.wrong_field(answer, protocol.ANSWERS[command])
+    if wrong:
+        raise UserError(f"{target}: the device agent's answer has {wrong[0]!r} = "
+                        f"{safe_line(repr(wrong[1]))[:80]}, not what this edgepipe expects; "
+                        "is the device running a different edgepipe?")
+    return answer
 
 
 class DiskFull(UserError):

@@ -157,8 +157,8 @@ def _upload_failure(remote: Remote, bundle: LocalBundle, error: UserError) -> Us
     free = discarded["disk_free"]
     if isinstance(error, DiskFull) or free < bundle.size:
         return DiskFull(f"{remote.target}: the device's disk under {remote.prefix} filled up during the upload "
-                        f"({free / 1e6:.1f} MB free, the bundle needs {bundle.size / 1e6:.1f} MB); the partial upload was removed "
-                        "and the device keeps its current release; free some space and deploy again")
+                        f"({free / 1e6:.1f} MB free, the bundle needs {bundle.size / 1e6:.1f} MB); the partial upload "
+                        "was removed and the device keeps its current release; free some space and deploy again")
     return type(error)(f"{error}; the partial upload was removed")
 
 
@@ -241,7 +241,8 @@ def status(remote: Remote) -> dict:
 
 def rollback(remote: Remote, health_timeout: float) -> dict:
     with remote.locked():
-        return {"host": str(remote.target), **remote.agent(protocol.ROLLBACK, "--health-timeout", f"{health_timeout:g}")}
+        result = remote.agent(protocol.ROLLBACK, "--health-timeout", f"{health_timeout:g}")
+        return {"host": str(remote.target), **result}
 
 
 def describe(result: dict) -> str:

@@ -72,7 +72,8 @@ def test_the_bootstrap_runs_the_archive_from_stdin_and_leaves_the_rest_of_stdin(
 def test_the_agent_refuses_to_send_an_answer_outside_its_protocol(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(cli, "cmd_stop", lambda args, layout: {"stopped": "yes"})
     assert cli.main(["--prefix", str(tmp_path), protocol.STOP]) == 1
-    assert "the stop answer has stopped = 'yes', not the protocol's shape" in json.loads(capsys.readouterr().out)["error"]
+    error = json.loads(capsys.readouterr().out)["error"]
+    assert "the stop answer has stopped = 'yes', not the protocol's shape" in error
 
 
 @pytest.mark.parametrize("answer, field", [

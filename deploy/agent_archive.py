@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import json
 import os
 import sys
 import tempfile
@@ -75,8 +76,9 @@ def agent_archive() -> bytes:
 
 
 def bootstrap() -> str:
-    """The `python3 -c` program that runs the archive sent on stdin; one line, so any login shell passes it."""
-    return "exec(%r)" % (STDIN_LOADER % len(agent_archive()))
+    """The `python3 -c` program that runs the archive sent on stdin: one line, so any login shell passes it,
+    and no single quote, so shlex.quote leaves it readable (a JSON string is a Python string literal too)."""
+    return "exec(%s)" % json.dumps(STDIN_LOADER % len(agent_archive()))
 
 
 def write_archive(path: Path) -> Path:

@@ -68,7 +68,8 @@ def test_ssh_command_is_an_argument_list_with_batch_mode_and_quoted_remote_args(
     assert argv[:2] == ["ssh", "-i"] and "BatchMode=yes" in argv and "ConnectTimeout=10" in argv
     assert "StrictHostKeyChecking=no" not in " ".join(argv)
     assert argv[-3:-1] == ["--", "pi@cam"] and argv[argv.index("-p") + 1] == "2200"
-    assert argv[-1].startswith("'/opt/py thon' -c 'import sys; exec(compile(sys.stdin.buffer.read(")
+    assert argv[-1].startswith("'/opt/py thon' -c 'exec(\"import importlib.abc, importlib.util, io, sys, zipfile\\n")
+    assert "\n" not in argv[-1]  # one line: any login shell passes it intact
     assert argv[-1].endswith(" --prefix '~/edge_pipe' --python '/opt/py thon' status")
 
 

@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 
 from edgepipe.cli import main as edgepipe
-from edgepipe.convert.inspect import inspect_file
-from edgepipe.convert.modelinfo import read_model_info
+from edgepipe.device.inspect.report import inspect_file
+from edgepipe.device.model.modelinfo import read_model_info
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

@@ -46,8 +46,8 @@ def make_bundle(root: Path, model: Path, variant: int) -> Path:
     """A valid bundle around `model`; `variant` changes the manifest, hence the release id."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgepipe.device.bundle import CPU_MODEL, LABELS, MANIFEST, build_manifest
-    from edgepipe.device.preprocess import InputSpec
+    from edgepipe.device.model.bundle import CPU_MODEL, LABELS, MANIFEST, build_manifest
+    from edgepipe.device.model.preprocess import InputSpec
 
     interpreter = Interpreter(model_path=str(model))
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]

@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT / "tests" / "convert"))
 
 from coral_pairs import FETCH_HINT, load_pairs  # noqa: E402
 
-from edgepipe.convert.edgetpu_oracle import compare, cpu_op_keys, not_a_pair  # noqa: E402
-from edgepipe.convert.modelinfo import read_model_info  # noqa: E402
+from edgepipe.device.inspect.edgetpu_oracle import compare, cpu_op_keys, not_a_pair  # noqa: E402
+from edgepipe.device.model.modelinfo import read_model_info  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 

@@ -91,7 +91,7 @@ CAPTURE_LOOP = """
 import json, sys, time
 import cv2
 cv2.setNumThreads(1)
-from edgepipe.device.runtime import open_classifier
+from edgepipe.device.model.classifier import open_classifier
 clf = open_classifier(sys.argv[1], threads=1)
 capture = cv2.VideoCapture(sys.argv[2])
 frames, decode, preprocess = 0, 0.0, 0.0

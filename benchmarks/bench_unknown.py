@@ -71,7 +71,7 @@ def split_classes(data: Path) -> tuple[Path, Path]:
 
 def score_separation(bundle: Path, run: Path, unknown: Path) -> dict[str, float]:
     """AUROC of in-class held-out vs unknown images for every score kind, through the device runtime."""
-    from edgepipe.device.unknown import SCORE_KINDS, confidence
+    from edgepipe.device.model.unknown import SCORE_KINDS, confidence
     from edgepipe.train.data import image_files
     from edgepipe.train.device_eval import predict_files
     from edgepipe.train.metrics import auroc

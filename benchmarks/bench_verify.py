@@ -37,7 +37,7 @@ from sshd_server import running_sshd  # noqa: E402
 from edgepipe.deploy import release  # noqa: E402
 from edgepipe.core.ssh import SshOptions, Target  # noqa: E402
 from edgepipe.deploy.remote import Remote  # noqa: E402
-from edgepipe.device.bundle import MANIFEST  # noqa: E402
+from edgepipe.device.model.bundle import MANIFEST  # noqa: E402
 
 RESULTS = HERE / "results"
 BUNDLE = RESULTS / "convert_bundle"

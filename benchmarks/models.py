@@ -24,7 +24,7 @@ REPRESENTATIVE_IMAGES = 32
 
 def _representative_images(input_size: int) -> list[np.ndarray]:
     """BGR calibration images: flowers12 photos when present, else synthetic shapes."""
-    from edgepipe.device.preprocess import load_image
+    from edgepipe.device.model.preprocess import load_image
     from edgepipe.synthetic import SHAPES, draw_shape
 
     photos = sorted(PHOTOS.rglob("*.jpg"))
@@ -47,7 +47,7 @@ def mobilenet_v2_int8(path: str | Path, input_size: int = 224) -> Path:
 
     from edgepipe.convert.quantize import export_tflite
     from edgepipe.core.files import atomic_write_bytes
-    from edgepipe.device.preprocess import InputSpec, resize_to_input
+    from edgepipe.device.model.preprocess import InputSpec, resize_to_input
 
     keras.utils.set_random_seed(0)
     weights = str(WEIGHTS) if WEIGHTS.is_file() and input_size == 224 else None

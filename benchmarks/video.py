@@ -11,7 +11,7 @@ from pathlib import Path
 
 import cv2
 
-from edgepipe.device.preprocess import load_image
+from edgepipe.device.model.preprocess import load_image
 from edgepipe.synthetic import write_video
 
 

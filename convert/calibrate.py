@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from edgepipe.device.unknown import MAX_TEMPERATURE, SCORE_KINDS, UnknownRule, confidence, rule_from_manifest, soften
+from edgepipe.device.model.unknown import MAX_TEMPERATURE, SCORE_KINDS, UnknownRule, confidence, rule_from_manifest, soften
 from edgepipe.train.metrics import auroc
 from edgepipe.train.run_dir import TrainedRun
 

@@ -127,7 +127,7 @@ def _register_inspect(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from .inspect import format_report, inspect_file
+    from edgepipe.device.inspect.report import format_report, inspect_file
 
     report = inspect_file(args.model)
     print(json.dumps(report, indent=2) if args.json else format_report(report))

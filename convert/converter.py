@@ -20,21 +20,21 @@ from pathlib import Path
 from typing import Any
 
 from edgepipe import __version__
-from edgepipe.device.bundle import CPU_MODEL, EDGETPU_MODEL, LABELS, MANIFEST, build_manifest, sha256_file
+from edgepipe.device.model.bundle import CPU_MODEL, EDGETPU_MODEL, LABELS, MANIFEST, build_manifest, sha256_file
 from edgepipe.core.errors import UserError
 from edgepipe.core.progress import say
 from edgepipe.core.files import atomic_directory, refuse_overwrite
-from edgepipe.device.labels import format_labels
-from edgepipe.device.preprocess import InputSpec
-from edgepipe.device.runtime import EdgeTpuUnavailable, find_backend
+from edgepipe.device.model.labels import format_labels
+from edgepipe.device.model.preprocess import InputSpec
+from edgepipe.device.model.classifier import EdgeTpuUnavailable, find_backend
 from edgepipe.train.data import image_files
 from edgepipe.train.run_dir import TrainedRun, load_run
 
 from . import edgetpu_compiler as etc
-from .edgetpu_rules import predict_ops, summarize
+from edgepipe.device.inspect.edgetpu_rules import predict_ops, summarize
 from .golden import DEFAULT_GOLDEN, select_golden, write_golden
 from .metadata import METADATA_NAME, copy_metadata, edgepipe_metadata, with_metadata
-from .modelinfo import read_model_info
+from edgepipe.device.model.modelinfo import read_model_info
 from .provenance import public_training_config
 from .quantize import export_tflite, load_pixels, nested_models, quantization_aware_model, representative_pixels
 from .calibrate import calibrate_bundle

@@ -24,7 +24,7 @@ from typing import Any
 from edgepipe.core.errors import UserError
 from edgepipe.core.ssh import SshOptions, Target, scp_command, ssh_command
 
-from .edgetpu_rules import MAPPED, OpPrediction
+from edgepipe.device.inspect.edgetpu_rules import MAPPED, OpPrediction
 
 COMPILER = "edgetpu_compiler"
 DOCKER_IMAGE = "edgepipe/edgetpu-compiler"

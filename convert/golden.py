@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from edgepipe.device.golden import DEFAULT_MIN_AGREEMENT, GOLDEN_DIR
+from edgepipe.device.model.golden import DEFAULT_MIN_AGREEMENT, GOLDEN_DIR
 
 DEFAULT_GOLDEN = 48
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from edgepipe.core.errors import UserError
 from edgepipe.core.progress import say
-from edgepipe.device.preprocess import ImageReadError, InputSpec, load_image, normalize, resize_to_input
+from edgepipe.device.model.preprocess import ImageReadError, InputSpec, load_image, normalize, resize_to_input
 from edgepipe.core.progress import Progress, Working, track
 from edgepipe.core.tfenv import native_stderr_silenced
 

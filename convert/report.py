@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .inspect import format_totals
+from edgepipe.device.inspect.report import format_totals
 
 
 def _pct(value: float | None) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from edgepipe.device.preprocess import InputSpec, normalize
+from edgepipe.device.model.preprocess import InputSpec, normalize
 from edgepipe.core.progress import Progress
 from edgepipe.core.tfenv import native_stderr_silenced
 from edgepipe.train.metrics import classification_report

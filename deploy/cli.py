@@ -17,8 +17,8 @@ from edgepipe.core.args import add_command, positive_float, positive_int
 from edgepipe.core.files import atomic_write_text, refuse_overwrite
 from edgepipe.core.safetext import redact, redact_obj
 from edgepipe.core.ssh import Connection, add_connection_arguments, ssh_options_from_args
-from edgepipe.device.endpoints import PASSWORD_ENV, TOKEN_ENV, mqtt_url, serve_address, serve_token
-from edgepipe.device.regions import parse_region
+from edgepipe.device.sinks.endpoints import PASSWORD_ENV, TOKEN_ENV, mqtt_url, serve_address, serve_token
+from edgepipe.device.run.regions import parse_region
 
 ACTIONS = ("status", "rollback", "setup", "collect")
 # bench flags that name files on this machine, meaningless on a device.

@@ -20,8 +20,8 @@ from typing import Any
 
 from edgepipe.core.errors import UserError
 from edgepipe.core.progress import say
-from edgepipe.device.bundle import sha256_file
-from edgepipe.device.unknown import UNKNOWN_LABEL
+from edgepipe.device.model.bundle import sha256_file
+from edgepipe.device.model.unknown import UNKNOWN_LABEL
 
 from .agent import protocol
 from .remote import Remote

@@ -242,7 +242,7 @@ create_venv() {
     run "$venv/bin/python" -m pip install "${constraints[@]}" --upgrade "$spec"
   fi
   case "$FROM" in *.whl) run "$venv/bin/python" -m pip install --no-deps --force-reinstall "$FROM" ;; esac
-  run "$venv/bin/python" -c "import edgepipe.device.runtime, edgepipe; print('edgepipe', edgepipe.__version__, 'ready')"
+  run "$venv/bin/python" -c "import edgepipe.device.model.classifier, edgepipe; print('edgepipe', edgepipe.__version__, 'ready')"
 }
 
 enable_linger() {

@@ -20,11 +20,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from edgepipe.device.bundle import MANIFEST, MAX_MODEL_BYTES, Bundle, load_bundle
+from edgepipe.device.model.bundle import MANIFEST, MAX_MODEL_BYTES, Bundle, load_bundle
 from edgepipe.core import progress
 from edgepipe.core.errors import UserError
 from edgepipe.core.safetext import has_control, redact, safe_line
-from edgepipe.device.golden import has_golden
+from edgepipe.device.model.golden import has_golden
 
 from .agent import protocol
 from .device_check import assess, format_report, uses_camera

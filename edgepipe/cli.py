@@ -19,7 +19,7 @@ from edgepipe.core.errors import MissingExtraError, UserError
 from edgepipe.core.safetext import safe_line
 from edgepipe.core.tfenv import configure_tensorflow
 from edgepipe.deploy import cli as deploy_cli
-from edgepipe.device import cli as device_cli
+from edgepipe.device.cli import register as device_cli
 from edgepipe.train import cli as train_cli
 
 # Top-level module -> the extra that installs it, for a missing-dependency message.

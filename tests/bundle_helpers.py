@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgepipe.device.bundle import MANIFEST, build_manifest, load_bundle
+from edgepipe.device.model.bundle import MANIFEST, build_manifest, load_bundle
 
 
 def rehash(root: Path, **changes) -> dict:

@@ -81,7 +81,7 @@ def tiny_int8_model(tmp_path_factory: pytest.TempPathFactory, shapes_dataset: Pa
     Returns {"model": Path, "labels": Path, "float_model": keras model}.
     """
     from edgepipe.convert.quantize import export_tflite
-    from edgepipe.device.preprocess import InputSpec, load_image, resize_to_input
+    from edgepipe.device.model.preprocess import InputSpec, load_image, resize_to_input
 
     spec = InputSpec(height=96, width=96)
     model = _tiny_float_model(96, len(SHAPES))
@@ -98,8 +98,8 @@ def tiny_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_int8_model: dict)
     import json
     import shutil
 
-    from edgepipe.device.bundle import CPU_MODEL, LABELS, MANIFEST, build_manifest
-    from edgepipe.device.preprocess import InputSpec
+    from edgepipe.device.model.bundle import CPU_MODEL, LABELS, MANIFEST, build_manifest
+    from edgepipe.device.model.preprocess import InputSpec
 
     from ai_edge_litert.interpreter import Interpreter
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from edgepipe.device.bundle import load_bundle
-from edgepipe.device.preprocess import load_image, to_model_input
+from edgepipe.device.model.bundle import load_bundle
+from edgepipe.device.model.preprocess import load_image, to_model_input
 
 
 def test_tiny_bundle_runs_in_litert(tiny_bundle, shapes_dataset):

@@ -29,7 +29,7 @@ def test_tensorflow_import_is_silent_by_default_and_verbose_on_request(tmp_path:
 
 def test_conversion_output_is_silenced_but_progress_shows(capfd):
     from edgepipe.convert.quantize import export_tflite
-    from edgepipe.device.preprocess import InputSpec
+    from edgepipe.device.model.preprocess import InputSpec
     import tf_keras as keras
 
     inputs = keras.Input((32, 32, 3))

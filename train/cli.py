@@ -11,7 +11,7 @@ from pathlib import Path
 
 from edgepipe.core.args import add_command, fraction, non_negative_float, non_negative_int, positive_float, positive_int
 
-from edgepipe.device.cli import unknown_mode
+from edgepipe.device.cli.register import unknown_mode
 
 from .model import ALPHAS, ARCHITECTURES, MAX_INPUT_SIZE, MIN_INPUT_SIZE
 

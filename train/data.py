@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from edgepipe.core.errors import UserError
-from edgepipe.device.preprocess import IMAGE_SUFFIXES, ImageReadError, InputSpec, load_image
+from edgepipe.device.model.preprocess import IMAGE_SUFFIXES, ImageReadError, InputSpec, load_image
 from edgepipe.core.progress import track
 
 
@@ -248,7 +248,7 @@ class Augmentation:
 
 def load_for_model(path: bytes | str, spec: InputSpec):
     """What the device does to a file, as float32 HxWx3 (the body of the tf.numpy_function)."""
-    from edgepipe.device.preprocess import to_model_float
+    from edgepipe.device.model.preprocess import to_model_float
 
     if isinstance(path, bytes):
         path = path.decode("utf-8")

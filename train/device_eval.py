@@ -13,8 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
-from edgepipe.device.preprocess import ImageReadError, load_image
-from edgepipe.device.runtime import Classifier, open_classifier
+from edgepipe.device.model.preprocess import ImageReadError, load_image
+from edgepipe.device.model.classifier import Classifier, open_classifier
 from edgepipe.core.progress import track
 
 

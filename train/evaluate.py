@@ -12,9 +12,9 @@ import numpy as np
 
 from edgepipe.core.errors import UserError
 from edgepipe.core.files import atomic_write_text, refuse_overwrite
-from edgepipe.device.labels import read_labels
-from edgepipe.device.preprocess import InputSpec
-from edgepipe.device.unknown import UnknownMode, UnknownRule, resolve
+from edgepipe.device.model.labels import read_labels
+from edgepipe.device.model.preprocess import InputSpec
+from edgepipe.device.model.unknown import UnknownMode, UnknownRule, resolve
 
 from . import run_dir as rd
 from .data import Sample, image_files, probe, scan_folder
@@ -69,7 +69,7 @@ def is_keras_model(path: Path) -> bool:
 
 
 def is_device_model(path: Path) -> bool:
-    from edgepipe.device.bundle import is_bundle
+    from edgepipe.device.model.bundle import is_bundle
 
     return path.suffix == ".tflite" or is_bundle(path)
 
@@ -125,7 +125,7 @@ def _score_keras(args: EvaluateOptions, path: Path) -> Scored:
 
 
 def _score_device(args: EvaluateOptions, path: Path) -> Scored:
-    from edgepipe.device.runtime import open_classifier
+    from edgepipe.device.model.classifier import open_classifier
 
     from .device_eval import predict_files
 

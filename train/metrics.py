@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edgepipe.device.unknown import UnknownRule, confidence
+from edgepipe.device.model.unknown import UnknownRule, confidence
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:

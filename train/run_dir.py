@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from edgepipe.core.errors import UserError
-from edgepipe.device.labels import format_labels, read_labels
-from edgepipe.device.preprocess import InputSpec
+from edgepipe.device.model.labels import format_labels, read_labels
+from edgepipe.device.model.preprocess import InputSpec
 
 MODEL = "model.keras"
 LABELS = "labels.txt"

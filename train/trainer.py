@@ -28,7 +28,7 @@ from edgepipe import __version__
 from edgepipe.core.errors import UserError
 from edgepipe.core.progress import say
 from edgepipe.core.files import atomic_directory, refuse_overwrite
-from edgepipe.device.preprocess import InputSpec
+from edgepipe.device.model.preprocess import InputSpec
 
 from . import run_dir as rd
 from .data import Augmentation, Split, augmenter, image_dataset, inputs_only, make_split

@@ -17,12 +17,12 @@ import numpy as np
 
 from .stats import MS_DECIMALS, latency_summary
 from edgepipe.core.errors import UserError
-from ..pipeline import Pipeline, RunOptions
-from ..results import FrameResult
-from ..runstats import STAGES
-from ..runtime import Classifier
-from ..sinks import Sink
-from ..sources import FrameSource
+from edgepipe.device.run.loop import Pipeline, RunOptions
+from edgepipe.device.run.results import FrameResult
+from edgepipe.device.run.runstats import STAGES
+from edgepipe.device.model.classifier import Classifier
+from edgepipe.device.run.sink import Sink
+from edgepipe.device.run.sources import FrameSource
 from .sysinfo import peak_rss_mb
 
 

@@ -29,9 +29,9 @@ from .report import SCHEMA
 from .stats import MS_DECIMALS, latency_summary, rate_per_s, time_windows, to_ms
 from edgepipe.core.accelerators import BENCH_ACCELERATORS
 from edgepipe.core.errors import UserError
-from ..preprocess import InputSpec, load_image, normalize, quantize
-from ..runtime import Classifier, EdgeTpuRefused, EdgeTpuUnavailable, default_threads, open_classifier, threads_text
-from ..sources import open_source
+from edgepipe.device.model.preprocess import InputSpec, load_image, normalize, quantize
+from edgepipe.device.model.classifier import Classifier, EdgeTpuRefused, EdgeTpuUnavailable, default_threads, open_classifier, threads_text
+from edgepipe.device.run.sources import open_source
 from .sysinfo import current_rss_mb, edgetpu_absence, environment, peak_rss_mb, thermal_snapshot
 
 # A sustained run is cut into about this many windows (each at least MIN_WINDOW_S long).

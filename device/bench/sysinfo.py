@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..runtime import EDGETPU_LIBRARY, default_threads
+from edgepipe.device.model.classifier import EDGETPU_LIBRARY, default_threads
 
 DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
 CPUINFO = Path("/proc/cpuinfo")

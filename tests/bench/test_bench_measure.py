@@ -5,8 +5,8 @@ import pytest
 
 from edgepipe.device.bench.measure import BenchPlan, bench_input, measure_configuration, random_input, run_bench
 from edgepipe.core.errors import UserError
-from edgepipe.device.preprocess import InputSpec, load_image
-from edgepipe.device.runtime import open_classifier
+from edgepipe.device.model.preprocess import InputSpec, load_image
+from edgepipe.device.model.classifier import open_classifier
 
 SPECS = {
     "uint8": InputSpec(height=32, width=24).with_tensor("uint8", 1 / 128, 128),

@@ -14,7 +14,7 @@ SMALL_SIZE = 32
 
 def write_run_dir(root: Path, model, data_dir: Path, size: int, train_per_class: int = 10) -> Path:
     """`model` and a per-class split of `data_dir` in the RUN_DIR layout."""
-    from edgepipe.device.preprocess import InputSpec
+    from edgepipe.device.model.preprocess import InputSpec
     from edgepipe.train.run_dir import write_run_inputs
 
     root.mkdir(parents=True)
@@ -52,7 +52,7 @@ def fitted(model, data_dir: Path, size: int, epochs: int):
     """`model` trained briefly on every image of `data_dir`, so its predictions mean something."""
     import tf_keras as keras
 
-    from edgepipe.device.preprocess import InputSpec, load_image, to_model_float
+    from edgepipe.device.model.preprocess import InputSpec, load_image, to_model_float
 
     keras.utils.set_random_seed(0)
     spec = InputSpec(height=size, width=size)

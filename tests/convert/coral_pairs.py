@@ -1,6 +1,6 @@
 """Coral's published model pairs (github.com/google-coral/test_data): a model and the
 `*_edgetpu.tflite` the Edge TPU compiler made from it, the oracle for `inspect`'s
-prediction (edgepipe.convert.edgetpu_oracle).
+prediction (edgepipe.device.inspect.edgetpu_oracle).
 
 tests/data/coral/pairs.json lists every pair in that repository's history (commit,
 paths, git blob ids) and, for the pairs whose compiled file was read, the ops the
@@ -131,8 +131,8 @@ def fetch(pairs: list[Pair], git_dir: Path | None) -> None:
 def build_manifest(git_dir: Path) -> list[Pair]:
     """Every (model, model_edgetpu) pair in the clone's history, first commit first, one entry
     per distinct pair of blobs; reads the compiled file where the clone has it."""
-    from edgepipe.convert.edgetpu_oracle import cpu_op_keys, not_a_pair
-    from edgepipe.convert.modelinfo import read_model_info
+    from edgepipe.device.inspect.edgetpu_oracle import cpu_op_keys, not_a_pair
+    from edgepipe.device.model.modelinfo import read_model_info
 
     pairs: list[Pair] = []
     seen: set[tuple[str, str]] = set()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edgepipe.convert.calibrate import calibrate, false_accepts, fit_temperature, threshold_for
-from edgepipe.device.unknown import SCORE_KINDS, UnknownRule, confidence, soften
+from edgepipe.device.model.unknown import SCORE_KINDS, UnknownRule, confidence, soften
 from edgepipe.train.metrics import auroc
 
 LABELS = ["a", "b", "c"]

@@ -14,8 +14,8 @@ import pytest
 from edgepipe.cli import main
 from edgepipe.convert import converter
 from edgepipe.convert.metadata import METADATA_NAME, read_metadata
-from edgepipe.device.bundle import load_bundle
-from edgepipe.device.runtime import open_classifier
+from edgepipe.device.model.bundle import load_bundle
+from edgepipe.device.model.classifier import open_classifier
 from edgepipe.train.device_eval import predict_files
 from edgepipe.train.metrics import classification_report
 from edgepipe.convert.provenance import public_training_config

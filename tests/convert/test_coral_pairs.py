@@ -15,10 +15,10 @@ import pytest
 from coral_pairs import FETCH_HINT, Pair, fetch, git_blob_id, load_pairs
 
 from edgepipe.convert.edgetpu_compiler import per_op_from_log
-from edgepipe.convert.edgetpu_oracle import compare, cpu_op_keys, not_a_pair
-from edgepipe.convert.edgetpu_rules import AFTER_CUT, COMPILER_VERSION, CORRECTIONS, MAPPED, predict_ops
-from edgepipe.convert.inspect import inspect_file
-from edgepipe.convert.modelinfo import read_model_info
+from edgepipe.device.inspect.edgetpu_oracle import compare, cpu_op_keys, not_a_pair
+from edgepipe.device.inspect.edgetpu_rules import AFTER_CUT, COMPILER_VERSION, CORRECTIONS, MAPPED, predict_ops
+from edgepipe.device.inspect.report import inspect_file
+from edgepipe.device.model.modelinfo import read_model_info
 
 PAIRS = load_pairs()
 BY_NAME = {p.name: p for p in PAIRS}

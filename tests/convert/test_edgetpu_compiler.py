@@ -16,10 +16,10 @@ from edgepipe.convert.edgetpu_compiler import (
     parse_compiler_output,
     per_op_from_log,
 )
-from edgepipe.convert.edgetpu_rules import MAPPED, predict_ops
-from edgepipe.convert.inspect import inspect_file
+from edgepipe.device.inspect.edgetpu_rules import MAPPED, predict_ops
+from edgepipe.device.inspect.report import inspect_file
 from edgepipe.convert.metadata import METADATA_NAME, copy_metadata, read_metadata, with_metadata
-from edgepipe.convert.modelinfo import read_model_info
+from edgepipe.device.model.modelinfo import read_model_info
 from edgepipe.core.errors import UserError
 
 

@@ -11,10 +11,10 @@ import pytest
 from convert_helpers import SMALL_SIZE, small_mobilenet_like
 
 from edgepipe.cli import main
-from edgepipe.convert.edgetpu_rules import AFTER_CUT, FIRST_REJECTED_VERSION
-from edgepipe.convert.inspect import inspect_file
-from edgepipe.convert.modelinfo import read_model_info
-from edgepipe.device.preprocess import InputSpec
+from edgepipe.device.inspect.edgetpu_rules import AFTER_CUT, FIRST_REJECTED_VERSION
+from edgepipe.device.inspect.report import inspect_file
+from edgepipe.device.model.modelinfo import read_model_info
+from edgepipe.device.model.preprocess import InputSpec
 
 SPEC = InputSpec(height=SMALL_SIZE, width=SMALL_SIZE)
 

@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from edgepipe.cli import main
-from edgepipe.device.bundle import MANIFEST, sha256_file
+from edgepipe.device.model.bundle import MANIFEST, sha256_file
 
 
 @pytest.fixture

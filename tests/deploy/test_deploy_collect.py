@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 
 from edgepipe.cli import main
-from edgepipe.device.bundle import sha256_file
+from edgepipe.device.model.bundle import sha256_file
 
 
 def _pair(folder: Path, stem: str, label: str, seed: int) -> None:

@@ -22,7 +22,7 @@ from edgepipe.deploy.agent import cli as agent_cli, layout as agent_layout, prot
 from edgepipe.core.errors import UserError
 from edgepipe.core.ssh import SshOptions, Target
 from edgepipe.deploy.remote import Remote
-from edgepipe.device.bundle import MANIFEST, sha256_file
+from edgepipe.device.model.bundle import MANIFEST, sha256_file
 
 
 def _release_id(bundle: Path) -> str:

@@ -20,7 +20,7 @@ from edgepipe import __version__
 from edgepipe.cli import main
 from edgepipe.deploy import release
 from edgepipe.core.ssh import SshError
-from edgepipe.device.bundle import MANIFEST, sha256_file
+from edgepipe.device.model.bundle import MANIFEST, sha256_file
 from edgepipe.core.errors import UserError
 
 

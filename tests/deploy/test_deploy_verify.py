@@ -11,7 +11,7 @@ from pathlib import Path
 from bundle_helpers import with_changed_answer
 
 from edgepipe.cli import main
-from edgepipe.device.bundle import MANIFEST, sha256_file
+from edgepipe.device.model.bundle import MANIFEST, sha256_file
 
 
 def _id(bundle: Path) -> str:

@@ -26,7 +26,7 @@ def mark_as_compiled(model: Path, out: Path) -> Path:
 @pytest.fixture
 def edgetpu_bundle(bundle_copy: Path) -> Path:
     """`tiny_bundle` plus a model_edgetpu.tflite marked as compiled, with valid hashes."""
-    from edgepipe.device.bundle import EDGETPU_MODEL, MANIFEST, build_manifest, load_bundle
+    from edgepipe.device.model.bundle import EDGETPU_MODEL, MANIFEST, build_manifest, load_bundle
 
     mark_as_compiled(bundle_copy / "model.tflite", bundle_copy / EDGETPU_MODEL)
     bundle = load_bundle(bundle_copy, verify=False)
@@ -98,7 +98,7 @@ def fake_libedgetpu(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
 def golden_edgetpu_bundle(tmp_path: Path, golden_bundle: Path) -> Path:
     """`golden_bundle` plus a model_edgetpu.tflite (the CPU model marked as compiled), hashes valid."""
     from bundle_helpers import rehash
-    from edgepipe.device.bundle import EDGETPU_MODEL
+    from edgepipe.device.model.bundle import EDGETPU_MODEL
 
     root = Path(shutil.copytree(golden_bundle, tmp_path / "golden_edgetpu"))
     mark_as_compiled(root / "model.tflite", root / EDGETPU_MODEL)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from edgepipe.cli import main
-from edgepipe.device.bundle import CPU_MODEL, LABELS, MANIFEST, BundleError, load_bundle, sha256_file
-from edgepipe.device.runtime import open_classifier
+from edgepipe.device.model.bundle import CPU_MODEL, LABELS, MANIFEST, BundleError, load_bundle, sha256_file
+from edgepipe.device.model.classifier import open_classifier
 
 
 def _copy(tiny_bundle: Path, tmp_path: Path) -> Path:

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from edgepipe.cli import main
-from edgepipe.device.preprocess import load_image
-from edgepipe.device.runtime import open_classifier
+from edgepipe.device.model.preprocess import load_image
+from edgepipe.device.model.classifier import open_classifier
 from edgepipe.synthetic import SHAPES
 
 
@@ -80,7 +80,7 @@ def test_bare_model_uses_its_embedded_labels_and_input_spec(tiny_int8_model, ima
 
 @pytest.mark.parametrize("entry", [None, b"not json", b'{"labels": [1, 2], "input": {"height": "x"}}'])
 def test_bare_model_without_usable_labels_warns_once(tiny_int8_model, image_folder, tmp_path, capsys, entry):
-    from edgepipe.device import runtime
+    from edgepipe.device.model import classifier
 
     runtime._warned.clear()
     model = tiny_int8_model["model"] if entry is None else _with_edgepipe_metadata(
@@ -94,7 +94,7 @@ def test_bare_model_without_usable_labels_warns_once(tiny_int8_model, image_fold
 
 
 def test_metadata_reader_survives_garbage():
-    from edgepipe.device.model_metadata import embedded_info, read_metadata
+    from edgepipe.device.model.metadata import embedded_info, read_metadata
 
     assert read_metadata(b"") == {} and read_metadata(b"\xff" * 64) == {}
     info = embedded_info(b"TFL3" * 100)

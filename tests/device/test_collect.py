@@ -12,11 +12,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgepipe.device.collect import CollectOptions, CollectSink, TokenBucket, collect_reason
-from edgepipe.device.postprocess import Prediction
-from edgepipe.device.results import FrameResult
-from edgepipe.device.sinks import RunInfo
-from edgepipe.device.unknown import Verdict
+from edgepipe.device.sinks.collect import CollectOptions, CollectSink, TokenBucket, collect_reason
+from edgepipe.device.model.postprocess import Prediction
+from edgepipe.device.run.results import FrameResult
+from edgepipe.device.run.sink import RunInfo
+from edgepipe.device.model.unknown import Verdict
 
 LABELS = ("circle", "square", "triangle")
 

@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from edgepipe.core.errors import UserError
-from edgepipe.device.endpoints import mqtt_url, serve_address, serve_token
+from edgepipe.device.sinks.endpoints import mqtt_url, serve_address, serve_token
 
 
 def test_mqtt_url_forms_and_password_from_environment(monkeypatch):

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from edgepipe.device.http_sink import BOUNDARY, HttpSink, ServeOptions
-from edgepipe.device.pipeline import Pipeline, RunOptions
-from edgepipe.device.runstats import STAGES
-from edgepipe.device.runtime import open_classifier
-from edgepipe.device.sources import SourceLost
+from edgepipe.device.sinks.http import BOUNDARY, HttpSink, ServeOptions
+from edgepipe.device.run.loop import Pipeline, RunOptions
+from edgepipe.device.run.runstats import STAGES
+from edgepipe.device.model.classifier import open_classifier
+from edgepipe.device.run.sources import SourceLost
 
 from run_process import RunProcess
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from edgepipe.cli import main
-from edgepipe.device.imageheader import image_dimensions
+from edgepipe.device.model.imageheader import image_dimensions
 
 
 def _png_declaring(width: int, height: int) -> bytes:

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from edgepipe.core.errors import UserError
-from edgepipe.device.preprocess import load_image
-from edgepipe.device.runtime import find_backend, open_classifier
+from edgepipe.device.model.preprocess import load_image
+from edgepipe.device.model.classifier import find_backend, open_classifier
 
 HEAVY = ("tensorflow", "tf_keras", "keras", "tensorflow_model_optimization")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgepipe.device.postprocess import ScoreSmoother, top_k
-from edgepipe.device.runstats import LatencyHistogram, RunStats
+from edgepipe.device.model.postprocess import ScoreSmoother, top_k
+from edgepipe.device.run.runstats import LatencyHistogram, RunStats
 
 
 def test_top_k_orders_best_first_and_applies_threshold():

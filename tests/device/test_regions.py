@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edgepipe.cli import main
-from edgepipe.device.regions import parse_region
+from edgepipe.device.run.regions import parse_region
 
 RED, BLUE, GREEN = (0, 0, 230), (230, 0, 0), (0, 230, 0)  # BGR
 

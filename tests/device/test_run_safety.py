@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from edgepipe.cli import main
-from edgepipe.device.bundle import LABELS, MANIFEST, sha256_file
+from edgepipe.device.model.bundle import LABELS, MANIFEST, sha256_file
 
 
 @pytest.fixture

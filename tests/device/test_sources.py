@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from edgepipe.core.errors import UserError
-from edgepipe.device.pipeline import Pipeline, RunOptions
-from edgepipe.device.sinks import LinesSink
-from edgepipe.device.runtime import open_classifier
-from edgepipe.device.sources import (
+from edgepipe.device.run.loop import Pipeline, RunOptions
+from edgepipe.device.run.sink import LinesSink
+from edgepipe.device.model.classifier import open_classifier
+from edgepipe.device.run.sources import (
     ImageFilesSource,
     OpenCVSource,
     Picamera2Source,

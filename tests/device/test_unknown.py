@@ -12,8 +12,8 @@ import pytest
 
 from edgepipe.cli import main
 from edgepipe.core.errors import UserError
-from edgepipe.device.bundle import MANIFEST, load_bundle
-from edgepipe.device.unknown import UnknownRule, confidence, resolve, rule_from_manifest, soften
+from edgepipe.device.model.bundle import MANIFEST, load_bundle
+from edgepipe.device.model.unknown import UnknownRule, confidence, resolve, rule_from_manifest, soften
 
 LABELS = ["circle", "square", "triangle", "cross"]
 
@@ -116,9 +116,9 @@ def test_bad_unknown_option_and_bad_bundle_block_are_one_line_errors(tiny_bundle
 
 
 def test_an_unknown_frame_is_drawn_as_unknown_and_its_line_keeps_the_best_class():
-    from edgepipe.device.postprocess import Prediction
-    from edgepipe.device.results import FrameResult
-    from edgepipe.device.unknown import Verdict
+    from edgepipe.device.model.postprocess import Prediction
+    from edgepipe.device.run.results import FrameResult
+    from edgepipe.device.model.unknown import Verdict
 
     image = np.zeros((240, 320, 3), np.uint8)
     top = [Prediction(1, "square", 0.41)]

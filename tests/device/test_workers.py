@@ -11,11 +11,11 @@ import json
 import numpy as np
 import pytest
 
-from edgepipe.device.autotune import cache_path, choose_workers, combinations
-from edgepipe.device.pipeline import Frame, Inferred, Pipeline, ResultOrder, RunOptions
-from edgepipe.device.runtime import open_classifier
-from edgepipe.device.sinks import LinesSink
-from edgepipe.device.sources import ImageFilesSource, open_source
+from edgepipe.device.run.autotune import cache_path, choose_workers, combinations
+from edgepipe.device.run.loop import Frame, Inferred, Pipeline, ResultOrder, RunOptions
+from edgepipe.device.model.classifier import open_classifier
+from edgepipe.device.run.sink import LinesSink
+from edgepipe.device.run.sources import ImageFilesSource, open_source
 
 from test_sources import BurstSource  # tests/device (pytest puts this folder on sys.path)
 

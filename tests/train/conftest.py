@@ -123,8 +123,8 @@ def float_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import tensorflow as tf
     import tf_keras as keras
 
-    from edgepipe.device.bundle import CPU_MODEL, LABELS, MANIFEST, build_manifest
-    from edgepipe.device.preprocess import InputSpec
+    from edgepipe.device.model.bundle import CPU_MODEL, LABELS, MANIFEST, build_manifest
+    from edgepipe.device.model.preprocess import InputSpec
     from edgepipe.synthetic import SHAPES
 
     keras.utils.set_random_seed(1)

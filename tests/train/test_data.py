@@ -11,7 +11,7 @@ import pytest
 
 from edgepipe.cli import main
 from edgepipe.core.errors import UserError
-from edgepipe.device.preprocess import InputSpec, load_image, to_model_float
+from edgepipe.device.model.preprocess import InputSpec, load_image, to_model_float
 from edgepipe.train.data import Augmentation, augmenter, image_dataset, make_split, scan_folder
 
 

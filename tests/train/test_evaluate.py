@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from edgepipe.cli import main
-from edgepipe.device.preprocess import load_image
-from edgepipe.device.runtime import open_classifier
+from edgepipe.device.model.preprocess import load_image
+from edgepipe.device.model.classifier import open_classifier
 from edgepipe.train import run_dir as rd
 from edgepipe.train.device_eval import predict_files
 
@@ -98,7 +98,7 @@ def test_bare_keras_model_needs_labels(tiny_run, shapes_dataset, tmp_path, capsy
 
 
 def test_evaluate_unknown_dir_reports_rejection_metrics(float_bundle, shapes_dataset, capsys):
-    from edgepipe.device.unknown import UnknownRule
+    from edgepipe.device.model.unknown import UnknownRule
     from edgepipe.train.metrics import unknown_report
 
     known, unknown = shapes_dataset / "circle", sorted((shapes_dataset / "cross").glob("*.jpg"))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgepipe.core.errors import UserError
-from edgepipe.device.preprocess import InputSpec
+from edgepipe.device.model.preprocess import InputSpec
 from edgepipe.train import run_dir as rd
 from edgepipe.train.metrics import classification_report
 from edgepipe.train.plots import save_confusion_matrix, save_training_curves

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgepipe.cli import main
-from edgepipe.device.preprocess import InputSpec
+from edgepipe.device.model.preprocess import InputSpec
 from edgepipe.train import run_dir as rd
 from edgepipe.train import trainer
 from edgepipe.train.metrics import classification_report

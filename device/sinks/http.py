@@ -27,8 +27,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from edgepipe.core.errors import MissingExtraError, UserError
 
-from .results import FrameResult
-from .sinks import RunInfo, Sink
+from edgepipe.device.run.results import FrameResult
+from edgepipe.device.run.sink import RunInfo, Sink
 
 STALE_AFTER_S = 5.0
 JPEG_QUALITY = 80

@@ -31,7 +31,7 @@ from .bundle import MAX_MODEL_BYTES, TFLITE_IDENTIFIER, Bundle, is_bundle, load_
 from edgepipe.core.accelerators import ACCELERATORS
 from edgepipe.core.errors import UserError
 from .labels import read_labels
-from .model_metadata import embedded_info
+from .metadata import embedded_info
 from . import postprocess
 from .postprocess import Prediction
 from .preprocess import InputSpec, normalize, quantize, resize_to_input

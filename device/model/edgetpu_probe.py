@@ -35,7 +35,7 @@ TIMEOUT_ENV = "EDGEPIPE_EDGETPU_PROBE_TIMEOUT"
 DEFAULT_TIMEOUT_S = 30.0  # first use loads the USB accelerator's firmware and the model: seconds
 CACHE_FILE = "edgetpu-probe.json"
 EXIT_UNAVAILABLE = 3  # the child's code for "no Edge TPU here" (a clean failure, not a crash)
-CHILD_MODULE = "edgepipe.device.edgetpu_probe_child"
+CHILD_MODULE = "edgepipe.device.model.edgetpu_probe_child"
 KNOWN_FIX = "the known fix is a libedgetpu built for this runtime's TensorFlow version, or --accelerator cpu"
 
 

@@ -13,11 +13,11 @@ from pathlib import Path
 from edgepipe.core.accelerators import ACCELERATORS
 from edgepipe.core.args import add_command, non_negative_float, non_negative_int, positive_float, positive_int, unit_interval
 
-from .bench.cli import OnHost, register_bench
-from .endpoints import PASSWORD_ENV, TOKEN_ENV, mqtt_url, serve_address
-from .imageheader import DEFAULT_MAX_PIXELS
-from .regions import parse_region
-from .verify_cli import register_verify
+from edgepipe.device.bench.cli import OnHost, register_bench
+from edgepipe.device.sinks.endpoints import PASSWORD_ENV, TOKEN_ENV, mqtt_url, serve_address
+from edgepipe.device.model.imageheader import DEFAULT_MAX_PIXELS
+from edgepipe.device.run.regions import parse_region
+from .verify import register_verify
 
 
 def size(text: str) -> tuple[int, int]:

@@ -2,7 +2,7 @@
 build the interpreter, run the golden set (or one grey frame) and print the
 scores as JSON lines. If libedgetpu crashes or hangs, only this process dies.
 
-    python -m edgepipe.device.edgetpu_probe_child MODEL_OR_BUNDLE [--device D]
+    python -m edgepipe.device.model.edgetpu_probe_child MODEL_OR_BUNDLE [--device D]
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import numpy as np
 
 from edgepipe.core.errors import UserError
 
-from .bench.sysinfo import edgetpu_runtime_version
+from edgepipe.device.bench.sysinfo import edgetpu_runtime_version
 from .bundle import is_bundle
 from .edgetpu_probe import EXIT_UNAVAILABLE
 from .golden import read_golden, run_golden
-from .runtime import EdgeTpuUnavailable, open_classifier
+from .classifier import EdgeTpuUnavailable, open_classifier
 
 
 def probe(model: str, device: str | None) -> int:
@@ -45,7 +45,7 @@ def probe(model: str, device: str | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edgepipe.device.edgetpu_probe_child")
+    parser = argparse.ArgumentParser(prog="python -m edgepipe.device.model.edgetpu_probe_child")
     parser.add_argument("model")
     parser.add_argument("--device")
     args = parser.parse_args(argv)

@@ -13,18 +13,18 @@ from typing import Iterator
 
 import cv2
 
-from .autotune import choose_workers
-from .endpoints import serve_token
-from .collect import CollectOptions, CollectSink
-from .outputs import DisplaySink, RecorderSink
-from .pipeline import Pipeline, RunOptions, predict_timed, preprocess_timed
-from .preprocess import ImageReadError, load_image
-from .results import FrameResult
-from .runtime import Classifier, default_threads, open_classifier
-from .sinks import LinesSink, Sink, StatsJsonSink
-from .sources import default_source, open_source
+from edgepipe.device.run.autotune import choose_workers
+from edgepipe.device.sinks.endpoints import serve_token
+from edgepipe.device.sinks.collect import CollectOptions, CollectSink
+from edgepipe.device.sinks.display import DisplaySink, RecorderSink
+from edgepipe.device.run.loop import Pipeline, RunOptions, predict_timed, preprocess_timed
+from edgepipe.device.model.preprocess import ImageReadError, load_image
+from edgepipe.device.run.results import FrameResult
+from edgepipe.device.model.classifier import Classifier, default_threads, open_classifier
+from edgepipe.device.run.sink import LinesSink, Sink, StatsJsonSink
+from edgepipe.device.run.sources import default_source, open_source
 from edgepipe.core.safetext import printable, safe_line
-from .unknown import UnknownRule, resolve
+from edgepipe.device.model.unknown import UnknownRule, resolve
 
 SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 0}  # SIGTERM is how a service is stopped: not a failure
 
@@ -135,12 +135,12 @@ def run_sinks(args: argparse.Namespace) -> list[Sink]:
     if args.stats_json is not None:
         sinks.append(StatsJsonSink(args.stats_json, args.force))
     if args.mqtt is not None:
-        from .mqtt_sink import MqttOptions, MqttSink  # paho only when asked for
+        from edgepipe.device.sinks.mqtt import MqttOptions, MqttSink  # paho only when asked for
 
         sinks.append(MqttSink(MqttOptions(args.mqtt, args.mqtt_ca, args.mqtt_interval, args.mqtt_rate,
                                           args.ha_discovery), sys.stderr))
     if args.serve is not None:
-        from .http_sink import HttpSink, ServeOptions
+        from edgepipe.device.sinks.http import HttpSink, ServeOptions
 
         host, port = args.serve
         sinks.append(HttpSink(ServeOptions(host, port, args.serve_fps, serve_token(args.serve_token,

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .modelinfo import EDGETPU_CUSTOM_OP, ModelInfo, OpInfo, TensorInfo
+from edgepipe.device.model.modelinfo import EDGETPU_CUSTOM_OP, ModelInfo, OpInfo, TensorInfo
 
 COMPILER_VERSION = 16
 # Compiler 16 writes packages that need Edge TPU runtime 14 unless run with -m

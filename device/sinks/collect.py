@@ -37,9 +37,9 @@ import numpy as np
 from edgepipe.core.errors import UserError
 from edgepipe.core.files import atomic_write_bytes, atomic_write_text
 
-from .bundle import sha256_file
-from .results import FrameResult
-from .sinks import RunInfo, Sink
+from edgepipe.device.model.bundle import sha256_file
+from edgepipe.device.run.results import FrameResult
+from edgepipe.device.run.sink import RunInfo, Sink
 
 SIDECAR = ".json"
 IMAGE = ".jpg"

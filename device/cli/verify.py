@@ -58,7 +58,7 @@ def register_verify(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from .verify import VerifyOptions, failure_line, format_report, verify_bundle
+    from edgepipe.device.model.verify import VerifyOptions, failure_line, format_report, verify_bundle
 
     options = VerifyOptions(args.bundle, args.accelerator, args.min_agreement, args.edgetpu_device, args.threads)
     report = verify_bundle(options)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .edgetpu_rules import predict_ops
-from .modelinfo import EDGETPU_CUSTOM_OP, EdgeTpuPackage, ModelInfo, OpInfo
+from edgepipe.device.model.modelinfo import EDGETPU_CUSTOM_OP, EdgeTpuPackage, ModelInfo, OpInfo
 
 OpKey = tuple[str, tuple[str, ...]]
 

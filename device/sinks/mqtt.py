@@ -28,8 +28,8 @@ from edgepipe import __version__
 from edgepipe.core.errors import MissingExtraError, UserError
 
 from .endpoints import MqttTarget
-from .results import FrameResult
-from .sinks import RunInfo, Sink
+from edgepipe.device.run.results import FrameResult
+from edgepipe.device.run.sink import RunInfo, Sink
 
 DISCOVERY_PREFIX = "homeassistant"
 QUEUE_RESULTS = 16

@@ -18,9 +18,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from edgepipe import __version__
 
-from .results import FrameResult
-from .runstats import STAGES
-from .sinks import RunInfo
+from edgepipe.device.run.results import FrameResult
+from edgepipe.device.run.runstats import STAGES
+from edgepipe.device.run.sink import RunInfo
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
 THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")

@@ -30,15 +30,15 @@ import numpy as np
 
 from edgepipe.core.errors import UserError
 
-from .postprocess import Prediction, ScoreSmoother, top_k
+from edgepipe.device.model.postprocess import Prediction, ScoreSmoother, top_k
 from .regions import Region
 from .results import FrameResult
 from .runstats import RunStats
-from .runtime import Classifier
-from .sinks import RunInfo, Sink, close_all
+from edgepipe.device.model.classifier import Classifier
+from .sink import RunInfo, Sink, close_all
 from .sources import FrameSource, ImageError, ImageFilesSource, SourceLost, SourceUnavailable
 from edgepipe.core.safetext import safe_line
-from .unknown import UnknownRule, Verdict
+from edgepipe.device.model.unknown import UnknownRule, Verdict
 
 FILE_BUFFER_FRAMES = 4
 IN_FLIGHT_PER_WORKER = 2  # frames inside a worker or waiting for an earlier frame's result

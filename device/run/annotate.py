@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .postprocess import Prediction
+from edgepipe.device.model.postprocess import Prediction
 
 REGION_COLOUR = (0, 200, 255)  # BGR amber: visible on most scenes
 

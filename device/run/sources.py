@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 
 from edgepipe.core.errors import UserError
-from .imageheader import DEFAULT_MAX_PIXELS
-from .preprocess import IMAGE_SUFFIXES, ImageReadError, load_image
+from edgepipe.device.model.imageheader import DEFAULT_MAX_PIXELS
+from edgepipe.device.model.preprocess import IMAGE_SUFFIXES, ImageReadError, load_image
 from edgepipe.core.safetext import redact
 
 PICAMERA2 = "picamera2"

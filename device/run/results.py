@@ -15,8 +15,8 @@ import numpy as np
 
 from edgepipe.core.safetext import printable
 
-from .postprocess import Prediction
-from .unknown import UNKNOWN_LABEL, Verdict
+from edgepipe.device.model.postprocess import Prediction
+from edgepipe.device.model.unknown import UNKNOWN_LABEL, Verdict
 
 LATENCY_DECIMALS = 3
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from .edgetpu_rules import COMPILER_VERSION, corrections_used, model_warnings, predict_ops, summarize
-from .modelinfo import ModelInfo, TensorInfo, read_model_info
+from edgepipe.device.model.modelinfo import ModelInfo, TensorInfo, read_model_info
 
 
 def _io_spec(tensor: TensorInfo) -> dict[str, Any]:

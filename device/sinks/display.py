@@ -16,8 +16,8 @@ import numpy as np
 from edgepipe.core.errors import UserError
 from edgepipe.core.files import check_writable
 
-from .results import FrameResult
-from .sinks import RunInfo, Sink
+from edgepipe.device.run.results import FrameResult
+from edgepipe.device.run.sink import RunInfo, Sink
 
 WINDOW = "edgepipe"
 QUIT_KEYS = (ord("q"), 27)  # q, Esc

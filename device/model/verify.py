@@ -20,7 +20,7 @@ from edgepipe.core.errors import UserError
 from .bundle import Bundle, load_bundle
 from .edgetpu_probe import checked_edgetpu
 from .golden import GoldenSet, compare, read_golden, run_golden
-from .runtime import EDGETPU_INSTALL_HINT, edgetpu_library, find_backend, open_classifier
+from .classifier import EDGETPU_INSTALL_HINT, edgetpu_library, find_backend, open_classifier
 
 @dataclass(frozen=True)
 class VerifyOptions:

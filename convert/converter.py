@@ -26,7 +26,7 @@ from edgepipe.core.progress import say
 from edgepipe.core.files import atomic_directory, refuse_overwrite
 from edgepipe.device.model.labels import format_labels
 from edgepipe.device.model.preprocess import InputSpec
-from edgepipe.device.model.classifier import EdgeTpuUnavailable, find_backend
+from edgepipe.device.model.backends import EdgeTpuUnavailable, find_backend
 from edgepipe.train.data import image_files
 from edgepipe.train.run_dir import TrainedRun, load_run
 

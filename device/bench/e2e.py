@@ -17,7 +17,8 @@ import numpy as np
 
 from .stats import MS_DECIMALS, latency_summary
 from edgepipe.core.errors import UserError
-from edgepipe.device.run.loop import Pipeline, RunOptions
+from edgepipe.device.run.loop import Pipeline
+from edgepipe.device.run.options import RunOptions
 from edgepipe.device.run.results import FrameResult
 from edgepipe.device.run.runstats import STAGES
 from edgepipe.device.model.classifier import Classifier

@@ -30,9 +30,12 @@ from .stats import MS_DECIMALS, latency_summary, rate_per_s, time_windows, to_ms
 from edgepipe.core.accelerators import BENCH_ACCELERATORS
 from edgepipe.core.errors import UserError
 from edgepipe.device.model.preprocess import InputSpec, load_image, normalize, quantize
-from edgepipe.device.model.classifier import Classifier, EdgeTpuRefused, EdgeTpuUnavailable, default_threads, open_classifier, threads_text
+from edgepipe.device.model.classifier import Classifier, open_classifier
+from edgepipe.device.model.edgetpu_policy import EdgeTpuRefused
+from edgepipe.device.model.backends import EdgeTpuUnavailable, threads_text
 from edgepipe.device.run.sources import open_source
-from .sysinfo import current_rss_mb, edgetpu_absence, environment, peak_rss_mb, thermal_snapshot
+from ..host import default_threads, edgetpu_absence
+from .sysinfo import current_rss_mb, environment, peak_rss_mb, thermal_snapshot
 
 # A sustained run is cut into about this many windows (each at least MIN_WINDOW_S long).
 SUSTAINED_WINDOWS = 10

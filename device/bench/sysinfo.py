@@ -3,43 +3,29 @@
 A number without its board, CPU, runtime and thermal state cannot be compared
 with another one, so bench records all of it. Every probe is best effort: a
 file or tool that is absent gives None, never an error, because the same code
-runs on a Pi, a Coral Dev Board, a laptop and CI.
+runs on a Pi, a Coral Dev Board, a laptop and CI. What the runtime and `run
+--serve` read too (Edge TPU runtime, temperature, throttling) is read once, in
+device/host.py.
 """
 
 from __future__ import annotations
 
-import ctypes
 import importlib.metadata
 import os
 import platform
 import resource
-import shutil
 import socket
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from edgepipe.device.model.classifier import EDGETPU_LIBRARY, default_threads
+from ..host import (default_threads, edgetpu_devices, edgetpu_runtime_version, soc_temperature_c, throttle_flags,
+                    throttled_bits)
 
 DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
 CPUINFO = Path("/proc/cpuinfo")
 STATM = Path("/proc/self/statm")
 STATUS = Path("/proc/self/status")
-THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0")
-
-# `vcgencmd get_throttled` bits (Raspberry Pi firmware documentation).
-THROTTLE_BITS = {
-    0: "under-voltage",
-    1: "arm-frequency-capped",
-    2: "throttled",
-    3: "soft-temperature-limit",
-    16: "under-voltage-occurred",
-    17: "arm-frequency-capping-occurred",
-    18: "throttling-occurred",
-    19: "soft-temperature-limit-occurred",
-}
-
 
 def _read_text(path: Path) -> str | None:
     try:
@@ -81,76 +67,6 @@ def _package_version(name: str) -> str | None:
         return None
 
 
-class _EdgeTpuDevice(ctypes.Structure):
-    """`struct edgetpu_device` from libedgetpu's edgetpu_c.h."""
-
-    _fields_ = [("type", ctypes.c_int), ("path", ctypes.c_char_p)]
-
-
-EDGETPU_DEVICE_TYPES = {0: "pci", 1: "usb"}
-
-
-def _edgetpu_library() -> ctypes.CDLL | None:
-    try:
-        return ctypes.CDLL(EDGETPU_LIBRARY.get(platform.system(), "libedgetpu.so.1"))
-    except OSError:
-        return None
-
-
-def edgetpu_runtime_version() -> str | None:
-    """libedgetpu's own version string, e.g. '... RuntimeVersion(14)', or None when not installed.
-
-    Asks the library itself (its C API) rather than a package manager,
-    because the Pi may have it from Coral's apt repository, a tarball or a
-    Docker image.
-    """
-    library = _edgetpu_library()
-    if library is None or not hasattr(library, "edgetpu_version"):
-        return None
-    library.edgetpu_version.restype = ctypes.c_char_p
-    library.edgetpu_version.argtypes = []
-    raw = library.edgetpu_version()
-    return raw.decode("utf-8", "replace") if raw else None
-
-
-def edgetpu_devices() -> list[str] | None:
-    """The Edge TPUs libedgetpu sees ('usb:/sys/bus/usb/...', 'pci:/dev/apex_0'); None without the runtime.
-
-    Tells "runtime not installed" (None) apart from "runtime installed, no
-    device plugged in" ([]), which a failed delegate load does not.
-    """
-    library = _edgetpu_library()
-    if library is None or not hasattr(library, "edgetpu_list_devices"):
-        return None
-    library.edgetpu_list_devices.restype = ctypes.POINTER(_EdgeTpuDevice)
-    library.edgetpu_list_devices.argtypes = [ctypes.POINTER(ctypes.c_size_t)]
-    library.edgetpu_free_devices.argtypes = [ctypes.POINTER(_EdgeTpuDevice)]
-    count = ctypes.c_size_t(0)
-    listed = library.edgetpu_list_devices(ctypes.byref(count))
-    if not listed:
-        return []
-    try:
-        return [
-            f"{EDGETPU_DEVICE_TYPES.get(listed[i].type, listed[i].type)}:{(listed[i].path or b'').decode()}"
-            for i in range(count.value)
-        ]
-    finally:
-        library.edgetpu_free_devices(listed)
-
-
-def edgetpu_absence() -> str:
-    """Which half of the Edge TPU is missing, for the error a user sees."""
-    devices = edgetpu_devices()
-    if devices is None:
-        return "the Edge TPU runtime (libedgetpu) is not installed"
-    if not devices:
-        return (
-            f"the Edge TPU runtime is installed ({edgetpu_runtime_version() or 'version unknown'}) "
-            "but no Edge TPU device is connected (check the USB cable, `lsusb`, or the PCIe driver)"
-        )
-    return f"Edge TPU runtime and device(s) {', '.join(devices)} are present but the delegate did not load"
-
-
 def peak_rss_mb() -> float:
     """The process's peak resident memory so far (it never goes down).
 
@@ -174,30 +90,14 @@ def current_rss_mb() -> float | None:
     return round(resident_pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
-def soc_temperature_c() -> float | None:
-    """thermal_zone0 is the SoC on a Raspberry Pi; the kernel reports millidegrees."""
-    text = _read_text(THERMAL_ZONE / "temp")
-    try:
-        return round(int(text.strip()) / 1000, 1) if text else None
-    except ValueError:
-        return None
-
-
-def decode_throttled(value: int) -> list[str]:
-    return [name for bit, name in THROTTLE_BITS.items() if value & (1 << bit)]
-
-
 def throttled_state() -> dict[str, Any] | None:
-    """`vcgencmd get_throttled` on a Pi: under-voltage and thermal throttling, now and since boot."""
-    vcgencmd = shutil.which("vcgencmd")
-    if not vcgencmd:
+    """The Pi firmware's throttle word and the flags set in it, now and since boot (None off a Pi)."""
+    bits = throttled_bits()
+    if bits is None:
         return None
-    try:
-        out = subprocess.run([vcgencmd, "get_throttled"], capture_output=True, text=True, timeout=5).stdout
-        value = int(out.strip().partition("=")[2], 16)
-    except (OSError, subprocess.SubprocessError, ValueError):
-        return None
-    return {"raw": hex(value), "flags": decode_throttled(value)}
+    flags = throttle_flags(bits)
+    return {"raw": hex(bits), "flags": [name for name, state in flags.items() if state["now"]]
+            + [f"{name}_since_boot" for name, state in flags.items() if state["since_boot"]]}
 
 
 def thermal_snapshot() -> dict[str, Any]:

@@ -5,145 +5,39 @@ Everything that runs a model on the device goes through `open_classifier`:
 `classify`, `run`, `bench` and the workstation's evaluation of int8 models, so
 a model is checked, preprocessed and dequantised the same way everywhere.
 
-Backends are tried lightest first; TensorFlow is only the last resort on a
-workstation that has neither LiteRT nor tflite_runtime, and is never imported
-when one of them is present.
+Which runtime (backends) and which model file and delegate (edgetpu_policy) are
+chosen elsewhere; this module builds the interpreter and checks the model is what
+its task expects.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import importlib
-import os
-import platform
 import sys
 import time
-from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import cv2
 import numpy as np
 
-from .bundle import MAX_MODEL_BYTES, TFLITE_IDENTIFIER, Bundle, is_bundle, load_bundle
 from edgepipe.core.accelerators import ACCELERATORS
 from edgepipe.core.errors import UserError
+
+from ..host import default_threads
+from . import postprocess
+from .backends import Backend, find_backend, threads_text
+from .bundle import MAX_MODEL_BYTES, TFLITE_IDENTIFIER, Bundle, is_bundle, load_bundle
+from .edgetpu_policy import choose_bundle_model, choose_file_delegate, is_edgetpu_model
 from .labels import read_labels
 from .metadata import embedded_info
-from . import postprocess
 from .postprocess import Prediction
 from .preprocess import InputSpec, normalize, quantize, resize_to_input
 from .safefile import FileRefused, open_regular, read_fd
 
-__all__ = ["ACCELERATORS", "Backend", "Classifier", "Prediction", "find_backend", "open_classifier"]
-
-EDGETPU_CUSTOM_OP = b"edgetpu-custom-op"
-EDGETPU_LIBRARY = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
-EDGETPU_INSTALL_HINT = (
-    "install the Edge TPU runtime (Coral's apt repository: sudo apt-get install libedgetpu1-std) "
-    "and plug in the accelerator"
-)
-
-# (name reported, module holding Interpreter/load_delegate, distribution for the version)
-_BACKENDS = (
-    ("ai_edge_litert", "ai_edge_litert.interpreter", "ai-edge-litert"),
-    ("tflite_runtime", "tflite_runtime.interpreter", "tflite-runtime"),
-    ("tensorflow.lite", "tensorflow", "tensorflow"),
-)
-
 
 class ModelError(UserError):
     """A model file that is missing, not TFLite, damaged, or not an image classifier."""
-
-
-class EdgeTpuUnavailable(UserError):
-    """The Edge TPU runtime or device is missing; the message says how to get it."""
-
-
-class EdgeTpuRefused(EdgeTpuUnavailable):
-    """The probe saw the Edge TPU stack crash, hang or answer wrong: this process must not load it."""
-
-
-@dataclass(frozen=True)
-class Backend:
-    name: str
-    version: str
-    interpreter_class: Callable[..., Any]
-    load_delegate: Callable[..., Any]
-
-
-def find_backend() -> Backend:
-    """The first importable TFLite runtime, lightest first."""
-    for name, module_name, distribution in _BACKENDS:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        if name == "tensorflow.lite":
-            module = module.lite
-            load_delegate = module.experimental.load_delegate
-        else:
-            load_delegate = module.load_delegate
-        try:
-            version = metadata.version(distribution)
-        except metadata.PackageNotFoundError:
-            version = "unknown"
-        return Backend(name, version, module.Interpreter, load_delegate)
-    raise UserError(
-        "no TFLite runtime is installed; install one with: pip install 'edgepipe[device]' "
-        "(or pip install tflite-runtime on older Pis)"
-    )
-
-
-def threads_text(threads: int) -> str:
-    return f"{threads} thread" + ("" if threads == 1 else "s")
-
-
-def default_threads() -> int:
-    """The cores this process may use (respects taskset/cgroup affinity, unlike cpu_count)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
-
-
-@contextlib.contextmanager
-def _quiet_failed_delegate() -> Iterator[None]:
-    """LiteRT's Delegate.__del__ prints an 'Exception ignored' traceback after a failed
-    load; the user gets our one-line message instead."""
-    previous = sys.unraisablehook
-
-    def hook(unraisable: Any) -> None:
-        if "Delegate.__del__" not in repr(unraisable.object):
-            previous(unraisable)
-
-    sys.unraisablehook = hook
-    try:
-        yield
-    finally:
-        sys.unraisablehook = previous
-
-
-def edgetpu_library() -> str:
-    """The name the dynamic loader resolves (LD_LIBRARY_PATH, then the system's directories)."""
-    return EDGETPU_LIBRARY.get(platform.system(), "libedgetpu.so.1")
-
-
-def load_edgetpu_delegate(backend: Backend, device: str | None = None) -> Any:
-    """The Edge TPU delegate for `device` (usb:0, pci:0, usb, pci; None = the first found)."""
-    library = edgetpu_library()
-    options = {"device": device} if device else {}
-    with _quiet_failed_delegate():
-        try:
-            return backend.load_delegate(library, options)
-        except (OSError, ValueError, RuntimeError) as exc:
-            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        which = f" {device}" if device else ""
-        raise EdgeTpuUnavailable(
-            f"cannot use the Edge TPU{which}: {library} did not load ({detail}); "
-            f"{EDGETPU_INSTALL_HINT}, or run the CPU model with --accelerator cpu"
-        )
 
 
 def read_model_bytes(path: Path) -> bytes:
@@ -155,11 +49,6 @@ def read_model_bytes(path: Path) -> bytes:
                        identifier_at=4, what="TFLite model")
     except FileRefused as exc:
         raise ModelError(f"{exc}; pass a .tflite file or a bundle made by `edgepipe convert`") from None
-
-
-def is_edgetpu_model(data: bytes) -> bool:
-    """Compiled models run their mapped part as one custom op with this code."""
-    return EDGETPU_CUSTOM_OP in data
 
 
 def _spec_from_tensor(detail: dict[str, Any], base: InputSpec | None, path: Path) -> InputSpec:
@@ -323,90 +212,6 @@ class Classifier:
         )
 
 
-def probe_verdict(target: Path, model_sha256: str, backend: Backend, device: str | None, bundle: Bundle | None):
-    """The Edge TPU probe's outcome for this model here (cached; see edgetpu_probe), None without libedgetpu."""
-    from .edgetpu_probe import checked_edgetpu
-    from .golden import DEFAULT_MIN_AGREEMENT, read_golden
-
-    def golden():
-        found = read_golden(bundle) if bundle is not None else None
-        return found, (found.min_agreement if found else DEFAULT_MIN_AGREEMENT)["edgetpu"]
-
-    return checked_edgetpu(target, model_sha256, edgetpu_library(), device, f"{backend.name} {backend.version}", golden)
-
-
-def _edgetpu_refusal(verdict: Any) -> str | None:
-    """Why the probe says the Edge TPU must not be used in this process, or None when it may be.
-
-    "unavailable" (no device, library refuses) is a clean failure the normal
-    load reports with its install hint, so it is not a refusal.
-    """
-    from .edgetpu_probe import cache_path
-
-    if verdict is None or verdict.status in ("ok", "unavailable"):
-        return None
-    return verdict.reason + (f" (cached probe result: delete {cache_path()} to probe again)" if verdict.cached else "")
-
-
-def _choose_bundle_model(bundle: Bundle, accelerator: str, backend: Backend, edgetpu_device: str | None, probe: bool):
-    """(model path, accelerator, delegate, note) for a bundle under the user's --accelerator."""
-    tpu_model = bundle.model_path("edgetpu")
-    cpu_model = bundle.model_path("cpu")
-    refusal = None
-    if probe and tpu_model is not None and accelerator in ("edgetpu", "auto"):
-        sha = str(bundle.manifest.get("files", {}).get(bundle.models["edgetpu"], ""))
-        refusal = _edgetpu_refusal(probe_verdict(bundle.root, sha, backend, edgetpu_device, bundle))
-    if accelerator == "cpu":
-        if cpu_model is None:
-            raise UserError(f"bundle {bundle.root} has no CPU model; use --accelerator edgetpu")
-        return cpu_model, "cpu", None, ""
-    if accelerator == "edgetpu":
-        if tpu_model is None:
-            raise UserError(
-                f"bundle {bundle.root} has no Edge TPU model (model_edgetpu.tflite); compile it with "
-                "`edgepipe convert` on a machine with edgetpu_compiler, or use --accelerator cpu"
-            )
-        if refusal:
-            raise EdgeTpuRefused(f"cannot use the Edge TPU: {refusal}")
-        return tpu_model, "edgetpu", load_edgetpu_delegate(backend, edgetpu_device), ""
-    if tpu_model is None:
-        return cpu_model, "cpu", None, "auto: the bundle has no Edge TPU model"
-    if refusal and cpu_model is not None:
-        return cpu_model, "cpu", None, f"auto: Edge TPU not usable, using the CPU model: {refusal}"
-    if refusal:
-        raise EdgeTpuRefused(f"cannot use the Edge TPU: {refusal}")
-    try:
-        delegate = load_edgetpu_delegate(backend, edgetpu_device)
-    except EdgeTpuUnavailable as exc:
-        if cpu_model is None:
-            raise
-        return cpu_model, "cpu", None, f"auto: Edge TPU not usable, using the CPU model ({exc})"
-    return tpu_model, "edgetpu", delegate, "auto: Edge TPU found"
-
-
-def _choose_file_delegate(path: Path, data: bytes, accelerator: str, backend: Backend, edgetpu_device: str | None,
-                          probe: bool):
-    """(accelerator, delegate, note) for a bare .tflite under the user's --accelerator."""
-    compiled = is_edgetpu_model(data)
-    if not compiled:
-        if accelerator == "edgetpu":
-            raise UserError(
-                f"{path} is not compiled for the Edge TPU (no edgetpu-custom-op); compile it with "
-                "edgetpu_compiler, or use --accelerator cpu"
-            )
-        return "cpu", None, "auto: not an Edge TPU model" if accelerator == "auto" else ""
-    if accelerator == "cpu":
-        raise UserError(
-            f"{path} is compiled for the Edge TPU (it contains edgetpu-custom-op) and cannot run on the CPU; "
-            "use --accelerator edgetpu, or the CPU model (model.tflite)"
-        )
-    if probe:
-        verdict = probe_verdict(path, hashlib.sha256(data).hexdigest(), backend, edgetpu_device, None)
-        if refusal := _edgetpu_refusal(verdict):
-            raise EdgeTpuRefused(f"cannot use the Edge TPU: {refusal}")
-    return "edgetpu", load_edgetpu_delegate(backend, edgetpu_device), "auto: Edge TPU model" if accelerator == "auto" else ""
-
-
 def _make_interpreter(backend: Backend, data: bytes, path: Path, threads: int, delegate: Any) -> Any:
     try:
         interpreter = backend.interpreter_class(
@@ -463,7 +268,7 @@ def open_classifier(
         bundle = load_bundle(path, verify=True)
         base_spec = bundle.input_spec
         label_list = label_list or bundle.labels
-        model_path, chosen, delegate, note = _choose_bundle_model(bundle, accelerator, backend, edgetpu_device, probe)
+        model_path, chosen, delegate, note = choose_bundle_model(bundle, accelerator, backend, edgetpu_device, probe)
         data = bundle.read_model(chosen)
         if chosen == "cpu" and is_edgetpu_model(data):
             raise ModelError(f"{model_path} is listed as the bundle's CPU model but is compiled for the Edge TPU")
@@ -473,7 +278,7 @@ def open_classifier(
         embedded = embedded_info(data)
         base_spec = embedded.input_spec
         label_list = label_list or embedded.labels
-        chosen, delegate, note = _choose_file_delegate(path, data, accelerator, backend, edgetpu_device, probe)
+        chosen, delegate, note = choose_file_delegate(path, data, accelerator, backend, edgetpu_device, probe)
     interpreter = _make_interpreter(backend, data, model_path, threads, delegate)
     load_ms = (time.perf_counter() - started) * 1000.0
     if label_list is None:

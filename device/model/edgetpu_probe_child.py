@@ -16,11 +16,12 @@ import numpy as np
 
 from edgepipe.core.errors import UserError
 
-from edgepipe.device.bench.sysinfo import edgetpu_runtime_version
+from ..host import edgetpu_runtime_version
 from .bundle import is_bundle
 from .edgetpu_probe import EXIT_UNAVAILABLE
 from .golden import read_golden, run_golden
-from .classifier import EdgeTpuUnavailable, open_classifier
+from .classifier import open_classifier
+from edgepipe.device.model.backends import EdgeTpuUnavailable
 
 
 def probe(model: str, device: str | None) -> int:

@@ -20,7 +20,9 @@ from edgepipe.core.errors import UserError
 from .bundle import Bundle, load_bundle
 from .edgetpu_probe import checked_edgetpu
 from .golden import GoldenSet, compare, read_golden, run_golden
-from .classifier import EDGETPU_INSTALL_HINT, edgetpu_library, find_backend, open_classifier
+from .classifier import open_classifier
+from edgepipe.device.model.backends import EDGETPU_INSTALL_HINT, find_backend
+from edgepipe.device.host import edgetpu_library
 
 @dataclass(frozen=True)
 class VerifyOptions:

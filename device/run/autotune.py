@@ -26,7 +26,8 @@ import numpy as np
 
 from edgepipe.core.files import atomic_write_text
 
-from edgepipe.device.model.classifier import Classifier, default_threads
+from edgepipe.device.model.classifier import Classifier
+from edgepipe.device.host import default_threads
 
 MEASURE_S = 0.6  # the whole measurement, shared by the combinations (loading and warm-up come on top)
 MIN_WINDOW_S = 0.1

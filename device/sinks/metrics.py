@@ -18,14 +18,12 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from edgepipe import __version__
 
+from ..host import PI_THROTTLED, THERMAL_ZONE, soc_temperature_c, throttle_flags, throttled_bits
 from edgepipe.device.run.results import FrameResult
 from edgepipe.device.run.runstats import STAGES
 from edgepipe.device.run.sink import RunInfo
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
-THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
-PI_THROTTLED = Path("/sys/devices/platform/soc/soc:firmware/get_throttled")  # Raspberry Pi OS kernels
-THROTTLE_FLAGS = {0: "under_voltage", 1: "arm_frequency_capped", 2: "throttled", 3: "soft_temperature_limit"}
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
@@ -89,22 +87,14 @@ class _SummaryCollector:
             yield GaugeMetricFamily("edgepipe_fps", "Current results per second", value=fps)
             yield GaugeMetricFamily("edgepipe_last_result_age_seconds", "Seconds since the last result",
                                     value=max(0.0, time.time() - ts))
-        temperature = _read_int(self.thermal_zone)
+        temperature = soc_temperature_c(self.thermal_zone)
         if temperature is not None:
-            yield GaugeMetricFamily("edgepipe_soc_temperature_celsius", "SoC temperature", value=temperature / 1000)
-        flags = _read_int(self.throttled, base=16)
-        if flags is not None:
+            yield GaugeMetricFamily("edgepipe_soc_temperature_celsius", "SoC temperature", value=temperature)
+        bits = throttled_bits(self.throttled)
+        if bits is not None:
             throttled = GaugeMetricFamily("edgepipe_throttled", "Raspberry Pi firmware throttling flags "
                                           "(now, and since boot)", labels=["flag", "when"])
-            for bit, flag in THROTTLE_FLAGS.items():
-                throttled.add_metric([flag, "now"], (flags >> bit) & 1)
-                throttled.add_metric([flag, "since_boot"], (flags >> (bit + 16)) & 1)
+            for flag, state in throttle_flags(bits).items():
+                throttled.add_metric([flag, "now"], int(state["now"]))
+                throttled.add_metric([flag, "since_boot"], int(state["since_boot"]))
             yield throttled
-
-
-def _read_int(path: Path, base: int = 10) -> int | None:
-    """A number from a sysfs file, None where it does not exist (not a Pi, no thermal zone)."""
-    try:
-        return int(path.read_text().strip(), base)
-    except (OSError, ValueError):
-        return None

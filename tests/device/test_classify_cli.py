@@ -80,7 +80,7 @@ def test_bare_model_uses_its_embedded_labels_and_input_spec(tiny_int8_model, ima
 
 @pytest.mark.parametrize("entry", [None, b"not json", b'{"labels": [1, 2], "input": {"height": "x"}}'])
 def test_bare_model_without_usable_labels_warns_once(tiny_int8_model, image_folder, tmp_path, capsys, entry):
-    from edgepipe.device.model import classifier
+    from edgepipe.device.model import classifier as runtime
 
     runtime._warned.clear()
     model = tiny_int8_model["model"] if entry is None else _with_edgepipe_metadata(

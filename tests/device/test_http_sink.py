@@ -17,7 +17,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from edgepipe.device.sinks.http import BOUNDARY, HttpSink, ServeOptions
-from edgepipe.device.run.loop import Pipeline, RunOptions
+from edgepipe.device.run.loop import Pipeline
+from edgepipe.device.run.options import RunOptions
 from edgepipe.device.run.runstats import STAGES
 from edgepipe.device.model.classifier import open_classifier
 from edgepipe.device.run.sources import SourceLost

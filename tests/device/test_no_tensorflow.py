@@ -14,7 +14,8 @@ import pytest
 
 from edgepipe.core.errors import UserError
 from edgepipe.device.model.preprocess import load_image
-from edgepipe.device.model.classifier import find_backend, open_classifier
+from edgepipe.device.model.classifier import open_classifier
+from edgepipe.device.model.backends import find_backend
 
 HEAVY = ("tensorflow", "tf_keras", "keras", "tensorflow_model_optimization")
 

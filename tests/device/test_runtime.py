@@ -10,13 +10,9 @@ import pytest
 
 from edgepipe.core.errors import UserError
 from edgepipe.device.model.preprocess import InputSpec, load_image, resize_to_input, to_model_input
-from edgepipe.device.model.classifier import (
-    EdgeTpuUnavailable,
-    ModelError,
-    default_threads,
-    open_classifier,
-    pixel_table,
-)
+from edgepipe.device.model.classifier import ModelError, open_classifier, pixel_table
+from edgepipe.device.model.backends import EdgeTpuUnavailable
+from edgepipe.device.host import default_threads
 from edgepipe.synthetic import SHAPES
 
 
@@ -154,7 +150,7 @@ def test_pixel_table_preprocessing_equals_the_shared_definition(shape_image, dty
 
 def test_edgetpu_delegate_is_loaded_for_the_chosen_device_through_a_stand_in_loader():
     """No Edge TPU here: a stand-in for the backend's load_delegate records what it is asked."""
-    from edgepipe.device.model.classifier import Backend, load_edgetpu_delegate
+    from edgepipe.device.model.backends import Backend, load_edgetpu_delegate
 
     calls = []
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from edgepipe.core.errors import UserError
-from edgepipe.device.run.loop import Pipeline, RunOptions
+from edgepipe.device.run.loop import Pipeline
+from edgepipe.device.run.options import RunOptions
 from edgepipe.device.run.sink import LinesSink
 from edgepipe.device.model.classifier import open_classifier
 from edgepipe.device.run.sources import (

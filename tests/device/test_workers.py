@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 
 from edgepipe.device.run.autotune import cache_path, choose_workers, combinations
-from edgepipe.device.run.loop import Frame, Inferred, Pipeline, ResultOrder, RunOptions
+from edgepipe.device.run.frames import Frame
+from edgepipe.device.run.loop import Pipeline
+from edgepipe.device.run.options import RunOptions
+from edgepipe.device.run.ordering import Inferred, ResultOrder
 from edgepipe.device.model.classifier import open_classifier
 from edgepipe.device.run.sink import LinesSink
 from edgepipe.device.run.sources import ImageFilesSource, open_source

@@ -1,0 +1,81 @@
+"""The capture thread: reads a source into the frame buffer, paced to the file's own rate
+with --realtime, and reopens a lost live source with exponential backoff."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TextIO
+
+from ..model.classifier import Classifier
+from .frames import Frame, FrameBuffer
+from .options import RunOptions
+from .runstats import RunStats
+from .sources import FrameSource, SourceLost, SourceUnavailable
+from .timing import preprocess_timed
+
+MAX_BACKOFF_S = 8.0
+
+
+class Capture(threading.Thread):
+    """Reads the source into the buffer; reopens a lost live source with exponential backoff."""
+
+    def __init__(self, source: FrameSource, buffer: FrameBuffer, stop: threading.Event,
+                 options: RunOptions, stats: RunStats, log: TextIO, classifier: Classifier | None = None) -> None:
+        super().__init__(name="edgepipe-capture", daemon=True)
+        self.source, self.buffer, self.stop = source, buffer, stop
+        self.options, self.stats, self.log = options, stats, log
+        self.classifier = classifier  # when set, frames are preprocessed here, overlapping inference
+        self.index = 0
+
+    def run(self) -> None:
+        failure: BaseException | None = None
+        try:
+            self._capture_with_retries()
+        except BaseException as exc:  # handed to the inference loop, which reports it
+            failure = exc
+        finally:
+            self.buffer.close(failure)
+
+    def _capture_with_retries(self) -> None:
+        failures = 0
+        while not self.stop.is_set():
+            before = self.index
+            try:
+                self.source.open()
+                self._read_frames()
+                return  # the source ended, or we were asked to stop
+            except (SourceUnavailable, SourceLost) as exc:
+                failures = 1 if self.index > before else failures + 1
+                if failures > self.options.max_retries:
+                    raise SourceUnavailable(
+                        f"{exc} (gave up after {self.options.max_retries} retries)"
+                    ) from None
+                delay = min(MAX_BACKOFF_S, 0.5 * 2 ** (failures - 1))
+                self.stats.retries += 1
+                self.log.write(
+                    f"edgepipe run: {exc}; retry {failures}/{self.options.max_retries} in {delay:.1f} s\n"
+                )
+                self.log.flush()
+                self.stop.wait(delay)
+            finally:
+                self.source.close()
+
+    def _read_frames(self) -> None:
+        pace_fps = (self.options.fps or self.source.fps) if self.options.realtime and not self.source.live else None
+        first, first_index = time.perf_counter(), self.index
+        while not self.stop.is_set():
+            started = time.perf_counter()
+            image = self.source.read()
+            if image is None:
+                return
+            captured = time.perf_counter()
+            frame = Frame(self.index, image, time.time(), started, (captured - started) * 1000.0,
+                          item=self.source.current_item)
+            if self.classifier is not None:
+                frame.tensor, frame.preprocess_ms = preprocess_timed(self.classifier, image)
+            self.buffer.put(frame, self.stop)
+            self.index += 1
+            if pace_fps:
+                due = first + (self.index - first_index) / pace_fps
+                self.stop.wait(max(0.0, due - time.perf_counter()))

@@ -1,0 +1,68 @@
+"""The inference workers of `run --workers N`: one interpreter each, so consecutive frames
+are inferred at the same time (LiteRT releases the GIL inside invoke())."""
+
+from __future__ import annotations
+
+import threading
+from typing import Sequence
+
+import numpy as np
+
+from edgepipe.core.errors import UserError
+
+from ..model.classifier import Classifier
+from .frames import POLL_S, FrameBuffer
+from .ordering import Inferred, ResultOrder
+from .regions import Region
+from .timing import invoke_timed, preprocess_timed
+
+
+class InferenceWorker(threading.Thread):
+    """One interpreter: takes the next frame, preprocesses it if capture did not, invokes
+    (also on each --roi region's crop: an interpreter is used by its own worker only)."""
+
+    def __init__(self, number: int, classifier: Classifier, buffer: FrameBuffer, order: ResultOrder,
+                 stop: threading.Event, regions: Sequence[Region] = ()) -> None:
+        super().__init__(name=f"edgepipe-infer-{number}", daemon=True)
+        self.classifier, self.buffer, self.order, self.stop = classifier, buffer, order, stop
+        self.regions = regions
+
+    def run(self) -> None:
+        failure: BaseException | None = None
+        try:
+            self._work()
+        except BaseException as exc:  # handed to the emitting thread, which raises it
+            failure = exc
+            self.stop.set()
+        finally:
+            self.order.worker_done(failure)
+
+    def _work(self) -> None:
+        while not self.stop.is_set():
+            if not self.order.reserve(POLL_S):
+                continue
+            frame = self.buffer.get(POLL_S)
+            if frame is None:
+                self.order.give_back()
+                if self.buffer.ended:
+                    return
+                continue
+            tensor, preprocess_ms = frame.tensor, frame.preprocess_ms
+            if tensor is None:
+                tensor, preprocess_ms = preprocess_timed(self.classifier, frame.image)
+            frame.tensor = None  # the tensor is not needed once inferred: keep only the image
+            scores, inference_ms = invoke_timed(self.classifier, tensor)
+            self.order.put(Inferred(frame, scores, preprocess_ms, inference_ms, self._infer_regions(frame.image)))
+
+    def _infer_regions(self, image: np.ndarray) -> dict[str, tuple[tuple[int, int, int, int], np.ndarray]]:
+        """Each --roi cropped from the frame and inferred by this worker's interpreter, like a frame of its own."""
+        inferred = {}
+        for region in self.regions:
+            try:
+                box = region.pixels(image.shape[1], image.shape[0])
+            except ValueError as exc:
+                raise UserError(f"{exc}: fix --roi {region.name}=...") from None
+            x0, y0, x1, y1 = box
+            tensor, _ = preprocess_timed(self.classifier, image[y0:y1, x0:x1])
+            inferred[region.name] = (box, invoke_timed(self.classifier, tensor)[0])
+        return inferred

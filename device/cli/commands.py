@@ -16,7 +16,8 @@ import cv2
 from edgepipe.device.run.autotune import choose_workers
 from edgepipe.device.sinks.endpoints import serve_token
 from edgepipe.device.sinks.collect import CollectOptions, CollectSink
-from edgepipe.device.sinks.display import DisplaySink, RecorderSink
+from edgepipe.device.sinks.display import DisplaySink
+from edgepipe.device.sinks.recorder import RecorderSink
 from edgepipe.device.run.loop import Pipeline
 from edgepipe.device.run.options import RunOptions
 from edgepipe.device.run.timing import predict_timed, preprocess_timed
@@ -24,7 +25,9 @@ from edgepipe.device.model.preprocess import ImageReadError, load_image
 from edgepipe.device.run.results import FrameResult
 from edgepipe.device.model.classifier import Classifier, open_classifier
 from edgepipe.device.host import default_threads
-from edgepipe.device.run.sink import LinesSink, Sink, StatsJsonSink
+from edgepipe.device.run.sink import Sink
+from edgepipe.device.sinks.lines import LinesSink
+from edgepipe.device.sinks.statsjson import StatsJsonSink
 from edgepipe.device.run.sources import default_source, open_source
 from edgepipe.core.safetext import printable, safe_line
 from edgepipe.device.model.unknown import UnknownRule, resolve

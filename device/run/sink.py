@@ -1,20 +1,17 @@
-"""Where `edgepipe run`'s results go: every output is a sink.
+"""What the run loop hands its results to: every output of `edgepipe run` is a sink (device/sinks/).
 
 The pipeline hands each `FrameResult` to each sink in turn, on the inference
 thread, so a sink must return quickly: one that talks to something slow (a
-broker, a browser) keeps a bounded queue of its own and counts what it drops.
+broker, a disk) is a sinks.queued.QueuedSink, a bounded queue and a worker, and
+counts what it drops.
 A run's sinks are started before the first frame and closed after the last,
 always, also when the run fails, so files they write are complete.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable, Sequence, TextIO
-
-from edgepipe.core.files import atomic_write_text, check_writable
+from typing import Any, Callable, Sequence
 
 from .results import FrameResult
 
@@ -51,33 +48,6 @@ class Sink:
 
     def close(self, summary: dict[str, Any]) -> None:
         """Called once after the last result, with the run's final summary (empty when it failed)."""
-
-
-class LinesSink(Sink):
-    """One line per result on `out`: JSON (`run --json`) or a human line."""
-
-    def __init__(self, out: TextIO, as_json: bool, threshold: float = 0.0) -> None:
-        self.out, self.as_json, self.threshold = out, as_json, threshold
-
-    def emit(self, result: FrameResult) -> None:
-        line = json.dumps(result.to_json()) if self.as_json else result.human_line(self.threshold)
-        self.out.write(line + "\n")
-        self.out.flush()
-
-
-class StatsJsonSink(Sink):
-    """The final summary as a JSON file (`run --stats-json`), written atomically at close."""
-
-    def __init__(self, path: Path, force: bool = False) -> None:
-        check_writable(path, force)
-        self.path = Path(path)
-
-    def emit(self, result: FrameResult) -> None:
-        pass
-
-    def close(self, summary: dict[str, Any]) -> None:
-        if summary:  # empty when the run failed before it could summarise: leave no misleading file
-            atomic_write_text(self.path, json.dumps(summary, indent=2) + "\n")
 
 
 def close_all(sinks: Sequence[Sink], summary: dict[str, Any]) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import queue
 import shutil
 import threading
 import time
@@ -39,7 +38,8 @@ from edgepipe.core.files import atomic_write_bytes, atomic_write_text
 
 from edgepipe.device.model.bundle import sha256_file
 from edgepipe.device.run.results import FrameResult
-from edgepipe.device.run.sink import RunInfo, Sink
+from edgepipe.device.run.sink import RunInfo
+from .queued import QueuedSink
 
 SIDECAR = ".json"
 IMAGE = ".jpg"
@@ -119,10 +119,11 @@ class DiskBudget:
             self.evicted += 1
 
 
-class CollectSink(Sink):
+class CollectSink(QueuedSink):
     """Keeps unsure frames (and a sample of sure ones) as JPEG + JSON in DIR, within rate and disk limits."""
 
     def __init__(self, options: CollectOptions, clock=time.monotonic) -> None:
+        super().__init__(options.queue_frames, "edgepipe-collect")
         self.options = options
         try:
             options.root.mkdir(parents=True, exist_ok=True)
@@ -130,12 +131,10 @@ class CollectSink(Sink):
             raise UserError(f"cannot create --collect folder {options.root}: {exc.strerror}") from None
         self.budget = DiskBudget(options.root, int(options.max_mb * 1024 * 1024))
         self.bucket = TokenBucket(options.rate, clock)
-        self.queue: queue.Queue[tuple[FrameResult, str] | None] = queue.Queue(options.queue_frames)
         self.counts = {"saved": 0, "dropped_queue_full": 0, "rate_limited": 0, "skipped_low_disk": 0,
                        "write_errors": 0}
         self.reasons: dict[str, int] = {}
         self._confident = 0
-        self._worker = threading.Thread(target=self._write_loop, name="edgepipe-collect", daemon=True)
         self._run: RunInfo | None = None
         self._model_hash = ""
         self._lock = threading.Lock()
@@ -143,7 +142,7 @@ class CollectSink(Sink):
     def start(self, run: RunInfo) -> None:
         self._run = run
         self._model_hash = sha256_file(Path(run.model))
-        self._worker.start()
+        self.start_worker()
 
     def emit(self, result: FrameResult) -> None:
         if result.image is None:
@@ -156,22 +155,21 @@ class CollectSink(Sink):
         if not self.bucket.take():
             self.counts["rate_limited"] += 1
             return
-        try:
-            self.queue.put_nowait((result, reason))
-        except queue.Full:
+        if not self.offer((result, reason)):
             self.counts["dropped_queue_full"] += 1
 
-    def _write_loop(self) -> None:
+    def on_worker_start(self) -> None:
         if hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):  # Linux: a thread's own nice
             with contextlib.suppress(OSError):  # inference keeps the CPU; collection takes what is left
                 nice = min(19, os.getpriority(os.PRIO_PROCESS, 0) + WORKER_NICENESS)
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
-        while (item := self.queue.get()) is not None:
-            try:
-                self._write(*item)
-            except OSError:
-                with self._lock:
-                    self.counts["write_errors"] += 1
+
+    def handle(self, item: tuple[FrameResult, str]) -> None:
+        try:
+            self._write(*item)
+        except OSError:
+            with self._lock:
+                self.counts["write_errors"] += 1
 
     def _write(self, result: FrameResult, reason: str) -> None:
         root = self.options.root
@@ -211,17 +209,11 @@ class CollectSink(Sink):
             "region": None,  # the whole frame; region outputs name theirs
         }
 
-    def _finish(self) -> None:
-        """Write every queued frame and stop the worker (idempotent)."""
-        if self._worker.is_alive():
-            self.queue.put(None)  # after every queued frame
-            self._worker.join()
-
     def summary_fields(self) -> dict[str, Any]:
-        self._finish()  # the run has ended: count what was written, not what was still queued
+        self.stop_worker()  # the run has ended: count what was written, not what was still queued
         with self._lock:
             return {"collect": {"dir": str(self.options.root), **self.counts, "reasons": dict(self.reasons),
                                 "evicted": self.budget.evicted, "bytes": self.budget.used}}
 
     def close(self, summary: dict[str, Any]) -> None:
-        self._finish()
+        self.stop_worker()

@@ -15,7 +15,6 @@ broker goes away. What cannot be queued or sent is counted as dropped.
 from __future__ import annotations
 
 import json
-import queue
 import re
 import socket
 import threading
@@ -29,7 +28,8 @@ from edgepipe.core.errors import MissingExtraError, UserError
 
 from .endpoints import MqttTarget
 from edgepipe.device.run.results import FrameResult
-from edgepipe.device.run.sink import RunInfo, Sink
+from edgepipe.device.run.sink import RunInfo
+from .queued import QueuedSink
 
 DISCOVERY_PREFIX = "homeassistant"
 QUEUE_RESULTS = 16
@@ -93,10 +93,13 @@ def model_name(model_path: str) -> str:
     return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
 
 
-class MqttSink(Sink):
+class MqttSink(QueuedSink):
     """Publishes results under the --mqtt prefix from a worker thread (see the module docstring)."""
 
+    idle_s = 1.0  # without new results, still announce after a reconnect and refresh the state
+
     def __init__(self, options: MqttOptions, log: TextIO) -> None:
+        super().__init__(QUEUE_RESULTS, "edgepipe-mqtt")
         try:
             import paho.mqtt.client as mqtt
         except ImportError:
@@ -108,22 +111,19 @@ class MqttSink(Sink):
         self.published = 0
         self.dropped_results = 0  # results the queue had no room for (counted by the inference thread)
         self.dropped_messages = 0  # messages the broker never got (counted by the worker)
-        self._queue: queue.Queue[FrameResult | None] = queue.Queue(QUEUE_RESULTS)
         self._connected = threading.Event()
         self._announce = threading.Event()  # set on every (re)connect: availability, discovery, state
         self._last_state: dict[str, tuple[str, float]] = {}  # topic base -> (label, when published)
         self._last_attributes: dict[str, str] = {}
         self._last_result_at = 0.0
         self._client: Any = None
-        self._worker: threading.Thread | None = None
+        self._latest: FrameResult | None = None  # the worker's: what a state refresh republishes
         self._run: RunInfo | None = None
         self._warned_down = False
 
     # -- the inference thread's side: never waits ------------------------------------------
     def emit(self, result: FrameResult) -> None:
-        try:
-            self._queue.put_nowait(result)
-        except queue.Full:
+        if not self.offer(result):
             self.dropped_results += 1
 
     def start(self, run: RunInfo) -> None:
@@ -142,8 +142,7 @@ class MqttSink(Sink):
         self._client = client
         client.connect_async(target.host, target.port, keepalive=KEEPALIVE_S)
         client.loop_start()
-        self._worker = threading.Thread(target=self._work, name="edgepipe-mqtt", daemon=True)
-        self._worker.start()
+        self.start_worker()
 
     def summary_fields(self) -> dict[str, Any]:
         return {"mqtt": {"broker": self.options.target.redacted(), "published": self.published,
@@ -151,10 +150,9 @@ class MqttSink(Sink):
                          "dropped_results": self.dropped_results, "connected": self._connected.is_set()}}
 
     def close(self, summary: dict[str, Any]) -> None:
-        if self._worker is None:
+        if self._client is None:  # never started
             return
-        self._queue.put(None)  # the worker publishes what is queued, then stops
-        self._worker.join(timeout=CLOSE_TIMEOUT_S)
+        self.stop_worker(CLOSE_TIMEOUT_S)  # the worker publishes what is queued, then stops
         if self._connected.is_set():  # a clean stop says so at once; the Last Will covers crashes
             info = self._client.publish(f"{self.prefix}/availability", "offline", qos=1, retain=True)
             if info.rc == self._mqtt.MQTT_ERR_SUCCESS:
@@ -182,19 +180,17 @@ class MqttSink(Sink):
                       "results meanwhile are dropped and counted")
 
     # -- the worker thread ------------------------------------------------------------------
-    def _work(self) -> None:
-        latest: FrameResult | None = None
-        while True:
-            try:
-                result, fresh = self._queue.get(timeout=1.0), True
-            except queue.Empty:  # nothing new: still announce after a reconnect and refresh the state
-                result, fresh = latest, False
-            if fresh and result is None:  # closing: a run shorter than the connection still leaves its state
-                self._connected.wait(CLOSE_TIMEOUT_S)
-                self._publish_pending(latest, fresh=False)
-                return
-            latest = result
-            self._publish_pending(result, fresh)
+    def handle(self, item: FrameResult) -> None:
+        self._latest = item
+        self._publish_pending(item, fresh=True)
+
+    def on_idle(self) -> None:
+        self._publish_pending(self._latest, fresh=False)
+
+    def on_stop(self) -> None:
+        """A run shorter than the connection still leaves its state."""
+        self._connected.wait(CLOSE_TIMEOUT_S)
+        self._publish_pending(self._latest, fresh=False)
 
     def _publish_pending(self, result: FrameResult | None, fresh: bool) -> None:
         if self._announce.is_set() and self._connected.is_set():

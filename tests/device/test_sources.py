@@ -13,7 +13,7 @@ import pytest
 from edgepipe.core.errors import UserError
 from edgepipe.device.run.loop import Pipeline
 from edgepipe.device.run.options import RunOptions
-from edgepipe.device.run.sink import LinesSink
+from edgepipe.device.sinks.lines import LinesSink
 from edgepipe.device.model.classifier import open_classifier
 from edgepipe.device.run.sources import (
     ImageFilesSource,

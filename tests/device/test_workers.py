@@ -17,7 +17,7 @@ from edgepipe.device.run.loop import Pipeline
 from edgepipe.device.run.options import RunOptions
 from edgepipe.device.run.ordering import Inferred, ResultOrder
 from edgepipe.device.model.classifier import open_classifier
-from edgepipe.device.run.sink import LinesSink
+from edgepipe.device.sinks.lines import LinesSink
 from edgepipe.device.run.sources import ImageFilesSource, open_source
 
 from test_sources import BurstSource  # tests/device (pytest puts this folder on sys.path)

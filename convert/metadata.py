@@ -3,8 +3,8 @@
 edgepipe stores its labels and input spec in the model itself (entry
 `edgepipe`), so a model file copied out of its bundle still says what it
 classifies. edgetpu_compiler drops all metadata; `copy_metadata` puts the
-source model's entries back into the compiled one. Reading is the device's
-(edgepipe.device.model.metadata), which needs no TensorFlow.
+source model's entries back into the compiled one. Writing needs TensorFlow's
+flatbuffer tools; reading is the project's one reader (edgepipe.device.model.modelinfo).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from edgepipe.device.model.metadata import METADATA_NAME, read_metadata
+from edgepipe.device.model.metadata import METADATA_NAME
+from edgepipe.device.model.modelinfo import read_metadata
 
 __all__ = ["METADATA_NAME", "copy_metadata", "edgepipe_metadata", "read_metadata", "with_metadata"]
 

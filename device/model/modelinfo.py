@@ -1,9 +1,10 @@
-"""Read a .tflite flatbuffer into plain Python data, without TensorFlow.
+"""The one reader of the .tflite flatbuffer in edgepipe, without TensorFlow.
 
 `inspect` and the Edge TPU prediction need the op list, op versions, tensor
-types/shapes and a few builtin options; the pure-Python `tflite` schema
-package reads them from the file in milliseconds, and keeps `edgepipe inspect`
-usable on a machine (or in a CI job) without TensorFlow.
+types/shapes and a few builtin options; the device needs the metadata entries
+edgepipe embeds (labels, input spec). The pure-Python `tflite` schema package
+reads them from the file in milliseconds, on a Pi, a workstation or a CI job
+alike; convert's writer (TensorFlow's flatbuffer tools) only writes.
 """
 
 from __future__ import annotations
@@ -256,3 +257,29 @@ def read_model_info(path: str | Path) -> ModelInfo:
         return _parse(path, buf)
     except Exception as exc:  # noqa: BLE001 - any parse failure means a damaged file
         raise UserError(f"{path} is a truncated or damaged TFLite model ({type(exc).__name__}: {exc})") from None
+
+
+def read_metadata(model_bytes: bytes) -> dict[str, bytes]:
+    """Name -> bytes of every metadata entry stored inside the model; {} when there are none or the file is malformed.
+
+    The bytes are untrusted (any .tflite a user passes), so every failure to
+    read them, whatever the exception, means "no metadata", never a crash.
+    """
+    try:
+        model = tflite.Model.GetRootAsModel(model_bytes, 0)
+        entries = {}
+        for i in range(model.MetadataLength()):
+            entry = model.Metadata(i)
+            name = entry.Name()
+            if not name:
+                continue
+            if not 0 <= entry.Buffer() < model.BuffersLength():
+                raise ValueError("metadata names a buffer the model does not have")
+            buffer = model.Buffers(entry.Buffer())
+            data = buffer.DataAsNumpy() if buffer.DataLength() else np.zeros(0, np.uint8)
+            if data.size != buffer.DataLength():
+                raise ValueError("metadata runs past the end of the file")
+            entries[name.decode("utf-8")] = data.tobytes()
+        return entries
+    except Exception:  # noqa: BLE001 - a malformed file has no metadata we can use
+        return {}

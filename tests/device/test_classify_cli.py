@@ -94,7 +94,8 @@ def test_bare_model_without_usable_labels_warns_once(tiny_int8_model, image_fold
 
 
 def test_metadata_reader_survives_garbage():
-    from edgepipe.device.model.metadata import embedded_info, read_metadata
+    from edgepipe.device.model.metadata import embedded_info
+    from edgepipe.device.model.modelinfo import read_metadata
 
     assert read_metadata(b"") == {} and read_metadata(b"\xff" * 64) == {}
     info = embedded_info(b"TFL3" * 100)

@@ -29,6 +29,7 @@ from .labels import labels_from_bytes
 from .preprocess import InputSpec
 from .safefile import (FileRefused, open_member, open_regular, plain_relative_name, read_fd, sha256_bytes,
                        sha256_fd)
+from .tasks import DEFAULT_TASK, task_named
 from .unknown import UnknownRule, rule_from_manifest
 
 SCHEMA_VERSION = 1
@@ -64,6 +65,7 @@ class Bundle:
     manifest_bytes: bytes = b""  # as read and checked: what is shipped, and the bundle's identity
     models: dict[str, str] = field(default_factory=dict)
     unknown: UnknownRule | None = None  # the calibrated "unknown" rule, when convert made one
+    task: str = DEFAULT_TASK  # what the model is for (tasks.py)
 
     @property
     def sha256(self) -> str:
@@ -97,6 +99,7 @@ def build_manifest(
     accuracy: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
+    task: str = DEFAULT_TASK,
 ) -> dict[str, Any]:
     """The manifest for the files already written in `root` (hashes every file but itself).
 
@@ -112,6 +115,7 @@ def build_manifest(
     files = {name: sha256_fd(open_member(root, name)) for name in names}
     manifest: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
+        "task": task,
         "labels_file": LABELS,
         "num_labels": len(labels),
         "input": input_spec.to_json(),
@@ -155,6 +159,10 @@ def check_manifest(manifest: Any, where: Path) -> None:
     for role, name in [("labels_file", labels_file)] + [(f"models.{k}", v) for k, v in models.items()]:
         if name not in files:
             raise bad(f"{role} {name!r} is not listed in `files`, so its sha256 is not checked")
+    try:
+        task_named(manifest.get("task", DEFAULT_TASK))
+    except ValueError as exc:
+        raise bad(str(exc)) from None
     if not isinstance(manifest.get("input"), dict):
         raise bad("`input` must be an object (the input spec)")
     num_labels = manifest.get("num_labels")
@@ -227,4 +235,5 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
         raise BundleError(f"{root / MANIFEST} has no valid input spec ({exc}); re-create the bundle") from None
     unknown = rule_from_manifest(manifest, labels, str(root / MANIFEST))
     return Bundle(root=root, manifest=manifest, labels=labels, input_spec=spec, manifest_bytes=manifest_bytes,
-                  models=dict(manifest.get("models", {})), unknown=unknown)
+                  models=dict(manifest.get("models", {})), unknown=unknown,
+                  task=manifest.get("task", DEFAULT_TASK))

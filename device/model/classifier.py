@@ -34,6 +34,7 @@ from .metadata import embedded_info
 from .postprocess import Prediction
 from .preprocess import InputSpec, normalize, quantize, resize_to_input
 from .safefile import FileRefused, open_regular, read_fd
+from .tasks import CLASSIFY, Task, runnable_task
 
 
 class ModelError(UserError):
@@ -116,6 +117,7 @@ class Classifier:
         accelerator_note: str = "",
         bundle: Bundle | None = None,
         model_data: bytes = b"",
+        task: Task = CLASSIFY,
     ) -> None:
         self.interpreter = interpreter
         self._backend_spec = backend
@@ -129,12 +131,13 @@ class Classifier:
         self.threads = threads
         self.load_ms = load_ms
         self.bundle = bundle
+        self.task = task
         inputs = interpreter.get_input_details()
         outputs = interpreter.get_output_details()
-        if len(inputs) != 1 or len(outputs) != 1:
+        if len(inputs) != 1 or len(outputs) != len(task.outputs):
             raise ModelError(
                 f"{model_path} is not an image classifier: it has {len(inputs)} inputs and "
-                f"{len(outputs)} outputs, expected 1 and 1"
+                f"{len(outputs)} outputs, expected 1 and {len(task.outputs)}"
             )
         self._input_index = inputs[0]["index"]
         self._output_index = outputs[0]["index"]
@@ -181,6 +184,7 @@ class Classifier:
             accelerator_note=self.accelerator_note,
             bundle=self.bundle,
             model_data=self._model_data,
+            task=self.task,
         )
 
     def preprocess(self, bgr: np.ndarray) -> np.ndarray:
@@ -263,9 +267,11 @@ def open_classifier(
     started = time.perf_counter()
     bundle = None
     base_spec = None
+    task = CLASSIFY  # a bare .tflite: the third-party models the device must run are classifiers
     label_list = read_labels(labels) if labels is not None else None
     if is_bundle(path):
         bundle = load_bundle(path, verify=True)
+        task = runnable_task(bundle.task, str(path))
         base_spec = bundle.input_spec
         label_list = label_list or bundle.labels
         model_path, chosen, delegate, note = choose_bundle_model(bundle, accelerator, backend, edgetpu_device, probe)
@@ -296,4 +302,5 @@ def open_classifier(
         accelerator_note=note,
         bundle=bundle,
         model_data=data,
+        task=task,
     )

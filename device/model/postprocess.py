@@ -1,5 +1,6 @@
-"""From a score vector to what the user sees: top-k labels above a threshold,
-optionally smoothed over time so a live label does not flicker frame to frame."""
+"""From a model's outputs to what the user sees: for classification, top-k labels
+above a threshold, optionally smoothed over time so a live label does not flicker
+frame to frame; for detection (tasks.py), the `Detection`s a result carries."""
 
 from __future__ import annotations
 
@@ -17,6 +18,26 @@ class Prediction:
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "score": round(self.score, 6)}
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One object found in a frame: which class (`index`, as in `Prediction`), how sure, and
+    where, as a box in the frame's own pixels (x0, y0 inclusive; x1, y1 exclusive).
+    `track_id` follows one object from frame to frame when a tracker has assigned one."""
+
+    index: int
+    label: str
+    score: float
+    box: tuple[int, int, int, int]
+    track_id: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"index": self.index, "label": self.label, "score": round(self.score, 6),
+                                "box": list(self.box)}
+        if self.track_id is not None:
+            data["track_id"] = self.track_id
+        return data
 
 
 def top_k(scores: np.ndarray, labels: list[str], k: int = 5, threshold: float = 0.0) -> list[Prediction]:

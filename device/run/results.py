@@ -1,4 +1,5 @@
-"""One classified frame, in the one shape every output reads.
+"""One inferred frame, in the one shape every output reads: the classes (`top`) and/or
+the objects (`detections`) its task gives, and how long each stage took.
 
 `edgepipe run` prints it, draws it, records it, counts it; `bench --e2e`
 measures it; MQTT, HTTP and the frame collector will publish or keep it. They
@@ -15,7 +16,7 @@ import numpy as np
 
 from edgepipe.core.safetext import printable
 
-from edgepipe.device.model.postprocess import Prediction
+from edgepipe.device.model.postprocess import Detection, Prediction
 from edgepipe.device.model.unknown import UNKNOWN_LABEL, Verdict
 
 LATENCY_DECIMALS = 3
@@ -41,6 +42,7 @@ class FrameResult:
     scores: np.ndarray | None = field(default=None, repr=False, compare=False)  # every class's score
     regions: dict[str, list[Prediction]] = field(default_factory=dict)  # --roi name -> its own top-k
     boxes: dict[str, tuple[int, int, int, int]] = field(default_factory=dict, repr=False, compare=False)
+    detections: list[Detection] = field(default_factory=list)  # a detection model's objects, best first
 
     @property
     def unknown(self) -> bool:
@@ -66,6 +68,8 @@ class FrameResult:
         if self.verdict is not None:
             data["confidence"] = round(self.verdict.confidence, 6)
         data["top"] = [p.to_json() for p in self.top]
+        if self.detections:
+            data["detections"] = [d.to_json() for d in self.detections]
         data["latency_ms"] = {k: round(v, LATENCY_DECIMALS) for k, v in self.latency_ms.items()}
         data["fps"] = round(self.fps, 2)
         if self.regions:
@@ -80,6 +84,8 @@ class FrameResult:
             labels = f"{UNKNOWN_LABEL} (best: {labels})"
         for name, top in self.regions.items():
             labels += f" | {name}: " + (f"{top[0].label} {top[0].score:.2f}" if top else "-")
+        if self.detections:
+            labels += " | objects: " + ", ".join(f"{d.label} {d.score:.2f}" for d in self.detections)
         return printable(f"{where}: {labels}  [inference {self.latency_ms['inference']:.1f} ms, {self.fps:.1f} fps]")
 
     @functools.cached_property
@@ -90,4 +96,4 @@ class FrameResult:
         if self.image is None:
             raise ValueError("this result carries no image to annotate")
         return annotate(self.image, self.top, self.fps, {n: (self.boxes[n], t) for n, t in self.regions.items()},
-                        self.unknown)
+                        self.unknown, self.detections)

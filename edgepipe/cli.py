@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert_cli.register(subparsers)
     device_cli.register(subparsers, bench_on_host=deploy_cli.bench_on_host)
     deploy_cli.register(subparsers)
-    demo.register(subparsers)
+    demo.register(subparsers, run_command=main)
     return parser
 
 

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from edgepipe.core.args import add_command, positive_int
 from edgepipe.core.errors import UserError
@@ -27,7 +27,9 @@ DEMO_CLASSES = ("circle", "square", "triangle", "cross")
 WORKDIR_MARKER = ".edgepipe-demo"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction, run_command: Callable[[Sequence[str]], int]) -> None:
+    """`run_command` is the entry point's main(), handed in so the demo runs stages through it
+    without importing the module that imports this one."""
     p = add_command(
         subparsers,
         "demo",
@@ -60,22 +62,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--video-frames", type=positive_int, default=120, metavar="N",
                    help="frames in the generated video (default 120)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    p.set_defaults(func=run_demo)
+    p.set_defaults(func=run_demo, run_command=run_command)
 
 
-def _stage(name: str, argv: list[str], echo: bool = True) -> str:
+def _stage(run_command: Callable[[Sequence[str]], int], name: str, argv: list[str], echo: bool = True) -> str:
     """Run one `edgepipe` command in-process and return what it printed on stdout.
 
     The demo's own stdout carries only its summary (so `--json` is one object);
     a stage's human output is echoed to stderr as progress unless it is data
     the demo reads (`echo=False`). A failing stage stops the demo with its name.
     """
-    from edgepipe.cli import main
-
     print(f"\n== {name}: edgepipe {' '.join(argv)}", file=sys.stderr, flush=True)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        code = main(argv)
+        code = run_command(argv)
     if echo:
         print(out.getvalue(), end="", file=sys.stderr, flush=True)
     if code != 0:
@@ -133,10 +133,11 @@ def run_demo(args: argparse.Namespace) -> int:
     print(weights_note, file=sys.stderr)
     train_argv = ["train", str(data), "--out", str(run), "--input-size", DEMO_INPUT_SIZE, "--alpha", DEMO_ALPHA,
                   "--weights", weights, "--seed", "0", "--epochs", "30", "--fine-tune-epochs", "3"]
-    _timed("train_s", timings, lambda: _stage("train", train_argv))
+    _timed("train_s", timings, lambda: _stage(args.run_command, "train", train_argv))
     _timed("convert_s", timings, lambda: _stage(
-        "convert", ["convert", str(run), "--out", str(bundle)]))
-    inspect = json.loads(_stage("inspect", ["inspect", str(bundle / "model.tflite"), "--json"], echo=False))
+        args.run_command, "convert", ["convert", str(run), "--out", str(bundle)]))
+    inspect = json.loads(_stage(args.run_command, "inspect", ["inspect", str(bundle / "model.tflite"), "--json"],
+                                echo=False))
     stats_path, results_path = work / "run_stats.json", work / "run_results.jsonl"
     frames = _timed("run_s", timings, lambda: _device_stage(
         "run", ["run", str(bundle), "--source", str(video), "--json", "--stats-json", str(stats_path)]))

@@ -1,12 +1,15 @@
 """The import graph follows the data flow (design.md), checked by parsing every
 module: photos -> train -> convert -> bundle -> deploy -> device, with the
-core beneath them all and the CLI entry point above them all."""
+core beneath them all and the CLI entry point (the top-level package) above
+them all; inside device/, each room uses only the rooms below it; and no
+module, anywhere, is part of an import cycle."""
 
 from __future__ import annotations
 
 import ast
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Folder -> the package it installs as (pyproject's package-dir).
 PACKAGES = {
     "edgepipe/core": "edgepipe.core",
+    "edgepipe": "edgepipe",
     "device": "edgepipe.device",
     "train": "edgepipe.train",
     "convert": "edgepipe.convert",
@@ -27,7 +31,13 @@ ALLOWED = {
     "train": {"device"},
     "convert": {"train", "device"},
     "deploy": {"device"},
+    "entry": {"train", "convert", "device", "deploy"},  # edgepipe/: the CLI entry point, the demo
 }
+# device/'s rooms, lowest first: a room imports only rooms of a lower rank (and itself), so
+# runtime code never reaches up into bench, the sinks or the command line.
+DEVICE_ROOMS = {"host": 0, "model": 1, "inspect": 2, "run": 2, "sinks": 3, "bench": 3, "cli": 4}
+DEVICE_TOP_LEVEL_MODULES = 8
+MAX_MODULE_LINES = 500
 HEAVY = {"tensorflow", "tf_keras", "keras", "tensorflow_model_optimization"}
 STAGE_NAME = re.compile(r"\bedgepipe\.(core|device|train|convert|deploy)\b")
 
@@ -44,14 +54,22 @@ def _module_name(path: Path) -> str:
 
 def _stage(module: str) -> str | None:
     parts = module.split(".")
-    return parts[1] if len(parts) > 1 and parts[0] == "edgepipe" and parts[1] in ALLOWED else None
+    if parts[0] != "edgepipe":
+        return None
+    return parts[1] if len(parts) > 1 and parts[1] in ALLOWED else "entry"
+
+
+def _room(module: str) -> str | None:
+    """edgepipe.device.run.loop -> run; edgepipe.device.host -> host; None outside device/ rooms."""
+    parts = module.split(".")
+    return parts[2] if parts[:2] == ["edgepipe", "device"] and len(parts) > 2 else None
 
 
 def stage_modules() -> dict[str, Path]:
     modules = {}
     for folder in PACKAGES:
         for path in sorted((ROOT / folder).rglob("*.py")):
-            modules[_module_name(path)] = path
+            modules.setdefault(_module_name(path), path)
     return modules
 
 
@@ -66,19 +84,24 @@ def imports_of(module: str, path: Path) -> list[str]:
             if node.level:
                 base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
                 target = f"{base}.{node.module}" if node.module else base
-                found += [target] if node.module else [f"{base}.{a.name}" for a in node.names]
             else:
-                found.append(node.module or "")
+                target = node.module or ""
+            # `from package import module` imports the module: keep both names, the graph keeps what exists.
+            found += ([target] if node.module else []) + [f"{target}.{a.name}" for a in node.names
+                                                          if f"{target}.{a.name}" in _ALL_MODULE_NAMES]
     return found
 
 
+_ALL_MODULE_NAMES: set[str] = set()
 MODULES = stage_modules()
+_ALL_MODULE_NAMES.update(MODULES)
 
 
 def test_every_stage_module_is_found():
     stages = {_stage(m) for m in MODULES}
     assert stages == set(ALLOWED)
     assert len(MODULES) > 50
+    assert {"edgepipe.cli", "edgepipe.demo", "edgepipe.device.run.loop"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("module", sorted(MODULES))
@@ -107,6 +130,31 @@ def test_no_stage_is_reached_by_a_module_name_string(module):
                   if isinstance(n, (ast.Module, ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))}
     named = {m.group(1) for s in strings if s not in docstrings for m in STAGE_NAME.finditer(s)}
     assert named - ALLOWED[stage] - {stage, "core"} == set()
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _room(m)))
+def test_device_rooms_import_only_rooms_below_them(module):
+    """model <- run <- sinks <- cli (bench beside sinks): runtime code never imports bench, sinks or the CLI."""
+    room = _room(module)
+    assert room in DEVICE_ROOMS, f"{module}: device/{room} is not a known room; add it to DEVICE_ROOMS"
+    upward = [name for name in imports_of(module, MODULES[module])
+              if (target := _room(name)) and target != room and DEVICE_ROOMS.get(target, 99) >= DEVICE_ROOMS[room]]
+    assert upward == []
+
+
+def test_device_is_in_rooms_of_small_modules():
+    top_level = [p for p in (ROOT / "device").glob("*.py") if p.name != "__init__.py"]
+    assert len(top_level) <= DEVICE_TOP_LEVEL_MODULES, top_level
+    long = {str(p.relative_to(ROOT)): n for p in (ROOT / "device").rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert long == {}
+
+
+def test_the_wheel_lists_every_package():
+    """setuptools installs only the packages pyproject names: a sub-package left out is missing on the Pi."""
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    packages = {_module_name(p) for folder in PACKAGES for p in (ROOT / folder).rglob("__init__.py")}
+    assert packages - listed == set()
 
 
 AGENT = "edgepipe.deploy.agent"

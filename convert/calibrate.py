@@ -1,4 +1,4 @@
-"""Calibrating "unknown" on the run's held-out images (see device/unknown.py).
+"""Calibrating "unknown" on the run's held-out images (see device/model/unknown.py).
 
 The threshold is set where a chosen share of held-out in-class images is still
 accepted (--unknown-accept): its cost in lost answers is then known before the

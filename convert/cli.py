@@ -13,7 +13,7 @@ from pathlib import Path
 
 from edgepipe.core.args import add_command, non_negative_int, positive_float, positive_int, unit_interval
 
-SCORE_CHOICES = ("auto", "max_softmax", "temperature", "margin")  # device/unknown.py SCORE_KINDS, plus auto
+SCORE_CHOICES = ("auto", "max_softmax", "temperature", "margin")  # device/model/unknown.py SCORE_KINDS, plus auto
 
 
 def acceptance(text: str) -> float:

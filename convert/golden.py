@@ -1,6 +1,6 @@
 """convert's side of the golden set: pick a stratified sample of the held-out
 images, copy them into the bundle as they are on disk, and record the answers
-the shipped model gave on them (see device/golden.py for the format and why).
+the shipped model gave on them (see device/model/golden.py for the format and why).
 """
 
 from __future__ import annotations

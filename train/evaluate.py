@@ -36,7 +36,7 @@ class EvaluateOptions:
     out: Path | None = None
     force: bool = False
     unknown_dir: Path | None = None  # images of none of the classes: report how well "unknown" works
-    unknown: UnknownMode = "auto"  # the threshold to evaluate there (see device/unknown.py resolve)
+    unknown: UnknownMode = "auto"  # the threshold to evaluate there (see device/model/unknown.py resolve)
 
     def __post_init__(self) -> None:
         if (self.data_dir is None) == (self.split is None):

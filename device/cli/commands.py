@@ -1,4 +1,4 @@
-"""The bodies of `edgepipe classify` and `edgepipe run` (registered in cli.py)."""
+"""The bodies of `edgepipe classify` and `edgepipe run` (registered in register.py)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`edgepipe classify`, `run` (here) and `bench` (bench_cli.py).
+"""`edgepipe classify` and `run` registered (here), with `verify` (verify.py) and `bench` (device/bench/cli.py).
 
 Registration imports only argparse and light modules: the command bodies in
 commands.py load numpy, OpenCV and the TFLite runtime when a command runs.

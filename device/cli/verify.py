@@ -1,4 +1,4 @@
-"""`edgepipe verify`: registration and printing only (the work is in verify.py).
+"""`edgepipe verify`: registration and printing only (the work is in device/model/verify.py).
 
 Self-contained: `register` is all a CLI needs to call to add the command.
 """

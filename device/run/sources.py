@@ -4,7 +4,7 @@ frames, the layout the shared preprocessing expects.
 
 A source is opened, read until it returns None (end of a file) or raises
 `SourceLost` (a live camera or stream that went away, worth retrying), and
-closed. The capture loop in pipeline.py owns retrying and threading.
+closed. The capture thread (capture.py) owns retrying and threading.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Small argparse helpers every stage's CLI uses, so all subcommands look and
-fail alike. Lives in `device` because every stage may import it."""
+fail alike. Lives in the core because every stage may import it."""
 
 from __future__ import annotations
 

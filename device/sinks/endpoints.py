@@ -1,7 +1,8 @@
 """Where `run --mqtt` and `run --serve` go, parsed at the command line (argparse types).
 
-Light on purpose: cli.py imports this to register the flags, before any
-command loads numpy, OpenCV or a client library. Secrets may come from the
+It sits with the sinks it describes (the MQTT sink takes its `MqttTarget`) and is
+light on purpose: cli/register.py and deploy import it to register the flags,
+before any command loads numpy, OpenCV or a client library. Secrets may come from the
 environment so they never appear on a command line or in a unit file.
 """
 

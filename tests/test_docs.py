@@ -48,7 +48,7 @@ def _defines(module: str, name: str) -> bool:
 
 
 def _resolves(dotted: str) -> bool:
-    """A module (edgepipe.device.preprocess) or a module's top-level name (edgepipe.device.bundle.load_bundle)."""
+    """A module (edgepipe.device.model.preprocess) or a module's top-level name (edgepipe.device.model.bundle.load_bundle)."""
     parts = dotted.split(".")
     for cut in range(len(parts), 1, -1):
         module, rest = ".".join(parts[:cut]), parts[cut:]

@@ -1,6 +1,6 @@
 """Files on the device: member names, hashes that follow no symlink, and atomic writes.
 
-edgepipe.device.safefile's checks, again: this package must run where
+edgepipe.device.model.safefile's checks, again: this package must run where
 edgepipe is not installed, so it cannot import them.
 """
 
@@ -17,7 +17,7 @@ from .protocol import AgentError
 
 MANIFEST = "bundle.json"
 PRIVATE = 0o600
-# A bundle member: a plain relative path (the same rule as edgepipe.device.safefile).
+# A bundle member: a plain relative path (the same rule as edgepipe.device.model.safefile).
 NAME_PART = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9._+-]*\Z")
 
 

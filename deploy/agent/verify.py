@@ -1,7 +1,7 @@
 """Checking a release on the device: its files against the manifest, its answers with `edgepipe verify`.
 
 The device may not have edgepipe yet (that is what `prepare` reports), so the
-file check cannot use edgepipe.device.bundle; it checks the same `files` map.
+file check cannot use edgepipe.device.model.bundle; it checks the same `files` map.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepipe.synthetic import SHAPES, write_dataset
+from edgepipe.synthetic import SHAPES, write_dataset, write_detection_dataset
 from edgepipe.core.tfenv import configure_tensorflow
 
 configure_tensorflow()  # before any test imports TensorFlow
@@ -23,6 +23,8 @@ configure_tensorflow()  # before any test imports TensorFlow
 SHARED = Path(os.environ.get("EDGEPIPE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 FLOWERS12 = SHARED / "datasets" / "flowers12" / "train"
 MOBILENET_V2_WEIGHTS = SHARED / "weights" / "mobilenet_v2_1.0_224_no_top.h5"
+RACCOON = SHARED / "datasets" / "raccoon"
+CORAL_TEST_DATA = SHARED / "coral-test-data" / "104342d"
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +50,40 @@ def mobilenet_v2_weights() -> Path:
     if not MOBILENET_V2_WEIGHTS.is_file():
         pytest.skip(f"ImageNet weights not present: {MOBILENET_V2_WEIGHTS} (../shared beside the checkout)")
     return MOBILENET_V2_WEIGHTS
+
+
+@pytest.fixture(scope="session")
+def raccoon() -> Path:
+    """200 real photos with raccoon boxes: VOC per image and a fixed CSV split."""
+    if not (RACCOON / "train_labels.csv").is_file():
+        pytest.skip(f"real photos with boxes not present: {RACCOON} (../shared beside the checkout)")
+    return RACCOON
+
+
+@pytest.fixture(scope="session")
+def coral_test_data() -> Path:
+    """Coral's published models at test_data commit 104342d (see ../shared/README.md)."""
+    if not CORAL_TEST_DATA.is_dir():
+        pytest.skip(f"Coral's test data not present: {CORAL_TEST_DATA} (../shared beside the checkout)")
+    return CORAL_TEST_DATA
+
+
+@pytest.fixture(scope="session")
+def shapes_detection(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """40 synthetic 256x256 scenes of circles, squares and triangles, a VOC file beside each image."""
+    root = tmp_path_factory.mktemp("shapes_detection")
+    write_detection_dataset(root, images=40, seed=5)
+    return root
+
+
+@pytest.fixture(scope="session")
+def postprocess_detector(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real .tflite ending in TFLite_Detection_PostProcess (tests/detector_model.py), built in seconds."""
+    from detector_model import build_postprocess_model
+
+    path = tmp_path_factory.mktemp("detector") / "detector.tflite"
+    path.write_bytes(build_postprocess_model())
+    return path
 
 
 @pytest.fixture(scope="session")

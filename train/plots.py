@@ -79,3 +79,24 @@ def save_training_curves(history: Sequence[Mapping[str, Any]], path: str | Path)
     finally:
         plt.close(fig)
     return Path(path)
+
+
+def save_precision_recall_curves(recall: Sequence[float], curves: Mapping[str, Sequence[float]], path: str | Path,
+                                 title: str) -> Path:
+    """One precision-recall curve per class (detection: COCO's interpolated precision at IoU 0.5)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 5))
+    try:
+        for name, precision in curves.items():
+            ax.plot(recall, precision, label=name)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("recall")
+        ax.set_ylabel("precision")
+        ax.set_title(title)
+        if curves:
+            ax.legend(loc="lower left", fontsize=8)
+        _save(fig, Path(path))
+    finally:
+        plt.close(fig)
+    return Path(path)

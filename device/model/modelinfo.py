@@ -63,6 +63,7 @@ class OpInfo:
     outputs: list[int]
     custom_code: str | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    custom_options: bytes = field(default=b"", repr=False)  # a custom op's own options (a FlexBuffer, usually)
 
 
 @dataclass
@@ -90,6 +91,7 @@ class ModelInfo:
     num_subgraphs: int
     metadata: list[str]
     edgetpu_packages: list[EdgeTpuPackage] = field(default_factory=list)
+    signature_outputs: dict[str, int] = field(default_factory=dict)  # output name -> tensor, of a model's only signature
 
     @property
     def edgetpu_compiled(self) -> bool:
@@ -212,7 +214,8 @@ def _parse(path: Path, buf: bytes) -> ModelInfo:
     for i in range(graph.OperatorsLength()):
         op = graph.Operators(i)
         name, version, custom = codes[op.OpcodeIndex()]
-        package = _edgetpu_package(i, op.CustomOptionsAsNumpy().tobytes() if op.CustomOptionsLength() else b"") if custom == EDGETPU_CUSTOM_OP else None
+        custom_options = op.CustomOptionsAsNumpy().tobytes() if op.CustomOptionsLength() else b""
+        package = _edgetpu_package(i, custom_options) if custom == EDGETPU_CUSTOM_OP else None
         if package:
             packages.append(package)
         ops.append(
@@ -224,6 +227,7 @@ def _parse(path: Path, buf: bytes) -> ModelInfo:
                 outputs=[int(x) for x in op.OutputsAsNumpy()] if op.OutputsLength() else [],
                 custom_code=custom,
                 options=_options(op, name),
+                custom_options=custom_options if custom else b"",
             )
         )
     metadata = [(model.Metadata(i).Name() or b"").decode() for i in range(model.MetadataLength())]
@@ -237,7 +241,16 @@ def _parse(path: Path, buf: bytes) -> ModelInfo:
         num_subgraphs=model.SubgraphsLength(),
         metadata=metadata,
         edgetpu_packages=packages,
+        signature_outputs=_signature_outputs(model),
     )
+
+
+def _signature_outputs(model: Any) -> dict[str, int]:
+    if model.SignatureDefsLength() != 1:
+        return {}
+    signature = model.SignatureDefs(0)
+    return {(signature.Outputs(j).Name() or b"").decode("utf-8", "replace"): int(signature.Outputs(j).TensorIndex())
+            for j in range(signature.OutputsLength())}
 
 
 def read_model_info(path: str | Path) -> ModelInfo:
@@ -251,10 +264,16 @@ def read_model_info(path: str | Path) -> ModelInfo:
         raise UserError(f"{path} is a directory; give a .tflite file (a bundle's is BUNDLE/model.tflite)") from None
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return model_info(buf, path)
+
+
+def model_info(buf: bytes, path: str | Path) -> ModelInfo:
+    """Parse a model already in memory (named `path` in messages); anything but a complete TFLite model
+    is one UserError line."""
     if len(buf) < 8 or buf[4:8] != b"TFL3":
         raise UserError(f"{path} is not a TFLite model (no TFL3 flatbuffer identifier)")
     try:
-        return _parse(path, buf)
+        return _parse(Path(path), buf)
     except Exception as exc:  # noqa: BLE001 - any parse failure means a damaged file
         raise UserError(f"{path} is a truncated or damaged TFLite model ({type(exc).__name__}: {exc})") from None
 

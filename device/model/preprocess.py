@@ -112,6 +112,18 @@ def decode_image(data: bytes | np.ndarray, name: str, max_pixels: int = DEFAULT_
     return image
 
 
+def crop_window(width: int, height: int, aspect: float) -> tuple[int, int, int, int]:
+    """The middle of a width x height frame with the model's aspect (width / height): x0, y0, width, height.
+
+    One definition for cropping a frame and for mapping a detector's boxes back into it.
+    """
+    if width / height > aspect:
+        new_w = max(1, round(height * aspect))
+        return (width - new_w) // 2, 0, new_w, height
+    new_h = max(1, round(width / aspect))
+    return 0, (height - new_h) // 2, width, new_h
+
+
 def resize_to_input(bgr: np.ndarray, spec: InputSpec) -> np.ndarray:
     """Resize (or centre-crop then resize) an 8-bit BGR frame and reorder channels.
 
@@ -124,16 +136,8 @@ def resize_to_input(bgr: np.ndarray, spec: InputSpec) -> np.ndarray:
         bgr = cv2.cvtColor(bgr, cv2.COLOR_BGRA2BGR)
     h, w = bgr.shape[:2]
     if spec.resize == "center_crop":
-        target = spec.width / spec.height
-        if w / h > target:
-            new_w = max(1, round(h * target))
-            x0 = (w - new_w) // 2
-            bgr = bgr[:, x0 : x0 + new_w]
-        else:
-            new_h = max(1, round(w / target))
-            y0 = (h - new_h) // 2
-            bgr = bgr[y0 : y0 + new_h, :]
-        h, w = bgr.shape[:2]
+        x0, y0, w, h = crop_window(w, h, spec.width / spec.height)
+        bgr = bgr[y0 : y0 + h, x0 : x0 + w]
     if (h, w) != (spec.height, spec.width):
         shrinking = h * w > spec.height * spec.width
         interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR

@@ -1,0 +1,1 @@
+"""Object detection: boxed-image data sets in the common formats, and COCO-style evaluation."""

@@ -70,10 +70,7 @@ def _unknown_rule(args: argparse.Namespace, classifier: Classifier) -> UnknownRu
     if rule is None:
         note = "off" if args.unknown == "off" else "off (the model has no calibrated threshold; pass --unknown P)"
     else:
-        note = f"{rule.score} below {rule.threshold:.4g}" + (
-            f" (temperature {rule.temperature:.3g})" if rule.score == "temperature" else "")
-        if rule.background is not None:
-            note += f", or the background class {classifier.labels[rule.background]!r}"
+        note = rule.describe(classifier.labels)
     print(f"edgepipe {args.command}: unknown: {printable(note)}", file=sys.stderr, flush=True)
     return rule
 

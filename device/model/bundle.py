@@ -6,6 +6,7 @@ device (reads). See docs/bundle.md.
       model_edgetpu.tflite   when compiled for the Edge TPU
       labels.txt             one label per line, index = line number
       bundle.json            this module's manifest (with the calibrated "unknown" rule)
+      unknown.npz            the fitted feature-space "unknown" score, when convert chose one
       MODEL_CARD.md          for people: intended use, data, held-out metrics, limits
 
 The manifest is the single source of truth: every name in `files` is a plain
@@ -217,6 +218,15 @@ def read_manifest(root: Path) -> tuple[dict[str, Any], bytes]:
     return manifest, data
 
 
+def features_dim(manifest: dict[str, Any], root: Path) -> int | None:
+    """How many pooled features the bundle's model gives as its second output (None: it has one output)."""
+    output = manifest.get("output")
+    dim = output.get("features_dim") if isinstance(output, dict) else None
+    if dim is not None and (not isinstance(dim, int) or isinstance(dim, bool) or not 0 < dim <= 1 << 16):
+        raise BundleError(f"{root / MANIFEST}: output.features_dim is {dim!r}, not a positive integer; re-create the bundle")
+    return dim
+
+
 def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
     root = Path(path)
     manifest, manifest_bytes = read_manifest(root)
@@ -233,7 +243,8 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
         spec = InputSpec.from_json(manifest["input"])
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{root / MANIFEST} has no valid input spec ({exc}); re-create the bundle") from None
-    unknown = rule_from_manifest(manifest, labels, str(root / MANIFEST))
+    unknown = rule_from_manifest(manifest, labels, str(root / MANIFEST), lambda name: read_member(root, manifest, name),
+                                 features_dim(manifest, root))
     return Bundle(root=root, manifest=manifest, labels=labels, input_spec=spec, manifest_bytes=manifest_bytes,
                   models=dict(manifest.get("models", {})), unknown=unknown,
                   task=manifest.get("task", DEFAULT_TASK))

@@ -27,7 +27,7 @@ from edgepipe.core.errors import UserError
 from ..host import default_threads
 from . import postprocess
 from .backends import Backend, find_backend, threads_text
-from .bundle import MAX_MODEL_BYTES, TFLITE_IDENTIFIER, Bundle, is_bundle, load_bundle
+from .bundle import MAX_MODEL_BYTES, TFLITE_IDENTIFIER, Bundle, features_dim, is_bundle, load_bundle
 from .edgetpu_policy import choose_bundle_model, choose_file_delegate, is_edgetpu_model
 from .labels import read_labels
 from .metadata import embedded_info
@@ -85,6 +85,39 @@ def _num_classes(detail: dict[str, Any], path: Path) -> int:
     return big[0] if big else 1
 
 
+def _split_outputs(outputs: list[dict[str, Any]], n_inputs: int, expected: int, bundle: Bundle | None,
+                   path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(scores, features or None): a classifier has one output; a bundle made by convert may add the
+    pooled features as a second (bundle.json says how many: the converter orders outputs its own way)."""
+    dim = features_dim(bundle.manifest, bundle.root) if bundle is not None else None
+    if n_inputs == 1 and len(outputs) == expected:
+        return outputs[0], None
+    if n_inputs == 1 and expected == 1 and len(outputs) == 2 and dim is not None:
+        sizes = [int(np.prod(o["shape"])) for o in outputs]
+        if sizes.count(dim) == 1:
+            features = sizes.index(dim)
+            return outputs[1 - features], outputs[features]
+    also = f" (or 2, one of {dim} features)" if dim and expected == 1 else ""
+    raise ModelError(f"{path} is not an image classifier: it has {n_inputs} inputs and {len(outputs)} outputs, "
+                     f"expected 1 and {expected}{also}")
+
+
+class _Output:
+    """One output tensor, read and dequantised to float32."""
+
+    def __init__(self, detail: dict[str, Any]) -> None:
+        self.index = detail["index"]
+        scale, zero_point = detail.get("quantization", (0.0, 0))
+        self.quantized = np.dtype(detail["dtype"]).kind in "iu" and scale > 0
+        self.scale, self.zero_point = np.float32(scale), np.float32(zero_point)
+
+    def read(self, interpreter: Any) -> np.ndarray:
+        raw = interpreter.get_tensor(self.index).reshape(-1)
+        if self.quantized:
+            return (raw.astype(np.float32) - self.zero_point) * self.scale
+        return raw.astype(np.float32, copy=False)
+
+
 def pixel_table(spec: InputSpec) -> np.ndarray:
     """The input-tensor value of each of the 256 pixel values.
 
@@ -133,22 +166,14 @@ class Classifier:
         self.bundle = bundle
         self.task = task
         inputs = interpreter.get_input_details()
-        outputs = interpreter.get_output_details()
-        if len(inputs) != 1 or len(outputs) != len(task.outputs):
-            raise ModelError(
-                f"{model_path} is not an image classifier: it has {len(inputs)} inputs and "
-                f"{len(outputs)} outputs, expected 1 and {len(task.outputs)}"
-            )
+        scores_output, features_output = _split_outputs(interpreter.get_output_details(), len(inputs),
+                                                        len(task.outputs), bundle, model_path)
         self._input_index = inputs[0]["index"]
-        self._output_index = outputs[0]["index"]
         self.input_spec = _spec_from_tensor(inputs[0], input_spec, model_path)
         self._pixel_table = pixel_table(self.input_spec)
-        self.num_classes = _num_classes(outputs[0], model_path)
-        out_dtype = np.dtype(outputs[0]["dtype"])
-        scale, zero_point = outputs[0].get("quantization", (0.0, 0))
-        self._output_quantized = out_dtype.kind in "iu" and scale > 0
-        self._output_scale = np.float32(scale)
-        self._output_zero_point = np.float32(zero_point)
+        self.num_classes = _num_classes(scores_output, model_path)
+        self._scores = _Output(scores_output)
+        self._features = _Output(features_output) if features_output is not None else None
         if labels is None:
             labels = [f"class_{i}" for i in range(self.num_classes)]
         elif len(labels) != self.num_classes:
@@ -199,10 +224,12 @@ class Classifier:
         """Scores for one preprocessed tensor, dequantised to float32, shape (num_classes,)."""
         self.interpreter.set_tensor(self._input_index, tensor)
         self.interpreter.invoke()
-        raw = self.interpreter.get_tensor(self._output_index).reshape(-1)
-        if self._output_quantized:
-            return (raw.astype(np.float32) - self._output_zero_point) * self._output_scale
-        return raw.astype(np.float32, copy=False)
+        return self._scores.read(self.interpreter)
+
+    def features(self) -> np.ndarray | None:
+        """The pooled features of the last `invoke` (dequantised, shape (dim,)), None when the model has
+        no features output. Read before this interpreter invokes again (regions do)."""
+        return self._features.read(self.interpreter) if self._features is not None else None
 
     def classify(self, bgr: np.ndarray, top_k: int = 5) -> list[Prediction]:
         return postprocess.top_k(self.invoke(self.preprocess(bgr)), self.labels, top_k)

@@ -8,10 +8,18 @@ bundle file they are hashed in bundle.json; the bytes are hashed and then
 decoded from memory, so what is checked is what is used.
 
     bundle.json "golden": {
-      "images": [{"file": "golden/000.jpg", "label": 3, "expected": [12 dequantised scores]}, ...],
+      "images": [{"file": "golden/000.jpg", "label": 3, "expected": [12 dequantised scores],
+                  "expected_unknown": 0.61}, ...],
       "min_agreement": {"cpu": 1.0, "edgetpu": 0.95},
       "expected_from": {"model": "model.tflite", "backend": "ai_edge_litert", "backend_version": "2.3.0"}
     }
+
+`expected_unknown` is there when the bundle's "unknown" rule is a feature-space
+score: it is computed from the model's second output (the pooled features), so
+checking it checks that output too. The golden outputs are then the class
+scores with this value as one more column, and an image agrees only when its
+top-1 class and its unknown verdict (accept or reject at the bundle's threshold)
+both match.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import numpy as np
 
 from .bundle import Bundle, BundleError
 from .preprocess import IMAGE_SUFFIXES, ImageReadError, decode_image
+from .unknown import UnknownRule
 
 GOLDEN_DIR = "golden"
 # Top-1 agreement a model must reach on the golden set: the CPU model runs the
@@ -40,7 +49,7 @@ MAX_LISTED = 20
 class GoldenImage:
     file: str
     label: int
-    expected: np.ndarray
+    expected: np.ndarray  # the class scores, then the unknown score when the rule has one (see above)
     bgr: np.ndarray
 
 
@@ -49,6 +58,7 @@ class GoldenSet:
     images: list[GoldenImage]
     labels: list[str]
     min_agreement: dict[str, float]
+    unknown: UnknownRule | None = None  # the feature-space rule whose score is the last column
 
     @property
     def expected(self) -> np.ndarray:
@@ -65,6 +75,7 @@ class Comparison:
     mean_abs_diff: float
     correct: int
     disagreements: list[dict[str, Any]]
+    unknown_max_abs_diff: float | None = None  # of the feature-space unknown score, when checked
 
     @property
     def agreement(self) -> float:
@@ -82,6 +93,7 @@ class Comparison:
             "max_abs_diff": self.max_abs_diff,
             "mean_abs_diff": self.mean_abs_diff,
             "accuracy": self.accuracy,
+            "unknown_max_abs_diff": self.unknown_max_abs_diff,
             "disagreements": self.disagreements,
         }
 
@@ -120,13 +132,24 @@ def _read_listed(bundle: Bundle, name: str, path: Path) -> bytes:
     return data
 
 
-def _expected_scores(bundle: Bundle, entry: dict[str, Any]) -> np.ndarray:
+def _expected_outputs(bundle: Bundle, entry: dict[str, Any], with_unknown: bool) -> np.ndarray:
     values = entry.get("expected")
     if (not isinstance(values, list) or len(values) != len(bundle.labels)
             or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)):
         raise BundleError(f"bundle {bundle.root}: golden entry {entry.get('file')} needs {len(bundle.labels)} "
                           "finite expected scores; re-create the bundle")
+    if with_unknown:
+        value = entry.get("expected_unknown")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise BundleError(f"bundle {bundle.root}: golden entry {entry.get('file')} needs an expected_unknown "
+                              "score in [0, 1] (its unknown rule is a feature-space score); re-create the bundle")
+        values = [*values, value]
     return np.asarray(values, dtype=np.float32)
+
+
+def feature_rule(bundle: Bundle) -> UnknownRule | None:
+    """The bundle's rule when it is a feature-space one (its score is checked with the class scores)."""
+    return bundle.unknown if bundle.unknown is not None and bundle.unknown.features is not None else None
 
 
 def _min_agreement(bundle: Bundle, golden: dict[str, Any]) -> dict[str, float]:
@@ -151,6 +174,7 @@ def read_golden(bundle: Bundle) -> GoldenSet | None:
     if not isinstance(entries, list):
         raise BundleError(f"bundle {bundle.root}: golden.images is not a list; re-create the bundle")
     images = []
+    rule = feature_rule(bundle)
     for entry in entries:
         if not isinstance(entry, dict):
             raise BundleError(f"bundle {bundle.root}: a golden entry is not an object; re-create the bundle")
@@ -164,22 +188,39 @@ def read_golden(bundle: Bundle) -> GoldenSet | None:
             bgr = decode_image(_read_listed(bundle, name, path), name)
         except ImageReadError as exc:
             raise BundleError(f"bundle {bundle.root}: {exc}; re-create the bundle") from None
-        images.append(GoldenImage(name, label, _expected_scores(bundle, entry), bgr))
-    return GoldenSet(images, bundle.labels, _min_agreement(bundle, golden))
+        images.append(GoldenImage(name, label, _expected_outputs(bundle, entry, rule is not None), bgr))
+    return GoldenSet(images, bundle.labels, _min_agreement(bundle, golden), rule)
+
+
+def golden_outputs(scores: np.ndarray, features: np.ndarray | None, rule: UnknownRule | None) -> np.ndarray:
+    """One image's golden outputs: its class scores, then its unknown score under a feature-space `rule`."""
+    return scores if rule is None else np.append(scores, np.float32(rule.values(scores, features)))
 
 
 def run_golden(classifier: Any, golden: GoldenSet) -> np.ndarray:
-    """The classifier's dequantised scores for every golden image, in order (n x classes)."""
-    return np.stack([classifier.invoke(classifier.preprocess(image.bgr)) for image in golden.images])
+    """The classifier's golden outputs for every image, in order (n x classes, + 1 with a feature rule)."""
+    rows = []
+    for image in golden.images:
+        scores = classifier.invoke(classifier.preprocess(image.bgr))
+        rows.append(golden_outputs(scores, classifier.features(), golden.unknown))
+    return np.stack(rows)
 
 
 def compare(golden: GoldenSet, scores: np.ndarray) -> Comparison:
     """Top-1 agreement, score differences and accuracy of `scores` against the expected outputs."""
-    scores = np.asarray(scores, dtype=np.float32)
-    expected = golden.expected
-    if scores.shape != expected.shape:
-        raise BundleError(f"the model gave scores of shape {scores.shape} for the golden set, expected {expected.shape}")
+    outputs = np.asarray(scores, dtype=np.float32)
+    expected_outputs = golden.expected
+    if outputs.shape != expected_outputs.shape:
+        raise BundleError(f"the model gave scores of shape {outputs.shape} for the golden set, expected {expected_outputs.shape}")
+    classes = len(golden.labels)
+    scores, expected = outputs[:, :classes], expected_outputs[:, :classes]
     got, want = scores.argmax(axis=1), expected.argmax(axis=1)
+    agrees = got == want
+    unknown_diff = None
+    if golden.unknown is not None:
+        accepted = outputs[:, classes] >= golden.unknown.threshold
+        agrees &= accepted == (expected_outputs[:, classes] >= golden.unknown.threshold)
+        unknown_diff = float(np.abs(outputs[:, classes] - expected_outputs[:, classes]).max(initial=0.0))
     diff = np.abs(scores - expected)
     truth = np.asarray([image.label for image in golden.images])
     disagreements = [
@@ -190,14 +231,17 @@ def compare(golden: GoldenSet, scores: np.ndarray) -> Comparison:
             "expected_score": round(float(expected[i, want[i]]), 4),
             "got": golden.labels[got[i]],
             "got_score": round(float(scores[i, got[i]]), 4),
+            **({"expected_unknown": round(float(expected_outputs[i, classes]), 4),
+                "got_unknown": round(float(outputs[i, classes]), 4)} if golden.unknown is not None else {}),
         }
-        for i in np.flatnonzero(got != want)[:MAX_LISTED]
+        for i in np.flatnonzero(~agrees)[:MAX_LISTED]
     ]
     return Comparison(
         n=len(golden.images),
-        agreed=int(np.sum(got == want)),
+        agreed=int(np.sum(agrees)),
         max_abs_diff=float(diff.max()) if diff.size else 0.0,
         mean_abs_diff=float(diff.mean()) if diff.size else 0.0,
         correct=int(np.sum(got == truth)),
         disagreements=disagreements,
+        unknown_max_abs_diff=unknown_diff,
     )

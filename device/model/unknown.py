@@ -10,7 +10,12 @@ what it buys (the false-accept rate on images of no class) is measured by
 
 The score kinds (the same code computes them at calibration and on the device):
 
-- max_softmax: the top-1 probability.
+- mahalanobis, knn_cosine: how close the frame's pooled features are to the
+  training images' (see feature_score.py). They measure distance from what the
+  model was trained on, not how peaked its answer is, so an image of none of
+  the classes that the softmax is sure about still scores low. Bundles made by
+  convert carry the features output and the fitted score (`unknown.npz`).
+- max_softmax: the top-1 probability (the only one for a bare .tflite).
 - temperature: the top-1 probability after temperature scaling, softmax(log(p) / T),
   with T fitted on the held-out images (T > 1 softens over-confident models).
 - margin: top-1 minus top-2 probability.
@@ -22,13 +27,16 @@ images trained like any other class): predicting it is reported as unknown.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 
 from edgepipe.core.errors import UserError
 
-SCORE_KINDS = ("max_softmax", "temperature", "margin")
+from .feature_score import FEATURE_KINDS, FEATURES_FILE, FeatureScore, FeatureScoreError, feature_score_from_bytes
+
+SOFTMAX_KINDS = ("max_softmax", "temperature", "margin")
+SCORE_KINDS = SOFTMAX_KINDS + FEATURE_KINDS
 UNKNOWN_LABEL = "unknown"
 LOG_FLOOR = 1e-6  # int8 softmax outputs are often exactly 0; log() needs a floor
 MAX_TEMPERATURE = 100.0
@@ -37,7 +45,7 @@ UnknownMode = Literal["auto", "off"] | float
 
 
 def confidence(scores: np.ndarray, kind: str, temperature: float = 1.0) -> np.ndarray:
-    """The confidence of each row of `scores` (n x classes, or one vector -> a 0-d array)."""
+    """The softmax-kind confidence of each row of `scores` (n x classes, or one vector -> a 0-d array)."""
     p = np.asarray(scores, dtype=np.float64)
     if kind == "max_softmax":
         return p.max(axis=-1)
@@ -48,7 +56,7 @@ def confidence(scores: np.ndarray, kind: str, temperature: float = 1.0) -> np.nd
         return top2[..., 0] - top2[..., 1]
     if kind == "temperature":
         return soften(p, temperature).max(axis=-1)
-    raise ValueError(f"unknown score kind {kind!r}; expected one of {', '.join(SCORE_KINDS)}")
+    raise ValueError(f"unknown score kind {kind!r}; expected one of {', '.join(SOFTMAX_KINDS)}")
 
 
 def soften(probabilities: np.ndarray, temperature: float) -> np.ndarray:
@@ -70,28 +78,46 @@ class Verdict:
 
 @dataclass(frozen=True)
 class UnknownRule:
-    """The rejection rule a run applies: a score kind, its threshold, a background class."""
+    """The rejection rule a run applies: a score kind, its threshold, a background class, and for the
+    feature-space kinds the fitted score (the features come from the model's second output)."""
 
     score: str = "max_softmax"
     threshold: float = 0.0
     temperature: float = 1.0
     background: int | None = None  # label index of the background class
+    features: FeatureScore | None = None  # set for the feature-space kinds
 
-    def judge(self, scores: np.ndarray) -> Verdict:
-        value = float(confidence(scores, self.score, self.temperature))
+    def values(self, scores: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
+        """The score thresholded, per row of `scores` (and of `features` for the feature-space kinds)."""
+        if self.features is None:
+            return confidence(scores, self.score, self.temperature)
+        if features is None:
+            raise ValueError(f"the {self.score} score needs the model's features output")
+        return self.features.familiarity(features)
+
+    def judge(self, scores: np.ndarray, features: np.ndarray | None = None) -> Verdict:
+        value = float(self.values(scores, features))
         if self.background is not None and int(np.argmax(scores)) == self.background:
             return Verdict(True, value, "background class")
         if value < self.threshold:
             return Verdict(True, value, "below threshold")
         return Verdict(False, value)
 
-    def judge_all(self, scores: np.ndarray) -> np.ndarray:
+    def judge_all(self, scores: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
         """`judge` for every row: a boolean array, True where the row is unknown."""
-        values = confidence(scores, self.score, self.temperature)
-        rejected = values < self.threshold
+        rejected = self.values(scores, features) < self.threshold
         if self.background is not None:
             rejected |= np.argmax(scores, axis=-1) == self.background
         return rejected
+
+    def describe(self, labels: list[str]) -> str:
+        """What "unknown" means under this rule, for logs and summaries."""
+        text = f"{self.score} below {self.threshold:.4g}"
+        if self.score == "temperature":
+            text += f" (temperature {self.temperature:.3g})"
+        if self.background is not None:
+            text += f", or the background class {labels[self.background]!r}"
+        return text
 
 
 def _number(block: dict[str, Any], key: str, low: float, high: float, where: str) -> float:
@@ -102,8 +128,14 @@ def _number(block: dict[str, Any], key: str, low: float, high: float, where: str
     return float(value)
 
 
-def rule_from_manifest(manifest: dict[str, Any], labels: list[str], where: str) -> UnknownRule | None:
-    """The bundle's calibrated rule (validated: it is read from a file), or None when it has none."""
+def rule_from_manifest(manifest: dict[str, Any], labels: list[str], where: str,
+                       read_file: Callable[[str], bytes] | None = None,
+                       features_dim: int | None = None) -> UnknownRule | None:
+    """The bundle's calibrated rule (validated: it is read from a file), or None when it has none.
+
+    A feature-space rule also loads its fitted score with `read_file` (which checks the file's
+    sha256) and needs the model to have a features output of `features_dim` values.
+    """
     block = manifest.get("unknown")
     if block is None:
         return None
@@ -118,7 +150,20 @@ def rule_from_manifest(manifest: dict[str, Any], labels: list[str], where: str) 
     background = block.get("background_class")
     if background is not None and background not in labels:
         raise UserError(f"{where}: unknown.background_class {background!r} is not one of the bundle's labels")
-    return UnknownRule(kind, threshold, temperature, labels.index(background) if background is not None else None)
+    features = _feature_score(kind, labels, where, read_file, features_dim) if kind in FEATURE_KINDS else None
+    return UnknownRule(kind, threshold, temperature, labels.index(background) if background is not None else None,
+                       features)
+
+
+def _feature_score(kind: str, labels: list[str], where: str, read_file: Callable[[str], bytes] | None,
+                   features_dim: int | None) -> FeatureScore:
+    if read_file is None or not features_dim:
+        raise UserError(f"{where}: unknown.score {kind!r} needs the model's features output and {FEATURES_FILE}; "
+                        "re-create the bundle with `edgepipe convert`")
+    try:
+        return feature_score_from_bytes(read_file(FEATURES_FILE), kind, len(labels), features_dim)
+    except FeatureScoreError as exc:
+        raise UserError(f"{where}: {FEATURES_FILE}: {exc}; re-create the bundle with `edgepipe convert`") from None
 
 
 def resolve(mode: UnknownMode, calibrated: UnknownRule | None) -> UnknownRule | None:
@@ -132,4 +177,4 @@ def resolve(mode: UnknownMode, calibrated: UnknownRule | None) -> UnknownRule | 
     if mode == "auto":
         return calibrated
     base = calibrated or UnknownRule()
-    return UnknownRule(base.score, float(mode), base.temperature, base.background)
+    return UnknownRule(base.score, float(mode), base.temperature, base.background, base.features)

@@ -83,6 +83,7 @@ class Pipeline:
             source.on_error = self._skipped
         self._stop_reason: tuple[str, int] | None = None
         self.lost_frames = 0  # frames a video file declared but that could not be decoded
+        self.unknown_frames = 0  # frames the unknown rule rejected
 
     def request_stop(self, reason: str, exit_code: int = 0) -> None:
         """Stop within one poll interval (safe from a signal handler)."""
@@ -174,6 +175,10 @@ class Pipeline:
             "lost_frames": self.lost_frames,
             "workers": info.workers,
         }
+        if self.options.unknown is not None:  # which score decided "unknown", and how often it did
+            described["unknown"] = {"score": self.options.unknown.score,
+                                    "rule": self.options.unknown.describe(list(info.labels)),
+                                    "frames": self.unknown_frames}
         if self.options.regions:  # how often each region saw each label (its top-1)
             described["regions"] = {
                 r.name: {"roi": r.spec(), "labels": dict(self.region_labels[r.name].most_common())}
@@ -208,11 +213,12 @@ class Pipeline:
     def _result(self, inferred: Inferred) -> FrameResult:
         frame = inferred.frame
         scored = postprocess_timed(inferred.scores, self.classifier.labels, self.options.top_k,
-                                   self.options.threshold, self.smoother, self.options.unknown)
+                                   self.options.threshold, self.smoother, self.options.unknown, inferred.features)
         latency = {"capture": frame.capture_ms, "preprocess": inferred.preprocess_ms,
                    "inference": inferred.inference_ms, "postprocess": scored.stages["postprocess"],
                    "total": (time.perf_counter() - frame.started) * 1000.0}
         self.stats.record(latency)
+        self.unknown_frames += bool(scored.verdict and scored.verdict.unknown)
         regions, boxes = {}, {}
         for name, (box, scores) in inferred.regions.items():  # smoothed here, in frame order
             regions[name] = postprocess_timed(scores, self.classifier.labels, self.options.top_k,

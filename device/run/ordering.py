@@ -22,6 +22,7 @@ class Inferred:
     preprocess_ms: float
     inference_ms: float
     regions: dict[str, tuple[tuple[int, int, int, int], np.ndarray]] = field(default_factory=dict)  # name -> box, scores
+    features: np.ndarray | None = None  # the model's pooled features, for a feature-space unknown rule
 
 
 class ResultOrder:

@@ -36,12 +36,13 @@ class Scored:
 
 
 def postprocess_timed(scores: np.ndarray, labels: list[str], k: int, threshold: float = 0.0,
-                      smoother: ScoreSmoother | None = None, unknown: UnknownRule | None = None) -> Scored:
+                      smoother: ScoreSmoother | None = None, unknown: UnknownRule | None = None,
+                      features: np.ndarray | None = None) -> Scored:
     started = time.perf_counter()
     if smoother:
         scores = smoother.update(scores)
     top = top_k(scores, labels, k, threshold)
-    verdict = unknown.judge(scores) if unknown else None
+    verdict = unknown.judge(scores, features) if unknown else None
     return Scored(scores, top, verdict, {"postprocess": (time.perf_counter() - started) * 1e3})
 
 
@@ -50,6 +51,6 @@ def predict_timed(classifier: Classifier, tensor: np.ndarray, k: int, threshold:
     """Top-k predictions for one input tensor, the unknown verdict, and the milliseconds of
     inference and postprocessing."""
     scores, inference_ms = invoke_timed(classifier, tensor)
-    scored = postprocess_timed(scores, classifier.labels, k, threshold, smoother, unknown)
+    scored = postprocess_timed(scores, classifier.labels, k, threshold, smoother, unknown, classifier.features())
     scored.stages = {"inference": inference_ms, **scored.stages}
     return scored

@@ -52,7 +52,9 @@ class InferenceWorker(threading.Thread):
                 tensor, preprocess_ms = preprocess_timed(self.classifier, frame.image)
             frame.tensor = None  # the tensor is not needed once inferred: keep only the image
             scores, inference_ms = invoke_timed(self.classifier, tensor)
-            self.order.put(Inferred(frame, scores, preprocess_ms, inference_ms, self._infer_regions(frame.image)))
+            features = self.classifier.features()  # before the regions invoke this interpreter again
+            self.order.put(Inferred(frame, scores, preprocess_ms, inference_ms, self._infer_regions(frame.image),
+                                    features))
 
     def _infer_regions(self, image: np.ndarray) -> dict[str, tuple[tuple[int, int, int, int], np.ndarray]]:
         """Each --roi cropped from the frame and inferred by this worker's interpreter, like a frame of its own."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from edgepipe.core.args import add_command, non_negative_int, positive_float, positive_int, unit_interval
 
-SCORE_CHOICES = ("auto", "max_softmax", "temperature", "margin")  # device/model/unknown.py SCORE_KINDS, plus auto
+SCORE_CHOICES = ("auto", "max_softmax", "temperature", "margin", "mahalanobis", "knn_cosine")  # device/model/unknown.py SCORE_KINDS, plus auto
 
 
 def acceptance(text: str) -> float:
@@ -97,8 +97,9 @@ def _register_convert(subparsers: argparse._SubParsersAction) -> None:
                          help="set the threshold so this share of held-out in-class images is still accepted "
                               "(default 0.95)")
     unknown.add_argument("--unknown-score", choices=SCORE_CHOICES, default="auto",
-                         help="confidence score to threshold; auto (default): the one that best separates the "
-                              "held-out images the model gets right from those it gets wrong")
+                         help="score to threshold; auto (default): the one that best detects a held-out class it was "
+                              "fitted without (feature-space scores need a model trained by edgepipe; without "
+                              "them, the softmax score that best separates right from wrong answers)")
     unknown.add_argument("--unknown-dir", metavar="DIR",
                          help="images of none of the classes (any depth): measure the false-accept rate on them")
     p.add_argument("--force", action="store_true", help="overwrite BUNDLE_DIR")

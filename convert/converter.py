@@ -19,8 +19,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgepipe import __version__
 from edgepipe.device.model.bundle import CPU_MODEL, EDGETPU_MODEL, LABELS, MANIFEST, build_manifest, sha256_file
+from edgepipe.device.model.feature_score import FEATURES_FILE, FeatureScore
+from edgepipe.device.model.unknown import UnknownRule
+from edgepipe.core.tfenv import native_stderr_silenced
 from edgepipe.core.errors import UserError
 from edgepipe.core.progress import say
 from edgepipe.core.files import atomic_directory, refuse_overwrite
@@ -36,8 +41,9 @@ from .golden import DEFAULT_GOLDEN, select_golden, write_golden
 from .metadata import METADATA_NAME, copy_metadata, edgepipe_metadata, with_metadata
 from edgepipe.device.model.modelinfo import read_model_info
 from .provenance import public_training_config
-from .quantize import export_tflite, load_pixels, nested_models, quantization_aware_model, representative_pixels
-from .calibrate import calibrate_bundle
+from .quantize import (export_tflite, load_pixels, nested_models, quantization_aware_model, representative_pixels,
+                       with_features_output)
+from .calibrate import FeatureSets, calibrate_bundle
 from .model_card import MODEL_CARD, model_card
 from .verify import (Evaluation, HeldOut, closeness_to_float, drift_markdown, drift_report, evaluate_keras, evaluate_on_device,
                      load_held_out)
@@ -113,12 +119,17 @@ def _check_classifier(model: Any, run: TrainedRun) -> str:
     return "softmax" if activation == "softmax" or model.layers[-1].__class__.__name__ == "Softmax" else "none"
 
 
-def _tensor_io(model_path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+def _tensor_io(model_path: Path, num_classes: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The input and the class-score output (the converter may list the features output first)."""
     info = read_model_info(model_path)
-    inp, out = info.tensors[info.inputs[0]], info.tensors[info.outputs[0]]
+    inp = info.tensors[info.inputs[0]]
+    outputs = [info.tensors[i] for i in info.outputs]
+    out = next((t for t in outputs if t.shape[-1] == num_classes), outputs[0])
+    features = [t for t in outputs if t is not out]
     return (
         {"dtype": inp.dtype, "scale": inp.scale or 0.0, "zero_point": inp.zero_point or 0},
-        {"dtype": out.dtype, "scale": out.scale or 0.0, "zero_point": out.zero_point or 0, "num_classes": out.shape[-1]},
+        {"dtype": out.dtype, "scale": out.scale or 0.0, "zero_point": out.zero_point or 0, "num_classes": out.shape[-1],
+         **({"features_dim": int(features[0].shape[-1])} if features else {})},
     )
 
 
@@ -127,7 +138,7 @@ def _write_candidate(root: Path, name: str, data: bytes, run: TrainedRun, activa
     root.mkdir(parents=True)
     (root / CPU_MODEL).write_bytes(with_metadata(data, {METADATA_NAME: edgepipe_metadata(run.labels, run.input_spec.to_json(), name)}))
     (root / LABELS).write_text(format_labels(run.labels), encoding="utf-8")
-    tensor_in, output = _tensor_io(root / CPU_MODEL)
+    tensor_in, output = _tensor_io(root / CPU_MODEL, len(run.labels))
     spec = run.input_spec.with_tensor(tensor_in["dtype"], tensor_in["scale"], tensor_in["zero_point"])
     manifest = build_manifest(root, labels=run.labels, input_spec=spec, output={**output, "activation": activation}, models={"cpu": CPU_MODEL})
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
@@ -199,7 +210,9 @@ def _build_candidates(o: ConvertOptions, run: TrainedRun, model: Any, activation
     rep = representative_pixels(train_files, spec, o.representative)
     say(f"representative set: {len(rep)} of {len(train_files)} training images")
     candidates = {}
-    candidates["ptq"] = _write_candidate(scratch / "ptq", "ptq", export_tflite(model, spec, rep, o.io, name="PTQ"), run, activation)
+    two_outputs = with_features_output(model)  # class scores + pooled features, for the "unknown" score
+    candidates["ptq"] = _write_candidate(scratch / "ptq", "ptq", export_tflite(two_outputs, spec, rep, o.io, name="PTQ"),
+                                         run, activation)
     nested = nested_models(model)
     if o.method == "auto" and nested:
         warnings.append(f"QAT skipped: the model nests {', '.join(nested)} (tfmot needs a flat model); shipped PTQ")
@@ -211,25 +224,49 @@ def _build_candidates(o: ConvertOptions, run: TrainedRun, model: Any, activation
             model, rep, pixels, labels, spec, epochs=o.qat_epochs, learning_rate=o.qat_lr, batch_size=o.batch_size,
             seed=int(run.config.get("seed", 0) or 0), progress=say,
         )  # fmt: skip
-        candidates["qat"] = _write_candidate(scratch / "qat", "qat", export_tflite(qat, spec, rep, o.io, name="QAT"), run, activation)
+        candidates["qat"] = _write_candidate(scratch / "qat", "qat",
+                                             export_tflite(with_features_output(qat), spec, rep, o.io, name="QAT"), run,
+                                             activation)
         say(f"QAT: done in {time.perf_counter() - started:.0f} s")
     for flag, name, kwargs in ((o.float32, "float32_tflite", {}), (o.float16, "float16_tflite", {"float16": True})):
         if flag:
-            candidates[name] = _write_candidate(scratch / name, name, export_tflite(model, spec, None, **kwargs), run, activation)
+            candidates[name] = _write_candidate(scratch / name, name, export_tflite(two_outputs, spec, None, **kwargs), run,
+                                                activation)
     return candidates
 
 
-def _golden_block(root: Path, chosen: Candidate, held_out: HeldOut, count: int, seed: int) -> dict[str, Any]:
-    """The golden set: `count` held-out images with the shipped model's device-runtime scores."""
+def _golden_block(root: Path, chosen: Candidate, held_out: HeldOut, count: int, seed: int,
+                  unknown: UnknownRule) -> dict[str, Any]:
+    """The golden set: `count` held-out images with the shipped model's device-runtime scores (and its
+    feature-space unknown score, which checks the features output)."""
     backend = find_backend()
     indices = select_golden(held_out.labels, count, seed)
-    return write_golden(root, held_out.files, held_out.labels, chosen.evaluation.scores, indices,
-                        {"model": CPU_MODEL, "backend": backend.name, "backend_version": backend.version})
+    evaluation = chosen.evaluation
+    unknown_values = unknown.values(evaluation.scores, evaluation.features) if unknown.features is not None else None
+    return write_golden(root, held_out.files, held_out.labels, evaluation.scores, indices,
+                        {"model": CPU_MODEL, "backend": backend.name, "backend_version": backend.version},
+                        unknown_values)
+
+
+def _feature_sets(chosen: Candidate, run: TrainedRun) -> FeatureSets | None:
+    """The pooled features of the training split and of the held-out images, as the shipped int8
+    model computes them on the device (what the feature-space "unknown" score is fitted on)."""
+    if chosen.evaluation.features is None:
+        return None
+    from edgepipe.train.device_eval import run_files
+
+    train = run.split_files("train")
+    with native_stderr_silenced():
+        outputs = run_files(chosen.root, [p for p, _ in train], progress="unknown: features of the training images")
+    unreadable = set(outputs.unreadable)
+    labels = np.array([label for path, label in train if Path(path) not in unreadable], dtype=np.int64)
+    return FeatureSets(outputs.features, labels, chosen.evaluation.features)
 
 
 def _finish_bundle(
     root: Path, chosen: Candidate, candidates: dict[str, Candidate], run: TrainedRun,
     manifest_extra: dict[str, Any], accuracy: dict[str, Any], drift: dict[str, Any], compiled: etc.CompileResult | None,
+    feature_score: FeatureScore | None,
 ) -> dict[str, Any]:  # fmt: skip
     """Fill `root` (a temp dir) with the bundle files and its manifest (the golden set is already in it)."""
     base = json.loads((chosen.root / MANIFEST).read_text(encoding="utf-8"))
@@ -248,6 +285,8 @@ def _finish_bundle(
     (root / DRIFT_JSON).write_text(json.dumps(drift, indent=2), encoding="utf-8")
     (root / DRIFT_MD).write_text(drift_markdown(drift, accuracy, run.labels), encoding="utf-8")
     (root / MODEL_CARD).write_text(model_card(run, accuracy, drift, manifest_extra), encoding="utf-8")
+    if feature_score is not None:
+        (root / FEATURES_FILE).write_bytes(feature_score.to_bytes())
     manifest = build_manifest(
         root,
         labels=run.labels,
@@ -379,9 +418,16 @@ def run_convert(o: ConvertOptions) -> ConvertResult:
         candidates = _build_candidates(o, run, inputs.model, inputs.activation, scratch, warnings)
         measured = measure_and_choose(o, inputs, candidates, warnings)
         chosen = measured.chosen
+        features = _feature_sets(chosen, run)
         say(f"calibrating \"unknown\" to accept {o.unknown_accept:.0%} of held-out in-class images")
-        unknown = calibrate_bundle(chosen.evaluation.scores, held_out.labels, run, chosen.root, o.unknown_accept,
-                                   o.unknown_score, inputs.unknown_files)
+        calibration = calibrate_bundle(chosen.evaluation.scores, held_out.labels, run, chosen.root, o.unknown_accept,
+                                       o.unknown_score, inputs.unknown_files, features)
+        unknown = calibration.block
+        for note in calibration.warnings:
+            say(f"warning: {note}")
+        warnings.extend(calibration.warnings)
+        say(f"unknown: {calibration.rule(run.labels).describe(run.labels)}; chosen by {unknown['selection']['criterion']}: "
+            + ", ".join(f"{k} {v}" for k, v in unknown["selection"]["auroc"].items()))
         prediction = summarize(predict_ops(read_model_info(chosen.model)))
         compiled, compiler = _compile(o, chosen.model, scratch, warnings) if o.edgetpu else (None, None)
         edgetpu = {"compiled": compiled is not None, "prediction": prediction, "compiler": compiler}
@@ -391,11 +437,12 @@ def run_convert(o: ConvertOptions) -> ConvertResult:
         target = o.out.with_name(o.out.name + ".rejected") if rejected else o.out
         with atomic_directory(target, force=o.force or rejected) as root:
             if o.golden:
-                manifest_extra["golden"] = _golden_block(root, chosen, held_out, o.golden, int(run.config.get("seed", 0) or 0))
+                manifest_extra["golden"] = _golden_block(root, chosen, held_out, o.golden,
+                                                         int(run.config.get("seed", 0) or 0), calibration.rule(run.labels))
                 if o.golden < 2 * len(run.labels):
                     warnings.append(f"--golden {o.golden} gives some of the {len(run.labels)} classes fewer than 2 golden images")
             manifest = _finish_bundle(root, chosen, candidates, run, manifest_extra, measured.accuracy, measured.drift,
-                                      compiled)
+                                      compiled, calibration.feature_score)
             if compiled is not None:
                 _measure_edgetpu(root, manifest, held_out, run.labels, warnings)
     summary = {

@@ -29,12 +29,15 @@ def select_golden(labels: np.ndarray, n: int, seed: int) -> list[int]:
 
 
 def write_golden(root: Path, files: list[Path], labels: np.ndarray, scores: np.ndarray, indices: list[int],
-                 expected_from: dict[str, Any]) -> dict[str, Any]:
-    """Copy the chosen images into root/golden/ byte for byte; the manifest's "golden" block."""
+                 expected_from: dict[str, Any], unknown_values: np.ndarray | None = None) -> dict[str, Any]:
+    """Copy the chosen images into root/golden/ byte for byte; the manifest's "golden" block (with each
+    image's feature-space unknown score when there is one)."""
     (root / GOLDEN_DIR).mkdir()
     images = []
     for k, i in enumerate(indices):
         name = f"{GOLDEN_DIR}/{k:03d}{files[i].suffix.lower()}"
         shutil.copyfile(files[i], root / name)
         images.append({"file": name, "label": int(labels[i]), "expected": [float(v) for v in scores[i]]})
+        if unknown_values is not None:
+            images[-1]["expected_unknown"] = float(unknown_values[i])
     return {"images": images, "min_agreement": dict(DEFAULT_MIN_AGREEMENT), "expected_from": expected_from}

@@ -40,12 +40,18 @@ def _unknown_section(unknown: dict[str, Any]) -> list[str]:
     selection = unknown["selection"]
     aurocs = ", ".join(f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in selection["auroc"].items())
     far = unknown.get("false_accept")
+    features = unknown.get("features")
     lines = [
         f"- Score: `{unknown['score']}`"
         + (f" (temperature {unknown['temperature']:.3g})" if unknown["score"] == "temperature" else "")
+        + (f" (distance in feature space: the model's {features['dim']} pooled features against those of "
+           f"{features['fitted_on']} training images, fitted in `{features['file']}`)" if features else "")
         + f", threshold **{unknown['threshold']:.4f}**: below it `run` and `classify` answer \"unknown\".",
-        f"- Calibrated to accept {unknown['accept_target']:.0%} of the {unknown['n']} held-out in-class images; "
-        f"measured: {_pct(unknown['accepted'])} accepted.",
+        (f"- Calibrated to accept {unknown['accept_target']:.0%} of the {unknown['n']} held-out in-class images; "
+         if unknown.get("threshold_rule") != "fallback" else
+         f"- Too few held-out images to calibrate ({unknown['n']} in-class): a fallback threshold that cannot reject "
+         "most correct answers (see bundle.json warnings); ")
+        + f"measured: {_pct(unknown['accepted'])} accepted.",
         f"- Score chosen by {selection['criterion']} ({selection['reason']}; {selection['misclassified']} "
         f"misclassified): {aurocs}.",
     ]

@@ -69,6 +69,17 @@ def representative_pixels(files: list[tuple[Path, int]], spec: InputSpec, count:
     return pixels
 
 
+def with_features_output(model):
+    """The classifier with its pooled features (train.model's FEATURES_LAYER, or tfmot's wrapper of it) as a
+    second output, for the feature-space "unknown" score; the model itself when it has no such layer."""
+    from edgepipe.train.model import FEATURES_LAYER, sub_model
+
+    for layer in model.layers:
+        if layer.name in (FEATURES_LAYER, f"quant_{FEATURES_LAYER}"):
+            return sub_model(model.inputs, [model.outputs[0], layer.output], model.name)
+    return model
+
+
 def _concrete_function(model, spec: InputSpec):
     import tensorflow as tf
 

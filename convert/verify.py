@@ -2,7 +2,7 @@
 device will see the images, and the drift report between float and int8.
 
 The float model sees `device.preprocess.to_model_float`; the TFLite models go
-through `edgepipe.train.device_eval.predict_files` (the device runtime:
+through `edgepipe.train.device_eval.run_files` (the device runtime:
 decode, resize, quantize, invoke, dequantize), so a number here is a number
 on the Pi.
 """
@@ -30,6 +30,7 @@ class Evaluation:
     name: str
     scores: np.ndarray
     report: dict[str, Any]
+    features: np.ndarray | None = None  # the pooled features output, when the model gives one
 
     @property
     def predictions(self) -> np.ndarray:
@@ -68,15 +69,16 @@ def evaluate_keras(model, held_out: HeldOut, spec: InputSpec, class_names: list[
 
 def evaluate_on_device(name: str, model: Path, held_out: HeldOut, class_names: list[str], accelerator: str = "cpu") -> Evaluation:
     """A bundle dir or .tflite through the device runtime."""
-    from edgepipe.train.device_eval import predict_files
+    from edgepipe.train.device_eval import run_files
 
     with native_stderr_silenced():  # LiteRT's "Created TensorFlow Lite XNNPACK delegate" line
-        scores, unreadable = predict_files(model, held_out.files, labels=None, accelerator=accelerator,
-                                           progress=f"verifying {name} ({accelerator})")
-    if unreadable:
-        raise RuntimeError(f"device runtime could not read {len(unreadable)} images the float model read")
-    scores = np.asarray(scores, dtype=np.float32)
-    return Evaluation(name, scores, classification_report(held_out.labels, None, class_names, scores=scores))
+        outputs = run_files(model, held_out.files, labels=None, accelerator=accelerator,
+                            progress=f"verifying {name} ({accelerator})")
+    if outputs.unreadable:
+        raise RuntimeError(f"device runtime could not read {len(outputs.unreadable)} images the float model read")
+    scores = np.asarray(outputs.scores, dtype=np.float32)
+    return Evaluation(name, scores, classification_report(held_out.labels, None, class_names, scores=scores),
+                      outputs.features)
 
 
 def closeness_to_float(reference: Evaluation, candidate: Evaluation, eps: float = 1e-6) -> dict[str, float]:

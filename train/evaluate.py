@@ -60,8 +60,10 @@ class Scored:
     labels: list[str]
     skipped: list[Path]
     engine: str
-    score_files: Callable[[list[Path]], np.ndarray]  # the same model on other images (readable ones only)
+    # the same model on other images (readable ones only): their scores, and features when it gives them
+    score_files: Callable[[list[Path]], tuple[np.ndarray, np.ndarray | None]]
     calibrated: UnknownRule | None = None  # the bundle's "unknown" rule (a run's: its background class only)
+    features: np.ndarray | None = None  # the pooled features output of a bundle made by convert
 
 
 def is_keras_model(path: Path) -> bool:
@@ -115,10 +117,10 @@ def _score_keras(args: EvaluateOptions, path: Path) -> Scored:
     if not samples:
         raise UserError("no readable images to evaluate")
 
-    def predict(paths: list[Path]) -> np.ndarray:
+    def predict(paths: list[Path]) -> tuple[np.ndarray, None]:
         readable, _ = probe(paths, progress=False)
         batches = image_dataset([Sample(p, 0) for p in readable], spec, args.batch_size)
-        return model.predict(inputs_only(batches), verbose=0)
+        return model.predict(inputs_only(batches), verbose=0), None
 
     scores = model.predict(inputs_only(image_dataset(samples, spec, args.batch_size)), verbose=0)
     return Scored(scores, np.array([s.label for s in samples]), labels, skipped, "keras", predict, calibrated)
@@ -127,7 +129,7 @@ def _score_keras(args: EvaluateOptions, path: Path) -> Scored:
 def _score_device(args: EvaluateOptions, path: Path) -> Scored:
     from edgepipe.device.model.classifier import open_classifier
 
-    from .device_eval import predict_files
+    from .device_eval import run_files
 
     if path.suffix == ".tflite" and not args.labels:
         raise UserError(f"{path} has no labels; pass --labels FILE")
@@ -135,13 +137,18 @@ def _score_device(args: EvaluateOptions, path: Path) -> Scored:
     samples, skipped = _samples_for(args, classifier.labels)
     if not samples:
         raise UserError("no readable images to evaluate")
-    scores, unreadable = predict_files(classifier, [s.path for s in samples], progress="classifying")
-    if unreadable:  # changed on disk since it was probed
-        raise UserError(f"{unreadable[0]} became unreadable during evaluation")
+    outputs = run_files(classifier, [s.path for s in samples], progress="classifying")
+    if outputs.unreadable:  # changed on disk since it was probed
+        raise UserError(f"{outputs.unreadable[0]} became unreadable during evaluation")
     engine = f"tflite:{classifier.backend}:{classifier.accelerator}"
     calibrated = classifier.bundle.unknown if classifier.bundle else None
-    return Scored(scores, np.array([s.label for s in samples]), classifier.labels, skipped, engine,
-                  lambda paths: predict_files(classifier, paths, progress=True)[0], calibrated)
+
+    def score_files(paths: list[Path]) -> tuple[np.ndarray, np.ndarray | None]:
+        other = run_files(classifier, paths, progress="classifying --unknown-dir")
+        return other.scores, other.features
+
+    return Scored(outputs.scores, np.array([s.label for s in samples]), classifier.labels, skipped, engine,
+                  score_files, calibrated, outputs.features)
 
 
 def _unknown_metrics(options: EvaluateOptions, scored: Scored, unknown_files: list[Path]) -> dict[str, Any]:
@@ -150,13 +157,16 @@ def _unknown_metrics(options: EvaluateOptions, scored: Scored, unknown_files: li
     if rule is None:
         raise UserError("no \"unknown\" threshold to evaluate: evaluate a bundle made by `edgepipe convert`, "
                         "or pass --unknown P")
-    unknown_scores = scored.score_files(unknown_files)
-    scores, y_true = scored.scores, scored.y_true
+    unknown_scores, unknown_features = scored.score_files(unknown_files)
+    scores, y_true, features = scored.scores, scored.y_true, scored.features
     if rule.background is not None:
         is_background = y_true == rule.background
         unknown_scores = np.concatenate([unknown_scores, scores[is_background]])
+        if features is not None and unknown_features is not None:
+            unknown_features = np.concatenate([unknown_features, features[is_background]])
+            features = features[~is_background]
         scores, y_true = scores[~is_background], y_true[~is_background]
-    return unknown_report(rule, scores, y_true, unknown_scores)
+    return unknown_report(rule, scores, y_true, unknown_scores, features, unknown_features)
 
 
 def evaluate(options: EvaluateOptions) -> Evaluation:

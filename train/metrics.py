@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edgepipe.device.model.unknown import UnknownRule, confidence
+from edgepipe.device.model.unknown import UnknownRule
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -152,19 +152,19 @@ def auroc(positive: np.ndarray, negative: np.ndarray) -> float | None:
     return float(u / (len(positive) * len(negative)))
 
 
-def unknown_report(rule: UnknownRule, scores: np.ndarray, y_true: np.ndarray, unknown_scores: np.ndarray) -> dict[str, Any]:
+def unknown_report(rule: UnknownRule, scores: np.ndarray, y_true: np.ndarray, unknown_scores: np.ndarray,
+                   features: np.ndarray | None = None, unknown_features: np.ndarray | None = None) -> dict[str, Any]:
     """How well `rule` says "unknown": on in-class images (`scores`, true labels `y_true`) and on
-    images of none of the classes (`unknown_scores`).
+    images of none of the classes (`unknown_scores`); a feature-space rule also needs both images'
+    pooled `features`.
 
     Rejection on, an in-class image counts as right only when it is accepted and
     correctly classified; `accuracy_of_accepted` is the accuracy of the answers given.
     """
     scores, unknown_scores = np.asarray(scores, np.float64), np.asarray(unknown_scores, np.float64)
-    rejected_in, rejected_out = rule.judge_all(scores), rule.judge_all(unknown_scores)
+    rejected_in, rejected_out = rule.judge_all(scores, features), rule.judge_all(unknown_scores, unknown_features)
     correct = np.argmax(scores, axis=1) == np.asarray(y_true)
-    value_in = confidence(scores, rule.score, rule.temperature)
-    value_out = confidence(unknown_scores, rule.score, rule.temperature)
-    area = auroc(value_in, value_out)
+    area = auroc(rule.values(scores, features), rule.values(unknown_scores, unknown_features))
 
     def share(mask: np.ndarray) -> float | None:
         return float(np.mean(mask)) if len(mask) else None

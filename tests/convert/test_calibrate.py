@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from edgepipe.convert.calibrate import calibrate, false_accepts, fit_temperature, threshold_for
-from edgepipe.device.model.unknown import SCORE_KINDS, UnknownRule, confidence, soften
+from edgepipe.device.model.unknown import SOFTMAX_KINDS, UnknownRule, confidence, soften
 from edgepipe.train.metrics import auroc
 
 LABELS = ["a", "b", "c"]
@@ -48,26 +48,29 @@ def test_calibrate_picks_the_score_that_ranks_mistakes_lowest_and_records_why():
     wrong = [[0.62, 0.37, 0.01]] * 3
     scores = np.array(right + wrong)
     y = np.array([0] * 12 + [1] * 3)
-    block = calibrate(scores, y, LABELS, accept=0.8)
+    block = calibrate(scores, y, LABELS, accept=0.8, min_held_out=10).block
     aurocs = block["selection"]["auroc"]
     assert block["selection"]["misclassified"] == 3 and aurocs["margin"] == 1.0 > aurocs["max_softmax"]
-    best = [kind for kind in SCORE_KINDS if aurocs[kind] == max(aurocs.values())]
+    best = [kind for kind in SOFTMAX_KINDS if aurocs[kind] == max(aurocs.values())]
     assert block["score"] == best[0] != "max_softmax"  # ties go to the simpler (earlier) score
     values = confidence(scores, block["score"], block["temperature"])
     assert block["threshold"] == threshold_for(values, 0.8) and block["accepted"] == pytest.approx(12 / 15)
     assert set(np.flatnonzero(values < block["threshold"])) == {12, 13, 14}  # exactly the mistakes rejected
-    margin = calibrate(scores, y, LABELS, accept=0.8, score="margin")
+    margin = calibrate(scores, y, LABELS, accept=0.8, score="margin", min_held_out=10).block
     assert margin["threshold"] == pytest.approx(0.3) and margin["temperature"] == 1.0
-    forced = calibrate(scores, y, LABELS, accept=0.8, score="max_softmax")
+    forced = calibrate(scores, y, LABELS, accept=0.8, score="max_softmax", min_held_out=10).block
     assert forced["score"] == "max_softmax" and forced["selection"]["reason"] == "forced by --unknown-score"
 
 
 def test_too_few_mistakes_keep_max_softmax_and_background_is_not_in_class():
     scores = np.array([[0.9, 0.05, 0.05], [0.8, 0.1, 0.1], [0.1, 0.85, 0.05], [0.1, 0.2, 0.7], [0.2, 0.2, 0.6]])
     y = np.array([0, 0, 1, 2, 2])
-    block = calibrate(scores, y, LABELS, accept=1.0, background="c")
+    calibration = calibrate(scores, y, LABELS, accept=1.0, background="c", min_held_out=3)
+    block = calibration.block
     assert block["score"] == "max_softmax" and "too few" in block["selection"]["reason"]
-    assert block["n"] == 3 and block["threshold"] == pytest.approx(0.8) and block["background_class"] == "c"
+    # No mistakes: the lowest score would be the threshold; the fallback halves it and says so.
+    assert block["n"] == 3 and block["threshold"] == pytest.approx(0.4) and block["background_class"] == "c"
+    assert block["threshold_rule"] == "fallback" and "no misclassified held-out images" in calibration.warnings[0]
     rule = UnknownRule("max_softmax", block["threshold"], background=2)
     assert false_accepts(rule, scores[3:]) == {"false_accept_rate": 0.0, "n": 2}
     assert false_accepts(UnknownRule("max_softmax", 0.5), scores[3:])["false_accept_rate"] == 1.0

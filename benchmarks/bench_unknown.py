@@ -91,14 +91,16 @@ COLLECT_MODES = {
 }
 
 
-def throughput(bundle: Path, source: Path, collect: Path | None, mode: str = "default") -> tuple[float, float]:
+def throughput(bundle: Path, source: Path, collect: Path | None, mode: str = "default",
+               extra: list[str] | tuple[str, ...] = ()) -> tuple[float, float]:
     """Frames per second of one `edgepipe run` over the images (from its own summary), and the CPU
-    milliseconds it spent per frame (user + system: what a shared machine's load does not change)."""
+    milliseconds it spent per frame (user + system: what a shared machine's load does not change).
+    `extra`: more `run` flags (bench_unknown_features.py: --unknown off|auto)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with tempfile.TemporaryDirectory() as tmp:
         stats = Path(tmp) / "stats.json"
         argv = [*EDGEPIPE, "run", str(bundle), "--source", str(source), "--stats-interval", "0",
-                "--stats-json", str(stats), "--top-k", "1"]
+                "--stats-json", str(stats), "--top-k", "1", *extra]
         if collect is not None:
             shutil.rmtree(collect, ignore_errors=True)
             argv += ["--collect", str(collect), *COLLECT_MODES[mode]]

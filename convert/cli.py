@@ -13,6 +13,7 @@ from pathlib import Path
 
 from edgepipe.core.args import add_command, non_negative_int, positive_float, positive_int, unit_interval
 
+DEFAULT_ACCEPT = 0.99  # converter.ConvertOptions.unknown_accept
 SCORE_CHOICES = ("auto", "max_softmax", "temperature", "margin", "mahalanobis", "knn_cosine")  # device/model/unknown.py SCORE_KINDS, plus auto
 
 
@@ -93,9 +94,9 @@ def _register_convert(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--compiler-host", metavar="USER@HOST", help="run edgetpu_compiler on this x86-64 Linux host over ssh")
     p.add_argument("--compiler-timeout", type=positive_float, default=600.0, metavar="S", help="compiler timeout in seconds (default 600)")
     unknown = p.add_argument_group('"unknown" calibration (bundle.json "unknown", MODEL_CARD.md)')
-    unknown.add_argument("--unknown-accept", type=acceptance, default=0.95, metavar="SHARE",
+    unknown.add_argument("--unknown-accept", type=acceptance, default=DEFAULT_ACCEPT, metavar="SHARE",
                          help="set the threshold so this share of held-out in-class images is still accepted "
-                              "(default 0.95)")
+                              f"(default {DEFAULT_ACCEPT}: a distance score does not need to give up more)")
     unknown.add_argument("--unknown-score", choices=SCORE_CHOICES, default="auto",
                          help="score to threshold; auto (default): the one that best detects a held-out class it was "
                               "fitted without (feature-space scores need a model trained by edgepipe; without "

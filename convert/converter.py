@@ -70,7 +70,7 @@ class ConvertOptions:
     golden: int = DEFAULT_GOLDEN
     compile: etc.CompileOptions = field(default_factory=etc.CompileOptions)
     force: bool = False
-    unknown_accept: float = 0.95
+    unknown_accept: float = 0.99  # a distance score catches outsiders without giving up 5% of right answers
     unknown_score: str = "auto"
     unknown_dir: Path | None = None
 

@@ -33,7 +33,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     if unknown:
         far = unknown.get("false_accept")
         lines.append(
-            f"unknown: {unknown['score']} below {unknown['threshold']:.4f} (accepts {_pct(unknown['accepted'])} of "
+            f"unknown: {unknown['score']}" + (" (distance in feature space)" if unknown.get("features") else "")
+            + f" below {unknown['threshold']:.4f}" + (" (fallback)" if unknown.get("threshold_rule") == "fallback" else "")
+            + f" (accepts {_pct(unknown['accepted'])} of "
             f"{unknown['n']} held-out in-class images); false-accept rate "
             + (f"{_pct(far['false_accept_rate'])} on {far['n']} images" if far else "not measured (--unknown-dir)")
         )

@@ -44,7 +44,7 @@ def small_mobilenet_like(size: int = SMALL_SIZE, classes: int = len(SHAPES), act
     y = act()(keras.layers.BatchNormalization(momentum=0.5)(y))
     y = keras.layers.BatchNormalization(momentum=0.5)(keras.layers.Conv2D(16, 1, use_bias=False)(y))
     x = keras.layers.Add()([x, y])
-    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.GlobalAveragePooling2D(name="features")(x)  # the name edgepipe's models give it
     return keras.Model(inputs, keras.layers.Dense(classes, activation="softmax")(x))
 
 

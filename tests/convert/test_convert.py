@@ -16,6 +16,8 @@ from edgepipe.convert import converter
 from edgepipe.convert.metadata import METADATA_NAME, read_metadata
 from edgepipe.device.model.bundle import load_bundle
 from edgepipe.device.model.classifier import open_classifier
+from edgepipe.device.model.modelinfo import read_model_info
+from edgepipe.device.model.preprocess import load_image
 from edgepipe.train.device_eval import predict_files
 from edgepipe.train.metrics import classification_report
 from edgepipe.convert.provenance import public_training_config
@@ -293,21 +295,27 @@ def test_compiler_flags_without_edgetpu_are_a_usage_error(cli, small_run: Path, 
 
 
 def test_bundle_carries_the_calibrated_unknown_rule_and_a_model_card(auto_bundle: dict, small_run: Path) -> None:
-    from edgepipe.convert.calibrate import calibrate
+    from edgepipe.convert.calibrate import FeatureSets, calibrate
+    from edgepipe.train.device_eval import run_files
 
     bundle = load_bundle(auto_bundle["out"])
     block = bundle.manifest["unknown"]
     run = load_run(small_run)
-    scores, _ = predict_files(auto_bundle["out"], [p for p, _ in run.split_files("val")])
+    held_out = run_files(auto_bundle["out"], [p for p, _ in run.split_files("val")])
+    train = run_files(auto_bundle["out"], [p for p, _ in run.split_files("train")])
     y = np.array([i for _, i in run.split_files("val")])
-    expected = calibrate(scores, y, run.labels, accept=0.95)
-    assert {k: block[k] for k in expected} == expected  # calibrated on the shipped int8 model's held-out scores
-    assert block["accepted"] >= 0.95 and block["n"] == 24 and block["false_accept"] is None
+    features = FeatureSets(train.features, np.array([i for _, i in run.split_files("train")]), held_out.features)
+    expected = calibrate(held_out.scores, y, run.labels, accept=0.99, features=features).block
+    # calibrated on the shipped int8 model's held-out scores and its training and held-out features
+    assert {k: block[k] for k in expected} == expected
+    assert block["n"] == 24 and block["false_accept"] is None and block["threshold_rule"] == "fallback"
+    assert any(w.startswith("unknown: only 24 held-out in-class images") for w in bundle.manifest["warnings"])
     assert bundle.unknown is not None and bundle.unknown.threshold == block["threshold"]
     assert auto_bundle["summary"]["unknown"]["threshold"] == block["threshold"]
     card = (auto_bundle["out"] / "MODEL_CARD.md").read_text()
     assert "MODEL_CARD.md" in bundle.manifest["files"]
     assert f"threshold **{block['threshold']:.4f}**" in card and "False-accept rate: not measured" in card
+    assert "Too few held-out images to calibrate (24 in-class)" in card
     assert all(f"| {label} |" in card for label in run.labels)
     assert f"top-1 accuracy **{bundle.manifest['accuracy']['int8'] * 100:.1f}%**" in card
 
@@ -321,3 +329,31 @@ def test_provenance_keeps_names_and_tells_same_named_folders_apart() -> None:
                       "images_per_folder": {"train (1)": 3, "train (2)": 4, "field": 5},
                       "val_dir": None, "weights": "imagenet", "epochs": 5}
     assert public_training_config({"weights": "/home/alice/w/backbone.h5"})["weights"] == "backbone.h5"
+
+
+def test_the_int8_model_gives_its_pooled_features_and_the_bundle_the_fitted_score(auto_bundle: dict, tmp_path: Path,
+                                                                                   capsys) -> None:
+    bundle = load_bundle(auto_bundle["out"])
+    manifest, rule = bundle.manifest, bundle.unknown
+    assert manifest["output"]["features_dim"] == 16 and len(read_model_info(auto_bundle["out"] / "model.tflite").outputs) == 2
+    assert manifest["edgetpu"]["prediction"]["mapped_fraction"] == 1.0  # the second output maps too
+    by_auroc = manifest["unknown"]["selection"]["auroc"]
+    assert set(by_auroc) == {"max_softmax", "temperature", "margin", "mahalanobis", "knn_cosine"}
+    if rule.features is None:  # a softmax score won on this data: no unknown.npz, golden checks scores only
+        assert "unknown.npz" not in manifest["files"]
+        return
+    assert "unknown.npz" in manifest["files"] and manifest["unknown"]["features"]["dim"] == 16
+    images = manifest["golden"]["images"]
+    files = [auto_bundle["out"] / e["file"] for e in images]
+    classifier = open_classifier(auto_bundle["out"])
+    for entry, path in zip(images, files):  # the golden set records the score of the second output
+        scores = classifier.invoke(classifier.preprocess(load_image(path)))
+        assert entry["expected_unknown"] == pytest.approx(float(rule.values(scores, classifier.features())), abs=1e-6)
+    assert main(["classify", str(auto_bundle["out"]), str(files[0]), "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["confidence"] == pytest.approx(images[0]["expected_unknown"], abs=1e-6)
+    assert f"unknown: {rule.score} below" in err
+    tampered = Path(shutil.copytree(auto_bundle["out"], tmp_path / "tampered"))
+    (tampered / "unknown.npz").write_bytes(b"PK" + (tampered / "unknown.npz").read_bytes()[2:-1])
+    assert main(["classify", str(tampered), str(files[0])]) != 0
+    assert "unknown.npz does not match its sha256" in capsys.readouterr().err

@@ -73,16 +73,29 @@ def score_separation(bundle: Path, run: Path, unknown: Path) -> dict[str, float]
     """AUROC of in-class held-out vs unknown images for every score kind, through the device runtime."""
     from edgepipe.device.model.unknown import SCORE_KINDS, confidence
     from edgepipe.train.data import image_files
-    from edgepipe.train.device_eval import predict_files
+    from edgepipe.train.device_eval import run_files
     from edgepipe.train.metrics import auroc
     from edgepipe.train.run_dir import load_run
 
     manifest = json.loads((bundle / "bundle.json").read_text())
     temperature = manifest["unknown"]["fitted_temperature"]
-    inside, _ = predict_files(bundle, [p for p, _ in load_run(run).split_files("val")])
-    outside, _ = predict_files(bundle, image_files(unknown))
+    inside = run_files(bundle, [p for p, _ in load_run(run).split_files("val")]).scores
+    outside = run_files(bundle, image_files(unknown)).scores
     return {kind: round(auroc(confidence(inside, kind, temperature), confidence(outside, kind, temperature)), 4)
             for kind in SCORE_KINDS}
+
+
+def repeated_images(folder: Path, run: Path, unknown: Path, repeat: int) -> Path:
+    """One folder of symlinks: the run's held-out in-class images and the unknown images, `repeat` times each."""
+    if not folder.exists():
+        folder.mkdir()
+        from edgepipe.train.data import image_files
+        from edgepipe.train.run_dir import load_run
+
+        for path in [p for p, _ in load_run(run).split_files("val")] + image_files(unknown):
+            for copy in range(repeat):
+                (folder / f"{copy}_{path.parent.name}_{path.name}").symlink_to(path.resolve())
+    return folder
 
 
 COLLECT_MODES = {
@@ -140,15 +153,7 @@ def main() -> int:
     calibration = json.loads((bundle / "bundle.json").read_text())["unknown"]
     separation = score_separation(bundle, run, unknown)
 
-    images = WORK / "run_images"  # held-out in-class and unknown images, REPEAT times: one folder
-    if not images.exists():
-        images.mkdir()
-        from edgepipe.train.data import image_files
-        from edgepipe.train.run_dir import load_run
-
-        for path in [p for p, _ in load_run(run).split_files("val")] + image_files(unknown):
-            for copy in range(REPEAT):
-                (images / f"{copy}_{path.parent.name}_{path.name}").symlink_to(path.resolve())
+    images = repeated_images(WORK / "run_images", run, unknown, REPEAT)
     collect_dir = WORK / "collected"
     measured: dict[str, list[tuple[float, float]]] = {"off": [], "default": [], "worst": []}
     for _ in range(args.rounds):

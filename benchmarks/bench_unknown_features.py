@@ -41,12 +41,12 @@ import sys
 import time
 from pathlib import Path
 
-from bench_unknown import EDGEPIPE, sh, throughput
+from bench_unknown import EDGEPIPE, repeated_images, sh, throughput
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 WORK = RESULTS / "unknown_features"
-REPEAT = 3  # each `run` classifies every image this many times
+REPEAT = 2  # each `run` classifies every image this many times
 SMALL_CLASSES, SMALL_PER_CLASS = ("daisy", "iris", "pansy"), 30
 TARGETS = {"auroc": 0.99, "false_accept": 0.05, "accuracy_points": 2.0, "throughput_ratio": 0.97}
 
@@ -162,15 +162,7 @@ def main() -> int:
     table = score_table(bundle, run, outside)
     inspected = json.loads(sh(*EDGEPIPE, "inspect", str(bundle / "model.tflite"), "--json"))
 
-    images = WORK / "run_images"  # held-out in-class and outside images, REPEAT times: one folder
-    if not images.exists():
-        images.mkdir()
-        from edgepipe.train.data import image_files
-        from edgepipe.train.run_dir import load_run
-
-        for path in [p for p, _ in load_run(run).split_files("val")] + image_files(outside):
-            for copy in range(REPEAT):
-                (images / f"{copy}_{path.parent.name}_{path.name}").symlink_to(path.resolve())
+    images = repeated_images(WORK / "run_images", run, outside, REPEAT)
     measured: dict[str, list[tuple[float, float]]] = {"off": [], "on": []}
     for _ in range(args.rounds):
         for mode, flag in (("off", "off"), ("on", "auto")):

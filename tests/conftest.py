@@ -232,12 +232,13 @@ def golden_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path, s
     from bundle_helpers import rehash
 
     from edgepipe.convert.golden import select_golden, write_golden
-    from edgepipe.train.device_eval import predict_files
+    from edgepipe.train.device_eval import run_files
 
     root = Path(shutil.copytree(tiny_bundle, tmp_path_factory.mktemp("bundles") / "golden"))
     files = sorted(shapes_dataset.rglob("*.jpg"))
     labels = np.array([SHAPES.index(p.parent.name) for p in files])
-    scores, unreadable = predict_files(root, files)
+    outputs = run_files(root, files)
+    scores, unreadable = outputs.scores, outputs.unreadable
     assert unreadable == []
     block = write_golden(root, files, labels, scores, select_golden(labels, 8, seed=0),
                          {"model": "model.tflite", "backend": "ai_edge_litert", "backend_version": "test"})

@@ -63,17 +63,3 @@ def run_files(
             features[row] = vector
         row += 1
     return DeviceOutputs(scores[:row], features[:row] if features is not None else None, unreadable)
-
-
-def predict_files(
-    model_or_bundle: str | Path | Classifier,
-    files: Sequence[str | Path],
-    labels: str | Path | None = None,
-    *,
-    accelerator: str = "cpu",
-    threads: int | None = None,
-    progress: str | None = None,
-) -> tuple[np.ndarray, list[Path]]:
-    """`run_files`'s scores and unreadable files (for callers that need no features)."""
-    outputs = run_files(model_or_bundle, files, labels, accelerator=accelerator, threads=threads, progress=progress)
-    return outputs.scores, outputs.unreadable

@@ -18,7 +18,7 @@ from edgepipe.device.model.bundle import load_bundle
 from edgepipe.device.model.classifier import open_classifier
 from edgepipe.device.model.modelinfo import read_model_info
 from edgepipe.device.model.preprocess import load_image
-from edgepipe.train.device_eval import predict_files
+from edgepipe.train.device_eval import run_files
 from edgepipe.train.metrics import classification_report
 from edgepipe.convert.provenance import public_training_config
 from edgepipe.train.run_dir import load_run
@@ -87,7 +87,8 @@ def test_no_file_of_the_bundle_names_a_workstation_path(auto_bundle: dict, small
 def test_recorded_int8_accuracy_is_what_the_device_runtime_measures(auto_bundle: dict, small_run: Path) -> None:
     run = load_run(small_run)
     files = run.split_files("val")
-    scores, unreadable = predict_files(auto_bundle["out"], [p for p, _ in files])
+    outputs = run_files(auto_bundle["out"], [p for p, _ in files])
+    scores, unreadable = outputs.scores, outputs.unreadable
     measured = float(np.mean(scores.argmax(axis=1) == np.array([label for _, label in files])))
     assert unreadable == [] and measured == load_bundle(auto_bundle["out"]).manifest["accuracy"]["int8"]
 
@@ -115,7 +116,7 @@ def test_golden_set_holds_every_class_with_the_shipped_models_device_scores(auto
     by_bytes = {p.read_bytes(): label for p, label in held_out}
     files = [auto_bundle["out"] / e["file"] for e in images]
     assert [by_bytes[f.read_bytes()] for f in files] == [e["label"] for e in images]  # copied byte for byte
-    scores, _ = predict_files(auto_bundle["out"], files)
+    scores = run_files(auto_bundle["out"], files).scores
     np.testing.assert_array_equal(scores, np.asarray([e["expected"] for e in images], dtype=np.float32))
     assert main(["verify", str(auto_bundle["out"]), "--json"]) == 0
     [cpu] = json.loads(capsys.readouterr().out)["checks"]

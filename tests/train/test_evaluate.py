@@ -1,5 +1,5 @@
 """`edgepipe evaluate` through TensorFlow (run dirs) and through the device
-runtime (bundles, .tflite), and `predict_files`."""
+runtime (bundles, .tflite), and `run_files`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from edgepipe.cli import main
 from edgepipe.device.model.preprocess import load_image
 from edgepipe.device.model.classifier import open_classifier
 from edgepipe.train import run_dir as rd
-from edgepipe.train.device_eval import predict_files
+from edgepipe.train.device_eval import run_files
 
 
 def test_evaluate_on_the_runs_split_matches_training_metrics(tiny_run, capsys):
@@ -56,11 +56,12 @@ def test_tflite_needs_labels(float_bundle, shapes_dataset, capsys):
     assert json.loads(capsys.readouterr().out)["n"] == 64
 
 
-def test_predict_files_scores_like_the_classifier_and_skips_unreadable(float_bundle, shapes_dataset, tmp_path):
+def test_run_files_scores_like_the_classifier_and_skips_unreadable(float_bundle, shapes_dataset, tmp_path):
     files = sorted(shapes_dataset.rglob("*.jpg"))[:5]
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff")
-    scores, unreadable = predict_files(float_bundle, [files[0], broken, *files[1:]])
+    outputs = run_files(float_bundle, [files[0], broken, *files[1:]])
+    scores, unreadable = outputs.scores, outputs.unreadable
     assert unreadable == [broken]
     assert scores.shape == (5, 4) and scores.dtype == np.float32
     classifier = open_classifier(float_bundle)
@@ -107,9 +108,9 @@ def test_evaluate_unknown_dir_reports_rejection_metrics(float_bundle, shapes_dat
     result = json.loads(capsys.readouterr().out)["unknown"]
     classifier = open_classifier(float_bundle)
     in_files = sorted(p for p in shapes_dataset.rglob("*.jpg"))
-    in_scores, _ = predict_files(classifier, in_files)
+    in_scores = run_files(classifier, in_files).scores
     y = np.array([classifier.labels.index(p.parent.name) for p in in_files])
-    expected = unknown_report(UnknownRule("max_softmax", 0.9), in_scores, y, predict_files(classifier, unknown)[0])
+    expected = unknown_report(UnknownRule("max_softmax", 0.9), in_scores, y, run_files(classifier, unknown).scores)
     assert result == pytest.approx(expected)
     assert result["n_unknown"] == 16 and result["n_in_class"] == 64 and 0 <= result["auroc"] <= 1
     assert result["accuracy_rejection_on"] <= result["accuracy_rejection_off"]

@@ -74,3 +74,72 @@ def test_too_few_mistakes_keep_max_softmax_and_background_is_not_in_class():
     rule = UnknownRule("max_softmax", block["threshold"], background=2)
     assert false_accepts(rule, scores[3:]) == {"false_accept_rate": 0.0, "n": 2}
     assert false_accepts(UnknownRule("max_softmax", 0.5), scores[3:])["false_accept_rate"] == 1.0
+
+
+def feature_data(rng: np.random.Generator, n_train: int, n_held: int, classes: int = 3, dim: int = 24):
+    """Pooled-feature-like data: non-negative clusters, one per class, and softmax scores that are
+    sure of the right class (as a trained model's are)."""
+    centres = np.abs(rng.normal(1.0, 1.0, (classes, dim)))
+
+    def draw(n):
+        y = np.arange(n) % classes
+        scores = np.full((n, classes), 0.02)
+        scores[np.arange(n), y] = 1.0 - 0.02 * (classes - 1)
+        return np.abs(centres[y] + rng.normal(0, 0.15, (n, dim))), y, scores
+
+    return draw(n_train), draw(n_held), centres
+
+
+def test_with_features_a_distance_score_is_chosen_by_leaving_one_class_out():
+    from edgepipe.convert.calibrate import UNSEEN_CLASS_SELECTION, FeatureSets
+
+    (train_f, train_y, _), (held_f, held_y, held_s), _ = feature_data(np.random.default_rng(1), 90, 60)
+    calibration = calibrate(held_s, held_y, LABELS, accept=0.95, features=FeatureSets(train_f, train_y, held_f))
+    block = calibration.block
+    assert block["selection"]["criterion"] == UNSEEN_CLASS_SELECTION
+    assert set(block["selection"]["auroc"]) == set(SOFTMAX_KINDS) | {"mahalanobis", "knn_cosine"}
+    assert block["score"] in ("mahalanobis", "knn_cosine") and "cannot leave out" in block["selection"]["reason"]
+    assert calibration.feature_score is not None and calibration.feature_score.kind == block["score"]
+    assert block["features"] == {"file": "unknown.npz", "dim": 24, "fitted_on": 90}
+    values = calibration.rule(LABELS).values(held_s, held_f)
+    assert block["threshold_rule"] == "calibrated" and block["threshold"] == threshold_for(values, 0.95)
+    assert calibration.warnings == [] and block["accepted"] >= 0.95
+
+
+def test_images_of_none_of_the_classes_given_to_convert_decide_between_every_score():
+    from edgepipe.convert.calibrate import OUTSIDE_SELECTION, FeatureSets
+
+    rng = np.random.default_rng(2)
+    (train_f, train_y, _), (held_f, held_y, held_s), centres = feature_data(rng, 90, 60)
+    # Outsiders that look like class 0 in feature space but get a flat softmax: only the softmax sees them.
+    outside_f = np.abs(centres[np.zeros(20, int)] + rng.normal(0, 0.15, (20, 24)))
+    outside_s = np.full((20, 3), 1 / 3)
+    block = calibrate(held_s, held_y, LABELS, accept=0.95, features=FeatureSets(train_f, train_y, held_f),
+                      outside=(outside_s, outside_f)).block
+    assert block["selection"]["criterion"] == OUTSIDE_SELECTION and block["score"] in SOFTMAX_KINDS
+    assert block["selection"]["auroc"]["max_softmax"] == 1.0 and block["features"] is None
+
+
+def test_the_background_class_is_left_out_of_the_fit_and_still_rejected():
+    from edgepipe.convert.calibrate import FeatureSets
+
+    (train_f, train_y, train_s), (held_f, held_y, held_s), _ = feature_data(np.random.default_rng(3), 90, 90)
+    calibration = calibrate(held_s, held_y, LABELS, accept=0.95, background="c", score="mahalanobis",
+                            features=FeatureSets(train_f, train_y, held_f), min_held_out=10)
+    assert calibration.block["n"] == 60 and calibration.feature_score.arrays["means"].shape == (2, 24)
+    rule = calibration.rule(LABELS)
+    assert rule.background == 2 and rule.judge_all(held_s[held_y == 2], held_f[held_y == 2]).all()
+
+
+@pytest.mark.parametrize("kind", ["mahalanobis", "knn_cosine"])
+def test_too_few_held_out_images_fall_back_to_a_margin_beyond_the_farthest_one(kind):
+    from edgepipe.convert.calibrate import FeatureSets
+
+    (train_f, train_y, _), (held_f, held_y, held_s), _ = feature_data(np.random.default_rng(4), 60, 18)
+    calibration = calibrate(held_s, held_y, LABELS, features=FeatureSets(train_f, train_y, held_f), score=kind)
+    lowest = calibration.rule(LABELS).values(held_s, held_f).min()
+    expected = lowest**1.5 if kind == "mahalanobis" else 1 - 1.5 * (1 - lowest)
+    assert calibration.block["threshold"] == pytest.approx(expected) and expected < lowest
+    assert calibration.block["threshold_rule"] == "fallback" and calibration.block["accepted"] == 1.0
+    [warning] = calibration.warnings
+    assert warning.startswith("unknown: only 18 held-out in-class images (fewer than 50)") and "1.5 x the distance" in warning

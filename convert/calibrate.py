@@ -263,8 +263,12 @@ def calibrate_bundle(scores: np.ndarray, y_true: np.ndarray, run: TrainedRun, mo
     if measured:
         unknown_features = (np.concatenate([f for _, f in measured]) if all(f is not None for _, f in measured)
                             else None)
-        block["false_accept"] = {**false_accepts(rule, np.concatenate([s for s, _ in measured]), unknown_features),
-                                 "on": "; ".join(sources)}
+        unknown_scores = np.concatenate([s for s, _ in measured])
+        in_class = np.ones(len(y_true), bool) if background is None else ~is_background
+        area = auroc(rule.values(np.asarray(scores)[in_class], features.held_out[in_class] if features else None),
+                     rule.values(unknown_scores, unknown_features))
+        block["false_accept"] = {**false_accepts(rule, unknown_scores, unknown_features), "on": "; ".join(sources),
+                                 "auroc": round(area, 4) if area is not None else None}
     else:
         block["false_accept"] = None
     return calibration

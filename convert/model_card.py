@@ -59,7 +59,9 @@ def _unknown_section(unknown: dict[str, Any]) -> list[str]:
         lines.append(f"- Background class `{unknown['background_class']}` is reported as unknown.")
     if far:
         lines.append(f"- False-accept rate (images of none of the classes given a class anyway): "
-                     f"**{_pct(far['false_accept_rate'])}** on {far['n']} images ({far['on']}).")
+                     f"**{_pct(far['false_accept_rate'])}** on {far['n']} images ({far['on']})"
+                     + (f"; AUROC of held-out in-class images vs them {far['auroc']:.3f}." if far.get("auroc") is not None
+                        else "."))
     else:
         lines.append("- False-accept rate: not measured (convert had no images of none of the classes); measure it "
                      "with `edgepipe evaluate BUNDLE --split val --run RUN_DIR --unknown-dir DIR`.")

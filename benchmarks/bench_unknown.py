@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -124,11 +125,16 @@ COLLECT_MODES = {
 }
 
 
+class RunMeasure(NamedTuple):
+    fps: float  # frames / run duration, from the run's own summary
+    cpu_ms: float  # CPU milliseconds per frame, user + system (what a shared machine's load changes least)
+    postprocess_ms: float  # the run's mean postprocess stage per frame (top-k, smoothing, the unknown rule)
+
+
 def throughput(bundle: Path, source: Path, collect: Path | None, mode: str = "default",
-               extra: list[str] | tuple[str, ...] = ()) -> tuple[float, float]:
-    """Frames per second of one `edgepipe run` over the images (from its own summary), and the CPU
-    milliseconds it spent per frame (user + system: what a shared machine's load does not change).
-    `extra`: more `run` flags (bench_unknown_features.py: --unknown off|auto)."""
+               extra: list[str] | tuple[str, ...] = ()) -> RunMeasure:
+    """One `edgepipe run` over the images, measured. `extra`: more `run` flags
+    (bench_unknown_features.py: --unknown off|auto)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with tempfile.TemporaryDirectory() as tmp:
         stats = Path(tmp) / "stats.json"
@@ -145,7 +151,7 @@ def throughput(bundle: Path, source: Path, collect: Path | None, mode: str = "de
         saved = summary["collect"]["saved"]
         print(f"  collect {mode}: {saved} saved, {summary['collect']['dropped_queue_full']} dropped (queue full), "
               f"{summary['collect']['rate_limited']} rate-limited of {summary['frames']}", file=sys.stderr)
-    return float(summary["fps"]), cpu_ms
+    return RunMeasure(float(summary["fps"]), cpu_ms, float(summary["latency_ms"]["postprocess"]["mean"]))
 
 
 def main() -> int:
@@ -175,13 +181,13 @@ def main() -> int:
 
     images = repeated_images(WORK / "run_images", run, unknown, REPEAT)
     collect_dir = WORK / "collected"
-    measured: dict[str, list[tuple[float, float]]] = {"off": [], "default": [], "worst": []}
+    measured: dict[str, list[RunMeasure]] = {"off": [], "default": [], "worst": []}
     for _ in range(args.rounds):
         measured["off"].append(throughput(bundle, images, None))
         measured["default"].append(throughput(bundle, images, collect_dir, "default"))
         measured["worst"].append(throughput(bundle, images, collect_dir, "worst"))
-    off, on, worst = ([fps for fps, _ in measured[k]] for k in ("off", "default", "worst"))
-    cpu = {k: round(statistics.median(c for _, c in v), 2) for k, v in measured.items()}
+    off, on, worst = ([m.fps for m in measured[k]] for k in ("off", "default", "worst"))
+    cpu = {k: round(statistics.median(m.cpu_ms for m in v), 2) for k, v in measured.items()}
     ratios = [b / a for a, b in zip(off, on)]
     worst_ratios = [b / a for a, b in zip(off, worst)]
     result = {

@@ -17,11 +17,12 @@ On the flowers12 bundle trained and converted with defaults (all 12 classes of
   5. the cost per frame of the bundle's score (numpy, one frame at a time), and
      `edgepipe run BUNDLE --source <held-out + outside images>` with the rule on
      (`--unknown auto`) and off, alternated for --rounds rounds in fresh
-     processes: the CPU time per frame (user + system, what a shared machine's
-     load does not change) and the throughput ratio. Target: CPU ms per frame
-     off/on >= 0.97 (at most 3% more work per frame, so at most 3% less
-     throughput where the CPU is the limit); the fps ratio is reported (on a
-     shared machine it swings by more than the cost).
+     processes. The rule runs in the postprocess stage, so its cost is the
+     run's own postprocess time per frame, on minus off, as a share of the CPU
+     time a frame takes (user + system per frame). Target: <= 3% (at most 3%
+     more work per frame, so at most 3% less throughput where the CPU is the
+     limit). The fps and CPU-per-frame ratios are reported: on a shared machine
+     they swing by more than the cost (measured: 0.83-1.12 between rounds).
   6. `edgepipe inspect` of the bundle's model: two outputs, every op predicted
      to map to the Edge TPU.
   7. with --small: the small-data trap (3 classes x 30 photos): train + convert
@@ -45,14 +46,14 @@ import sys
 import time
 from pathlib import Path
 
-from bench_unknown import EDGEPIPE, repeated_images, score_table, sh, throughput
+from bench_unknown import EDGEPIPE, RunMeasure, repeated_images, score_table, sh, throughput
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 WORK = RESULTS / "unknown_features"
 REPEAT = 2  # each `run` classifies every image this many times
 SMALL_CLASSES, SMALL_PER_CLASS = ("daisy", "iris", "pansy"), 30
-TARGETS = {"auroc": 0.99, "false_accept": 0.05, "accuracy_points": 2.0, "cpu_ratio": 0.97}
+TARGETS = {"auroc": 0.99, "false_accept": 0.05, "accuracy_points": 2.0, "cost_share": 0.03}
 
 
 def trained_and_converted(data: Path, name: str, reuse: bool) -> tuple[Path, Path]:
@@ -133,13 +134,15 @@ def main() -> int:
     inspected = json.loads(sh(*EDGEPIPE, "inspect", str(bundle / "model.tflite"), "--json"))
 
     images = repeated_images(WORK / "run_images", run, outside, REPEAT)
-    measured: dict[str, list[tuple[float, float]]] = {"off": [], "on": []}
+    measured: dict[str, list[RunMeasure]] = {"off": [], "on": []}
     for _ in range(args.rounds):
         for mode, flag in (("off", "off"), ("on", "auto")):
             measured[mode].append(throughput(bundle, images, None, extra=["--unknown", flag]))
-    off, on = ([fps for fps, _ in measured[k]] for k in ("off", "on"))
+    off, on = ([m.fps for m in measured[k]] for k in ("off", "on"))
     ratios = [b / a for a, b in zip(off, on)]
-    cpu = {k: round(statistics.median(c for _, c in v), 3) for k, v in measured.items()}
+    cpu = {k: round(statistics.median(m.cpu_ms for m in v), 3) for k, v in measured.items()}
+    post = {k: round(statistics.median(m.postprocess_ms for m in v), 4) for k, v in measured.items()}
+    cost = (post["on"] - post["off"]) / cpu["off"]  # the rule's work per frame, as a share of a frame's CPU
     points = (report["accuracy_rejection_off"] - report["accuracy_rejection_on"]) * 100
     result = {
         "benchmark": "unknown_features",
@@ -152,7 +155,8 @@ def main() -> int:
         "score_cost_us_per_frame": score_cost_us(bundle),
         "throughput": {"fps_off": off, "fps_on": on, "ratios": [round(r, 3) for r in ratios],
                        "median_ratio": round(statistics.median(ratios), 3), "cpu_ms_per_frame": cpu,
-                       "cpu_ratio": round(cpu["off"] / cpu["on"], 3),
+                       "cpu_ratio": round(cpu["off"] / cpu["on"], 3), "postprocess_ms": post,
+                       "rule_cost_share": round(cost, 5),
                        "frames_per_run": len(list(images.iterdir()))},
         "edgetpu_prediction": {"outputs": len(inspected["outputs"]),
                                **{k: inspected["prediction"][k] for k in ("total", "mapped", "cpu")}},
@@ -163,7 +167,7 @@ def main() -> int:
     if args.small:
         result["small"] = small_data(data, outside, args.reuse)
     met = (report["auroc"] >= TARGETS["auroc"] and report["false_accept_rate"] <= TARGETS["false_accept"]
-           and points <= TARGETS["accuracy_points"] and result["throughput"]["cpu_ratio"] >= TARGETS["cpu_ratio"]
+           and points <= TARGETS["accuracy_points"] and cost <= TARGETS["cost_share"]
            and result["edgetpu_prediction"]["cpu"] == 0)
     result["targets_met"] = met
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -184,7 +188,9 @@ def main() -> int:
         ("run fps, unknown off / on (median)", f"{statistics.median(off):.1f} / {statistics.median(on):.1f}"),
         ("run fps on/off ratio (median)", f"{result['throughput']['median_ratio']:.3f} (reported: load swings it)"),
         ("CPU ms/frame off / on", f"{cpu['off']:.3f} / {cpu['on']:.3f}: ratio {result['throughput']['cpu_ratio']:.3f} "
-                                  f"(target >= {TARGETS['cpu_ratio']})"),
+                                  "(reported: load swings it)"),
+        ("postprocess ms/frame off / on", f"{post['off']:.4f} / {post['on']:.4f}: the rule costs {cost:.2%} of a "
+                                          f"frame's CPU (target <= {TARGETS['cost_share']:.0%})"),
         ("Edge TPU prediction", f"{result['edgetpu_prediction']['outputs']} outputs, "
                                 f"{result['edgetpu_prediction']['mapped']} of {result['edgetpu_prediction']['total']} ops mapped"),
         ("load average after", f"{result['load_average_1m_after']:.2f} on {os.cpu_count()} CPUs"),

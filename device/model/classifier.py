@@ -174,6 +174,9 @@ class Classifier:
         self.num_classes = _num_classes(scores_output, model_path)
         self._scores = _Output(scores_output)
         self._features = _Output(features_output) if features_output is not None else None
+        if bundle is not None and bundle.unknown is not None and bundle.unknown.features and self._features is None:
+            raise ModelError(f"{model_path} has no features output, but the bundle's unknown score "
+                             f"{bundle.unknown.score} needs one; re-create the bundle with `edgepipe convert`")
         if labels is None:
             labels = [f"class_{i}" for i in range(self.num_classes)]
         elif len(labels) != self.num_classes:

@@ -133,3 +133,23 @@ def test_an_unknown_frame_is_drawn_as_unknown_and_its_line_keeps_the_best_class(
     assert "confidence" not in frame(None).to_json()
     drawn_sure, drawn_unsure = sure.annotated, unsure.annotated
     assert np.count_nonzero(drawn_unsure) > np.count_nonzero(drawn_sure) > 0  # the longer "unknown (best ...)" text
+
+
+def test_a_feature_rule_needs_its_listed_file_and_a_features_output(tiny_bundle, shapes_dataset, tmp_path, capsys):
+    import hashlib
+
+    from edgepipe.device.feature_score import FeatureScore
+
+    image = str(sorted(shapes_dataset.rglob("*.jpg"))[0])
+    root = calibrated_copy(tiny_bundle, tmp_path, score="knn_cosine")
+    assert main(["classify", str(root), image]) != 0
+    assert "needs the model's features output and unknown.npz" in capsys.readouterr().err
+    data = FeatureScore("knn_cosine", {"bank": np.eye(2, 8, dtype=np.float32)}).to_bytes()
+    (root / "unknown.npz").write_bytes(data)
+    manifest = json.loads((root / MANIFEST).read_text())
+    manifest["files"]["unknown.npz"] = hashlib.sha256(data).hexdigest()
+    manifest["output"]["features_dim"] = 8
+    (root / MANIFEST).write_text(json.dumps(manifest))
+    assert load_bundle(root).unknown.features.dim == 8  # listed, hashed and valid: it loads
+    assert main(["classify", str(root), image]) != 0  # but this model gives scores only
+    assert "has no features output, but the bundle's unknown score knn_cosine needs one" in capsys.readouterr().err

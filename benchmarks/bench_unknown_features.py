@@ -22,7 +22,7 @@ On the flowers12 bundle trained and converted with defaults (all 12 classes of
      time a frame takes (user + system per frame). Target: <= 3% (at most 3%
      more work per frame, so at most 3% less throughput where the CPU is the
      limit). The fps and CPU-per-frame ratios are reported: on a shared machine
-     they swing by more than the cost (measured: 0.83-1.12 between rounds).
+     they swing by more than the cost (measured: fps on/off 0.72-1.50 between rounds).
   6. `edgepipe inspect` of the bundle's model: two outputs, every op predicted
      to map to the Edge TPU.
   7. with --small: the small-data trap (3 classes x 30 photos): train + convert

@@ -340,9 +340,7 @@ def test_the_int8_model_gives_its_pooled_features_and_the_bundle_the_fitted_scor
     assert manifest["edgetpu"]["prediction"]["mapped_fraction"] == 1.0  # the second output maps too
     by_auroc = manifest["unknown"]["selection"]["auroc"]
     assert set(by_auroc) == {"max_softmax", "temperature", "margin", "mahalanobis", "knn_cosine"}
-    if rule.features is None:  # a softmax score won on this data: no unknown.npz, golden checks scores only
-        assert "unknown.npz" not in manifest["files"]
-        return
+    assert rule.features is not None  # without --unknown-dir, convert picks a distance score
     assert "unknown.npz" in manifest["files"] and manifest["unknown"]["features"]["dim"] == 16
     images = manifest["golden"]["images"]
     files = [auto_bundle["out"] / e["file"] for e in images]
@@ -354,6 +352,15 @@ def test_the_int8_model_gives_its_pooled_features_and_the_bundle_the_fitted_scor
     out, err = capsys.readouterr()
     assert json.loads(out)["confidence"] == pytest.approx(images[0]["expected_unknown"], abs=1e-6)
     assert f"unknown: {rule.score} below" in err
+    flipped = Path(shutil.copytree(auto_bundle["out"], tmp_path / "flipped"))  # the features output "changed"
+    changed = json.loads((flipped / "bundle.json").read_text())
+    entry = changed["golden"]["images"][0]
+    entry["expected_unknown"] = 0.0 if entry["expected_unknown"] >= rule.threshold else 1.0
+    (flipped / "bundle.json").write_text(json.dumps(changed))
+    assert main(["verify", str(flipped), "--json"]) == 1
+    [cpu] = json.loads(capsys.readouterr().out)["checks"]
+    assert cpu["status"] == "failed" and cpu["comparison"]["agreed"] == len(images) - 1
+    assert cpu["comparison"]["disagreements"][0]["expected_unknown"] == entry["expected_unknown"]
     tampered = Path(shutil.copytree(auto_bundle["out"], tmp_path / "tampered"))
     (tampered / "unknown.npz").write_bytes(b"PK" + (tampered / "unknown.npz").read_bytes()[2:-1])
     assert main(["classify", str(tampered), str(files[0])]) != 0

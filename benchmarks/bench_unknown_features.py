@@ -69,7 +69,7 @@ def score_cost_us(bundle: Path) -> float:
     """Microseconds per frame for the bundle's rule on one feature vector (median of 2000)."""
     import numpy as np
 
-    from edgepipe.device.bundle import load_bundle
+    from edgepipe.device.model.bundle import load_bundle
 
     rule = load_bundle(bundle).unknown
     rng = np.random.default_rng(0)

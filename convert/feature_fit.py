@@ -1,4 +1,4 @@
-"""Fitting the feature-space familiarity scores (see device/feature_score.py) on
+"""Fitting the feature-space familiarity scores (see device/model/feature_score.py) on
 the training split's features, as the shipped int8 model computes them.
 
 Everything here is numpy: the fitted arrays are what the device loads, and

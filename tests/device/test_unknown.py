@@ -138,7 +138,7 @@ def test_an_unknown_frame_is_drawn_as_unknown_and_its_line_keeps_the_best_class(
 def test_a_feature_rule_needs_its_listed_file_and_a_features_output(tiny_bundle, shapes_dataset, tmp_path, capsys):
     import hashlib
 
-    from edgepipe.device.feature_score import FeatureScore
+    from edgepipe.device.model.feature_score import FeatureScore
 
     image = str(sorted(shapes_dataset.rglob("*.jpg"))[0])
     root = calibrated_copy(tiny_bundle, tmp_path, score="knn_cosine")

@@ -95,11 +95,16 @@ def test_classify_says_unknown_below_the_bundles_threshold_and_keeps_the_best_cl
     assert "unknown" not in capsys.readouterr().out
 
 
-def test_run_reports_unknown_per_frame_with_a_threshold_given_on_the_command_line(tiny_bundle, video, capsys):
+def test_run_reports_unknown_per_frame_with_a_threshold_given_on_the_command_line(tiny_bundle, video, capsys,
+                                                                                     tmp_path):
+    stats = tmp_path / "stats.json"
     assert main(["run", str(tiny_bundle), "--source", str(video.path), "--json", "--max-frames", "6",
-                 "--unknown", "0.999"]) == 0
+                 "--unknown", "0.999", "--stats-json", str(stats)]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(rows) == 6
+    # the summary says which score decided, and how often
+    assert json.loads(stats.read_text())["unknown"] == {"score": "max_softmax", "rule": "max_softmax below 0.999",
+                                                        "frames": 6}
     for row in rows:
         assert row["label"] == "unknown" and row["top"][0]["label"] != "unknown"
         assert row["confidence"] == pytest.approx(row["top"][0]["score"]) and row["confidence"] < 0.999

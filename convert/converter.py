@@ -14,7 +14,7 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -37,9 +37,10 @@ from edgepipe.train.run_dir import TrainedRun, load_run
 
 from . import edgetpu_compiler as etc
 from edgepipe.device.inspect.edgetpu_rules import predict_ops, summarize
-from .golden import DEFAULT_GOLDEN, select_golden, write_golden
+from .golden import select_golden, write_golden
 from .metadata import METADATA_NAME, copy_metadata, edgepipe_metadata, with_metadata
 from edgepipe.device.model.modelinfo import read_model_info
+from .options import ConvertOptions
 from .provenance import public_training_config
 from .quantize import (export_tflite, load_pixels, nested_models, quantization_aware_model, representative_pixels,
                        with_features_output)
@@ -51,28 +52,6 @@ from .verify import (Evaluation, HeldOut, closeness_to_float, drift_markdown, dr
 SPLIT_NAME = "held-out validation of RUN_DIR"
 DRIFT_JSON = "drift.json"
 DRIFT_MD = "drift.md"
-
-
-@dataclass
-class ConvertOptions:
-    run_dir: Path
-    out: Path
-    method: str = "auto"
-    qat_epochs: int = 2
-    qat_lr: float = 1e-5
-    io: str = "uint8"
-    float16: bool = False
-    float32: bool = False
-    representative: int = 200
-    max_drop: float = 2.0
-    batch_size: int = 16
-    edgetpu: bool = False
-    golden: int = DEFAULT_GOLDEN
-    compile: etc.CompileOptions = field(default_factory=etc.CompileOptions)
-    force: bool = False
-    unknown_accept: float = 0.99  # a distance score catches outsiders without giving up 5% of right answers
-    unknown_score: str = "auto"
-    unknown_dir: Path | None = None
 
 
 @dataclass

@@ -26,6 +26,8 @@ from edgepipe.core.ssh import SshOptions, Target, scp_command, ssh_command
 
 from edgepipe.device.inspect.edgetpu_rules import MAPPED, OpPrediction
 
+from .options import CompileOptions
+
 COMPILER = "edgetpu_compiler"
 DOCKER_IMAGE = "edgepipe/edgetpu-compiler"
 DOCKERFILE = "deploy/edgetpu-compiler/Dockerfile"
@@ -80,26 +82,6 @@ class CompileResult:
             "cpu": self.cpu,
             "table": self.table,
         }
-
-
-@dataclass
-class CompileOptions:
-    min_runtime: int | None = None
-    segments: int | None = None
-    host: str | None = None
-    timeout: float = 600.0
-
-    def __post_init__(self) -> None:
-        if self.host is not None:
-            Target.parse(self.host)  # a bad --compiler-host fails before quantization, not after it
-
-    def compiler_args(self, out_dir: str) -> list[str]:
-        args = ["-s", "-o", out_dir, "-t", str(max(1, int(self.timeout)))]
-        if self.min_runtime is not None:
-            args += ["-m", str(self.min_runtime)]
-        if self.segments is not None:
-            args += ["-n", str(self.segments)]
-        return args
 
 
 def _run(command: list[str], timeout: float, what: str) -> subprocess.CompletedProcess:

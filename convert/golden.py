@@ -13,8 +13,6 @@ import numpy as np
 
 from edgepipe.device.model.golden import DEFAULT_MIN_AGREEMENT, GOLDEN_DIR
 
-DEFAULT_GOLDEN = 48
-
 
 def select_golden(labels: np.ndarray, n: int, seed: int) -> list[int]:
     """Up to `n` indices, classes taken in turn (so every class gets 2 before any gets 3), seeded."""

@@ -17,14 +17,30 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from edgepipe.core.args import add_command, positive_int
 from edgepipe.core.errors import UserError
+from edgepipe.core.options import add_options, flag, options_from
+from edgepipe.train.options import ModelConfig
 
 DEMO_CLASSES = ("circle", "square", "triangle", "cross")
 WORKDIR_MARKER = ".edgepipe-demo"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    workdir: Path = flag("--workdir", default=Path("edgepipe-demo"), parse=Path, metavar="DIR",
+                         help="where data, run, bundle and reports go")
+    force: bool = flag("--force", default=False, help="replace an existing work dir (one an earlier demo made)")
+    weights: str = flag("--weights", default=ModelConfig.weights, metavar="imagenet|none|PATH",
+                        help="backbone weights (imagenet: Keras' download, else the copy shipped with edgepipe)")
+    per_class: int = flag("--per-class", default=100, parse=positive_int, metavar="N",
+                          help="images drawn per class (20%% are held out)")
+    video_frames: int = flag("--video-frames", default=120, parse=positive_int, metavar="N",
+                             help="frames in the generated video")
 
 
 def register(subparsers: argparse._SubParsersAction, run_command: Callable[[Sequence[str]], int]) -> None:
@@ -52,15 +68,7 @@ def register(subparsers: argparse._SubParsersAction, run_command: Callable[[Sequ
             edgepipe demo --json
         """,
     )
-    p.add_argument("--workdir", default="edgepipe-demo", metavar="DIR",
-                   help="where data, run, bundle and reports go (default ./edgepipe-demo)")
-    p.add_argument("--force", action="store_true", help="replace an existing work dir")
-    p.add_argument("--weights", default="imagenet", metavar="imagenet|none|PATH",
-                   help="backbone weights (default imagenet: Keras' download, else the copy shipped with edgepipe)")
-    p.add_argument("--per-class", type=positive_int, default=100, metavar="N",
-                   help="images drawn per class (default 100; 20%% are held out)")
-    p.add_argument("--video-frames", type=positive_int, default=120, metavar="N",
-                   help="frames in the generated video (default 120)")
+    add_options(p, DemoOptions)
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.set_defaults(func=run_demo, run_command=run_command)
 
@@ -100,7 +108,7 @@ DEMO_INPUT_SIZE = "96"
 def _resolve_weights(requested: str) -> tuple[str, str]:
     """The weights to train with, and a plain sentence about where they came from: train's own rule
     (Keras' ImageNet download, else the copy shipped with edgepipe)."""
-    from edgepipe.train.model import ModelConfig, resolve_weights
+    from edgepipe.train.model import resolve_weights
 
     cfg, note = resolve_weights(ModelConfig(alpha=float(DEMO_ALPHA), input_size=int(DEMO_INPUT_SIZE), weights=requested))
     return cfg.weights, note
@@ -120,16 +128,17 @@ def _timed(label: str, timings: dict[str, float], fn: Callable[[], Any]) -> Any:
 def run_demo(args: argparse.Namespace) -> int:
     from edgepipe.synthetic import write_dataset, write_video
 
-    work = Path(args.workdir).expanduser().resolve()
-    _prepare_workdir(work, args.force)
+    options = options_from(args, DemoOptions)
+    work = options.workdir.expanduser().resolve()
+    _prepare_workdir(work, options.force)
     data, run, bundle, video = work / "data", work / "run", work / "bundle", work / "shapes.mp4"
     timings: dict[str, float] = {}
 
-    print(f"drawing {args.per_class} images x {len(DEMO_CLASSES)} classes into {data}", file=sys.stderr)
-    write_dataset(data, per_class=args.per_class, size=128, seed=0, classes=DEMO_CLASSES)
-    truth = write_video(video, frames=args.video_frames, size=(640, 480), fps=15.0, seed=7, classes=DEMO_CLASSES)
+    print(f"drawing {options.per_class} images x {len(DEMO_CLASSES)} classes into {data}", file=sys.stderr)
+    write_dataset(data, per_class=options.per_class, size=128, seed=0, classes=DEMO_CLASSES)
+    truth = write_video(video, frames=options.video_frames, size=(640, 480), fps=15.0, seed=7, classes=DEMO_CLASSES)
 
-    weights, weights_note = _resolve_weights(args.weights)
+    weights, weights_note = _resolve_weights(options.weights)
     print(weights_note, file=sys.stderr)
     train_argv = ["train", str(data), "--out", str(run), "--input-size", DEMO_INPUT_SIZE, "--alpha", DEMO_ALPHA,
                   "--weights", weights, "--seed", "0", "--epochs", "30", "--fine-tune-epochs", "3"]

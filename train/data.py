@@ -20,6 +20,8 @@ from edgepipe.core.errors import UserError
 from edgepipe.device.model.preprocess import IMAGE_SUFFIXES, ImageReadError, InputSpec, load_image
 from edgepipe.core.progress import track
 
+from .options import Augmentation
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -230,20 +232,6 @@ def make_split(data_dir: str | Path | Sequence[str | Path], val_fraction: float,
 
 
 # --- tf.data -----------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Augmentation:
-    """Random changes applied to training images only (never validation)."""
-
-    flip: bool = True
-    rotation: float = 0.05  # fraction of a full turn, either way
-    zoom: float = 0.15  # zoom in/out by up to this fraction (a random crop when zooming in)
-    brightness: float = 0.15  # shift, as a fraction of the pixel range
-    contrast: float = 0.2  # factor in [1 - c, 1 + c]
-
-    @property
-    def enabled(self) -> bool:
-        return self.flip or any(v > 0 for v in (self.rotation, self.zoom, self.brightness, self.contrast))
 
 
 def load_for_model(path: bytes | str, spec: InputSpec):

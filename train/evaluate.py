@@ -14,33 +14,13 @@ from edgepipe.core.errors import UserError
 from edgepipe.core.files import atomic_write_text, refuse_overwrite
 from edgepipe.device.model.labels import read_labels
 from edgepipe.device.model.preprocess import InputSpec
-from edgepipe.device.model.unknown import UnknownMode, UnknownRule, resolve
+from edgepipe.device.model.unknown import UnknownRule, resolve
 
 from . import run_dir as rd
 from .data import Sample, image_files, probe, scan_folder
 from .metrics import classification_report, unknown_report
+from .options import EvaluateOptions
 from .plots import save_confusion_matrix
-
-
-@dataclass(frozen=True)
-class EvaluateOptions:
-    """What to evaluate on what: DATA_DIR, or a part of a run's split (exactly one of them)."""
-
-    model: Path
-    data_dir: Path | None = None
-    split: str | None = None  # "val" or "train" of the run's split.json
-    run: Path | None = None  # the run whose split `split` names (default: `model`)
-    labels: Path | None = None
-    top_k: int = 5
-    batch_size: int = 32
-    out: Path | None = None
-    force: bool = False
-    unknown_dir: Path | None = None  # images of none of the classes: report how well "unknown" works
-    unknown: UnknownMode = "auto"  # the threshold to evaluate there (see device/model/unknown.py resolve)
-
-    def __post_init__(self) -> None:
-        if (self.data_dir is None) == (self.split is None):
-            raise ValueError("exactly one of data_dir and split")
 
 
 @dataclass

@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import edgepipe
 from edgepipe.core.errors import UserError
 
 from .keras_io import keras
+from .options import ARCHITECTURES, MAX_INPUT_SIZE, MIN_INPUT_SIZE, ModelConfig
 
-ARCHITECTURES = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large")
-ALPHAS = (0.35, 0.5, 0.75, 1.0)
-MIN_INPUT_SIZE, MAX_INPUT_SIZE = 96, 224
 FEATURES_LAYER = "features"  # the global-average-pooled backbone output
 HEAD_LAYER = "predictions"
 # Keras' 0.999 moving averages stay near their initial values for hundreds of
@@ -32,16 +30,6 @@ RANDOM_INIT_BN_MOMENTUM = 0.9
 # before Keras' download: (architecture, alpha) -> file.
 SHIPPED_WEIGHTS_DIR = Path(edgepipe.__file__).resolve().parent / "weights"
 SHIPPED_BACKBONES = {("mobilenet_v2", 1.0): SHIPPED_WEIGHTS_DIR / "mobilenet_v2_1.0_224_no_top.h5"}
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    architecture: str = "mobilenet_v2"
-    alpha: float = 1.0
-    input_size: int = 224
-    weights: str = "imagenet"  # "imagenet", "none" or a path to a backbone weights file
-    dropout: float = 0.2
-    l2: float = 1e-4
 
 
 def _application(architecture: str):

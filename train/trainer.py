@@ -18,7 +18,7 @@ import json
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,41 +31,14 @@ from edgepipe.core.files import atomic_directory, refuse_overwrite
 from edgepipe.device.model.preprocess import InputSpec
 
 from . import run_dir as rd
-from .data import Augmentation, Split, augmenter, image_dataset, inputs_only, make_split
+from .data import Split, augmenter, image_dataset, inputs_only, make_split
 from .features import FeatureCache, write_cache
 from .keras_io import keras
 from .metrics import classification_report
-from .model import (FEATURES_LAYER, ModelConfig, boundary_tensor, build_classifier, freeze_backbone, resolve_weights, sub_model,
+from .options import TrainConfig
+from .model import (FEATURES_LAYER, boundary_tensor, build_classifier, freeze_backbone, resolve_weights, sub_model,
                     top_block, unfreeze_top)
 from .plots import save_confusion_matrix, save_training_curves
-
-STRATEGIES = ("default", "mirrored", "multiworker")
-OPTIMIZERS = ("adam", "sgd")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    data_dirs: list[str]  # one or more folders of class sub-folders; classes of the same name merge
-    out: str
-    model: ModelConfig = field(default_factory=ModelConfig)
-    val_split: float = 0.2
-    val_dir: str | None = None
-    seed: int = 0
-    epochs: int = 60
-    fine_tune_epochs: int = 4
-    fine_tune_layers: int = 11
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    fine_tune_learning_rate: float = 1e-4
-    optimizer: str = "adam"
-    momentum: float = 0.9
-    patience: int = 10
-    class_weights: bool = True
-    augment: Augmentation | None = field(default_factory=Augmentation)
-    augment_copies: int = 3
-    strategy: str = "default"
-    force: bool = False
-    background_class: str | None = None  # a class of "none of these" images, reported as unknown
 
 
 def make_strategy(name: str):

@@ -10,7 +10,6 @@ import pytest
 
 from edgepipe.convert.edgetpu_compiler import (
     CompileError,
-    CompileOptions,
     CompilerUnavailable,
     compile_model,
     parse_compiler_output,
@@ -18,6 +17,7 @@ from edgepipe.convert.edgetpu_compiler import (
 )
 from edgepipe.device.inspect.edgetpu_rules import MAPPED, predict_ops
 from edgepipe.device.inspect.report import inspect_file
+from edgepipe.convert.options import CompileOptions
 from edgepipe.convert.metadata import METADATA_NAME, copy_metadata, read_metadata, with_metadata
 from edgepipe.device.model.modelinfo import read_model_info
 from edgepipe.core.errors import UserError

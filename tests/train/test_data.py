@@ -12,7 +12,8 @@ import pytest
 from edgepipe.cli import main
 from edgepipe.core.errors import UserError
 from edgepipe.device.model.preprocess import InputSpec, load_image, to_model_float
-from edgepipe.train.data import Augmentation, augmenter, image_dataset, make_split, scan_folder
+from edgepipe.train.data import augmenter, image_dataset, make_split, scan_folder
+from edgepipe.train.options import Augmentation
 
 
 def test_odd_images_load_or_are_skipped_with_a_reason(tmp_path, odd_images):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from edgepipe.core.errors import UserError
-from edgepipe.train.model import (ModelConfig, backbone_layers, boundary_tensor, build_classifier, top_block,
-                                  unfreeze_top)
+from edgepipe.train.model import backbone_layers, boundary_tensor, build_classifier, top_block, unfreeze_top
+from edgepipe.train.options import ModelConfig
 
 
 @pytest.fixture(scope="module")

@@ -12,13 +12,15 @@ import json
 from pathlib import Path
 
 from edgepipe.core import progress
-from edgepipe.core.accelerators import ACCELERATORS
-from edgepipe.core.args import add_command, positive_float, positive_int
+from edgepipe.core.args import add_command, add_word
 from edgepipe.core.files import atomic_write_text, refuse_overwrite
 from edgepipe.core.safetext import redact, redact_obj
-from edgepipe.core.ssh import Connection, add_connection_arguments, ssh_options_from_args
+from edgepipe.core.options import add_options, argument_group, options_from
+from edgepipe.core.ssh import Connection, SshOptions, add_connection_arguments
 from edgepipe.device.sinks.endpoints import PASSWORD_ENV, TOKEN_ENV, mqtt_url, serve_address, serve_token
 from edgepipe.device.run.regions import parse_region
+
+from .options import COLLECT, SERVICE, CollectRequest, ReleaseOptions, ServiceSettings, SetupOptions
 
 ACTIONS = ("status", "rollback", "setup", "collect")
 # bench flags that name files on this machine, meaningless on a device.
@@ -69,54 +71,67 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("target", metavar="BUNDLE|status|rollback|setup|collect",
                    help="bundle directory to deploy, or the action `status` / `rollback` / `setup` / `collect`")
-    p.add_argument("host", metavar="HOST", nargs="?", help="[user@]host[:port] of the device")
+    _add_host(p)
     p.add_argument("--inventory", metavar="FILE", help="Ansible inventory: deploy to every host in it")
     add_connection_arguments(p)
-    svc = p.add_argument_group("service")
-    svc.add_argument("--source", help="`edgepipe run --source` for the service (default: run's own: picamera2 "
-                                      "when present, else /dev/video0)")
-    svc.add_argument("--accelerator", choices=ACCELERATORS, default="auto", help="default: %(default)s")
-    svc.add_argument("--service", action=argparse.BooleanOptionalAction, default=True,
-                     help="install/restart the service and health-check it (default: on; --no-service only "
-                          "uploads, verifies and switches `current`)")
-    svc.add_argument("--service-manager", choices=("systemd", "process"), default="systemd",
-                     help="systemd (default), or `process`: a detached process with a pid file for devices "
-                          "without systemd (containers) and for tests")
-    svc.add_argument("--unit-scope", choices=("user", "system"), default="user",
-                     help="systemd user unit (default, ~/.config/systemd/user) or system unit "
-                          "(/etc/systemd/system, needs root or passwordless sudo)")
+    add_options(p, ServiceSettings)
+    add_options(p, ReleaseOptions)
+    svc = argument_group(p, SERVICE)
     svc.add_argument("--mqtt", type=mqtt_url, metavar="URL",
                      help="the service's `run --mqtt`; the password (from the URL or $EDGEPIPE_MQTT_PASSWORD "
                           "here) goes into a 0600 environment file on the device, never into the unit")
     svc.add_argument("--serve", type=serve_address, metavar="[HOST:]PORT", help="the service's `run --serve`")
     svc.add_argument("--serve-token-file", type=Path, metavar="FILE",
                      help="token for --serve (or $EDGEPIPE_SERVE_TOKEN here), kept in the device's 0600 environment file")
-    svc.add_argument("--roi", type=parse_region, action="append", default=[], metavar="NAME=x,y,w,h",
+    svc.add_argument("--roi", type=parse_region, action="append", metavar="NAME=x,y,w,h",
                      help="the service's `run --roi` (repeatable)")
-    svc.add_argument("--keep", type=positive_int, default=3, help="releases to keep on the device (default: 3)")
-    svc.add_argument("--health-timeout", metavar="S", type=positive_float, default=60.0,
-                     help="seconds the service has to print its first result (default: %(default)g)")
-    svc.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
-                     help="run the bundle's golden set on the device (`edgepipe verify`) before switching `current`; "
-                          "a release whose answers differ is discarded (default: on; --no-verify skips it, with a warning)")
-    setup = p.add_argument_group("setup (deploy setup HOST)")
-    setup.add_argument("--wheel", metavar="FILE", help="install this edgepipe wheel (default: build one from the "
-                                                       "checkout this edgepipe runs from)")
-    setup.add_argument("--coral", action="store_true", help="also the Edge TPU runtime (Coral's apt repository, "
-                                                            "libedgetpu1-std, udev rule)")
-    setup.add_argument("--apt", action=argparse.BooleanOptionalAction, default=True,
-                       help="install apt packages (default: on; --no-apt when python3-venv is there and sudo is not)")
-    setup.add_argument("--dry-run", action="store_true", help="print every step; change nothing on either side")
-    svc.add_argument("--collect", action="store_true",
-                     help="the service keeps unsure frames in PREFIX/collect (`run --collect`, its default limits)")
-    col = p.add_argument_group("deploy collect")
-    col.add_argument("--to", type=Path, metavar="DIR", help="where `deploy collect` puts the frames (required)")
-    col.add_argument("--move", action="store_true",
-                     help="delete on the device the frames that arrived intact (default: copy only)")
-    col.add_argument("--from", dest="collect_from", metavar="DEVICE_DIR",
-                     help="the device's collect folder (default PREFIX/collect)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    _add_setup(p)
+    _add_collect(p)
+    _add_json(p)
+    _register_words(p)
     p.set_defaults(func=run_deploy)
+
+
+def _add_host(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("host", metavar="HOST", nargs="?", help="[user@]host[:port] of the device")
+
+
+def _add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+
+
+def _add_setup(parser: argparse.ArgumentParser) -> None:
+    add_options(parser, SetupOptions)
+
+
+def _add_collect(parser: argparse.ArgumentParser) -> None:
+    argument_group(parser, COLLECT).add_argument("--to", type=Path, metavar="DIR",
+                                                 help="where `deploy collect` puts the frames (required)")
+    add_options(parser, CollectRequest)
+
+
+def _register_words(parser: argparse.ArgumentParser) -> None:
+    """`deploy setup --help` and `deploy collect --help`: the flags that apply to each."""
+    setup = add_word(parser, "setup", description="""
+        Make a fresh device ready for `edgepipe deploy`: build a wheel of this edgepipe (or take --wheel),
+        copy it with pi-setup.sh to PREFIX/setup/ and run pi-setup.sh there (apt packages where sudo needs
+        no password, the venv PREFIX/venv with edgepipe[device] from that wheel, numpy/OpenCV pins on
+        Bookworm), then print the device report. Safe to run again; --dry-run shows every step.""",
+        examples="""
+            edgepipe deploy setup pi@cam1
+            edgepipe deploy setup pi@cam1 --coral --dry-run""")
+    collect = add_word(parser, "collect", description="""
+        Copy the frames the device kept (`run --collect`; `deploy --collect` makes the service keep them in
+        PREFIX/collect) into DIR/<predicted label>/ and DIR/unknown/, each image and its JSON sidecar verified
+        by sha256, resumable; --move then deletes on the device what arrived intact.""",
+        examples="""
+            edgepipe deploy collect pi@cam1 --to field/
+            edgepipe deploy collect pi@cam1 --to field/ --move""")
+    for word, add_own in ((setup, _add_setup), (collect, _add_collect)):
+        _add_host(word)
+        add_connection_arguments(word)
+        add_own(word)
+        _add_json(word)
 
 
 def bench_on_host(args: argparse.Namespace) -> int:
@@ -152,10 +167,8 @@ def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _service_settings(args: argparse.Namespace):
-    from .release import ServiceSettings
-
-    if not args.service:
+def _service_settings(args: argparse.Namespace, release: ReleaseOptions) -> ServiceSettings | None:
+    if not release.service:
         return None
     secrets = {}
     if args.mqtt is not None and args.mqtt.password:
@@ -163,11 +176,9 @@ def _service_settings(args: argparse.Namespace):
     token = serve_token(None, args.serve_token_file) if args.serve is not None else None
     if token:
         secrets[TOKEN_ENV] = token
-    return ServiceSettings(manager=args.service_manager, scope=args.unit_scope, source=args.source,
-                           accelerator=args.accelerator, health_timeout=args.health_timeout,
-                           mqtt=args.mqtt.without_password() if args.mqtt else None,
-                           serve=_host_port(*args.serve) if args.serve else None,
-                           roi=tuple(f"{r.name}={r.spec()}" for r in args.roi), secrets=secrets, collect=args.collect)
+    return options_from(args, ServiceSettings, mqtt=args.mqtt.without_password() if args.mqtt else None,
+                        serve=_host_port(*args.serve) if args.serve else None,
+                        roi=tuple(f"{r.name}={r.spec()}" for r in args.roi or ()), secrets=secrets)
 
 
 def _emit(args: argparse.Namespace, result: dict, lines: list[str]) -> None:
@@ -176,11 +187,11 @@ def _emit(args: argparse.Namespace, result: dict, lines: list[str]) -> None:
 
 
 def _collect(args: argparse.Namespace, remote) -> int:
-    from .collect import CollectRequest, collect, describe
+    from .collect import collect, describe
 
     if args.to is None:
         args.parser.error("`edgepipe deploy collect HOST` needs --to DIR: where to put the frames")
-    result = collect(remote, CollectRequest(args.to, args.move, args.collect_from))
+    result = collect(remote, options_from(args, CollectRequest, to=args.to))
     _emit(args, result, [describe(result)])
     return 1 if result["failed"] else 0
 
@@ -196,12 +207,11 @@ def run_deploy(args: argparse.Namespace) -> int:
         if args.target == "collect":
             return _collect(args, remote)
         if args.target == "setup":
-            from .setup import SetupOptions, check_wheel, setup_device
+            from .setup import check_wheel, setup_device
 
-            options = SetupOptions(wheel=check_wheel(args.wheel), coral=args.coral, apt=args.apt,
-                                   dry_run=args.dry_run)
+            options = options_from(args, SetupOptions, wheel=check_wheel(args.wheel))
             result = setup_device(remote, options, progress.say)
-            _emit(args, result, [f"{result['host']}: " + ("dry run, nothing changed" if args.dry_run else
+            _emit(args, result, [f"{result['host']}: " + ("dry run, nothing changed" if options.dry_run else
                                                           f"ready; deploy with `edgepipe deploy BUNDLE {args.host}`")])
         elif args.target == "status":
             result = release.status(remote)
@@ -211,6 +221,7 @@ def run_deploy(args: argparse.Namespace) -> int:
             _emit(args, result, [release.describe(result)])
         return 0
     bundle = Path(args.target)
+    release_options = options_from(args, ReleaseOptions)
     if args.inventory:
         if args.host:
             args.parser.error("give either HOST or --inventory, not both")
@@ -218,13 +229,15 @@ def run_deploy(args: argparse.Namespace) -> int:
             args.parser.error("--mqtt, --serve and --roi are not passed to a fleet yet: deploy them host by host")
         from .fleet import FleetDeploy, run_playbook
 
-        return run_playbook(FleetDeploy(bundle, Path(args.inventory), ssh_options_from_args(args), args.prefix,
-                                        args.remote_python, args.keep, _service_settings(args), args.verify))
+        return run_playbook(FleetDeploy(bundle, Path(args.inventory), options_from(args, SshOptions), args.prefix,
+                                        args.remote_python, release_options.keep,
+                                        _service_settings(args, release_options), release_options.verify))
     if not args.host:
         args.parser.error("no device given: edgepipe deploy BUNDLE user@host (or --inventory hosts.ini)")
     try:
-        result = release.deploy(remote_for(Connection.from_args(args, args.host)), bundle, _service_settings(args),
-                                args.keep, verify=args.verify)
+        result = release.deploy(remote_for(Connection.from_args(args, args.host)), bundle,
+                                _service_settings(args, release_options), release_options.keep,
+                                verify=release_options.verify)
     except AgentFailure as exc:  # scripts get what happened on the device (rollback, health) as JSON too
         if args.json:
             print(json.dumps(redact_obj(exc.result), indent=2))

@@ -24,6 +24,7 @@ from edgepipe.device.model.bundle import sha256_file
 from edgepipe.device.model.unknown import UNKNOWN_LABEL
 
 from .agent import protocol
+from .options import CollectRequest
 from .remote import Remote
 
 INCOMING = ".incoming"
@@ -31,13 +32,6 @@ STEM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 LABEL = re.compile(r"^[^/\\\x00-\x1f.][^/\\\x00-\x1f]{0,99}$")  # a folder name: no separators, not hidden
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 BATCH = 100  # pairs per scp and per delete call (bounds the command line)
-
-
-@dataclass(frozen=True)
-class CollectRequest:
-    to: Path
-    move: bool = False
-    device_dir: str | None = None  # default: PREFIX/collect on the device
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ from edgepipe.core.ssh import SshOptions
 from edgepipe.core import progress
 
 from .agent_archive import write_archive
-from .release import ServiceSettings, read_local_bundle, staged_bundle, verify_accelerator
+from .options import ServiceSettings
+from .release import read_local_bundle, staged_bundle, verify_accelerator
 
 
 @dataclass(frozen=True)

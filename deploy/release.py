@@ -15,7 +15,7 @@ import contextlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -23,11 +23,12 @@ from typing import Any, Callable, Iterator
 from edgepipe.device.model.bundle import MANIFEST, MAX_MODEL_BYTES, Bundle, load_bundle
 from edgepipe.core import progress
 from edgepipe.core.errors import UserError
-from edgepipe.core.safetext import has_control, redact, safe_line
+from edgepipe.core.safetext import safe_line
 from edgepipe.device.model.golden import has_golden
 
 from .agent import protocol
 from .device_check import assess, format_report, uses_camera
+from .options import ServiceSettings
 from .remote import DiskFull, Remote
 
 RELEASE_ID_CHARS = 16
@@ -54,25 +55,6 @@ class LocalBundle:
     @property
     def release_id(self) -> str:
         return self.sha256[:RELEASE_ID_CHARS]
-
-
-@dataclass(frozen=True)
-class ServiceSettings:
-    manager: str = "systemd"
-    scope: str = "user"
-    source: str | None = None
-    accelerator: str = "auto"
-    health_timeout: float = 60.0
-    mqtt: str | None = None  # run --mqtt, without its password
-    serve: str | None = None  # run --serve HOST:PORT
-    roi: tuple[str, ...] = ()  # run --roi NAME=x,y,w,h
-    secrets: dict[str, str] = field(default_factory=dict, repr=False)  # env name -> value, for the 0600 env file
-    collect: bool = False  # the service keeps unsure frames in PREFIX/collect (run --collect)
-
-    def __post_init__(self) -> None:
-        if self.source and has_control(self.source):  # a newline would start a new directive in the unit
-            raise UserError(f"--source {redact(self.source)!r} contains a control character; refusing to put it "
-                            "in the service's systemd unit")
 
 
 def read_local_bundle(path: Path) -> LocalBundle:

@@ -15,7 +15,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 from typing import Callable
@@ -26,18 +26,11 @@ from edgepipe.core.ssh import explain_failure
 
 from .agent import protocol
 from .device_check import format_report
+from .options import SetupOptions
 from .remote import Remote
 
 SETUP_DIR = "setup"
 SCRIPT = "pi-setup.sh"
-
-
-@dataclass(frozen=True)
-class SetupOptions:
-    wheel: Path | None = None  # a prebuilt edgepipe wheel; None: build one from the running checkout
-    coral: bool = False
-    apt: bool = True
-    dry_run: bool = False
 
 
 def project_root() -> Path:

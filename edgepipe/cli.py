@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
-from typing import NoReturn, Sequence
+from typing import Any, NoReturn, Sequence
 
 from edgepipe import __version__, demo
 from edgepipe.convert import cli as convert_cli
@@ -37,7 +37,15 @@ EXTRA_FOR_MODULE = {
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
-    """argparse that reports bad arguments as one line and exit code 2."""
+    """argparse that reports bad arguments as one line and exit code 2, and takes no abbreviations
+    (`--epoch 5` is not `--epochs 5`: a later flag starting the same way would change old scripts).
+
+    Every subcommand's parser is made of this class too (argparse's subparsers copy the class).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")

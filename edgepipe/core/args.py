@@ -4,6 +4,7 @@ fail alike. Lives in the core because every stage may import it."""
 from __future__ import annotations
 
 import argparse
+import sys
 import textwrap
 
 
@@ -25,11 +26,54 @@ def add_command(
         name,
         help=help,
         description=textwrap.dedent(description).strip(),
-        epilog="examples:\n" + textwrap.indent(textwrap.dedent(examples).strip(), "  "),
+        epilog=_examples(examples),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.set_defaults(parser=parser)
     return parser
+
+
+def _examples(examples: str) -> str:
+    return "examples:\n" + textwrap.indent(textwrap.dedent(examples).strip(), "  ")
+
+
+def add_word(parser: argparse.ArgumentParser, word: str, *, description: str, examples: str) -> argparse.ArgumentParser:
+    """The --help of `COMMAND WORD` (`deploy setup`, `bench compare`): a parser the caller fills with the
+    arguments that apply to WORD, printed for `COMMAND WORD --help` instead of COMMAND's own help.
+
+    Such words are a first positional rather than argparse sub-subcommands, which would swallow a
+    bundle path in `deploy BUNDLE HOST`; COMMAND's parser still parses them.
+    """
+    words = _word_parsers(parser)
+    words[word] = type(parser)(
+        prog=f"{parser.prog} {word}",
+        description=textwrap.dedent(description).strip(),
+        epilog=_examples(examples),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return words[word]
+
+
+def _word_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The parser's words, made able to answer `WORD --help` on first use."""
+    words = getattr(parser, "word_parsers", None)
+    if words is not None:
+        return words
+
+    class WordHelpParser(type(parser)):  # type: ignore[misc]
+        def parse_known_args(self, args=None, namespace=None):
+            given = list(sys.argv[1:] if args is None else args)
+            given = given[:given.index("--")] if "--" in given else given
+            word = next((arg for arg in given if not arg.startswith("-")), None)
+            words = getattr(self, "word_parsers", {})  # a word's own parser has none
+            if word in words and ("-h" in given or "--help" in given):
+                words[word].print_help()
+                self.exit()
+            return super().parse_known_args(args, namespace)
+
+    parser.__class__ = WordHelpParser
+    parser.word_parsers = {}
+    return parser.word_parsers
 
 
 def positive_int(text: str) -> int:

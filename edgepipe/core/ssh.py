@@ -21,14 +21,13 @@ import ipaddress
 import os
 import re
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .args import positive_int
 from .errors import UserError
+from .options import add_options, flag, options_from
 
-# With BatchMode ssh fails instead of hanging at a password or passphrase prompt.
-DEFAULT_CONNECT_TIMEOUT = 10
-DEFAULT_PREFIX = "~/edgepipe"
+CONNECTION = "connection (OpenSSH: ~/.ssh/config, agents and known_hosts apply)"
 SAFE_REMOTE_PATH = re.compile(r"^~?[A-Za-z0-9._/+-]*$")
 USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
 HOST_NAME = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9._-]{0,252})")
@@ -82,27 +81,6 @@ def _valid_host(host: str) -> bool:
             return False
         return True
     return bool(HOST_NAME.fullmatch(host))
-
-
-@dataclass
-class SshOptions:
-    identity: str | None = None
-    config: str | None = None
-    options: list[str] = field(default_factory=list)
-    connect_timeout: int = DEFAULT_CONNECT_TIMEOUT
-
-    def common(self) -> list[str]:
-        """Options ssh and scp share (scp takes the port as -P, so not here)."""
-        args: list[str] = []
-        if self.config:
-            args += ["-F", self.config]
-        if self.identity:
-            args += ["-i", self.identity]
-        args += ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.connect_timeout}"]
-        args += ["-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]  # a dead link ends in ~1 min
-        for option in self.options:
-            args += ["-o", option]
-        return args
 
 
 _OPTION = re.compile(r"\s*(?P<key>\"[^\"]*\"|[^\s=\"]+)\s*(?:=\s*|\s+)(?P<value>.*?)\s*")
@@ -159,6 +137,32 @@ def ssh_option(text: str) -> str:
     return f"{key}={value}"
 
 
+@dataclass
+class SshOptions:
+    identity: str | None = flag("--identity", "-i", default=None, metavar="KEY", help="private key file (ssh -i)")
+    config: str | None = flag("--ssh-config", default=None, metavar="FILE",
+                              help="ssh client config file instead of ~/.ssh/config (ssh -F)")
+    options: tuple[str, ...] = flag("--ssh-option", default=(), parse=ssh_option, repeat=True, metavar="K=V",
+                                    help="extra ssh -o option, repeatable (e.g. ProxyJump=bastion); host key "
+                                         "checking stays on")
+    # With BatchMode ssh fails instead of hanging at a password or passphrase prompt.
+    connect_timeout: int = flag("--connect-timeout", default=10, parse=positive_int, metavar="S",
+                                help="seconds to wait for the TCP connection")
+
+    def common(self) -> list[str]:
+        """Options ssh and scp share (scp takes the port as -P, so not here)."""
+        args: list[str] = []
+        if self.config:
+            args += ["-F", self.config]
+        if self.identity:
+            args += ["-i", self.identity]
+        args += ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={self.connect_timeout}"]
+        args += ["-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4"]  # a dead link ends in ~1 min
+        for option in self.options:
+            args += ["-o", option]
+        return args
+
+
 def explain_failure(target: Target, stderr: str) -> SshError:
     """One line a user can act on, from what ssh printed when it exited 255."""
     text = stderr.lower()
@@ -201,18 +205,8 @@ def scp_command(target: Target, options: SshOptions, sources: list[str], destina
 
 def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
     """The connection flags of every command that reaches a device (deploy, `bench --host`)."""
-    group = parser.add_argument_group("connection (OpenSSH: ~/.ssh/config, agents and known_hosts apply)")
-    group.add_argument("--identity", "-i", metavar="KEY", help="private key file (ssh -i)")
-    group.add_argument("--ssh-config", metavar="FILE", help="ssh client config file instead of ~/.ssh/config (ssh -F)")
-    group.add_argument("--ssh-option", metavar="K=V", action="append", default=[], type=ssh_option,
-                       help="extra ssh -o option, repeatable (e.g. ProxyJump=bastion); host key checking stays on")
-    group.add_argument("--connect-timeout", metavar="S", type=positive_int, default=DEFAULT_CONNECT_TIMEOUT,
-                       help="seconds to wait for the TCP connection (default: %(default)s)")
-    group.add_argument("--prefix", default=DEFAULT_PREFIX,
-                       help="install directory on the device (default: %(default)s)")
-    group.add_argument("--remote-python", metavar="PATH",
-                       help="Python with edgepipe on the device (default: PREFIX/venv/bin/python, made by "
-                            "pi-setup.sh, else python3)")
+    add_options(parser, SshOptions, group=CONNECTION)
+    add_options(parser, Connection, group=CONNECTION)
 
 
 @dataclass(frozen=True)
@@ -221,16 +215,12 @@ class Connection:
 
     target: Target
     ssh: SshOptions
-    prefix: str = DEFAULT_PREFIX
-    python: str | None = None
+    prefix: str = flag("--prefix", default="~/edgepipe", help="install directory on the device")
+    python: str | None = flag("--remote-python", default=None, metavar="PATH",
+                              help="Python with edgepipe on the device (default: PREFIX/venv/bin/python, made by "
+                                   "pi-setup.sh, else python3)")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, host: str) -> "Connection":
         """For CLI modules: the connection flags added by `add_connection_arguments`."""
-        return cls(Target.parse(host), ssh_options_from_args(args), args.prefix, args.remote_python)
-
-
-def ssh_options_from_args(args: argparse.Namespace) -> SshOptions:
-    """For CLI modules: the ssh flags added by `add_connection_arguments`."""
-    return SshOptions(identity=args.identity, config=args.ssh_config, options=list(args.ssh_option),
-                      connect_timeout=args.connect_timeout)
+        return options_from(args, cls, target=Target.parse(host), ssh=options_from(args, SshOptions))

@@ -17,7 +17,8 @@ from typing import Any
 from edgepipe.core.errors import UserError
 from edgepipe.core.progress import say
 from edgepipe.core.ssh import Connection
-from edgepipe.device.bench.measure import BenchPlan, run_bench
+from edgepipe.device.bench.measure import run_bench
+from edgepipe.device.bench.options import BenchPlan
 
 from .agent.protocol import EDGEPIPE, summarise_verify_run
 from .release import ensure_release, read_local_bundle
@@ -41,7 +42,7 @@ def device_bench_args(plan: BenchPlan, release_dir: str) -> list[str]:
     threads = [str(t) for t in plan.threads if t]
     if threads:
         argv += ["--threads", ",".join(threads)]
-    if plan.workers != (1,):
+    if plan.workers != BenchPlan.workers:  # a device with an older edgepipe may not know --workers
         argv += ["--workers", ",".join(map(str, plan.workers))]
     if plan.duration_s:
         argv += ["--duration", f"{plan.duration_s:g}"]

@@ -12,19 +12,17 @@ import argparse
 import functools
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
-from edgepipe.core.accelerators import BENCH_ACCELERATORS
-from edgepipe.core.args import add_command, non_negative_int, positive_float, positive_int
+from edgepipe.core.args import add_command, add_word
 from edgepipe.core.errors import UserError
 from edgepipe.core.files import atomic_write_text, refuse_overwrite
+from edgepipe.core.options import add_options, options_from
 from edgepipe.core.ssh import add_connection_arguments
 
-if TYPE_CHECKING:
-    from .measure import BenchPlan
+from .options import BenchPlan
 
 COMPARE = "compare"
-MAX_THREADS = 64
 # `bench --host`: measuring on a device is the deploy stage's job (it uploads the bundle);
 # the CLI's entry point hands that stage's command in, so this module never imports it.
 OnHost = Callable[[argparse.Namespace], int]
@@ -58,30 +56,17 @@ edgepipe bench bundle/ --host pi@raspberrypi --out pi.json
 edgepipe bench compare laptop.json pi.json coral.json --plot latency.png
 """
 
+COMPARE_DESCRIPTION = """
+Put results saved by `edgepipe bench --out` side by side: one row per model x
+device x accelerator x threads (and workers), with each row's latency and
+throughput as a ratio to the first file's first row.
+"""
 
-def _counts(text: str, unit: str) -> tuple[int, ...]:
-    """'1,2,4' -> (1, 2, 4); duplicates dropped, order kept."""
-    counts: list[int] = []
-    for part in text.split(","):
-        try:
-            value = int(part.strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{part.strip()!r} is not a whole number of {unit} (e.g. 1,2,4)") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{value} {unit} is impossible: use 1 or more")
-        if value > MAX_THREADS:
-            raise argparse.ArgumentTypeError(f"{value} {unit} is more than {MAX_THREADS}; a TFLite CPU model cannot use them")
-        if value not in counts:
-            counts.append(value)
-    return tuple(counts)
-
-
-def thread_counts(text: str) -> tuple[int, ...]:
-    return _counts(text, "threads")
-
-
-def worker_counts(text: str) -> tuple[int, ...]:
-    return _counts(text, "workers")
+COMPARE_EXAMPLES = """
+edgepipe bench compare laptop.json pi.json
+edgepipe bench compare laptop.json pi.json coral.json --plot latency.png
+edgepipe bench compare --json cpu.json edgetpu.json --out both.json
+"""
 
 
 def intermixed(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -119,54 +104,35 @@ def register_bench(subparsers: argparse._SubParsersAction, on_host: OnHost | Non
     p.add_argument("target", metavar="MODEL_OR_BUNDLE",
                    help=f"a bundle directory or a .tflite file; or `{COMPARE}` followed by bench JSON files "
                         f"(a bundle directory called {COMPARE}: write ./{COMPARE})")
-    p.add_argument("files", nargs="*", default=[], metavar="JSON",
-                   help=f"with `{COMPARE}`: results written by `bench --out`; the first is the baseline of the ratios")
+    _add_files(p)
     p.add_argument("--labels", type=Path, metavar="FILE", help="labels for a bare .tflite (a bundle has its own)")
-    p.add_argument("--runs", type=positive_int, default=100, metavar="N", help="timed inferences per configuration (default 100)")
-    p.add_argument("--warmup", type=non_negative_int, default=10, metavar="N",
-                   help="untimed inferences after the first (cold) one (default 10)")
-    p.add_argument("--threads", type=thread_counts, default=(None,), metavar="N[,N...]",
-                   help="CPU threads per interpreter, one configuration per value, e.g. 1,2,4 "
-                        "(default: every available core, shared among --workers)")
-    p.add_argument("--workers", type=worker_counts, default=(1,), metavar="N[,N...]",
-                   help="interpreters invoking at the same time, as `run --workers` does, one configuration per "
-                        "value, e.g. 1,2: with --threads 1,2 the throughput curve of this machine (default 1)")
-    p.add_argument("--accelerator", choices=BENCH_ACCELERATORS, default="cpu",
-                   help="where to run; `all` measures the CPU and the Edge TPU (skipped with the reason when absent)")
-    p.add_argument("--edgetpu-device", metavar="DEVICE", help="which Edge TPU: usb:0, pci:0, usb or pci (default: the first)")
-    p.add_argument("--duration", type=positive_float, metavar="S",
-                   help="sustained run: time for S seconds instead of --runs, report latency per time window "
-                        "and SoC temperature/throttling before and after")
-    p.add_argument("--image", type=Path, metavar="FILE",
-                   help="time inference on this photo (through the model's preprocessing) instead of random pixels")
-    p.add_argument("--e2e", metavar="SOURCE",
-                   help="also time the whole per-frame path of `edgepipe run` on SOURCE (video file, camera, "
-                        "image folder): --warmup frames, then --runs frames")
-    p.add_argument("--json", action="store_true", help="print the result as JSON (schema in docs/commands/bench.md)")
-    p.add_argument("--out", type=Path, metavar="FILE", help="also write the JSON result to FILE (for `bench compare`)")
+    add_options(p, BenchPlan)
+    _add_outputs(p)
     p.add_argument("--csv", type=Path, metavar="FILE", help="write one CSV row per configuration")
-    p.add_argument("--plot", type=Path, metavar="FILE.png",
-                   help="draw the latency distributions (needs pip install 'edgepipe[plot]')")
-    p.add_argument("--force", action="store_true", help="overwrite existing --out/--csv/--plot files")
     p.add_argument("--host", metavar="USER@HOST", help="run on a device over SSH; see `edgepipe deploy`")
     add_connection_arguments(p)
+    compare = add_word(p, COMPARE, description=COMPARE_DESCRIPTION, examples=COMPARE_EXAMPLES)
+    _add_files(compare)
+    _add_outputs(compare)
     p.set_defaults(func=functools.partial(bench_command, on_host=on_host), bench_parser=p)
 
 
-def plan_from_args(args: argparse.Namespace) -> "BenchPlan":
-    from .measure import BenchPlan
+def _add_files(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="*", metavar="JSON",
+                        help=f"with `{COMPARE}`: results written by `bench --out`; the first is the baseline of the ratios")
 
-    return BenchPlan(
-        runs=args.runs,
-        warmup=args.warmup,
-        threads=args.threads,
-        workers=args.workers,
-        accelerator=args.accelerator,
-        duration_s=args.duration,
-        image=args.image,
-        edgetpu_device=args.edgetpu_device,
-        e2e_source=args.e2e,
-    )
+
+def _add_outputs(parser: argparse.ArgumentParser) -> None:
+    """The flags of both `bench` and `bench compare`: where the result goes."""
+    parser.add_argument("--json", action="store_true", help="print the result as JSON (schema in docs/commands/bench.md)")
+    parser.add_argument("--out", type=Path, metavar="FILE", help="also write the JSON result to FILE (for `bench compare`)")
+    parser.add_argument("--plot", type=Path, metavar="FILE.png",
+                        help="draw the latency distributions (needs pip install 'edgepipe[plot]')")
+    parser.add_argument("--force", action="store_true", help="overwrite existing --out/--csv/--plot files")
+
+
+def plan_from_args(args: argparse.Namespace) -> BenchPlan:
+    return options_from(args, BenchPlan)
 
 
 def bench_command(args: argparse.Namespace, on_host: OnHost | None = None) -> int:

@@ -17,7 +17,7 @@ import gc
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -25,9 +25,9 @@ from typing import Any, Callable
 import numpy as np
 
 from .e2e import measure_e2e
+from .options import BenchPlan
 from .report import SCHEMA
 from .stats import MS_DECIMALS, latency_summary, rate_per_s, time_windows, to_ms
-from edgepipe.core.accelerators import BENCH_ACCELERATORS
 from edgepipe.core.errors import UserError
 from edgepipe.device.model.preprocess import InputSpec, load_image, normalize, quantize
 from edgepipe.device.model.classifier import Classifier, open_classifier
@@ -37,9 +37,6 @@ from edgepipe.device.run.sources import open_source
 from ..host import default_threads, edgetpu_absence
 from .sysinfo import current_rss_mb, environment, peak_rss_mb, thermal_snapshot
 
-# A sustained run is cut into about this many windows (each at least MIN_WINDOW_S long).
-SUSTAINED_WINDOWS = 10
-MIN_WINDOW_S = 1.0
 
 Progress = Callable[[str], None]
 
@@ -48,50 +45,19 @@ def stderr_progress(message: str) -> None:
     print(f"bench: {message}", file=sys.stderr, flush=True)
 
 
-@dataclass(frozen=True)
-class BenchPlan:
-    """What to measure; `threads` None means the available cores shared among `workers`
-    (interpreters invoking at the same time, as `run --workers` does)."""
+def configurations(plan: BenchPlan) -> list[tuple[str, int | None, int]]:
+    """(accelerator, threads, workers), CPU first so the CPU is the baseline row in comparisons.
 
-    runs: int = 100
-    warmup: int = 10
-    threads: tuple[int | None, ...] = (None,)
-    workers: tuple[int, ...] = (1,)
-    accelerator: str = "cpu"
-    duration_s: float | None = None
-    image: Path | None = None
-    edgetpu_device: str | None = None
-    e2e_source: str | None = None
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.accelerator not in BENCH_ACCELERATORS:
-            raise UserError(f"accelerator {self.accelerator!r} is not one of {', '.join(BENCH_ACCELERATORS)}")
-        if self.accelerator == "edgetpu" and len(self.threads) > 1:
-            raise UserError(
-                "the Edge TPU runs the model's ops itself and ignores --threads (they only size the CPU "
-                "fallback); pass one --threads value, or --accelerator all to compare with CPU threads"
-            )
-
-    def configurations(self) -> list[tuple[str, int | None, int]]:
-        """(accelerator, threads, workers), CPU first so the CPU is the baseline row in comparisons.
-
-        The Edge TPU is measured once, with one interpreter (one per TPU): its speed
-        does not depend on CPU threads.
-        """
-        configs: list[tuple[str, int | None, int]] = []
-        if self.accelerator in ("cpu", "all"):
-            configs += [("cpu", threads or (max(1, default_threads() // workers) if workers > 1 else None), workers)
-                        for workers in self.workers for threads in self.threads]
-        if self.accelerator in ("edgetpu", "all"):
-            configs.append(("edgetpu", self.threads[0], 1))
-        return configs
-
-    @property
-    def window_s(self) -> float | None:
-        if self.duration_s is None:
-            return None
-        return max(MIN_WINDOW_S, self.duration_s / SUSTAINED_WINDOWS)
+    The Edge TPU is measured once, with one interpreter (one per TPU): its speed
+    does not depend on CPU threads.
+    """
+    configs: list[tuple[str, int | None, int]] = []
+    if plan.accelerator in ("cpu", "all"):
+        configs += [("cpu", threads or (max(1, default_threads() // workers) if workers > 1 else None), workers)
+                    for workers in plan.workers for threads in plan.threads]
+    if plan.accelerator in ("edgetpu", "all"):
+        configs.append(("edgetpu", plan.threads[0], 1))
+    return configs
 
 
 def random_input(spec: InputSpec, rng: np.random.Generator) -> np.ndarray:
@@ -288,7 +254,7 @@ def run_bench(model: Path, labels: Path | None, plan: BenchPlan, progress: Progr
     if plan.accelerator == "all" and len(plan.threads) > 1:
         progress(f"the Edge TPU ignores --threads: it is measured once, with {plan.threads[0]} for CPU fallback ops")
     errors: list[UserError] = []
-    for accelerator, threads, workers in plan.configurations():
+    for accelerator, threads, workers in configurations(plan):
         try:
             classifier = open_for_bench(model, labels, accelerator, threads, plan.edgetpu_device)
             classifiers = [classifier] + [classifier.replica(classifier.threads) for _ in range(workers - 1)]

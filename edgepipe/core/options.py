@@ -90,8 +90,8 @@ def describe_default(value: Any) -> str | None:
         return "on"
     if isinstance(value, float):
         return f"{value:g}"
-    if isinstance(value, (tuple, list)):
-        return ",".join(str(item) for item in value)
+    if isinstance(value, (tuple, list)):  # None items mean "chosen at run time": the help says how
+        return ",".join(str(item) for item in value if item is not None) or None
     if isinstance(value, PurePath):
         return str(value)
     return str(value)

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from edgepipe.device.bench.measure import BenchPlan, bench_input, measure_configuration, random_input, run_bench
+from edgepipe.device.bench.measure import bench_input, configurations, measure_configuration, random_input, run_bench
+from edgepipe.device.bench.options import BenchPlan
 from edgepipe.core.errors import UserError
 from edgepipe.device.model.preprocess import InputSpec, load_image
 from edgepipe.device.model.classifier import open_classifier
@@ -98,4 +99,4 @@ def test_edgetpu_with_several_thread_counts_is_refused():
 
 def test_all_measures_cpu_per_thread_count_and_the_edge_tpu_once():
     plan = BenchPlan(accelerator="all", threads=(1, 2, 4))
-    assert plan.configurations() == [("cpu", 1, 1), ("cpu", 2, 1), ("cpu", 4, 1), ("edgetpu", 1, 1)]
+    assert configurations(plan) == [("cpu", 1, 1), ("cpu", 2, 1), ("cpu", 4, 1), ("edgetpu", 1, 1)]

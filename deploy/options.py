@@ -15,6 +15,7 @@ from edgepipe.core.args import positive_float, positive_int
 from edgepipe.core.errors import UserError
 from edgepipe.core.options import flag
 from edgepipe.core.safetext import has_control, redact
+from edgepipe.device.model.options import ModelOptions
 
 SERVICE = "service"
 SETUP = "setup (deploy setup HOST)"
@@ -43,7 +44,7 @@ class ServiceSettings:
     source: str | None = flag("--source", default=None, group=SERVICE,
                               help="`edgepipe run --source` for the service (default: run's own: picamera2 when "
                                    "present, else /dev/video0)")
-    accelerator: str = flag("--accelerator", default="auto", choices=ACCELERATORS, group=SERVICE,
+    accelerator: str = flag("--accelerator", default=ModelOptions.accelerator, choices=ACCELERATORS, group=SERVICE,
                             help="`edgepipe run --accelerator` for the service")
     manager: str = flag("--service-manager", default="systemd", choices=("systemd", "process"), group=SERVICE,
                         help="systemd, or `process`: a detached process with a pid file for devices without "

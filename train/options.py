@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from edgepipe.core.args import fraction, non_negative_float, non_negative_int, positive_float, positive_int
 from edgepipe.core.options import flag
-from edgepipe.device.cli.register import unknown_mode
+from edgepipe.device.model.options import unknown_mode
 
 if TYPE_CHECKING:
     from edgepipe.device.model.unknown import UnknownMode

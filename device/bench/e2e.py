@@ -64,7 +64,6 @@ def measure_e2e(classifiers: list[Classifier], source: FrameSource, warmup: int,
     """Per-stage statistics over `runs` frames (or `duration_s` seconds) after `warmup` frames,
     with one pipeline worker per classifier."""
     options = RunOptions(
-        top_k=5,
         max_frames=None if duration_s else warmup + runs,
         duration=duration_s,
         stats_interval=0,

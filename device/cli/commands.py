@@ -15,7 +15,8 @@ import cv2
 
 from edgepipe.device.run.autotune import choose_workers
 from edgepipe.device.sinks.endpoints import serve_token
-from edgepipe.device.sinks.collect import CollectOptions, CollectSink
+from edgepipe.device.sinks.collect import CollectSink
+from edgepipe.device.sinks.options import CollectOptions, MqttOptions, ServeOptions
 from edgepipe.device.sinks.display import DisplaySink
 from edgepipe.device.sinks.recorder import RecorderSink
 from edgepipe.device.run.loop import Pipeline
@@ -29,6 +30,7 @@ from edgepipe.device.run.sink import Sink
 from edgepipe.device.sinks.lines import LinesSink
 from edgepipe.device.sinks.statsjson import StatsJsonSink
 from edgepipe.device.run.sources import default_source, open_source
+from edgepipe.core.options import options_from
 from edgepipe.core.safetext import printable, safe_line
 from edgepipe.device.model.unknown import UnknownRule, resolve
 
@@ -138,21 +140,17 @@ def run_sinks(args: argparse.Namespace) -> list[Sink]:
     if args.stats_json is not None:
         sinks.append(StatsJsonSink(args.stats_json, args.force))
     if args.mqtt is not None:
-        from edgepipe.device.sinks.mqtt import MqttOptions, MqttSink  # paho only when asked for
+        from edgepipe.device.sinks.mqtt import MqttSink  # paho only when asked for
 
-        sinks.append(MqttSink(MqttOptions(args.mqtt, args.mqtt_ca, args.mqtt_interval, args.mqtt_rate,
-                                          args.ha_discovery), sys.stderr))
+        sinks.append(MqttSink(options_from(args, MqttOptions, target=args.mqtt), sys.stderr))
     if args.serve is not None:
-        from edgepipe.device.sinks.http import HttpSink, ServeOptions
+        from edgepipe.device.sinks.http import HttpSink
 
         host, port = args.serve
-        sinks.append(HttpSink(ServeOptions(host, port, args.serve_fps, serve_token(args.serve_token,
-                                                                                    args.serve_token_file),
-                                           args.preview), sys.stderr))
+        token = serve_token(args.serve_token, args.serve_token_file)
+        sinks.append(HttpSink(options_from(args, ServeOptions, host=host, port=port, token=token), sys.stderr))
     if args.collect is not None:
-        sinks.append(CollectSink(CollectOptions(
-            root=args.collect, below=args.collect_below, margin=args.collect_margin, every=args.collect_every,
-            rate=args.collect_rate, max_mb=args.collect_max_mb)))
+        sinks.append(CollectSink(options_from(args, CollectOptions, root=args.collect)))
     return sinks
 
 
@@ -170,20 +168,7 @@ def run_command(args: argparse.Namespace) -> int:
     cv2.setNumThreads(1)
     source = open_source(args.source or default_source(), args.size, args.fps, max_pixels=args.max_image_pixels)
     workers = open_workers(args)
-    options = RunOptions(
-        top_k=args.top_k,
-        threshold=args.threshold,
-        smooth=args.smooth,
-        max_frames=args.max_frames,
-        duration=args.duration,
-        realtime=args.realtime,
-        fps=args.fps,
-        max_retries=args.max_retries,
-        stats_interval=args.stats_interval,
-        ignore_decode_errors=args.ignore_decode_errors,
-        regions=tuple(args.roi),
-        unknown=_unknown_rule(args, workers[0]),
-    )
+    options = options_from(args, RunOptions, top_k=args.top_k, unknown=_unknown_rule(args, workers[0]))
     pipeline = Pipeline(workers, source, options, sinks)
     with _stop_on_signals(pipeline):
         result = pipeline.run()

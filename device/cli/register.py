@@ -10,13 +10,14 @@ import argparse
 import re
 from pathlib import Path
 
-from edgepipe.core.accelerators import ACCELERATORS
-from edgepipe.core.args import add_command, non_negative_float, non_negative_int, positive_float, positive_int, unit_interval
+from edgepipe.core.args import add_command, positive_int
+from edgepipe.core.options import add_options, argument_group
 
 from edgepipe.device.bench.cli import OnHost, register_bench
+from edgepipe.device.model.options import ModelOptions
+from edgepipe.device.run.options import RunOptions
 from edgepipe.device.sinks.endpoints import PASSWORD_ENV, TOKEN_ENV, mqtt_url, serve_address
-from edgepipe.device.model.imageheader import DEFAULT_MAX_PIXELS
-from edgepipe.device.run.regions import parse_region
+from edgepipe.device.sinks.options import COLLECT, MQTT, SERVE, CollectOptions, MqttOptions, ServeOptions
 from .verify import register_verify
 
 
@@ -38,24 +39,6 @@ def worker_count(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers: use auto or 1, 2, ...") from None
 
 
-def smoothing_alpha(text: str) -> float:
-    """A number in (0, 1]: the weight of the newest frame's scores."""
-    value = unit_interval(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("0 would never update the scores; use a value in (0, 1]")
-    return value
-
-
-def unknown_mode(text: str) -> str | float:
-    """--unknown: auto, off, or a threshold in [0, 1]."""
-    if text in ("auto", "off"):
-        return text
-    try:
-        return unit_interval(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not auto, off or a threshold between 0 and 1") from None
-
-
 def register(subparsers: argparse._SubParsersAction, bench_on_host: OnHost | None = None) -> None:
     """classify, run and bench; `bench_on_host` carries out `bench --host` (the deploy stage's)."""
     register_classify(subparsers)
@@ -66,24 +49,8 @@ def register(subparsers: argparse._SubParsersAction, bench_on_host: OnHost | Non
 
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL_OR_BUNDLE", help="a bundle directory (from `edgepipe convert`) or a .tflite file")
-    p.add_argument("--labels", type=Path, metavar="FILE",
-                   help="labels for a bare .tflite: one per line, or `index label` per line (a bundle has its own)")
-    p.add_argument("--top-k", type=positive_int, default=5, metavar="K", help="how many classes to report (default 5)")
     p.add_argument("--json", action="store_true", help="one JSON object per line on stdout")
-    p.add_argument("--threads", type=positive_int, metavar="N",
-                   help="CPU threads per interpreter (default: all cores; for run, see --workers)")
-    p.add_argument("--accelerator", choices=ACCELERATORS, default="auto",
-                   help="cpu; edgetpu (Coral, needs libedgetpu.so.1); auto (default): the Edge TPU model "
-                        "when a TPU is usable, else the CPU model, and say which")
-    p.add_argument("--edgetpu-device", metavar="DEVICE",
-                   help="which Edge TPU when there are several: usb:0, pci:0, usb or pci (default: the first)")
-    p.add_argument("--max-image-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
-                   help="skip an image file whose header declares more pixels (checked before decoding; "
-                        "default: %(default)d)")
-    p.add_argument("--unknown", type=unknown_mode, default="auto", metavar="auto|off|P",
-                   help='report "label": "unknown" (best class still in top) when the confidence is below the '
-                        "threshold: auto (default) = the one convert calibrated into the bundle (none for a bare "
-                        ".tflite); off; or P in [0, 1] on the bundle's score (max softmax for a bare .tflite)")
+    add_options(p, ModelOptions)
 
 
 def register_classify(subparsers: argparse._SubParsersAction) -> None:
@@ -143,72 +110,35 @@ def register_run(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--source", metavar="SPEC",
                    help="picamera2, a camera index (0), /dev/videoN, a video file, an rtsp:// or http:// URL, "
                         "a directory or glob of images (default: picamera2 if installed, else /dev/video0)")
-    p.add_argument("--workers", type=worker_count, default=None, metavar="N|auto",
+    p.add_argument("--workers", type=worker_count, metavar="N|auto",
                    help="interpreters inferring consecutive frames at once, --threads each; auto (default): "
                         "the fastest combination for this model on these cores, measured once (under a second) "
                         "and cached; 1 gives the lowest latency per frame")
     p.add_argument("--size", type=size, metavar="WxH", help="camera capture size (default 640x480 for picamera2)")
-    p.add_argument("--fps", type=positive_float, metavar="FPS",
-                   help="camera frame rate to request; with --realtime, the pace for sources without their own")
-    p.add_argument("--realtime", action="store_true",
-                   help="pace a video file (or images) at its frame rate and drop frames like a camera, "
-                        "instead of classifying every frame")
-    p.add_argument("--threshold", type=unit_interval, default=0.0, metavar="P",
-                   help="report only classes scoring at least P (0-1)")
-    p.add_argument("--smooth", type=smoothing_alpha, metavar="ALPHA",
-                   help="exponential smoothing of scores over frames: new = ALPHA*frame + (1-ALPHA)*previous")
-    p.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N results")
-    p.add_argument("--duration", type=positive_float, metavar="S", help="stop after S seconds")
-    p.add_argument("--max-retries", type=non_negative_int, default=5, metavar="N",
-                   help="reopen an absent, busy or lost camera/stream N times with backoff 0.5, 1, 2, ... 8 s (default 5)")
+    add_options(p, RunOptions)
     p.add_argument("--display", action="store_true",
                    help="show annotated frames in a window (q or Esc quits); ignored with a warning without a display")
     p.add_argument("--record", type=Path, metavar="OUT.mp4", help="write the annotated frames to a video file")
-    p.add_argument("--stats-interval", type=non_negative_float, default=5.0, metavar="S",
-                   help="seconds between stats lines on stderr (0: none; default 5)")
     p.add_argument("--stats-json", type=Path, metavar="FILE", help="write the final summary as JSON")
     p.add_argument("--force", action="store_true", help="overwrite existing --record/--stats-json files")
-    p.add_argument("--ignore-decode-errors", action="store_true",
-                   help="exit 0 even when frames of a video file could not be decoded (default: warn and exit 1)")
-    p.add_argument("--roi", type=parse_region, action="append", default=[], metavar="NAME=x,y,w,h",
-                   help="also classify this region of every frame on its own (repeatable); pixels, or fractions "
-                        "of the frame such as gate=0,0,0.5,1 (the left half)")
-    mqtt = p.add_argument_group("MQTT and Home Assistant")
-    mqtt.add_argument("--mqtt", type=mqtt_url, metavar="URL",
-                      help="publish results to mqtt[s]://[user[:password]@]host[:port]/PREFIX: PREFIX/state (label, "
-                           f"retained), PREFIX/result (JSON), PREFIX/availability; the password may come from ${PASSWORD_ENV}")
-    mqtt.add_argument("--mqtt-ca", type=Path, metavar="FILE", help="CA certificate for mqtts:// (default: the system's)")
-    mqtt.add_argument("--mqtt-interval", type=positive_float, default=60.0, metavar="S",
-                      help="republish the state at least every S seconds (default 60)")
-    mqtt.add_argument("--mqtt-rate", type=positive_float, default=1.0, metavar="N",
-                      help="at most N result messages per second (default 1)")
-    mqtt.add_argument("--no-ha-discovery", dest="ha_discovery", action="store_false",
-                      help="do not publish Home Assistant discovery configs")
-    serve = p.add_argument_group("web page, API and Prometheus metrics")
+    argument_group(p, MQTT).add_argument(
+        "--mqtt", type=mqtt_url, metavar="URL",
+        help="publish results to mqtt[s]://[user[:password]@]host[:port]/PREFIX: PREFIX/state (label, retained), "
+             f"PREFIX/result (JSON), PREFIX/availability; the password may come from ${PASSWORD_ENV}")
+    add_options(p, MqttOptions)
+    serve = argument_group(p, SERVE)
     serve.add_argument("--serve", type=serve_address, metavar="[HOST:]PORT",
                        help="serve / (live page), /stream.mjpg, /api/latest, /api/summary, /healthz, /metrics "
                             "(default host 127.0.0.1; 0.0.0.0 for the network)")
-    serve.add_argument("--serve-fps", type=positive_float, default=5.0, metavar="FPS",
-                       help="at most FPS JPEG frames per second to watchers (default 5); none while nobody watches")
     serve.add_argument("--serve-token", metavar="TOKEN",
                        help=f"require this token on every request (or ${TOKEN_ENV}, or --serve-token-file)")
     serve.add_argument("--serve-token-file", type=Path, metavar="FILE", help="read the token from FILE")
-    serve.add_argument("--no-preview", dest="preview", action="store_false",
-                       help="serve results and metrics but never images")
-    collect = p.add_argument_group("collecting frames to train on (off unless --collect; see docs/privacy.md)")
-    collect.add_argument("--collect", type=Path, metavar="DIR",
-                         help="keep unsure frames as JPEG + JSON sidecar in DIR: unknown ones, and those matching "
-                              "--collect-below/--collect-margin, plus one in --collect-every confident frames")
-    collect.add_argument("--collect-below", type=unit_interval, metavar="P", help="also keep frames whose top-1 score is below P")
-    collect.add_argument("--collect-margin", type=unit_interval, metavar="M",
-                         help="also keep frames whose top-1 and top-2 scores are within M")
-    collect.add_argument("--collect-every", type=non_negative_int, default=100, metavar="N",
-                         help="keep one in N confident frames too, so the data is not only hard cases (0: none; default 100)")
-    collect.add_argument("--collect-rate", type=positive_float, default=6.0, metavar="PER_MIN",
-                         help="keep at most this many frames a minute (default 6)")
-    collect.add_argument("--collect-max-mb", type=positive_float, default=500.0, metavar="MB",
-                         help="disk budget of DIR: the oldest frames are deleted beyond it (default 500); nothing "
-                              "is written while the disk has less than 64 MB free")
+    add_options(p, ServeOptions)
+    argument_group(p, COLLECT).add_argument(
+        "--collect", type=Path, metavar="DIR",
+        help="keep unsure frames as JPEG + JSON sidecar in DIR: unknown ones, and those matching "
+             "--collect-below/--collect-margin, plus one in --collect-every confident frames")
+    add_options(p, CollectOptions)
     p.set_defaults(func=_lazy("run_command"))
 
 

@@ -10,19 +10,9 @@ import json
 import sys
 from pathlib import Path
 
-from edgepipe.core.accelerators import VERIFY_ACCELERATORS
-from edgepipe.core.args import add_command, positive_int
-
-
-def percentage(text: str) -> float:
-    """'95' or '95%' -> 0.95."""
-    try:
-        value = float(text.strip().removesuffix("%"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a percentage like 95") from None
-    if not 0 <= value <= 100:
-        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 100")
-    return value / 100
+from edgepipe.core.args import add_command
+from edgepipe.core.options import add_options, options_from
+from edgepipe.device.model.options import VerifyOptions
 
 
 def register_verify(subparsers: argparse._SubParsersAction) -> None:
@@ -46,21 +36,15 @@ def register_verify(subparsers: argparse._SubParsersAction) -> None:
         """,
     )
     p.add_argument("bundle", type=Path, metavar="BUNDLE", help="a bundle directory made by `edgepipe convert`")
-    p.add_argument("--accelerator", choices=VERIFY_ACCELERATORS, default="all",
-                   help="which model to check: all (default: every model in the bundle; the Edge TPU model is "
-                        "skipped when no Edge TPU is usable here), cpu or edgetpu")
-    p.add_argument("--min-agreement", type=percentage, metavar="PERCENT",
-                   help="minimum top-1 agreement for every model checked (default: the bundle's, 100 cpu / 95 edgetpu)")
-    p.add_argument("--edgetpu-device", metavar="DEVICE", help="which Edge TPU: usb:0, pci:0, usb or pci")
-    p.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads (default: all cores)")
+    add_options(p, VerifyOptions)
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(func=_verify)
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from edgepipe.device.model.verify import VerifyOptions, failure_line, format_report, verify_bundle
+    from edgepipe.device.model.verify import failure_line, format_report, verify_bundle
 
-    options = VerifyOptions(args.bundle, args.accelerator, args.min_agreement, args.edgetpu_device, args.threads)
+    options = options_from(args, VerifyOptions, bundle=args.bundle)
     report = verify_bundle(options)
     print(json.dumps(report.to_json(), indent=2) if args.json else format_report(report), flush=True)
     if not report.passed:

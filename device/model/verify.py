@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from edgepipe.core.accelerators import VERIFY_ACCELERATORS
@@ -21,16 +20,9 @@ from .bundle import Bundle, load_bundle
 from .edgetpu_probe import checked_edgetpu
 from .golden import GoldenSet, compare, read_golden, run_golden
 from .classifier import open_classifier
+from .options import VerifyOptions
 from edgepipe.device.model.backends import EDGETPU_INSTALL_HINT, find_backend
 from edgepipe.device.host import edgetpu_library
-
-@dataclass(frozen=True)
-class VerifyOptions:
-    bundle: Path
-    accelerator: str = "all"
-    min_agreement: float | None = None  # a fraction; None: the thresholds stored in the bundle
-    edgetpu_device: str | None = None
-    threads: int | None = None
 
 
 @dataclass

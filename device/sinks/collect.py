@@ -11,7 +11,7 @@ collect` ignores.
 The device must never fill up: at most --collect-rate frames a minute
 (a token bucket), at most --collect-max-mb on disk (the oldest pairs are
 deleted first), and nothing is written while the file system has less than
-MIN_FREE_MB free. Encoding and writing happen on a worker thread behind a
+options.MIN_FREE_MB free. Encoding and writing happen on a worker thread behind a
 bounded queue, at a lower CPU priority, so the inference loop never waits for
 the SD card or for JPEG encoding; what does not fit in the queue is dropped
 and counted.
@@ -25,7 +25,6 @@ import os
 import shutil
 import threading
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -39,26 +38,13 @@ from edgepipe.core.files import atomic_write_bytes, atomic_write_text
 from edgepipe.device.model.bundle import sha256_file
 from edgepipe.device.run.results import FrameResult
 from edgepipe.device.run.sink import RunInfo
+from .options import CollectOptions
 from .queued import QueuedSink
 
 SIDECAR = ".json"
 IMAGE = ".jpg"
-MIN_FREE_MB = 64.0  # never write when the file system has less free than this
-QUEUE_FRAMES = 8
 JPEG_QUALITY = 90
 WORKER_NICENESS = 10  # added to the process's: the writer yields the CPU to inference
-
-
-@dataclass(frozen=True)
-class CollectOptions:
-    root: Path
-    below: float | None = None  # keep frames whose top-1 score is below this
-    margin: float | None = None  # keep frames whose top-1 and top-2 scores are within this
-    every: int = 0  # keep one in this many confident frames (0: none)
-    rate: float = 6.0  # frames per minute at most
-    max_mb: float = 500.0  # disk budget of DIR
-    min_free_mb: float = MIN_FREE_MB
-    queue_frames: int = QUEUE_FRAMES
 
 
 def collect_reason(result: FrameResult, options: CollectOptions, confident_count: int) -> str | None:

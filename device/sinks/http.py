@@ -19,7 +19,6 @@ import hmac
 import json
 import threading
 import time
-from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TextIO
@@ -30,19 +29,10 @@ from edgepipe.core.errors import MissingExtraError, UserError
 from edgepipe.device.run.results import FrameResult
 from edgepipe.device.run.sink import RunInfo, Sink
 
-STALE_AFTER_S = 5.0
+from .options import ServeOptions
+
 JPEG_QUALITY = 80
 BOUNDARY = "edgepipe-frame"
-
-
-@dataclass(frozen=True)
-class ServeOptions:
-    host: str = "127.0.0.1"
-    port: int = 8080  # 0: any free port (see HttpSink.port)
-    fps: float = 5.0  # JPEG frames per second at most, to all watchers
-    token: str | None = field(default=None, repr=False)
-    preview: bool = True  # False: results and metrics, never images
-    stale_after: float = STALE_AFTER_S  # /healthz turns 503 when the last result is older
 
 
 class HttpSink(Sink):

@@ -19,16 +19,15 @@ import re
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from edgepipe import __version__
 from edgepipe.core.errors import MissingExtraError, UserError
 
-from .endpoints import MqttTarget
 from edgepipe.device.run.results import FrameResult
 from edgepipe.device.run.sink import RunInfo
+from .options import MqttOptions
 from .queued import QueuedSink
 
 DISCOVERY_PREFIX = "homeassistant"
@@ -37,15 +36,6 @@ PAHO_QUEUE_MESSAGES = 256  # bounds paho's own buffer of QoS 1 messages awaiting
 KEEPALIVE_S = 15
 RECONNECT_DELAY_S = (1, 16)
 CLOSE_TIMEOUT_S = 2.0
-
-
-@dataclass(frozen=True)
-class MqttOptions:
-    target: MqttTarget
-    ca_file: Path | None = None  # for mqtts://; the system's CAs when absent
-    interval: float = 60.0  # republish the state at least this often (s)
-    rate: float = 1.0  # at most this many `result` messages per second
-    discovery: bool = True  # Home Assistant discovery configs
 
 
 def node_id(prefix: str) -> str:

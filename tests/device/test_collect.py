@@ -12,7 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgepipe.device.sinks.collect import CollectOptions, CollectSink, TokenBucket, collect_reason
+from edgepipe.device.sinks.collect import CollectSink, TokenBucket, collect_reason
+from edgepipe.device.sinks.options import CollectOptions
 from edgepipe.device.model.postprocess import Prediction
 from edgepipe.device.run.results import FrameResult
 from edgepipe.device.run.sink import RunInfo

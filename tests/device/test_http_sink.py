@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from edgepipe.device.sinks.http import BOUNDARY, HttpSink, ServeOptions
+from edgepipe.device.sinks.http import BOUNDARY, HttpSink
+from edgepipe.device.sinks.options import ServeOptions
 from edgepipe.device.run.loop import Pipeline
 from edgepipe.device.run.options import RunOptions
 from edgepipe.device.run.runstats import STAGES

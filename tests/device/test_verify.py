@@ -15,7 +15,8 @@ from bundle_helpers import rehash, with_changed_answer
 from edgepipe.cli import main
 from edgepipe.device.model.bundle import BundleError, load_bundle
 from edgepipe.device.model.golden import read_golden
-from edgepipe.device.model.verify import VerifyOptions, verify_bundle
+from edgepipe.device.model.options import VerifyOptions
+from edgepipe.device.model.verify import verify_bundle
 
 
 def verify_json(capsys, *args: str) -> tuple[int, dict, str]:

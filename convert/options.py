@@ -7,25 +7,16 @@ parser, the converter and the Edge TPU compiler take these objects.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgepipe.core.args import non_negative_int, positive_float, positive_int, unit_interval
+from edgepipe.core.args import above_zero_fraction, non_negative_int, positive_float, positive_int
 from edgepipe.core.options import Off, flag
 from edgepipe.core.ssh import Target
 
-SCORE_CHOICES = ("auto", "max_softmax", "temperature", "margin", "mahalanobis", "knn_cosine")  # unknown.SCORE_KINDS + auto
+SCORE_CHOICES = ("auto", "max_softmax", "temperature", "margin", "mahalanobis", "knn_cosine")  # SCORE_KINDS + auto
 EDGETPU = "Edge TPU compiler (with --edgetpu)"
 UNKNOWN = '"unknown" calibration (bundle.json "unknown", MODEL_CARD.md)'
-
-
-def acceptance(text: str) -> float:
-    """A share of held-out images to accept, in (0, 1]."""
-    value = unit_interval(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("0 would reject every image; use a share in (0, 1], e.g. 0.95")
-    return value
 
 
 @dataclass
@@ -83,7 +74,8 @@ class ConvertOptions:
                                                  "verify cannot run"))
     compile: CompileOptions = field(default_factory=CompileOptions)
     force: bool = flag("--force", default=False, help="overwrite BUNDLE_DIR")
-    unknown_accept: float = flag("--unknown-accept", default=0.99, parse=acceptance, metavar="SHARE", group=UNKNOWN,
+    unknown_accept: float = flag("--unknown-accept", default=0.99, metavar="SHARE", group=UNKNOWN,
+                                 parse=above_zero_fraction("would reject every image"),
                                  help="set the threshold so this share of held-out in-class images is still accepted "
                                       "(a distance score does not need to give up more)")
     unknown_score: str = flag("--unknown-score", default="auto", choices=SCORE_CHOICES, group=UNKNOWN,

@@ -119,13 +119,16 @@ def register_bench(subparsers: argparse._SubParsersAction, on_host: OnHost | Non
 
 def _add_files(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="*", metavar="JSON",
-                        help=f"with `{COMPARE}`: results written by `bench --out`; the first is the baseline of the ratios")
+                        help=f"with `{COMPARE}`: results written by `bench --out`; the first is the baseline of the "
+                             "ratios")
 
 
 def _add_outputs(parser: argparse.ArgumentParser) -> None:
     """The flags of both `bench` and `bench compare`: where the result goes."""
-    parser.add_argument("--json", action="store_true", help="print the result as JSON (schema in docs/commands/bench.md)")
-    parser.add_argument("--out", type=Path, metavar="FILE", help="also write the JSON result to FILE (for `bench compare`)")
+    parser.add_argument("--json", action="store_true",
+                        help="print the result as JSON (schema in docs/commands/bench.md)")
+    parser.add_argument("--out", type=Path, metavar="FILE",
+                        help="also write the JSON result to FILE (for `bench compare`)")
     parser.add_argument("--plot", type=Path, metavar="FILE.png",
                         help="draw the latency distributions (needs pip install 'edgepipe[plot]')")
     parser.add_argument("--force", action="store_true", help="overwrite existing --out/--csv/--plot files")

@@ -3,11 +3,11 @@ and the loop alike; each option once, with its default, flag and help (edgepipe.
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from edgepipe.core.args import non_negative_float, non_negative_int, positive_float, positive_int, unit_interval
+from edgepipe.core.args import (above_zero_fraction, non_negative_float, non_negative_int, positive_float, positive_int,
+                                unit_interval)
 from edgepipe.core.options import flag
 
 from ..model.options import ModelOptions
@@ -15,14 +15,6 @@ from .regions import Region, parse_region
 
 if TYPE_CHECKING:  # the command line imports this module to build its parser: it stays light
     from ..model.unknown import UnknownRule
-
-
-def smoothing_alpha(text: str) -> float:
-    """A number in (0, 1]: the weight of the newest frame's scores."""
-    value = unit_interval(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("0 would never update the scores; use a value in (0, 1]")
-    return value
 
 
 @dataclass
@@ -36,7 +28,8 @@ class RunOptions:
                                "instead of classifying every frame")
     threshold: float = flag("--threshold", default=0.0, parse=unit_interval, metavar="P",
                             help="report only classes scoring at least P (0-1)")
-    smooth: float | None = flag("--smooth", default=None, parse=smoothing_alpha, metavar="ALPHA",
+    smooth: float | None = flag("--smooth", default=None, metavar="ALPHA",
+                                parse=above_zero_fraction("would never update the scores"),
                                 help="exponential smoothing of scores over frames: new = ALPHA*frame + "
                                      "(1-ALPHA)*previous")
     max_frames: int | None = flag("--max-frames", default=None, parse=positive_int, metavar="N",

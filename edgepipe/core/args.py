@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 import textwrap
+from typing import Callable
 
 
 def add_command(
@@ -123,6 +124,19 @@ def fraction(text: str) -> float:
     if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1")
     return value
+
+
+def above_zero_fraction(zero_means: str) -> Callable[[str], float]:
+    """A parser of a number in (0, 1] (a share to accept, a smoothing weight); `zero_means` says
+    why 0 is refused."""
+
+    def parse(text: str) -> float:
+        value = unit_interval(text)
+        if value == 0:
+            raise argparse.ArgumentTypeError(f"0 {zero_means}; use a value in (0, 1]")
+        return value
+
+    return parse
 
 
 def unit_interval(text: str) -> float:

@@ -171,6 +171,7 @@ class Classifier:
         self._input_index = inputs[0]["index"]
         self.input_spec = _spec_from_tensor(inputs[0], input_spec, model_path)
         self._pixel_table = pixel_table(self.input_spec)
+        self._pixels = np.empty((self.input_spec.height, self.input_spec.width, 3), np.uint8)  # load_frame's buffer
         self.num_classes = _num_classes(scores_output, model_path)
         self._scores = _Output(scores_output)
         self._features = _Output(features_output) if features_output is not None else None
@@ -223,9 +224,24 @@ class Classifier:
         """
         return cv2.LUT(resize_to_input(bgr, self.input_spec), self._pixel_table)[np.newaxis]
 
+    def load_frame(self, bgr: np.ndarray) -> None:
+        """Preprocess a BGR frame straight into the interpreter's input tensor (then `invoke_loaded`).
+
+        The same pixels as `preprocess`, without its allocations and the copy set_tensor
+        makes: resize and colour order into one reused buffer, then the pixel table into
+        the tensor itself. The tensor view is dropped before returning, since the
+        interpreter refuses to run while one is held.
+        """
+        pixels = resize_to_input(bgr, self.input_spec, out=self._pixels)
+        cv2.LUT(pixels, self._pixel_table, dst=self.interpreter.tensor(self._input_index)()[0])
+
     def invoke(self, tensor: np.ndarray) -> np.ndarray:
         """Scores for one preprocessed tensor, dequantised to float32, shape (num_classes,)."""
         self.interpreter.set_tensor(self._input_index, tensor)
+        return self.invoke_loaded()
+
+    def invoke_loaded(self) -> np.ndarray:
+        """Scores for the input already in the tensor (`load_frame`), dequantised to float32."""
         self.interpreter.invoke()
         return self._scores.read(self.interpreter)
 

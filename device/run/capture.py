@@ -7,25 +7,26 @@ import threading
 import time
 from typing import TextIO
 
-from ..model.classifier import Classifier
 from .frames import Frame, FrameBuffer
 from .options import RunOptions
 from .runstats import RunStats
 from .sources import FrameSource, SourceLost, SourceUnavailable
-from .timing import preprocess_timed
 
 MAX_BACKOFF_S = 8.0
 
 
 class Capture(threading.Thread):
-    """Reads the source into the buffer; reopens a lost live source with exponential backoff."""
+    """Reads the source into the buffer; reopens a lost live source with exponential backoff.
+
+    It only decodes: the workers preprocess each frame they take straight into their
+    interpreter's input tensor, so a live source's dropped frames cost no preprocessing.
+    """
 
     def __init__(self, source: FrameSource, buffer: FrameBuffer, stop: threading.Event,
-                 options: RunOptions, stats: RunStats, log: TextIO, classifier: Classifier | None = None) -> None:
+                 options: RunOptions, stats: RunStats, log: TextIO) -> None:
         super().__init__(name="edgepipe-capture", daemon=True)
         self.source, self.buffer, self.stop = source, buffer, stop
         self.options, self.stats, self.log = options, stats, log
-        self.classifier = classifier  # when set, frames are preprocessed here, overlapping inference
         self.index = 0
 
     def run(self) -> None:
@@ -72,8 +73,6 @@ class Capture(threading.Thread):
             captured = time.perf_counter()
             frame = Frame(self.index, image, time.time(), started, (captured - started) * 1000.0,
                           item=self.source.current_item)
-            if self.classifier is not None:
-                frame.tensor, frame.preprocess_ms = preprocess_timed(self.classifier, image)
             self.buffer.put(frame, self.stop)
             self.index += 1
             if pace_fps:

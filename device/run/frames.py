@@ -25,8 +25,6 @@ class Frame:
     started: float  # perf_counter when the capture began
     capture_ms: float
     item: str | None = None  # the source item's name (an image file's), when it has one
-    tensor: np.ndarray | None = None  # already preprocessed by the capture thread (in-order sources)
-    preprocess_ms: float = 0.0
     ticket: int = -1  # the order in which workers took frames: the order results are emitted in
 
 

@@ -12,8 +12,9 @@ is a stale answer, so older ones are dropped and counted, and a result that
 arrives after a newer frame's is dropped too (counted) rather than emitted out
 of order. Files are processed frame by frame (the capture thread blocks on a
 full buffer) and their results emitted in frame order, unless paced to their
-own frame rate with --realtime, which makes them behave live. Decoding (and,
-for files, resizing) the next frames overlaps inference. Memory is bounded: a
+own frame rate with --realtime, which makes them behave live. Decoding the
+next frames overlaps inference; each worker preprocesses its frame straight
+into its interpreter's input tensor. Memory is bounded: a
 fixed number of frames in flight and fixed-size statistics.
 """
 
@@ -131,10 +132,7 @@ class Pipeline:
 
     def _capture_and_classify(self) -> tuple[str, int]:
         """Run the capture thread, the workers and the emitting loop to the end: (stop reason, exit code)."""
-        # Every frame of a file is classified, so preprocessing it in the capture thread wastes
-        # nothing and overlaps inference; a live source preprocesses only the frames it keeps.
-        preprocess_early = None if self.buffer.keep_newest else self.classifier
-        capture = Capture(self.source, self.buffer, self.stop, self.options, self.stats, self.log, preprocess_early)
+        capture = Capture(self.source, self.buffer, self.stop, self.options, self.stats, self.log)
         workers = [InferenceWorker(i, clf, self.buffer, self.order, self.stop, self.options.regions)
                    for i, clf in enumerate(self.classifiers)]
         capture.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -146,6 +147,27 @@ def test_pixel_table_preprocessing_equals_the_shared_definition(shape_image, dty
     wide = np.concatenate([shape_image, shape_image[:, ::-1]], axis=1)
     fast = pixel_table(spec)[resize_to_input(wide, spec)][np.newaxis]
     np.testing.assert_array_equal(fast, to_model_input(wide, spec))
+
+
+@pytest.mark.parametrize("channel_order", ["RGB", "BGR"])
+@pytest.mark.parametrize("resize", ["stretch", "center_crop"])
+def test_resizing_into_a_buffer_gives_the_same_pixels_and_reuses_it(shape_image, channel_order, resize):
+    spec = InputSpec(64, 80, channel_order=channel_order, resize=resize)
+    wide = np.concatenate([shape_image, shape_image[:, ::-1]], axis=1)
+    out = np.empty((64, 80, 3), np.uint8)
+    for frame in (wide, wide[::-1], cv2.resize(wide, (80, 64))):  # shrunk, another frame, already the size
+        assert resize_to_input(frame, spec, out=out) is out
+        np.testing.assert_array_equal(out, resize_to_input(frame, spec))
+
+
+def test_frames_loaded_into_the_input_tensor_score_like_the_preprocessed_tensor(tiny_int8_model, shapes_dataset):
+    """run's workers write each frame straight into the interpreter's input: the same scores as
+    preprocess + invoke, frame after frame (the reused buffers carry nothing over)."""
+    clf = open_classifier(tiny_int8_model["model"], tiny_int8_model["labels"], threads=1)
+    for path in sorted(shapes_dataset.rglob("*.jpg"))[:6]:
+        image = cv2.resize(load_image(path), (640, 480))
+        clf.load_frame(image)
+        np.testing.assert_array_equal(clf.invoke_loaded(), clf.invoke(clf.preprocess(image)))
 
 
 def test_edgetpu_delegate_is_loaded_for_the_chosen_device_through_a_stand_in_loader():

@@ -4,7 +4,12 @@ It runs the real `run` pipeline (capture thread, preprocessing, inference,
 postprocessing) rather than a copy of it, and reads the per-frame stage
 latencies from the same `FrameResult`s every output of `edgepipe run` gets,
 so what is measured is what users run. Unlike the model latency, the "inference" stage
-here includes setting the input and reading and dequantising the output.
+here includes reading and dequantising the output; "capture" is reading (for a video or
+an MJPG camera, decoding) the frame, "preprocess" resizing it into the interpreter's
+input, and "handoff" what is left of the frame's total: the time it waited between
+threads (in the frame buffer for a free worker, then for earlier frames' results) and
+was handed to the outputs. The process's CPU time per frame says what the pipeline
+costs the cores, which the waits do not.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ from edgepipe.device.run.loop import Pipeline
 from edgepipe.device.run.options import RunOptions
 from edgepipe.device.run.results import FrameResult
 from edgepipe.device.run.runstats import STAGES
+
+# The per-frame stages in the order a frame passes them, then the frame's total.
+E2E_STAGES = (*STAGES[:-1], "handoff", STAGES[-1])
 from edgepipe.device.model.classifier import Classifier
 from edgepipe.device.run.sink import Sink
 from edgepipe.device.run.sources import FrameSource
@@ -70,7 +78,9 @@ def measure_e2e(classifiers: list[Classifier], source: FrameSource, warmup: int,
         max_retries=0,  # a bench reports a lost source instead of waiting out retries
     )
     sink = FrameLatencySink()
+    cpu_started = time.process_time()
     result = Pipeline(classifiers, source, options, [sink], log=WarmupLabelledLog(log, warmup)).run()
+    cpu_s = time.process_time() - cpu_started
     frames = sink.latencies[warmup:]
     if not sink.latencies:
         raise UserError(f"source {source.name} yielded no frames ({result.reason}); check it with `edgepipe run --source`")
@@ -79,6 +89,8 @@ def measure_e2e(classifiers: list[Classifier], source: FrameSource, warmup: int,
             f"source {source.name} yielded only {len(sink.latencies)} frames, all spent on --warmup {warmup}; "
             "use a longer source or a smaller --warmup"
         )
+    for f in frames:  # what the measured stages leave of the total: waiting between threads, emitting
+        f["handoff"] = max(0.0, f["total"] - sum(f[stage] for stage in STAGES[:-1]))
     emitted = sink.emitted_ns[warmup:]
     span_s = (emitted[-1] - emitted[0]) / 1e9
     return {
@@ -92,8 +104,9 @@ def measure_e2e(classifiers: list[Classifier], source: FrameSource, warmup: int,
         "dropped": result.summary.get("dropped", 0),
         "stop_reason": result.reason,
         "stages_ms": {
-            stage: latency_summary(np.array([f[stage] for f in frames]) * 1e6) for stage in STAGES
+            stage: latency_summary(np.array([f[stage] for f in frames]) * 1e6) for stage in E2E_STAGES
         },
+        "cpu_ms_per_frame": round(cpu_s * 1000 / len(sink.latencies), MS_DECIMALS),  # warm-up frames included
         "peak_rss_mb": peak_rss_mb(),
         "total_samples_ms": [round(f["total"], MS_DECIMALS) for f in frames],
     }

@@ -104,11 +104,16 @@ def format_e2e(e2e: dict[str, Any]) -> str:
         f"{e2e['frames']} frames after {e2e['warmup']} warm-up, "
         + ("FPS n/a (one frame)" if e2e["fps"] is None else f"{e2e['fps']:.2f} FPS")
     )
+    total_mean = e2e["stages_ms"]["total"]["mean"]
     rows = [
-        [stage, s["p50"], s["p90"], s["p99"], s["max"], s["mean"]]
+        [stage, s["p50"], s["p90"], s["p99"], s["max"], s["mean"],
+         f"{100 * s['mean'] / total_mean:.0f}%" if total_mean > 0 else "-"]
         for stage, s in e2e["stages_ms"].items()
     ]
-    return head + "\n" + render_table(["stage", "p50 ms", "p90", "p99", "max", "mean"], rows)
+    cpu = e2e.get("cpu_ms_per_frame")
+    if cpu is not None:
+        head += f", {cpu:.2f} ms of CPU per frame (all threads, warm-up included)"
+    return head + "\n" + render_table(["stage", "p50 ms", "p90", "p99", "max", "mean", "of total"], rows)
 
 
 def csv_text(report: dict[str, Any]) -> str:

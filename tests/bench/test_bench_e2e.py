@@ -5,7 +5,7 @@ import json
 import pytest
 
 
-STAGES = ("capture", "preprocess", "inference", "postprocess", "total")
+STAGES = ("capture", "preprocess", "inference", "postprocess", "handoff", "total")
 
 
 def test_e2e_reports_every_stage_over_the_timed_frames(cli, tiny_bundle, video):
@@ -24,13 +24,18 @@ def test_e2e_reports_every_stage_over_the_timed_frames(cli, tiny_bundle, video):
     parts = sum(e2e["stages_ms"][stage]["min"] for stage in STAGES[:-1])
     assert e2e["stages_ms"]["total"]["max"] >= parts
     assert e2e["stages_ms"]["inference"]["p50"] > 0 and e2e["fps"] > 0
+    # The hand-offs are what the other stages leave of each frame's total.
+    means = {stage: e2e["stages_ms"][stage]["mean"] for stage in STAGES}
+    assert sum(means[stage] for stage in STAGES[:-1]) == pytest.approx(means["total"], rel=0.01, abs=0.01)
+    assert 0 < e2e["cpu_ms_per_frame"]
 
 
 def test_e2e_human_output_has_a_stage_table(cli, tiny_bundle, video):
     code, stdout, _ = cli("bench", tiny_bundle, "--threads", "1", "--runs", "5", "--warmup", "1", "--e2e", video)
     assert code == 0
     assert f"end to end: {video} (cpu, threads=1), 5 frames after 1 warm-up" in stdout
-    assert [line.split()[0] for line in stdout.splitlines()[-5:]] == list(STAGES)
+    assert "ms of CPU per frame" in stdout
+    assert [line.split()[0] for line in stdout.splitlines()[-6:]] == list(STAGES)
 
 
 def test_a_video_shorter_than_the_warmup_is_a_clear_error(cli, tiny_bundle, video):

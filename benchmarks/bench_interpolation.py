@@ -1,4 +1,5 @@
 """Which interpolation shrinks frames for the model: accuracy and CPU cost of each.
+(bench_run_accuracy.py measures accuracy through `edgepipe run` itself, JPEG-encoded frames included.)
 
 Classifies a labelled held-out set (one sub-folder per class) through the
 device runtime with every shrinking interpolation, the rest of preprocessing
@@ -28,11 +29,12 @@ from edgepipe.device.model.classifier import open_classifier
 from edgepipe.device.model.preprocess import IMAGE_SUFFIXES, load_image, resize_to_input
 
 ROOT = Path(__file__).resolve().parent
-INTERPOLATIONS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST,
-                  "cubic": cv2.INTER_CUBIC}
+# None: the shared definition (preprocess.shrink: INTER_AREA by a whole factor, then INTER_LINEAR).
+INTERPOLATIONS = {"area": cv2.INTER_AREA, "area x k + linear": None, "linear": cv2.INTER_LINEAR,
+                  "nearest": cv2.INTER_NEAREST, "cubic": cv2.INTER_CUBIC}
 
 
-def resize_cpu_ms(frame: np.ndarray, spec, interpolation: int, repeats: int = 200, rounds: int = 5) -> float:
+def resize_cpu_ms(frame: np.ndarray, spec, interpolation: int | None, repeats: int = 200, rounds: int = 5) -> float:
     out = np.empty((spec.height, spec.width, 3), np.uint8)
     times = []
     for _ in range(rounds):
@@ -76,7 +78,7 @@ def main() -> int:
     load = [round(v, 2) for v in os.getloadavg()]
     print(f"{len(samples)} labelled images, {args.model}; load average {load}")
     for name, row in results.items():
-        print(f"{name:<8} " + ", ".join(f"{k} {v}" for k, v in row.items()))
+        print(f"{name:<18} " + ", ".join(f"{k} {v}" for k, v in row.items()))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"benchmark": "interpolation", "model": str(args.model), "images": len(samples),
                                     "load_average": load, "results": results}, indent=2) + "\n")

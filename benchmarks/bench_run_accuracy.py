@@ -22,6 +22,12 @@ import cv2
 
 ROOT = Path(__file__).resolve().parent
 RUN = "import sys\nfrom edgepipe.cli import main\nsys.exit(main(sys.argv[1:]))"
+
+
+def checkout_python(checkout: Path) -> str:
+    """The checkout's own virtual environment (an editable install maps edgepipe to its checkout), else ours."""
+    python = checkout / ".venv" / "bin" / "python"
+    return str(python) if python.exists() else sys.executable
 SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
@@ -45,7 +51,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(tmp) / "heldout_640x480.avi"
         labels = write_video(video, args.heldout)
-        out = subprocess.run([sys.executable, "-c", RUN, "run", str(args.model), "--source", str(video), "--json",
+        out = subprocess.run([checkout_python(args.checkout), "-c", RUN, "run", str(args.model), "--source", str(video), "--json",
                               "--stats-interval", "0"], cwd=args.checkout, check=True, capture_output=True,
                              text=True).stdout
     results = [json.loads(line) for line in out.splitlines() if line.startswith("{")]

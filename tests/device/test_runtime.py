@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from edgepipe.core.errors import UserError
-from edgepipe.device.model.preprocess import InputSpec, load_image, resize_to_input, to_model_input
+from edgepipe.device.model.preprocess import InputSpec, load_image, resize_to_input, shrink, to_model_input
 from edgepipe.device.model.classifier import ModelError, open_classifier, pixel_table
 from edgepipe.device.model.backends import EdgeTpuUnavailable
 from edgepipe.device.host import default_threads
@@ -158,6 +158,17 @@ def test_resizing_into_a_buffer_gives_the_same_pixels_and_reuses_it(shape_image,
     for frame in (wide, wide[::-1], cv2.resize(wide, (80, 64))):  # shrunk, another frame, already the size
         assert resize_to_input(frame, spec, out=out) is out
         np.testing.assert_array_equal(out, resize_to_input(frame, spec))
+
+
+def test_shrinking_averages_whole_blocks_then_interpolates_the_rest(shape_image):
+    """640x480 to 224x224: each pixel of the half-size frame is the mean of a 2x2 block; a frame
+    one pixel wider and taller is cut to that multiple first, so it shrinks the same way."""
+    frame = cv2.resize(shape_image, (640, 480))
+    blocks = frame.reshape(240, 2, 320, 2, 3).astype(np.float32).mean(axis=(1, 3))
+    expected = cv2.resize(np.rint(blocks).astype(np.uint8), (224, 224), interpolation=cv2.INTER_LINEAR)
+    assert np.abs(shrink(frame, 224, 224).astype(int) - expected).max() <= 2  # two roundings
+    padded = cv2.copyMakeBorder(frame, 0, 1, 0, 1, cv2.BORDER_CONSTANT, value=(255, 0, 0))
+    np.testing.assert_array_equal(shrink(padded, 224, 224), shrink(frame, 224, 224))
 
 
 def test_frames_loaded_into_the_input_tensor_score_like_the_preprocessed_tensor(tiny_int8_model, shapes_dataset):

@@ -21,13 +21,10 @@ from pathlib import Path
 import cv2
 
 ROOT = Path(__file__).resolve().parent
-RUN = "import sys\nfrom edgepipe.cli import main\nsys.exit(main(sys.argv[1:]))"
+sys.path.insert(0, str(ROOT))
+from checkouts import RUN, checkout_python  # noqa: E402  (a sibling module of this script)
 
 
-def checkout_python(checkout: Path) -> str:
-    """The checkout's own virtual environment (an editable install maps edgepipe to its checkout), else ours."""
-    python = checkout / ".venv" / "bin" / "python"
-    return str(python) if python.exists() else sys.executable
 SUFFIXES = (".jpg", ".jpeg", ".png")
 
 

@@ -21,13 +21,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-RUN = "import sys\nfrom edgepipe.cli import main\nsys.exit(main(sys.argv[1:]))"
-
-
-def checkout_python(checkout: Path) -> str:
-    """The checkout's own virtual environment (an editable install maps edgepipe to its checkout), else ours."""
-    python = checkout / ".venv" / "bin" / "python"
-    return str(python) if python.exists() else sys.executable
+sys.path.insert(0, str(ROOT))
+from checkouts import RUN, checkout_python  # noqa: E402  (a sibling module of this script)
 
 
 def paced_run(checkout: Path, model: str, video: str, fps: float, frames: int, stats: Path) -> dict:

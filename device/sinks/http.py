@@ -1,20 +1,24 @@
 """A live web view, a JSON API and Prometheus metrics of a run (`run --serve`).
 
-/               one page: the live annotated video, the top-k, fps and per-stage latency
-/stream.mjpg    the annotated frames as MJPEG (absent with --no-preview)
+/               one page: the live annotated frame, its label, top-k, fps and per-stage latency
+/api/view       one frame's result and its annotated JPEG (base64) in one object: what the page shows
+/stream.mjpg    the annotated frames as MJPEG, for other viewers (absent with --no-preview)
 /api/latest     the last result (the `--json` object)
 /api/summary    the run's summary so far
 /healthz        200 while results are fresh, 503 when the last is older than a few seconds
 /metrics        Prometheus text format
 
 The inference thread only keeps a reference to the newest result. Frames are
-JPEG-encoded by a thread of their own, only while someone watches the stream,
-at most --serve-fps per second; a client too slow for that skips frames (counted).
+JPEG-encoded by a thread of their own, only while someone watches (the stream, or
+the page within the last VIEWER_IDLE_S), at most --serve-fps per second; a client too
+slow for that skips frames (counted). Each JPEG is kept with the result it was drawn
+from, so the page's image, headline and scores always come from one frame.
 With a token every request must carry it (`Authorization: Bearer TOKEN` or `?token=`).
 """
 
 from __future__ import annotations
 
+import base64
 import hmac
 import json
 import threading
@@ -33,6 +37,7 @@ from .options import ServeOptions
 
 JPEG_QUALITY = 80
 BOUNDARY = "edgepipe-frame"
+VIEWER_IDLE_S = 2.0  # the page counts as watching this long after its last /api/view
 
 
 class HttpSink(Sink):
@@ -47,8 +52,10 @@ class HttpSink(Sink):
         self.latest: FrameResult | None = None
         self.latest_at: float | None = None  # monotonic time of the newest result
         self.jpeg: bytes | None = None
+        self.jpeg_result: FrameResult | None = None  # the result self.jpeg was drawn from
         self.jpeg_seq = 0
         self.watchers = 0
+        self.viewed_at: float | None = None  # monotonic time of the page's last /api/view
         self.frames_sent = 0
         self.skipped = 0  # frames a slow stream client never got
         self._cond = threading.Condition()
@@ -85,7 +92,7 @@ class HttpSink(Sink):
     def emit(self, result: FrameResult) -> None:
         self.latest, self.latest_at = result, time.monotonic()
         self.metrics.observe(result)
-        if self.watchers:
+        if self.watched():
             self._new_result.set()
 
     def summary_fields(self) -> dict[str, Any]:
@@ -103,26 +110,57 @@ class HttpSink(Sink):
 
     # -- the JPEG thread --------------------------------------------------------------------------
     def _encode(self) -> None:
-        import cv2  # only the preview needs it here
-
         encoded: FrameResult | None = None
         while not self._closed.is_set():
             if not self._new_result.wait(timeout=0.5):
                 continue
             self._new_result.clear()
             result = self.latest
-            if result is None or result is encoded or result.image is None or not self.watchers:
+            if result is None or result is encoded or result.image is None or not self.watched():
                 continue
             began = time.monotonic()
-            ok, data = cv2.imencode(".jpg", result.annotated, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-            if ok:
-                with self._cond:
-                    self.jpeg, self.jpeg_seq = data.tobytes(), self.jpeg_seq + 1
-                    self._cond.notify_all()
+            self._encode_one(result)
             encoded = result
             self._closed.wait(max(0.0, 1.0 / self.options.fps - (time.monotonic() - began)))
 
+    def _encode_one(self, result: FrameResult) -> None:
+        """Encode `result`'s annotated frame and publish it with the result it was drawn from."""
+        import cv2  # only the preview needs it
+
+        ok, data = cv2.imencode(".jpg", result.annotated, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        if ok:
+            with self._cond:
+                self.jpeg, self.jpeg_result, self.jpeg_seq = data.tobytes(), result, self.jpeg_seq + 1
+                self._cond.notify_all()
+
     # -- request handlers' side ------------------------------------------------------------------
+    def watched(self) -> bool:
+        """Someone wants JPEGs: a stream client, or the page lately."""
+        return bool(self.watchers) or (self.viewed_at is not None
+                                       and time.monotonic() - self.viewed_at < VIEWER_IDLE_S)
+
+    def view(self) -> dict[str, Any] | None:
+        """What the page shows: one result and the JPEG drawn from it, as one object.
+
+        Without a preview it is the newest result alone. With one, it is the newest
+        encoded frame's result, never the newest result beside an older frame's image;
+        a page's first request (nobody watching until then) encodes the newest frame
+        itself rather than show an old one or wait for the JPEG thread. None: no result yet.
+        """
+        latest = self.latest
+        if not self.options.preview or latest is None or latest.image is None:
+            return None if latest is None else {"result": latest.to_json(), "jpeg": None}
+        was_watched = self.watched()
+        self.viewed_at = time.monotonic()
+        self._new_result.set()
+        if not was_watched or self.jpeg is None:
+            self._encode_one(latest)
+        with self._cond:
+            jpeg, result = self.jpeg, self.jpeg_result
+        if jpeg is None or result is None:
+            return None
+        return {"result": result.to_json(), "jpeg": base64.b64encode(jpeg).decode("ascii")}
+
     def authorised(self, header: str | None, query: dict[str, list[str]]) -> bool:
         token = self.options.token
         if token is None:
@@ -162,7 +200,7 @@ def _handler_for(sink: HttpSink) -> type[BaseHTTPRequestHandler]:
                 self._send(HTTPStatus.UNAUTHORIZED, b'{"error": "token required"}\n', "application/json",
                            {"WWW-Authenticate": 'Bearer realm="edgepipe"'})
                 return
-            route = {"/": self._page, "/stream.mjpg": self._stream, "/api/latest": self._latest,
+            route = {"/": self._page, "/stream.mjpg": self._stream, "/api/view": self._view, "/api/latest": self._latest,
                      "/api/summary": self._summary, "/healthz": self._healthz, "/metrics": self._metrics}.get(url.path)
             if route is None or (url.path == "/stream.mjpg" and not sink.options.preview):
                 self._json(HTTPStatus.NOT_FOUND, {"error": f"no {url.path} here"})
@@ -184,7 +222,7 @@ def _handler_for(sink: HttpSink) -> type[BaseHTTPRequestHandler]:
             self._send(status, (json.dumps(data) + "\n").encode(), "application/json")
 
         def _page(self) -> None:
-            self._send(HTTPStatus.OK, page(sink.options.preview).encode(), "text/html; charset=utf-8")
+            self._send(HTTPStatus.OK, page(sink.options.preview, sink.options.fps).encode(), "text/html; charset=utf-8")
 
         def _latest(self) -> None:
             result = sink.latest
@@ -192,6 +230,13 @@ def _handler_for(sink: HttpSink) -> type[BaseHTTPRequestHandler]:
                 self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "no result yet"})
             else:
                 self._json(HTTPStatus.OK, result.to_json())
+
+        def _view(self) -> None:
+            view = sink.view()
+            if view is None:
+                self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "no result yet"})
+            else:
+                self._json(HTTPStatus.OK, view)
 
         def _summary(self) -> None:
             self._json(HTTPStatus.OK, sink.run.running_summary() if sink.run else {})
@@ -236,10 +281,10 @@ def _handler_for(sink: HttpSink) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def page(preview: bool) -> str:
-    """The one page: the live stream and the current result, refreshed by a few lines of script."""
-    image = '<img id="live" alt="live view" src="">' if preview else '<p class="muted">preview off (--no-preview)</p>'
-    return PAGE.replace("{image}", image)
+def page(preview: bool, fps: float) -> str:
+    """The one page: one frame and its result, refreshed together by a few lines of script."""
+    image = '<img id="live" alt="live view">' if preview else '<p class="muted">preview off (--no-preview)</p>'
+    return PAGE.replace("{image}", image).replace("{period_ms}", str(max(50, round(1000 / fps))))
 
 
 PAGE = """<!doctype html>
@@ -258,7 +303,7 @@ PAGE = """<!doctype html>
  <h1 id="label">-</h1>
  <div class="muted">frame <span id="frame">-</span> &middot; <span id="fps">-</span> fps</div>
  <table id="top"></table>
- <h3>regions</h3><table id="regions"></table>
+ <div id="regions-part" hidden><h3>regions</h3><table id="regions"></table></div>
  <h3>latency (ms)</h3><table id="latency"></table>
  <div id="status" class="muted"></div>
 </div>
@@ -267,7 +312,6 @@ PAGE = """<!doctype html>
 const token = new URLSearchParams(location.search).get("token");
 const q = token ? "?token=" + encodeURIComponent(token) : "";
 const live = document.getElementById("live");
-if (live) live.src = "stream.mjpg" + q;
 function rows(id, entries) {
   const table = document.getElementById(id);
   table.replaceChildren(...entries.map(([a, b]) => {
@@ -276,24 +320,36 @@ function rows(id, entries) {
     return tr;
   }));
 }
+function show(r) {  // one result: the headline, the numbers and the tables all read it
+  document.getElementById("label").textContent = r.label ?? "-";
+  document.getElementById("frame").textContent = r.frame;
+  document.getElementById("fps").textContent = r.fps.toFixed(1);
+  rows("top", r.top.map(p => [p.label, p.score.toFixed(3)]));
+  const regions = Object.entries(r.regions || {});
+  document.getElementById("regions-part").hidden = regions.length === 0;
+  rows("regions", regions.map(([n, t]) => [n, t.length ? t[0].label + " " + t[0].score.toFixed(3) : "-"]));
+  rows("latency", Object.entries(r.latency_ms).map(([s, ms]) => [s, ms.toFixed(1)]));
+}
 async function refresh() {
   try {
-    const response = await fetch("api/latest" + q, {cache: "no-store"});
+    const response = await fetch("api/view" + q, {cache: "no-store"});
     if (!response.ok) throw new Error(response.status);
-    const r = await response.json();
-    document.getElementById("label").textContent = r.top.length ? r.top[0].label : "-";
-    document.getElementById("frame").textContent = r.frame;
-    document.getElementById("fps").textContent = r.fps.toFixed(1);
-    rows("top", r.top.map(p => [p.label, p.score.toFixed(3)]));
-    rows("regions", Object.entries(r.regions || {}).map(([n, t]) => [n, t.length ? t[0].label + " " + t[0].score.toFixed(2) : "-"]));
-    rows("latency", Object.entries(r.latency_ms).map(([s, ms]) => [s, ms.toFixed(1)]));
+    const view = await response.json();
+    if (live) {  // the text changes once its own frame is decoded, never before
+      const next = new Image();
+      next.src = "data:image/jpeg;base64," + view.jpeg;
+      await next.decode();
+      live.src = next.src;
+      live.dataset.frame = view.result.frame;
+    }
+    show(view.result);
     document.getElementById("status").textContent = "";
   } catch (e) {
     document.getElementById("status").textContent = "no fresh result (" + e.message + ")";
   }
 }
-refresh();
-setInterval(refresh, 500);
+async function loop() { await refresh(); setTimeout(loop, {period_ms}); }  // never two at once
+loop();
 </script>
 </body></html>
 """

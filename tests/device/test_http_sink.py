@@ -3,6 +3,7 @@ API, /metrics parsed by prometheus_client, /healthz, the token, --no-preview."""
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
@@ -124,30 +125,60 @@ def test_no_preview_serves_results_but_never_images(tiny_bundle, long_video):
         run.kill()
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_page_in_headless_chromium_shows_live_image_and_current_label(served, tmp_path):
-    run, base, _ = served
-    url = f"{base}?token={TOKEN}"
-    browser = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-               "--window-size=800,600", "--timeout=4000"]
-    screenshot = tmp_path / "page.png"
-    subprocess.run([*browser, f"--screenshot={screenshot}", url], check=True, capture_output=True, timeout=120)
-    shot = cv2.imread(str(screenshot))
-    assert shot.shape[:2] == (600, 800)
-    image_area = shot[12:12 + 120, 12:12 + 160]  # the stream's frame, at its natural size inside the page's padding
-    background = np.array([17, 17, 17])  # #111
-    assert np.abs(image_area.astype(int) - background).sum(axis=2).mean() > 30 and image_area.std() > 10
+def video_frames(path: Path) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while (ok_frame := capture.read())[0]:
+        frames.append(ok_frame[1])
+    capture.release()
+    return frames
 
-    for _ in range(5):  # on a loaded machine the page's first fetch may not be back within --timeout: ask again
-        dom = subprocess.run([*browser, "--dump-dom", url], check=True, capture_output=True, text=True,
-                             timeout=120).stdout
-        label = dom.split('<h1 id="label">', 1)[1].split("</h1>", 1)[0]
-        frame = dom.split('<span id="frame">', 1)[1].split("</span>", 1)[0]
-        if frame != "-":
-            break
-    frame = int(frame)
+
+def page_part(dom: str, opening: str, closing: str) -> str:
+    return dom.split(opening, 1)[1].split(closing, 1)[0]
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_page_in_headless_chromium_shows_one_frames_result_everywhere(tiny_bundle, long_video, tmp_path):
+    """Every frame rejected as unknown (--unknown 1): the headline must say so, not the best class;
+    the image, the frame number, the headline and the scores must be one frame's; no --roi, no regions."""
+    run = RunProcess(tiny_bundle, "--source", long_video, "--realtime", "--serve", "127.0.0.1:0",
+                     "--serve-fps", "10", "--unknown", "1")
+    try:
+        base = run.wait_err(r"serving (http://\S+/)").group(1)
+        run.wait_rows(3)
+        browser = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                   "--window-size=800,600", "--timeout=4000"]
+        screenshot = tmp_path / "page.png"
+        subprocess.run([*browser, f"--screenshot={screenshot}", base], check=True, capture_output=True, timeout=120)
+        shot = cv2.imread(str(screenshot))
+        assert shot.shape[:2] == (600, 800)
+        image_area = shot[12:12 + 120, 12:12 + 160]  # the frame, at its natural size inside the page's padding
+        background = np.array([17, 17, 17])  # #111
+        assert np.abs(image_area.astype(int) - background).sum(axis=2).mean() > 30 and image_area.std() > 10
+
+        for _ in range(5):  # on a loaded machine the page's first fetch may not be back within --timeout: ask again
+            dom = subprocess.run([*browser, "--dump-dom", base], check=True, capture_output=True, text=True,
+                                 timeout=120).stdout
+            if page_part(dom, '<span id="frame">', "</span>") != "-":
+                break
+    finally:
+        run.kill()
+    assert page_part(dom, "<span id=\"frame\">", "</span>") != "-", page_part(dom, "<div id=\"status\"", "</div>")
+    frame = int(page_part(dom, '<span id="frame">', "</span>"))
     row = next(r for r in run.rows if r["frame"] == frame)
-    assert label == row["top"][0]["label"]
+    assert row["label"] == "unknown" and page_part(dom, '<h1 id="label">', "</h1>") == "unknown"
+    scores = page_part(dom, '<table id="top">', "</table>")
+    assert scores == "".join(f"<tr><td>{p['label']}</td><td>{p['score']:.3f}</td></tr>" for p in row["top"])
+    assert '<div id="regions-part" hidden="">' in dom  # no --roi: no regions heading
+
+    img = page_part(dom, '<img id="live"', ">")
+    assert f'data-frame="{frame}"' in img
+    jpeg = base64.b64decode(page_part(img, 'src="data:image/jpeg;base64,', '"'))
+    shown = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    below_overlay = slice(60, 120)  # the label and fps are drawn in the top rows
+    distance = [np.abs(shown[below_overlay].astype(int) - f[below_overlay]).mean() for f in video_frames(long_video)]
+    assert int(np.argmin(distance)) == frame  # the picture is the frame whose result the text shows
 
 
 class LosesItsCamera:

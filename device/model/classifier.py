@@ -23,6 +23,7 @@ import numpy as np
 
 from edgepipe.core.accelerators import ACCELERATORS
 from edgepipe.core.errors import UserError
+from edgepipe.core.tfenv import native_info_dropped
 
 from ..host import default_threads
 from . import postprocess
@@ -264,12 +265,13 @@ class Classifier:
 
 def _make_interpreter(backend: Backend, data: bytes, path: Path, threads: int, delegate: Any) -> Any:
     try:
-        interpreter = backend.interpreter_class(
-            model_content=data,
-            num_threads=threads,
-            experimental_delegates=[delegate] if delegate is not None else None,
-        )
-        interpreter.allocate_tensors()
+        with native_info_dropped():  # the runtime's "Created TensorFlow Lite XNNPACK delegate" line
+            interpreter = backend.interpreter_class(
+                model_content=data,
+                num_threads=threads,
+                experimental_delegates=[delegate] if delegate is not None else None,
+            )
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"{path} cannot be loaded (truncated, corrupt or unsupported ops): {detail}") from None

@@ -173,8 +173,7 @@ def measure_configuration(classifiers: list[Classifier], plan: BenchPlan, progre
     for clf in classifiers:
         timed_invokes(clf.interpreter.invoke, plan.warmup)
     what = f"for {plan.duration_s:g} s" if plan.duration_s else f"{plan.runs} runs"
-    workers = f"{len(classifiers)} workers x " if len(classifiers) > 1 else ""
-    progress(f"{classifier.accelerator}, {workers}{threads_text(classifier.threads)}: timing {what} after {plan.warmup} warm-up")
+    progress(f"{classifier.accelerator}, {threads_text(classifier.threads, len(classifiers))}: timing {what} after {plan.warmup} warm-up")
     thermal_before = thermal_snapshot()
     gc.collect()  # leave no garbage from loading for the timed runs to trip over
     if len(classifiers) == 1:

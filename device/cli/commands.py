@@ -22,6 +22,7 @@ from edgepipe.device.sinks.recorder import RecorderSink
 from edgepipe.device.run.loop import Pipeline
 from edgepipe.device.run.options import RunOptions
 from edgepipe.device.run.timing import predict_timed, preprocess_timed
+from edgepipe.device.model.postprocess import scored as scored_text
 from edgepipe.device.model.preprocess import ImageReadError, load_image
 from edgepipe.device.run.results import FrameResult
 from edgepipe.device.model.classifier import Classifier, open_classifier
@@ -37,7 +38,8 @@ from edgepipe.device.model.unknown import UnknownRule, resolve
 SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 0}  # SIGTERM is how a service is stopped: not a failure
 
 
-def _open(args: argparse.Namespace, threads: int | None = None) -> Classifier:
+def _open(args: argparse.Namespace, threads: int | None = None, announce: bool = True) -> Classifier:
+    """The model as the arguments ask; `announce`: say so on stderr now (run says it once its workers are chosen)."""
     classifier = open_classifier(
         args.model,
         labels=args.labels,
@@ -45,25 +47,34 @@ def _open(args: argparse.Namespace, threads: int | None = None) -> Classifier:
         threads=threads or args.threads,
         edgetpu_device=args.edgetpu_device,
     )
-    print(f"edgepipe {args.command}: {printable(classifier.describe())}", file=sys.stderr, flush=True)
+    if announce:
+        _announce(args, classifier)
     return classifier
+
+
+def _announce(args: argparse.Namespace, classifier: Classifier, interpreters: int = 1) -> None:
+    print(f"edgepipe {args.command}: {printable(classifier.describe(interpreters))}", file=sys.stderr, flush=True)
 
 
 def open_workers(args: argparse.Namespace) -> list[Classifier]:
     """One classifier per --workers interpreter; `auto` measures (or recalls) the fastest combination."""
     cores = default_threads()
     if args.workers is None:  # --workers auto
-        base = _open(args)  # all cores by default: what the Edge TPU's CPU fallback ops get
+        base = _open(args, announce=False)  # all cores by default: what the Edge TPU's CPU fallback ops get
         if base.accelerator != "cpu":
+            _announce(args, base)
             print(f"edgepipe run: --workers auto: 1 interpreter on the {base.accelerator} (one per TPU)",
                   file=sys.stderr, flush=True)
             return [base]
         choice, classifiers = choose_workers(base, args.threads, cores=cores)
+        _announce(args, classifiers[0], len(classifiers))
         print(f"edgepipe run: {choice.describe()}", file=sys.stderr, flush=True)
         return classifiers
     threads = args.threads or max(1, cores // args.workers)
-    base = _open(args, threads=threads)
-    return [base] + [base.replica(threads) for _ in range(args.workers - 1)]
+    base = _open(args, threads=threads, announce=False)
+    classifiers = [base] + [base.replica(threads) for _ in range(args.workers - 1)]
+    _announce(args, base, len(classifiers))
+    return classifiers
 
 
 def _unknown_rule(args: argparse.Namespace, classifier: Classifier) -> UnknownRule | None:
@@ -99,7 +110,7 @@ def classify_command(args: argparse.Namespace) -> int:
                 shown["confidence"] = data["confidence"]
             print(json.dumps({**shown, "top": data["top"], "latency_ms": data["latency_ms"]}), flush=True)
         else:
-            labels = ", ".join(f"{p.label} {p.score:.3f}" for p in scored.top)
+            labels = ", ".join(scored_text(p.label, p.score) for p in scored.top)
             if result.unknown:
                 labels = f"unknown (best: {labels})"
             print(printable(f"{path}: {labels}  [inference {result.latency_ms['inference']:.1f} ms]"), flush=True)

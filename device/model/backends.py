@@ -68,8 +68,10 @@ def find_backend() -> Backend:
     )
 
 
-def threads_text(threads: int) -> str:
-    return f"{threads} thread" + ("" if threads == 1 else "s")
+def threads_text(threads: int, interpreters: int = 1) -> str:
+    """"2 threads", or "2 interpreters x 1 thread" for several: one wording in every line that says it."""
+    text = f"{threads} thread" + ("" if threads == 1 else "s")
+    return text if interpreters == 1 else f"{interpreters} interpreters x {text}"
 
 
 @contextlib.contextmanager

@@ -254,12 +254,12 @@ class Classifier:
     def classify(self, bgr: np.ndarray, top_k: int = 5) -> list[Prediction]:
         return postprocess.top_k(self.invoke(self.preprocess(bgr)), self.labels, top_k)
 
-    def describe(self) -> str:
-        """One line for logs: which model, where it runs and on what."""
+    def describe(self, interpreters: int = 1) -> str:
+        """One line for logs: which model, where it runs and on what (`interpreters` of it, --workers)."""
         note = f" ({self.accelerator_note})" if self.accelerator_note else ""
         return (
             f"{self.model_path} on {self.accelerator}{note}, {self.backend} {self.backend_version}, "
-            f"{threads_text(self.threads)}, loaded in {self.load_ms:.0f} ms"
+            f"{threads_text(self.threads, interpreters)}, loaded in {self.load_ms:.0f} ms"
         )
 
 

@@ -10,6 +10,14 @@ from typing import Any
 import numpy as np
 
 
+SCORE_DECIMALS = 3  # every score a person reads (classify, run, the overlay, the page) shows this many
+
+
+def scored(label: str, score: float) -> str:
+    """"daisy 0.996": a label and its score as every command prints them."""
+    return f"{label} {score:.{SCORE_DECIMALS}f}"
+
+
 @dataclass(frozen=True)
 class Prediction:
     index: int

@@ -21,6 +21,7 @@ from .edgetpu_probe import checked_edgetpu
 from .golden import GoldenSet, compare, read_golden, run_golden
 from .classifier import open_classifier
 from .options import VerifyOptions
+from .postprocess import scored
 from edgepipe.device.model.backends import EDGETPU_INSTALL_HINT, find_backend
 from edgepipe.device.host import edgetpu_library
 
@@ -130,8 +131,8 @@ def _check_line(c: Check) -> list[str]:
     ]
     if c.reason and c.status != "failed":
         lines.append(f"           {c.reason}")
-    lines += [f"           disagrees: {d['file']} (true {d['true']}): expected {d['expected']} {d['expected_score']:.2f}, "
-              f"got {d['got']} {d['got_score']:.2f}" for d in m["disagreements"]]
+    lines += [f"           disagrees: {d['file']} (true {d['true']}): expected {scored(d['expected'], d['expected_score'])}, "
+              f"got {scored(d['got'], d['got_score'])}" for d in m["disagreements"]]
     return lines
 
 

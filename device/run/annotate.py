@@ -7,14 +7,14 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from edgepipe.device.model.postprocess import Detection, Prediction
+from edgepipe.device.model.postprocess import Detection, Prediction, scored
 
 REGION_COLOUR = (0, 200, 255)  # BGR amber: visible on most scenes
 DETECTION_COLOUR = (80, 220, 80)  # BGR green: told apart from the regions' amber
 
 
 def _label(top: list[Prediction]) -> str:
-    return f"{top[0].label} {top[0].score:.2f}" if top else "-"
+    return scored(top[0].label, top[0].score) if top else "-"
 
 
 def annotate(bgr: np.ndarray, top: list[Prediction], fps: float,
@@ -28,7 +28,7 @@ def annotate(bgr: np.ndarray, top: list[Prediction], fps: float,
     scale = max(0.5, out.shape[1] / 800)
     thickness = max(1, round(scale * 2))
     boxes = [(box, f"{name}: {_label(region_top)}", REGION_COLOUR) for name, (box, region_top) in (regions or {}).items()]
-    boxes += [(d.box, f"{d.label} {d.score:.2f}", DETECTION_COLOUR) for d in detections]
+    boxes += [(d.box, scored(d.label, d.score), DETECTION_COLOUR) for d in detections]
     for (x0, y0, x1, y1), text, colour in boxes:
         cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), colour, thickness)
         (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale * 0.8, thickness)

@@ -26,6 +26,7 @@ import numpy as np
 
 from edgepipe.core.files import atomic_write_text
 
+from edgepipe.device.model.backends import threads_text
 from edgepipe.device.model.classifier import Classifier
 from edgepipe.device.host import default_threads
 
@@ -48,7 +49,7 @@ class WorkerChoice:
     def describe(self) -> str:
         how = "cached measurement" if self.cached else "measured now"
         others = ", ".join(f"{w}x{t} {r:.1f}/s" for w, t, r in self.measured if (w, t) != (self.workers, self.threads))
-        return (f"--workers auto: {self.workers} interpreter(s) x {self.threads} thread(s), "
+        return (f"--workers auto: {threads_text(self.threads, self.workers)}, "
                 f"{self.per_s:.1f} inferences/s ({how}" + (f"; {others}" if others else "") + ")")
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from edgepipe.core.safetext import printable
 
-from edgepipe.device.model.postprocess import Detection, Prediction
+from edgepipe.device.model.postprocess import Detection, Prediction, scored
 from edgepipe.device.model.unknown import UNKNOWN_LABEL, Verdict
 
 LATENCY_DECIMALS = 3
@@ -78,14 +78,14 @@ class FrameResult:
 
     def human_line(self, threshold: float = 0.0) -> str:
         """The line `run` prints without --json."""
-        labels = ", ".join(f"{p.label} {p.score:.2f}" for p in self.top) or f"(nothing above {threshold:g})"
+        labels = ", ".join(scored(p.label, p.score) for p in self.top) or f"(nothing above {threshold:g})"
         where = f"frame {self.index}" + (f" {self.item}" if self.item is not None else "")
         if self.unknown:
             labels = f"{UNKNOWN_LABEL} (best: {labels})"
         for name, top in self.regions.items():
-            labels += f" | {name}: " + (f"{top[0].label} {top[0].score:.2f}" if top else "-")
+            labels += f" | {name}: " + (scored(top[0].label, top[0].score) if top else "-")
         if self.detections:
-            labels += " | objects: " + ", ".join(f"{d.label} {d.score:.2f}" for d in self.detections)
+            labels += " | objects: " + ", ".join(scored(d.label, d.score) for d in self.detections)
         return printable(f"{where}: {labels}  [inference {self.latency_ms['inference']:.1f} ms, {self.fps:.1f} fps]")
 
     @functools.cached_property

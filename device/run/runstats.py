@@ -7,6 +7,7 @@ feeds a log-spaced histogram (1% wide bins), whose percentiles are within
 
 from __future__ import annotations
 
+import collections
 import math
 import time
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import numpy as np
 
 STAGES = ("capture", "preprocess", "inference", "postprocess", "total")
+FPS_WINDOW_FRAMES = 30  # a result's fps: the rate over this many results (about 1 s at 30 fps)
 
 
 class LatencyHistogram:
@@ -71,27 +73,30 @@ class RunStats:
         self._period_started = self.started
         self._period_frames = 0
         self._period_dropped = 0
-        self._last_result: float | None = None
-        self._mean_interval: float | None = None
+        self._completed: collections.deque[float] = collections.deque(maxlen=FPS_WINDOW_FRAMES + 1)
         self.current_fps = 0.0
 
     def record(self, latency_ms: dict[str, float]) -> None:
         now = self.clock()
         if self.first_result_s is None:
             self.first_result_s = now - self.started
-        if self._last_result is not None:
-            # Averaging intervals, not rates: results of parallel workers may leave in a burst
-            # (one waited for an earlier frame), and a near-zero interval must not read as 1000s fps.
-            interval = now - self._last_result
-            self._mean_interval = interval if self._mean_interval is None else 0.9 * self._mean_interval + 0.1 * interval
-            if self._mean_interval > 0:
-                self.current_fps = 1.0 / self._mean_interval
-        self._last_result = now
+        self.current_fps = self._windowed_rate(now)
         self.frames += 1
         self._period_frames += 1
         for stage, ms in latency_ms.items():
             self.whole[stage].add(ms)
             self._period[stage].add(ms)
+
+    def _windowed_rate(self, now: float) -> float:
+        """Results per second over the last FPS_WINDOW_FRAMES results, counted from the run's
+        start until there are that many: never one interval between two results, which
+        parallel workers may deliver in a burst (nearly zero apart) or after a stall."""
+        self._completed.append(now)
+        if len(self._completed) == self._completed.maxlen:
+            frames, since = len(self._completed) - 1, self._completed[0]
+        else:
+            frames, since = len(self._completed), self.started
+        return frames / (now - since) if now > since else self.current_fps
 
     def drop(self, n: int = 1) -> None:
         self.dropped += n

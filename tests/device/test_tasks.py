@@ -82,7 +82,7 @@ def test_a_result_with_detections_serialises_them_and_one_without_does_not():
         {"index": 0, "label": "dog", "score": 0.5, "box": [0, 0, 8, 8]},
     ]
     assert data["top"] == plain.to_json()["top"]
-    assert detected.human_line().count("objects: cat 0.91, dog 0.50") == 1
+    assert detected.human_line().count("objects: cat 0.912, dog 0.500") == 1
 
 
 def test_the_annotated_frame_boxes_each_detection(shape_frame):

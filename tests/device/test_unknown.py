@@ -133,7 +133,7 @@ def test_an_unknown_frame_is_drawn_as_unknown_and_its_line_keeps_the_best_class(
 
     sure, unsure = frame(Verdict(False, 0.41)), frame(Verdict(True, 0.41, "below threshold"))
     assert unsure.label == "unknown" and sure.label == "square" and frame(None).label == "square"
-    assert unsure.human_line().startswith("frame 3: unknown (best: square 0.41)")
+    assert unsure.human_line().startswith("frame 3: unknown (best: square 0.410)")
     assert unsure.to_json()["label"] == "unknown" and unsure.to_json()["top"][0]["label"] == "square"
     assert "confidence" not in frame(None).to_json()
     drawn_sure, drawn_unsure = sure.annotated, unsure.annotated

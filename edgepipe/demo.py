@@ -226,7 +226,7 @@ def _table(s: dict[str, Any]) -> str:
     if s["float32_model_bytes"]:
         size += f" (float32: {s['float32_model_bytes'] / 1024:.0f} KiB)"
     rows = [
-        ("backbone", s["weights"]),
+        ("backbone weights", s["weights"].removeprefix("backbone weights: ")),  # train's note says it once
         ("held-out accuracy, float", _pct(s["accuracy_float"])),
         ("held-out accuracy, int8", _pct(s["accuracy_int8"]) + (f"  [PTQ {_pct(s['accuracy_ptq'])}, QAT {_pct(s['accuracy_qat'])}]"
                                                                  if s["accuracy_qat"] is not None else "")),

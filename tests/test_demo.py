@@ -62,3 +62,15 @@ def test_demo_device_stages_measure_a_process_without_tensorflow(tiny_bundle, tm
     result = json.loads(out.read_text())["results"][0]
     assert result["latency_ms"]["p50"] > 0
     assert 0 < result["peak_rss_mb"] < own_peak_mb / 2, (result["peak_rss_mb"], own_peak_mb)
+
+
+def test_demo_table_says_each_thing_once():
+    from edgepipe.demo import _table
+
+    summary = {"workdir": "/tmp/demo", "weights": "backbone weights: ImageNet, the copy shipped with edgepipe (x.h5)",
+               "accuracy_float": 0.95, "accuracy_int8": 0.94, "accuracy_ptq": None, "accuracy_qat": None,
+               "model_bytes": 2_000_000, "float32_model_bytes": None, "edgetpu_mapped": 60, "edgetpu_cpu": 0,
+               "threads": 2, "latency_p50_ms": 3.0, "latency_p99_ms": 4.0, "bench_peak_rss_mb": 80.0,
+               "run_fps": 50.0, "video_accuracy": 0.9, "timings_s": {"train_s": 30.0}}
+    row = next(line for line in _table(summary).splitlines() if "ImageNet" in line)
+    assert row.split()[:3] == ["backbone", "weights", "ImageNet,"] and row.count("backbone") == 1

@@ -74,3 +74,44 @@ def test_working_prints_no_done_line_when_the_block_fails():
         with Working("QAT", stream=stream):
             raise RuntimeError("stop")
     assert "done" not in stream.getvalue()
+
+
+BARS_THEN_A_LINE = """
+from edgepipe.core.progress import Progress, say
+say("before")
+for epoch in (1, 2):
+    with Progress(3, f"epoch {epoch}/2") as bar:
+        for _ in range(3):
+            bar.update()
+say("after")
+"""
+
+
+@pytest.mark.parametrize("size", [(0, 0), (100, 30)], ids=["unsized", "100x30"])
+def test_bars_on_a_terminal_leave_no_blank_lines(size):
+    """On a real pseudo-terminal, sized or not (0 x 0, as some SSH and container sessions give):
+    the screen ends up with each bar's last state on its own line and nothing empty between."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import sys
+    import termios
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: stderr is the terminal
+        os.execv(sys.executable, [sys.executable, "-c", BARS_THEN_A_LINE])
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
+    output = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.waitpid(pid, 0)
+    shown = [line.rsplit("\r", 1)[-1] for line in output.decode().split("\r\n")[:-1]]  # what stays on screen
+    assert [line.split(":")[0] for line in shown] == ["before", "epoch 1/2", "epoch 2/2", "after"]
+    assert all("3/3" in line for line in shown[1:3])

@@ -16,12 +16,14 @@ tqdm comes with the `train` extra; without it (the device) the plain lines are u
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
 from typing import Callable, Iterable, Iterator, TextIO, TypeVar
 
 PLAIN_INTERVAL_S = 10.0
+FALLBACK_SIZE = (80, 24)  # columns, rows for bars on a terminal that reports no size
 T = TypeVar("T")
 
 
@@ -33,6 +35,16 @@ def say(message: str) -> None:
 def _duration(seconds: float) -> str:
     seconds = int(round(seconds))
     return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds} s"
+
+
+def _terminal_sized(stream: TextIO) -> bool:
+    """Whether the terminal reports its size: a pseudo-terminal nobody sized (0 x 0, as under
+    some SSH, container and CI sessions) does not, and tqdm would draw each bar as an empty line."""
+    try:
+        size = os.get_terminal_size(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+    return size.columns > 0 and size.lines > 0
 
 
 class Progress:
@@ -53,7 +65,9 @@ class Progress:
             except ImportError:
                 pass
             else:
-                self._bar = tqdm(total=total, desc=desc, unit=unit, file=self.stream, dynamic_ncols=True, leave=True)
+                sized = _terminal_sized(self.stream)
+                self._bar = tqdm(total=total, desc=desc, unit=unit, file=self.stream, leave=True, dynamic_ncols=sized,
+                                 **({} if sized else {"ncols": FALLBACK_SIZE[0], "nrows": FALLBACK_SIZE[1]}))
 
     def __enter__(self) -> "Progress":
         return self

@@ -80,6 +80,10 @@ def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
 def run_train(args: argparse.Namespace) -> int:
     import json
 
+    from .data import class_folders
+    for folder in [*args.data_dirs, *([args.val_dir] if args.val_dir else [])]:
+        class_folders(Path(folder))  # a wrong folder is said at once, not after TensorFlow's seconds of import
+
     from .keras_io import keras
     keras()  # a missing `train` extra is reported before any photo is scanned
 

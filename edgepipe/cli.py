@@ -9,6 +9,7 @@ when a command that needs it runs.
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 import traceback
 from typing import Any, NoReturn, Sequence
@@ -49,6 +50,14 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+    def refuse_unknown(self, extras: Sequence[str]) -> NoReturn:
+        """Arguments no parser took, reported by the command they were given to (so the line
+        points to its --help, not edgepipe's), with the nearest option it has for each flag."""
+        names = {s.lstrip("-"): s for action in self._actions for s in action.option_strings}  # dashes match anything
+        hints = [f"did you mean {names[near[0]]}?" for extra in extras if extra.startswith("-")
+                 if (near := difflib.get_close_matches(extra.split("=", 1)[0].lstrip("-"), names, n=1))]
+        self.error(f"unrecognized arguments: {' '.join(extras)}" + (f"; {' '.join(hints)}" if hints else ""))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,7 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if debug or verbose:
         configure_tensorflow(verbose=True)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        getattr(args, "parser", parser).refuse_unknown(extras)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2

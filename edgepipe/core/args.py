@@ -31,6 +31,12 @@ def add_command(
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.set_defaults(parser=parser)
+    # main() takes these two out of the arguments before parsing, wherever they stand; they are
+    # declared here so that every command's --help shows them.
+    general = parser.add_argument_group("every command")
+    general.add_argument("--debug", action="store_true", help="a full traceback on errors")
+    general.add_argument("--verbose", action="store_true",
+                         help="TensorFlow's and the TFLite runtime's own logging (hidden otherwise)")
     return parser
 
 

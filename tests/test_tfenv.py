@@ -9,19 +9,22 @@ from pathlib import Path
 import numpy as np
 
 
-def _train_on_a_missing_folder(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess:
-    """`edgepipe train` imports TensorFlow before it finds the folder missing: a fast real run."""
+def _train_on_an_empty_folder(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess:
+    """`edgepipe train` imports TensorFlow before it finds no classes in the folder: a fast real run
+    (a missing folder is reported before TensorFlow is imported: tests/test_args_before_tensorflow.py)."""
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("TF_", "EDGEPIPE_TF"))}
-    return subprocess.run([sys.executable, "-m", "edgepipe", "train", str(tmp_path / "missing"), "--out",
+    (tmp_path / "empty").mkdir(exist_ok=True)
+    return subprocess.run([sys.executable, "-m", "edgepipe", "train", str(tmp_path / "empty"), "--out",
                            str(tmp_path / "run"), "--weights", "none", *flags], capture_output=True, text=True,
                           env=env, timeout=300)
 
 
 def test_tensorflow_import_is_silent_by_default_and_verbose_on_request(tmp_path: Path):
-    quiet = _train_on_a_missing_folder(tmp_path)
+    quiet = _train_on_an_empty_folder(tmp_path)
     assert quiet.returncode == 1
-    assert quiet.stderr.splitlines() == [f"edgepipe train: error: data folder {tmp_path / 'missing'} does not exist"]
-    verbose = _train_on_a_missing_folder(tmp_path, "--verbose")
+    assert quiet.stderr.splitlines() == [f"edgepipe train: error: data folder {tmp_path / 'empty'} has no class "
+                                         "sub-folders; put each class's images in DATA/<label>/"]
+    verbose = _train_on_an_empty_folder(tmp_path, "--verbose")
     assert verbose.returncode == 1
     assert len(verbose.stderr.splitlines()) > 1  # TensorFlow's own start-up logging, then the error
     assert verbose.stderr.splitlines()[-1] == quiet.stderr.splitlines()[-1]

@@ -335,11 +335,12 @@ async function refresh() {
     const response = await fetch("api/view" + q, {cache: "no-store"});
     if (!response.ok) throw new Error(response.status);
     const view = await response.json();
-    if (live) {  // the text changes once its own frame is decoded, never before
-      const next = new Image();
-      next.src = "data:image/jpeg;base64," + view.jpeg;
-      await next.decode();
-      live.src = next.src;
+    if (live) {  // the text changes once its own frame has loaded, never before
+      await new Promise((loaded, failed) => {
+        live.onload = loaded;
+        live.onerror = () => failed(new Error("unreadable frame"));
+        live.src = "data:image/jpeg;base64," + view.jpeg;
+      });
       live.dataset.frame = view.result.frame;
     }
     show(view.result);

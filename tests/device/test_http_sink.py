@@ -148,7 +148,7 @@ def test_page_in_headless_chromium_shows_one_frames_result_everywhere(tiny_bundl
         base = run.wait_err(r"serving (http://\S+/)").group(1)
         run.wait_rows(3)
         browser = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                   "--window-size=800,600", "--timeout=4000"]
+                   "--window-size=800,600", "--virtual-time-budget=3000"]  # the page's fetches done before the dump
         screenshot = tmp_path / "page.png"
         subprocess.run([*browser, f"--screenshot={screenshot}", base], check=True, capture_output=True, timeout=120)
         shot = cv2.imread(str(screenshot))
@@ -157,7 +157,7 @@ def test_page_in_headless_chromium_shows_one_frames_result_everywhere(tiny_bundl
         background = np.array([17, 17, 17])  # #111
         assert np.abs(image_area.astype(int) - background).sum(axis=2).mean() > 30 and image_area.std() > 10
 
-        for _ in range(5):  # on a loaded machine the page's first fetch may not be back within --timeout: ask again
+        for _ in range(5):  # on a loaded machine the page's first fetch may not be back within the budget: ask again
             dom = subprocess.run([*browser, "--dump-dom", base], check=True, capture_output=True, text=True,
                                  timeout=120).stdout
             if page_part(dom, '<span id="frame">', "</span>") != "-":

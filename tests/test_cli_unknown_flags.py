@@ -26,10 +26,11 @@ def test_unknown_flag_points_to_the_commands_help_with_the_nearest_option(cli, a
 
 def commands() -> list[str]:
     subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    return sorted(subparsers.choices)
+    return sorted(subparsers.choices) + ["deploy setup", "deploy collect", "bench compare"]  # and their words
 
 
 @pytest.mark.parametrize("command", commands())
 def test_every_commands_help_shows_debug_and_verbose(cli, command):
-    code, out, _ = cli(command, "--help")
+    code, out, _ = cli(*command.split(), "--help")
+    assert out.startswith(f"usage: edgepipe {command} ")
     assert code == 0 and "--debug" in out and "--verbose" in out

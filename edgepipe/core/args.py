@@ -31,13 +31,17 @@ def add_command(
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.set_defaults(parser=parser)
-    # main() takes these two out of the arguments before parsing, wherever they stand; they are
-    # declared here so that every command's --help shows them.
+    _add_general(parser)
+    return parser
+
+
+def _add_general(parser: argparse.ArgumentParser) -> None:
+    """--debug and --verbose, in every command's --help. main() takes them out of the arguments
+    before parsing, wherever they stand; they are declared only to be shown."""
     general = parser.add_argument_group("every command")
     general.add_argument("--debug", action="store_true", help="a full traceback on errors")
     general.add_argument("--verbose", action="store_true",
                          help="TensorFlow's and the TFLite runtime's own logging (hidden otherwise)")
-    return parser
 
 
 def _examples(examples: str) -> str:
@@ -58,6 +62,7 @@ def add_word(parser: argparse.ArgumentParser, word: str, *, description: str, ex
         epilog=_examples(examples),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_general(words[word])
     return words[word]
 
 

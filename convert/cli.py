@@ -42,6 +42,7 @@ def _register_convert(subparsers: argparse._SubParsersAction) -> None:
             edgepipe convert run/ --out bundle/ --edgetpu --compiler-host me@x86box
             edgepipe convert run/ --out bundle/ --float32 --float16 --max-drop 1.0 --force
             edgepipe convert run/ --out bundle/ --golden 24      # or --no-golden
+            edgepipe convert run/ --out bundle/ --imx500         # + the Raspberry Pi AI Camera
             edgepipe convert run/ --out bundle/ --unknown-accept 0.98 --unknown-dir not_flowers/
         """,
     )
@@ -72,6 +73,13 @@ def _register_inspect(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_inspect)
 
 
+def simulate_imx500(quantized_model: Path, pixels):
+    """`evaluate --accelerator imx500`'s sensor simulation (train's evaluate may not import convert)."""
+    from .imx500 import simulate_sensor
+
+    return simulate_sensor(quantized_model, pixels)
+
+
 def _inspect(args: argparse.Namespace) -> int:
     from edgepipe.device.inspect.report import format_report, inspect_file
 
@@ -87,6 +95,8 @@ def _convert(args: argparse.Namespace) -> int:
     options = options_from(args, ConvertOptions, run_dir=args.run_dir, compile=options_from(args, CompileOptions))
     if not options.edgetpu and options.compile.given:
         args.parser.error("--min-runtime, --segments and --compiler-host need --edgetpu")
+    if options.imx500_python and not options.imx500:
+        args.parser.error("--imx500-python needs --imx500")
     result = run_convert(options)
     print(json.dumps(result.summary, indent=2) if args.json else format_summary(result.summary))
     if result.failed:

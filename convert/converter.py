@@ -29,6 +29,7 @@ from edgepipe.core.tfenv import native_stderr_silenced
 from edgepipe.core.errors import UserError
 from edgepipe.core.progress import say
 from edgepipe.core.files import atomic_directory, refuse_overwrite
+from edgepipe.device.model.golden import DEFAULT_MIN_AGREEMENT
 from edgepipe.device.model.labels import format_labels
 from edgepipe.device.model.preprocess import InputSpec
 from edgepipe.device.model.backends import EdgeTpuUnavailable, find_backend
@@ -37,6 +38,7 @@ from edgepipe.train.run_dir import TrainedRun, load_run
 
 from . import edgetpu_compiler as etc
 from edgepipe.device.inspect.edgetpu_rules import predict_ops, summarize
+from .imx500 import imx500_for_bundle
 from .golden import select_golden, write_golden
 from .metadata import METADATA_NAME, copy_metadata, edgepipe_metadata, with_metadata
 from edgepipe.device.model.modelinfo import read_model_info
@@ -183,11 +185,10 @@ def _accuracy_block(float_eval: Evaluation, candidates: dict[str, Candidate], ch
     return block
 
 
-def _build_candidates(o: ConvertOptions, run: TrainedRun, model: Any, activation: str, scratch: Path, warnings: list[str]) -> dict[str, Candidate]:
+def _build_candidates(o: ConvertOptions, run: TrainedRun, model: Any, activation: str, scratch: Path,
+                      rep: np.ndarray, warnings: list[str]) -> dict[str, Candidate]:
     spec = run.input_spec
     train_files = run.split_files("train")
-    rep = representative_pixels(train_files, spec, o.representative)
-    say(f"representative set: {len(rep)} of {len(train_files)} training images")
     candidates = {}
     two_outputs = with_features_output(model)  # class scores + pooled features, for the "unknown" score
     candidates["ptq"] = _write_candidate(scratch / "ptq", "ptq", export_tflite(two_outputs, spec, rep, o.io, name="PTQ"),
@@ -215,16 +216,22 @@ def _build_candidates(o: ConvertOptions, run: TrainedRun, model: Any, activation
 
 
 def _golden_block(root: Path, chosen: Candidate, held_out: HeldOut, count: int, seed: int,
-                  unknown: UnknownRule) -> dict[str, Any]:
+                  unknown: UnknownRule, imx500_scores: np.ndarray | None) -> dict[str, Any]:
     """The golden set: `count` held-out images with the shipped model's device-runtime scores (and its
-    feature-space unknown score, which checks the features output)."""
+    feature-space unknown score, which checks the features output; and the simulated IMX500's scores,
+    which `verify --accelerator imx500` expects of the sensor)."""
     backend = find_backend()
     indices = select_golden(held_out.labels, count, seed)
     evaluation = chosen.evaluation
     unknown_values = unknown.values(evaluation.scores, evaluation.features) if unknown.features is not None else None
-    return write_golden(root, held_out.files, held_out.labels, evaluation.scores, indices,
-                        {"model": CPU_MODEL, "backend": backend.name, "backend_version": backend.version},
-                        unknown_values)
+    block = write_golden(root, held_out.files, held_out.labels, evaluation.scores, indices,
+                         {"model": CPU_MODEL, "backend": backend.name, "backend_version": backend.version},
+                         unknown_values)
+    if imx500_scores is not None:
+        for entry, i in zip(block["images"], indices):
+            entry["expected_imx500"] = [float(v) for v in imx500_scores[i]]
+        block["min_agreement"]["imx500"] = DEFAULT_MIN_AGREEMENT["imx500"]
+    return block
 
 
 def _feature_sets(chosen: Candidate, run: TrainedRun) -> FeatureSets | None:
@@ -394,8 +401,18 @@ def run_convert(o: ConvertOptions) -> ConvertResult:
     o.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{o.out.name}.convert-", dir=o.out.parent) as tmp:
         scratch = Path(tmp)
-        candidates = _build_candidates(o, run, inputs.model, inputs.activation, scratch, warnings)
+        train_files = run.split_files("train")
+        rep = representative_pixels(train_files, run.input_spec, o.representative)
+        say(f"representative set: {len(rep)} of {len(train_files)} training images")
+        candidates = _build_candidates(o, run, inputs.model, inputs.activation, scratch, rep, warnings)
         measured = measure_and_choose(o, inputs, candidates, warnings)
+        imx500 = imx500_for_bundle(inputs.model, rep, held_out, measured.float_eval.accuracy, scratch,
+                                   o.imx500_python) if o.imx500 else None
+        if imx500 is not None:
+            measured.accuracy["imx500"] = imx500.accuracy
+            if (measured.float_eval.accuracy - imx500.accuracy) * 100 > o.max_drop:
+                warnings.append(f"the IMX500 model's simulated-sensor accuracy {imx500.accuracy:.2%} is more than "
+                                f"--max-drop {o.max_drop:g} points below float {measured.float_eval.accuracy:.2%}")
         chosen = measured.chosen
         features = _feature_sets(chosen, run)
         say(f"calibrating \"unknown\" to accept {o.unknown_accept:.0%} of held-out in-class images")
@@ -411,15 +428,20 @@ def run_convert(o: ConvertOptions) -> ConvertResult:
         compiled, compiler = _compile(o, chosen.model, scratch, warnings) if o.edgetpu else (None, None)
         edgetpu = {"compiled": compiled is not None, "prediction": prediction, "compiler": compiler}
         manifest_extra = manifest_fields(o, run, measured, edgetpu, unknown, warnings)
+        if imx500 is not None:
+            manifest_extra["imx500"] = imx500.block
         drop = measured.drift["drop_points"]
         rejected = drop > o.max_drop
         target = o.out.with_name(o.out.name + ".rejected") if rejected else o.out
         with atomic_directory(target, force=o.force or rejected) as root:
             if o.golden:
                 manifest_extra["golden"] = _golden_block(root, chosen, held_out, o.golden,
-                                                         int(run.config.get("seed", 0) or 0), calibration.rule(run.labels))
+                                                         int(run.config.get("seed", 0) or 0), calibration.rule(run.labels),
+                                                         imx500.conversion.scores if imx500 else None)
                 if o.golden < 2 * len(run.labels):
                     warnings.append(f"--golden {o.golden} gives some of the {len(run.labels)} classes fewer than 2 golden images")
+            if imx500 is not None:
+                imx500.copy_into(root)
             manifest = _finish_bundle(root, chosen, candidates, run, manifest_extra, measured.accuracy, measured.drift,
                                       compiled, calibration.feature_score)
             if compiled is not None:
@@ -434,6 +456,7 @@ def run_convert(o: ConvertOptions) -> ConvertResult:
         "max_drop": o.max_drop,
         "sizes": {p.name: p.stat().st_size for p in sorted(target.glob("*.tflite"))},
         "edgetpu": edgetpu,
+        "imx500": imx500.block if imx500 is not None else None,
         "golden_images": len(manifest_extra.get("golden", {}).get("images", [])),
         "unknown": unknown,
         "warnings": warnings,

@@ -38,4 +38,5 @@ def write_golden(root: Path, files: list[Path], labels: np.ndarray, scores: np.n
         images.append({"file": name, "label": int(labels[i]), "expected": [float(v) for v in scores[i]]})
         if unknown_values is not None:
             images[-1]["expected_unknown"] = float(unknown_values[i])
-    return {"images": images, "min_agreement": dict(DEFAULT_MIN_AGREEMENT), "expected_from": expected_from}
+    thresholds = {name: DEFAULT_MIN_AGREEMENT[name] for name in ("cpu", "edgetpu")}  # imx500: added with its model
+    return {"images": images, "min_agreement": thresholds, "expected_from": expected_from}

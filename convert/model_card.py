@@ -68,6 +68,23 @@ def _unknown_section(unknown: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _imx500_section(block: dict[str, Any]) -> list[str]:
+    accuracy, memory = block["accuracy"], block["memory"]
+    return [
+        "",
+        "## Raspberry Pi AI Camera (IMX500)",
+        "",
+        f"- `{block['package']}` (imxconv-tf {block['toolchain'].get('imx500-converter', '?')}, Model Compression "
+        f"Toolkit {block['toolchain'].get('model-compression-toolkit', '?')}) uses "
+        f"{memory['used_bytes'] / 2**20:.2f} MiB of the sensor's {memory['available_bytes'] / 2**20:.2f} MiB.",
+        f"- Input contract: {block['input']['rule']}; RGB at the model's input size, scaled by the sensor's ISP.",
+        f"- Simulated-sensor accuracy **{_pct(accuracy['simulated_sensor'])}** on {accuracy['n']} held-out images "
+        f"(float {_pct(accuracy['float'])}; float on the sensor's input {_pct(accuracy['float_sensor_input'])}): "
+        f"{accuracy['how']}. Not measured on a camera: `edgepipe verify --accelerator imx500` on the Pi runs the "
+        "golden set on the sensor itself.",
+    ]
+
+
 def model_card(run: TrainedRun, accuracy: dict[str, Any], drift: dict[str, Any], extra: dict[str, Any]) -> str:
     """The card's markdown for the bundle being written."""
     quantization = extra["quantization"]
@@ -112,6 +129,8 @@ def model_card(run: TrainedRun, accuracy: dict[str, Any], drift: dict[str, Any],
         "- Lighting, camera, distance and season unlike the training photos lower accuracy in ways these numbers "
         "do not show; collect field frames (`run --collect`) and retrain on them.",
     ]
+    if extra.get("imx500"):
+        lines += _imx500_section(extra["imx500"])
     if extra.get("warnings"):
         lines += ["", "## Conversion warnings", "", *(f"- {w}" for w in extra["warnings"])]
     return "\n".join(lines) + "\n"

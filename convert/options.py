@@ -72,6 +72,12 @@ class ConvertOptions:
                             "golden/ with the shipped model's answers, for `edgepipe verify` on the device",
                        off=Off("--no-golden", 0, "ship no golden set (the images must not leave this machine); "
                                                  "verify cannot run"))
+    imx500: bool = flag("--imx500", default=False,
+                        help="also convert for the Raspberry Pi AI Camera (Sony IMX500): imx500/packerOut.zip with its "
+                             "simulated-sensor accuracy; installs Sony's pinned converter into a cached venv on first use")
+    imx500_python: str | None = flag("--imx500-python", default=None, metavar="PATH",
+                                     help="the Python 3.10/3.11 for the IMX500 venv (default: python3.11 or "
+                                          "python3.10 on PATH)")
     compile: CompileOptions = field(default_factory=CompileOptions)
     force: bool = flag("--force", default=False, help="overwrite BUNDLE_DIR")
     unknown_accept: float = flag("--unknown-accept", default=0.99, metavar="SHARE", group=UNKNOWN,

@@ -25,6 +25,11 @@ def format_summary(summary: dict[str, Any]) -> str:
         if name in acc:
             lines.append(f"  {name:<14} {_pct(acc[name])}")
     lines.append(f"  Edge TPU       {_pct(acc['edgetpu'])}")
+    if summary.get("imx500"):
+        memory = summary["imx500"]["memory"]
+        lines.append(f"  IMX500 (sim.)  {_pct(acc['imx500'])}  (sensor input p/128 - 1, uint8 output; "
+                     f"{summary['imx500']['package']} uses {memory['used_bytes'] / 2**20:.2f} of "
+                     f"{memory['available_bytes'] / 2**20:.2f} MiB)")
     lines.append(
         f"drop float -> shipped int8: {summary['drop_points']:.2f} points (max {summary['max_drop']:g}); "
         f"top-1 agreement {_pct(acc['top1_agreement'])}"

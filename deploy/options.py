@@ -75,6 +75,9 @@ class SetupOptions:
                                    "edgepipe runs from)")
     coral: bool = flag("--coral", default=False, group=SETUP,
                        help="also the Edge TPU runtime (Coral's apt repository, libedgetpu1-std, udev rule)")
+    imx500: bool = flag("--imx500", default=False, group=SETUP,
+                        help="also the Raspberry Pi AI Camera's packages (imx500-all, imx500-tools: Raspberry Pi OS "
+                             "only), for bundles converted with --imx500: deploy then makes network.rpk on the device")
     apt: bool = flag("--apt", default=True, group=SETUP,
                      help="install apt packages (--no-apt when python3-venv is there and sudo is not)")
     dry_run: bool = flag("--dry-run", default=False, group=SETUP,

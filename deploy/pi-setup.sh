@@ -16,6 +16,7 @@
 # Options:
 #   --prefix DIR    where deploys go; the venv is DIR/venv (default ~/edgepipe; `edgepipe deploy` uses it)
 #   --from SPEC     what pip installs instead of edgepipe[device]: a wheel, a path or a requirement
+#   --imx500        Raspberry Pi AI Camera: imx500-all and imx500-tools from Raspberry Pi OS's repository
 #   --coral         Edge TPU runtime: Coral's apt repository (signed-by keyring), libedgetpu1-std, udev rule
 #   --max-frequency libedgetpu1-max instead of -std (faster, the USB stick gets hot)
 #   --apt-opencv    take OpenCV and numpy from apt (python3-opencv), not pip: smaller, matches picamera2
@@ -37,6 +38,7 @@ set -euo pipefail
 PREFIX="${HOME}/edgepipe"
 FROM="edgepipe[device]"
 CORAL=0
+IMX500=0
 CORAL_PACKAGE="libedgetpu1-std"
 APT_OPENCV=0
 APT=1
@@ -105,6 +107,7 @@ parse_args() {
       --prefix) [ "$#" -ge 2 ] || die "--prefix needs a directory"; PREFIX="$2"; shift ;;
       --from) [ "$#" -ge 2 ] || die "--from needs a wheel, path or requirement"; FROM="$2"; shift ;;
       --coral) CORAL=1 ;;
+      --imx500) IMX500=1 ;;
       --max-frequency) CORAL=1; CORAL_PACKAGE="libedgetpu1-max" ;;
       --apt-opencv) APT_OPENCV=1 ;;
       --no-apt) APT=0 ;;
@@ -184,6 +187,22 @@ install_apt_packages() {
   if [ "${#missing[@]}" -gt 0 ]; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
   fi
+}
+
+# The Raspberry Pi AI Camera (Sony IMX500): its firmware and models (imx500-all) and imx500-package
+# (imx500-tools), which turns a bundle's packerOut.zip into the network.rpk Picamera2 loads.
+# Both come only from Raspberry Pi OS's repository.
+install_imx500_packages() {
+  local missing=() package
+  for package in imx500-all imx500-tools; do installed "$package" || missing+=("$package"); done
+  if [ "${#missing[@]}" -eq 0 ]; then say "imx500-all and imx500-tools are installed"; return; fi
+  if ! raspberrypi_repository && ! available imx500-tools; then
+    die "imx500-all and imx500-tools come from Raspberry Pi OS's repository, which this system's apt does not use: the AI Camera needs Raspberry Pi OS"
+  fi
+  need_root "run \`sudo apt-get install -y ${missing[*]}\` on the device, then run this again"
+  as_root apt-get update
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+  say "installed ${missing[*]}: reboot once so the IMX500 firmware loads"
 }
 
 install_coral_runtime() {
@@ -267,6 +286,7 @@ main() {
   detect_os
   if [ "$APT" -eq 1 ]; then install_apt_packages; else say "--no-apt: skipping apt packages"; fi
   if [ "$CORAL" -eq 1 ]; then install_coral_runtime; fi
+  if [ "$IMX500" -eq 1 ]; then install_imx500_packages; fi
   create_venv
   enable_linger
   say "done: deploy with \`edgepipe deploy BUNDLE ${USER}@$(hostname)\` (it uses ${PREFIX}/venv/bin/python)"

@@ -39,8 +39,9 @@ def _obj(value: Any) -> dict:
 
 
 # The service's --accelerator -> which models `edgepipe verify` checks on the device before the switch:
-# auto may fall back to the CPU model, so both are checked (the Edge TPU one where one is usable).
-VERIFY_ACCELERATOR = {"cpu": "cpu", "edgetpu": "edgetpu", "auto": "all"}
+# auto may fall back to the CPU model, so both are checked (the Edge TPU one where one is usable);
+# imx500: the golden set injected into the AI Camera's sensor.
+VERIFY_ACCELERATOR = {"cpu": "cpu", "edgetpu": "edgetpu", "imx500": "imx500", "auto": "all"}
 
 
 @dataclass(frozen=True)
@@ -244,7 +245,18 @@ def describe(result: dict) -> str:
     verification = result.get("verification")
     verified = f"; {describe_verification(verification)}" if isinstance(verification, dict) else ""
     return safe_line(f"{result['host']}: running release {result['release']} (previous {previous}); "
-                     f"{service}{verified}{removed}")
+                     f"{service}{verified}{removed}{_imx500_phrase(result.get('imx500'))}")
+
+
+def _imx500_phrase(imx500: Any) -> str:
+    """The AI Camera's network.rpk, when the bundle has an IMX500 model (device data: types checked)."""
+    imx500 = _obj(imx500)
+    if imx500.get("packaged") is True:
+        return "; AI Camera network.rpk made with imx500-package"
+    reason = imx500.get("reason")
+    if not isinstance(reason, str) or reason == "no IMX500 model in the bundle":
+        return ""
+    return f"; AI Camera network.rpk NOT made ({reason}): `edgepipe deploy setup HOST --imx500`"
 
 
 def describe_verification(verification: Any) -> str:

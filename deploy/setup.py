@@ -72,6 +72,8 @@ def script_argv(prefix: str, wheel: str, options: SetupOptions) -> list[str]:
     argv = ["--prefix", prefix, "--from", wheel]
     if options.coral:
         argv.append("--coral")
+    if options.imx500:
+        argv.append("--imx500")
     if not options.apt:
         argv.append("--no-apt")
     if options.dry_run:

@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     # The order of `edgepipe --help`. This is where stages meet: `bench --host` is
     # the device's command carried out by the deploy stage, handed in here.
-    train_cli.register(subparsers)
+    train_cli.register(subparsers, simulate_imx500=convert_cli.simulate_imx500)
     convert_cli.register(subparsers)
     device_cli.register(subparsers, bench_on_host=deploy_cli.bench_on_host)
     deploy_cli.register(subparsers)

@@ -195,3 +195,17 @@ def test_the_module_graph_has_no_cycles():
     for module in sorted(graph):
         visit(module, [])
     assert cycles == []
+
+
+SONY_VENV_SCRIPT = "edgepipe.convert.imx500_in_venv"
+SONY_VENV_PACKAGES = {"numpy", "tensorflow", "model_compression_toolkit", "mct_quantizers"}
+
+
+def test_the_script_the_sony_venv_runs_imports_only_the_standard_library_and_that_venvs_packages():
+    """convert/imx500_in_venv.py runs under the Sony venv's python (TensorFlow 2.15, numpy < 2, no edgepipe
+    installed): nothing of edgepipe or of TensorFlow 2.21's world (tf_keras, tfmot) may be imported there."""
+    import sys
+
+    imported = {name.split(".")[0] for name in imports_of(SONY_VENV_SCRIPT, MODULES[SONY_VENV_SCRIPT])}
+    assert imported <= set(sys.stdlib_module_names) | SONY_VENV_PACKAGES | {"__future__"}, imported
+    assert not any(_stage(m) for m in imports_of(SONY_VENV_SCRIPT, MODULES[SONY_VENV_SCRIPT]))

@@ -25,6 +25,20 @@ def _run(*argv: str | Path) -> str:
     return proc.stdout
 
 
+def _assert_nothing_of_sonys(wheel: Path) -> None:
+    """Sony's IMX500 packages forbid redistribution: not in the wheel, not among its requirements
+    (convert --imx500 installs them into a venv of their own, at the user's request)."""
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        metadata = zf.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+    assert "edgepipe/convert/imx500_in_venv.py" in names  # our own script that runs in that venv
+    assert not [n for n in names if n.split("/")[0] in ("model_compression_toolkit", "mct_quantizers", "uni")]
+    requires = [line.lower() for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
+    assert requires and not [r for r in requires if "imx500" in r or "model-compression" in r or "mct" in r]
+
+
 @pytest.mark.e2e
 def test_the_wheel_builds_passes_twine_and_classifies_with_the_device_extra_alone(tmp_path, tiny_bundle, shapes_dataset,
                                                                                  capsys):
@@ -35,6 +49,7 @@ def test_the_wheel_builds_passes_twine_and_classifies_with_the_device_extra_alon
     wheel, sdist = dist / f"edgepipe-{__version__}-py3-none-any.whl", dist / f"edgepipe-{__version__}.tar.gz"
     assert sorted(dist.iterdir()) == sorted([wheel, sdist])
     assert "PASSED" in _run(sys.executable, "-m", "twine", "check", "--strict", wheel, sdist)
+    _assert_nothing_of_sonys(wheel)
 
     env = tmp_path / "pi-venv"
     venv.create(env, with_pip=True)  # no system site packages: only what the wheel asks for

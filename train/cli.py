@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Callable
 
 from edgepipe.core.args import add_command
 from edgepipe.core.options import add_options, argument_group, options_from
@@ -15,9 +16,10 @@ from edgepipe.core.options import add_options, argument_group, options_from
 from .options import AUGMENTATION, Augmentation, EvaluateOptions, ModelConfig, TrainConfig
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction, simulate_imx500: Callable | None = None) -> None:
+    """`simulate_imx500`: convert's IMX500 sensor simulation, for `evaluate --accelerator imx500`."""
     _register_train(subparsers)
-    _register_evaluate(subparsers)
+    _register_evaluate(subparsers, simulate_imx500)
 
 
 def _register_train(subparsers: argparse._SubParsersAction) -> None:
@@ -53,7 +55,7 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_train)
 
 
-def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
+def _register_evaluate(subparsers: argparse._SubParsersAction, simulate_imx500: Callable | None) -> None:
     p = add_command(
         subparsers, "evaluate",
         help="accuracy, per-class metrics and confusion matrix of a model on labelled photos",
@@ -67,14 +69,15 @@ def _register_evaluate(subparsers: argparse._SubParsersAction) -> None:
             edgepipe evaluate run/ --split val --json
             edgepipe evaluate bundle/ photos_test/ --out eval/
             edgepipe evaluate model.tflite photos_test/ --labels labels.txt --top-k 3
-            edgepipe evaluate bundle/ --split val --run run/ --unknown-dir not_flowers/""",
+            edgepipe evaluate bundle/ --split val --run run/ --unknown-dir not_flowers/
+            edgepipe evaluate bundle/ photos_test/ --accelerator imx500""",
     )
     p.add_argument("model", metavar="MODEL", type=Path, help="run dir, model.keras, bundle dir or .tflite")
     p.add_argument("data_dir", metavar="DATA_DIR", nargs="?", type=Path,
                    help="folder with one sub-folder of images per class")
     add_options(p, EvaluateOptions)
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
-    p.set_defaults(func=run_evaluate)
+    p.set_defaults(func=run_evaluate, simulate_imx500=simulate_imx500)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -114,7 +117,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         args.parser.error("pass either DATA_DIR or --split, not both")
     if args.data_dir is None and args.split is None:
         args.parser.error("pass DATA_DIR (a folder of class sub-folders) or --split val to use the run's held-out split")
-    evaluation = evaluate(options_from(args, EvaluateOptions, model=args.model, data_dir=args.data_dir))
+    evaluation = evaluate(options_from(args, EvaluateOptions, model=args.model, data_dir=args.data_dir),
+                          simulate_imx500=args.simulate_imx500)
     skipped = evaluation.skipped
     if args.json:
         print(json.dumps(evaluation.result))

@@ -131,6 +131,36 @@ def _score_device(args: EvaluateOptions, path: Path) -> Scored:
                   score_files, calibrated, outputs.features)
 
 
+SensorSimulator = Callable[[Path, np.ndarray], np.ndarray]
+"""(the bundle's quantized IMX500 model, uint8 images at its input size) -> scores as the sensor gives them."""
+
+
+def _score_imx500(args: EvaluateOptions, path: Path, simulate: SensorSimulator) -> Scored:
+    """A bundle's IMX500 model as the sensor runs it, simulated in Sony's venv (edgepipe.convert.imx500)."""
+    from edgepipe.device.model.bundle import is_bundle, load_bundle
+    from edgepipe.device.model.imx500_contract import imx500_block
+    from edgepipe.device.model.preprocess import load_image, resize_to_input
+
+    if not is_bundle(path):
+        raise UserError(f"--accelerator imx500 evaluates a bundle made by `edgepipe convert --imx500`; {path} is not one")
+    bundle = load_bundle(path, verify=True)
+    block = imx500_block(bundle.manifest, str(path))
+    if block is None:
+        raise UserError(f"bundle {path} has no IMX500 model; make one with `edgepipe convert RUN --out {path} --imx500`")
+    samples, skipped = _samples_for(args, bundle.labels)
+    if not samples:
+        raise UserError("no readable images to evaluate")
+
+    def predict(paths: list[Path]) -> tuple[np.ndarray, None]:  # the sensor outputs no features
+        readable, _ = probe(paths, progress=False)
+        pixels = np.stack([resize_to_input(load_image(p), bundle.input_spec) for p in readable])
+        return simulate(bundle.root / block.quantized_model, pixels), None
+
+    rule = bundle.unknown if bundle.unknown is None or bundle.unknown.features is None else None
+    return Scored(predict([s.path for s in samples])[0], np.array([s.label for s in samples]), bundle.labels,
+                  skipped, "imx500:simulated-sensor", predict, rule)
+
+
 def _unknown_metrics(options: EvaluateOptions, scored: Scored, unknown_files: list[Path]) -> dict[str, Any]:
     """--unknown-dir: how well the model says "unknown" (the background class's images count as unknown)."""
     rule = resolve(options.unknown, scored.calibrated)
@@ -149,8 +179,11 @@ def _unknown_metrics(options: EvaluateOptions, scored: Scored, unknown_files: li
     return unknown_report(rule, scores, y_true, unknown_scores, features, unknown_features)
 
 
-def evaluate(options: EvaluateOptions) -> Evaluation:
-    """Score the model on the images, report, and write --out's files when asked."""
+def evaluate(options: EvaluateOptions, simulate_imx500: SensorSimulator | None = None) -> Evaluation:
+    """Score the model on the images, report, and write --out's files when asked.
+
+    `simulate_imx500` runs a bundle's IMX500 model as the sensor would (edgepipe.cli hands in
+    convert's, which train may not import)."""
     path = options.model
     if not path.exists():
         raise UserError(f"model {path} does not exist")
@@ -159,7 +192,11 @@ def evaluate(options: EvaluateOptions) -> Evaluation:
     if out is not None:
         for name in (rd.METRICS, rd.CONFUSION_PNG):
             refuse_overwrite(out / name, options.force)
-    if is_keras_model(path):
+    if options.accelerator == "imx500":
+        if simulate_imx500 is None:
+            raise UserError("--accelerator imx500 needs the IMX500 simulation (edgepipe's convert stage)")
+        scored = _score_imx500(options, path, simulate_imx500)
+    elif is_keras_model(path):
         scored = _score_keras(options, path)
     elif is_device_model(path):
         scored = _score_device(options, path)

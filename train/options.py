@@ -134,6 +134,11 @@ class EvaluateOptions:
         "--unknown", default="auto", parse=unknown_mode, metavar="auto|P",
         help="the threshold --unknown-dir evaluates: auto = the bundle's calibrated one; P in [0, 1] on its score "
              "(max softmax for other models)")
+    accelerator: str = flag(
+        "--accelerator", default="cpu", choices=("cpu", "imx500"),
+        help="for a bundle: cpu, its .tflite through the device runtime; imx500, its Raspberry Pi AI Camera model "
+             "as the sensor runs it (input p/128 - 1, uint8 output), simulated in the Sony venv `convert --imx500` "
+             "made")
 
     def __post_init__(self) -> None:
         if (self.data_dir is None) == (self.split is None):

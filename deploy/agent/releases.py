@@ -12,6 +12,7 @@ import os
 import shutil
 
 from .files import read_json, write_json_atomic
+from .imx500 import package_imx500
 from .layout import PARTIAL_SUFFIX, Layout
 from .protocol import AgentError
 from .report import device_report, edgepipe_python
@@ -103,6 +104,8 @@ def cmd_commit(args, layout: Layout) -> dict:
 def cmd_activate(args, layout: Layout) -> dict:
     if args.sha and layout.partial(args.release).is_dir():  # one round trip less for a fresh upload
         commit_upload(layout, args.release, args.sha)
+    imx500 = package_imx500(layout, args.release, edgepipe_python(layout, args.python),
+                            required="imx500" in (args.verify, args.accelerator))
     verification = None
     if args.verify:
         verification = verify_on_device(layout, args.release, args.verify, edgepipe_python(layout, args.python))
@@ -116,7 +119,7 @@ def cmd_activate(args, layout: Layout) -> dict:
     history = [e for e in original if e["release"] != args.release]
     layout.switch(args.release)
     result = {"release": args.release, "previous": previous, "health": None, "rolled_back": False,
-              "verification": verification}
+              "verification": verification, "imx500": imx500}
     if args.manager == "none":
         layout.save_history(history + [{"release": args.release, "service": read_json(layout.service_file, {}) or None}])
         result["removed"] = prune(layout, args.keep)

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 from .files import MANIFEST, read_json, sha256_member, write_json_atomic
+from .imx500 import derived_files
 from .layout import Layout
 from .protocol import AgentError, summarise_verify_run, verification_summary
 
@@ -30,7 +31,7 @@ def verify_release(directory: Path, expected_sha: str | None = None) -> None:
     for name, expected in sorted(files.items()):
         if sha256_member(directory, name) != expected:
             raise AgentError("%s does not match its sha256 on the device (corrupted in transfer or on disk)" % name)
-    listed = set(files) | {MANIFEST}
+    listed = set(files) | {MANIFEST} | derived_files(read_json(manifest_path, {}))
     for dirpath, dirnames, filenames in os.walk(str(directory)):
         for entry in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
             name = os.path.relpath(os.path.join(dirpath, entry), str(directory)).replace(os.sep, "/")

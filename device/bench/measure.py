@@ -27,6 +27,7 @@ import numpy as np
 from .e2e import measure_e2e
 from .options import BenchPlan
 from .report import SCHEMA
+from .sensor import measure_sensor
 from .stats import MS_DECIMALS, latency_summary, rate_per_s, time_windows, to_ms
 from edgepipe.core.errors import UserError
 from edgepipe.device.model.preprocess import InputSpec, load_image, normalize, quantize
@@ -57,6 +58,8 @@ def configurations(plan: BenchPlan) -> list[tuple[str, int | None, int]]:
                     for workers in plan.workers for threads in plan.threads]
     if plan.accelerator in ("edgetpu", "all"):
         configs.append(("edgetpu", plan.threads[0], 1))
+    if plan.accelerator == "imx500":
+        configs.append(("imx500", None, 1))
     return configs
 
 
@@ -254,6 +257,9 @@ def run_bench(model: Path, labels: Path | None, plan: BenchPlan, progress: Progr
         progress(f"the Edge TPU ignores --threads: it is measured once, with {plan.threads[0]} for CPU fallback ops")
     errors: list[UserError] = []
     for accelerator, threads, workers in configurations(plan):
+        if accelerator == "imx500":  # the sensor times itself: no interpreter here
+            report["results"].append(measure_sensor(model, plan.runs, plan.warmup, plan.duration_s, progress))
+            continue
         try:
             classifier = open_for_bench(model, labels, accelerator, threads, plan.edgetpu_device)
             classifiers = [classifier] + [classifier.replica(classifier.threads) for _ in range(workers - 1)]

@@ -65,7 +65,7 @@ class BenchPlan:
              "1,2: with --threads 1,2 the throughput curve of this machine")
     accelerator: str = flag("--accelerator", default="cpu", choices=BENCH_ACCELERATORS,
                             help="where to run; `all` measures the CPU and the Edge TPU (skipped with the reason "
-                                 "when absent)")
+                                 "when absent); imx500: the AI Camera sensor's own timings (CnnKpiInfo)")
     duration_s: float | None = flag(
         "--duration", default=None, parse=positive_float, metavar="S",
         help="sustained run: time for S seconds instead of --runs, report latency per time window and SoC "

@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Iterator
 
 import cv2
@@ -32,6 +33,8 @@ from edgepipe.device.sinks.lines import LinesSink
 from edgepipe.device.sinks.statsjson import StatsJsonSink
 from edgepipe.device.run.sources import default_source, open_source
 from edgepipe.core.options import options_from
+from edgepipe.device.model.imx500_sensor import IMX500, SensorScores
+from edgepipe.device.run.imx500_source import Imx500Source, open_ai_camera
 from edgepipe.core.safetext import printable, safe_line
 from edgepipe.device.model.unknown import UnknownRule, resolve
 
@@ -80,6 +83,11 @@ def open_workers(args: argparse.Namespace) -> list[Classifier]:
 def _unknown_rule(args: argparse.Namespace, classifier: Classifier) -> UnknownRule | None:
     """The rule under --unknown, said on stderr so a log shows what "unknown" meant."""
     rule = resolve(args.unknown, classifier.bundle.unknown if classifier.bundle else None)
+    if rule is not None and rule.features is not None and classifier.accelerator == IMX500 and args.unknown == "auto":
+        rule = None  # the AI Camera's sensor outputs the class scores only
+        print(f"edgepipe {args.command}: the bundle's \"unknown\" score reads the model's features, which "
+              f"{classifier.accelerator} does not output: pass --unknown P for a threshold on max softmax",
+              file=sys.stderr, flush=True)
     if rule is None:
         note = "off" if args.unknown == "off" else "off (the model has no calibrated threshold; pass --unknown P)"
     else:
@@ -165,6 +173,19 @@ def run_sinks(args: argparse.Namespace) -> list[Sink]:
     return sinks
 
 
+def _open_ai_camera(args: argparse.Namespace) -> tuple[Imx500Source, list[SensorScores]]:
+    """The AI Camera is both the source and the accelerator: refuse what cannot apply to it."""
+    for flag, given in (("--source", args.source not in (None, "picamera2")), ("--roi", bool(args.roi)),
+                        ("--workers", args.workers not in (None, 1))):
+        if given:
+            args.parser.error(f"{flag} does not apply to --accelerator imx500: the AI Camera is the source and "
+                              "infers each whole frame on its sensor")
+    source, scores = open_ai_camera(Path(args.model), args.size, args.fps, say=lambda m: print(
+        f"edgepipe run: {m}", file=sys.stderr, flush=True))
+    print(f"edgepipe run: {printable(scores.describe())}", file=sys.stderr, flush=True)
+    return source, [scores]
+
+
 def run_command(args: argparse.Namespace) -> int:
     names = [region.name for region in args.roi]
     if len(set(names)) != len(names):
@@ -177,8 +198,11 @@ def run_command(args: argparse.Namespace) -> int:
     # OpenCV's worker threads would compete with the interpreters for the same cores;
     # decoding and resizing one frame are cheap enough for the capture thread alone.
     cv2.setNumThreads(1)
-    source = open_source(args.source or default_source(), args.size, args.fps, max_pixels=args.max_image_pixels)
-    workers = open_workers(args)
+    if args.accelerator == IMX500:
+        source, workers = _open_ai_camera(args)
+    else:
+        source = open_source(args.source or default_source(), args.size, args.fps, max_pixels=args.max_image_pixels)
+        workers = open_workers(args)
     options = options_from(args, RunOptions, top_k=args.top_k, unknown=_unknown_rule(args, workers[0]))
     pipeline = Pipeline(workers, source, options, sinks)
     with _stop_on_signals(pipeline):

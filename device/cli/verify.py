@@ -32,6 +32,7 @@ def register_verify(subparsers: argparse._SubParsersAction) -> None:
         examples="""
         edgepipe verify bundle/
         edgepipe verify bundle/ --accelerator edgetpu --json
+        edgepipe verify bundle/ --accelerator imx500       # the golden set injected into the AI Camera's sensor
         edgepipe verify bundle/ --accelerator cpu --min-agreement 97.5
         """,
     )

@@ -309,6 +309,9 @@ def open_classifier(
     """
     if accelerator not in ACCELERATORS:
         raise UserError(f"accelerator {accelerator!r} is not one of {', '.join(ACCELERATORS)}")
+    if accelerator == "imx500":
+        raise UserError("the IMX500 runs the network on the AI Camera's sensor, not on image files: use `edgepipe "
+                        "run BUNDLE --accelerator imx500`, `bench` or `verify` with it, or --accelerator cpu here")
     path = Path(model)
     threads = threads or default_threads()
     backend = find_backend()

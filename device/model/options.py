@@ -51,8 +51,9 @@ class ModelOptions:
     threads: int | None = flag("--threads", default=None, parse=positive_int, metavar="N",
                                help="CPU threads per interpreter (default: all cores; for run, see --workers)")
     accelerator: str = flag("--accelerator", default="auto", choices=ACCELERATORS,
-                            help="cpu; edgetpu (Coral, needs libedgetpu.so.1); auto: the Edge TPU model when a TPU "
-                                 "is usable, else the CPU model, and say which")
+                            help="cpu; edgetpu (Coral, needs libedgetpu.so.1); imx500 (run: the Raspberry Pi AI "
+                                 "Camera, whose sensor runs the bundle's IMX500 model); auto: the Edge TPU model when "
+                                 "a TPU is usable, else the CPU model, and say which")
     edgetpu_device: str | None = flag("--edgetpu-device", default=None, metavar="DEVICE", help=EDGETPU_DEVICE_HELP)
     max_image_pixels: int = flag("--max-image-pixels", default=DEFAULT_MAX_PIXELS, parse=positive_int, metavar="N",
                                  help="skip an image file whose header declares more pixels (checked before decoding)")
@@ -68,7 +69,8 @@ class VerifyOptions:
     bundle: Path
     accelerator: str = flag("--accelerator", default="all", choices=VERIFY_ACCELERATORS,
                             help="which model to check: all (every model in the bundle; the Edge TPU model is "
-                                 "skipped when no Edge TPU is usable here), cpu or edgetpu")
+                                 "skipped when no Edge TPU is usable here), cpu or edgetpu; imx500: the golden set "
+                                 "injected into the AI Camera's sensor")
     min_agreement: float | None = flag(
         "--min-agreement", default=None, parse=percentage, metavar="PERCENT",
         help="minimum top-1 agreement for every model checked (default: the bundle's, 100 cpu / 95 edgetpu)")

@@ -10,8 +10,10 @@ the service started after a verified deploy does not probe again.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+
+import numpy as np
 
 from edgepipe.core.accelerators import VERIFY_ACCELERATORS
 from edgepipe.core.errors import UserError
@@ -24,6 +26,9 @@ from .options import VerifyOptions
 from .postprocess import scored
 from edgepipe.device.model.backends import EDGETPU_INSTALL_HINT, find_backend
 from edgepipe.device.host import edgetpu_library
+from . import imx500_sensor
+from .imx500_sensor import Imx500Camera, sensor_pixels
+from .imx500_package import bundle_block, ensure_rpk
 
 
 @dataclass
@@ -97,6 +102,29 @@ def _check_edgetpu(o: VerifyOptions, bundle: Bundle, golden: GoldenSet) -> Check
                  outcome.comparison if outcome else None, reason)
 
 
+def _check_imx500(o: VerifyOptions, bundle: Bundle, golden: GoldenSet) -> Check:
+    """The golden images injected into the AI Camera's sensor as input tensors, its answers compared with
+    the simulated sensor's (convert --imx500); the CPU model's answers where a bundle has none."""
+    started = time.perf_counter()
+    rpk = ensure_rpk(bundle)
+    camera = Imx500Camera(rpk, len(bundle.labels), factories=imx500_sensor.default_factories(),
+                          tensor_injection=True)
+    camera.open()
+    try:
+        scores = np.stack([camera.infer(sensor_pixels(image.bgr, bundle.input_spec)).scores for image in golden.images])
+    finally:
+        camera.close()
+    simulated = all(image.expected_imx500 is not None for image in golden.images)
+    if simulated:
+        golden = replace(golden, images=[replace(image, expected=image.expected_imx500) for image in golden.images])
+    comparison = compare(golden, scores).to_json()
+    threshold = _threshold(o, golden, "imx500")
+    status, reason = _verdict(comparison, threshold)
+    runtime = "IMX500 sensor, tensor injection, vs " + ("the simulated sensor" if simulated else "the CPU model")
+    return Check("imx500", status, rpk.relative_to(bundle.root).as_posix(), threshold, runtime,
+                 round(time.perf_counter() - started, 3), comparison, reason)
+
+
 def verify_bundle(o: VerifyOptions) -> VerifyReport:
     """Every requested model of the bundle against its golden set; raises UserError when nothing can be checked."""
     if o.accelerator not in VERIFY_ACCELERATORS:
@@ -108,11 +136,14 @@ def verify_bundle(o: VerifyOptions) -> VerifyReport:
         raise UserError(f"bundle {bundle.root} has no golden set (converted with --no-golden or by an older "
                         "edgepipe): nothing to verify; convert it again without --no-golden")
     wanted = [a for a in ("cpu", "edgetpu") if o.accelerator in (a, "all") and a in bundle.models]
+    if o.accelerator == "imx500":
+        bundle_block(bundle)  # one line when the bundle has no IMX500 model
+        wanted = ["imx500"]
     if o.accelerator != "all" and not wanted:
         raise UserError(f"bundle {bundle.root} has no {o.accelerator} model; use --accelerator all")
     report = VerifyReport(str(bundle.root), bundle.sha256, len(golden.images))
     for accelerator in wanted:
-        check = (_check_cpu if accelerator == "cpu" else _check_edgetpu)(o, bundle, golden)
+        check = {"cpu": _check_cpu, "edgetpu": _check_edgetpu, "imx500": _check_imx500}[accelerator](o, bundle, golden)
         report.checks.append(check)
     report.seconds = round(time.perf_counter() - started, 3)
     return report

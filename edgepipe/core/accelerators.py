@@ -1,9 +1,11 @@
 """Where a model can run, named once for every command that asks.
 
 `auto` picks the Edge TPU model when a TPU is usable and the CPU model
-otherwise; `all` (bench and verify) covers every accelerator that is present.
+otherwise; `all` (bench and verify) covers the CPU and the Edge TPU when present. `imx500` is the
+Raspberry Pi AI Camera, whose sensor runs the network: only run, bench and verify reach it (through
+the camera), never a file.
 """
 
-ACCELERATORS = ("cpu", "edgetpu", "auto")
-BENCH_ACCELERATORS = ("cpu", "edgetpu", "all")
+ACCELERATORS = ("cpu", "edgetpu", "imx500", "auto")
+BENCH_ACCELERATORS = ("cpu", "edgetpu", "imx500", "all")
 VERIFY_ACCELERATORS = BENCH_ACCELERATORS

@@ -114,3 +114,20 @@ def test_compiler_image_matches_what_convert_runs():
     assert "FROM --platform=linux/amd64 debian:bookworm-slim" in text  # the compiler exists for x86-64 only
     assert "apt-get install -y --no-install-recommends edgetpu-compiler" in text
     assert 'ENTRYPOINT ["edgetpu_compiler"]' in text and "WORKDIR /work" in text
+
+
+def test_imx500_installs_the_ai_cameras_packages_from_raspberry_pi_os(tmp_path):
+    out, err = _dry_run(tmp_path, "bookworm", "--imx500")
+    assert "apt-get install -y imx500-all imx500-tools" in out
+    assert "reboot once so the IMX500 firmware loads" in err
+
+
+def test_imx500_on_plain_debian_stops_with_one_line_saying_it_needs_raspberry_pi_os(tmp_path):
+    os_release = tmp_path / "os-release"
+    os_release.write_text("VERSION_CODENAME=bookworm\n")
+    env = dict(os.environ, PI_SETUP_OS_RELEASE=str(os_release),
+               PI_SETUP_APT_SOURCES=str(_apt_sources(tmp_path, raspberry_pi_os=False)))
+    proc = subprocess.run(["bash", str(SCRIPT), "--dry-run", "--prefix", str(tmp_path / "p"), "--imx500"],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode != 0 and "the AI Camera needs Raspberry Pi OS" in proc.stderr
+    assert "imx500-all" not in proc.stdout

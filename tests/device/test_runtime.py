@@ -134,7 +134,7 @@ def test_bundle_without_edgetpu_model_refuses_explicit_edgetpu(tiny_bundle):
 
 
 def test_unknown_accelerator_is_refused(tiny_bundle):
-    with pytest.raises(UserError, match="not one of cpu, edgetpu, auto"):
+    with pytest.raises(UserError, match="not one of cpu, edgetpu, imx500, auto"):
         open_classifier(tiny_bundle, accelerator="gpu")
 
 

@@ -62,12 +62,14 @@ import json, sys, threading, time
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 model, workers, threads, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+given = np.load(sys.argv[5]) if len(sys.argv) > 5 else None  # a real frame's tensor: a detector's NMS depends on it
 interpreters = []
 for _ in range(workers):
     interpreter = Interpreter(model_path=model, num_threads=threads)
     interpreter.allocate_tensors()
     detail = interpreter.get_input_details()[0]
-    pixels = np.random.default_rng(0).integers(0, 256, detail["shape"], dtype=np.uint8).astype(detail["dtype"])
+    pixels = given if given is not None else np.random.default_rng(0).integers(
+        0, 256, detail["shape"], dtype=np.uint8).astype(detail["dtype"])
     interpreter.set_tensor(detail["index"], pixels)
     for _ in range(10):
         interpreter.invoke()
@@ -136,10 +138,12 @@ print(write_photo_video(video, PHOTOS, frames=frames))
 """
 
 
-def bare_loop(model: Path, workers: int, threads: int, seconds: float) -> dict[str, float]:
-    """Bare invoke() throughput (per_s) and CPU ms per inference (cpu_ms_per_inference)."""
-    out = subprocess.run([sys.executable, "-c", BARE_LOOP, str(model), str(workers), str(threads), str(seconds)],
-                         check=True, capture_output=True, text=True).stdout
+def bare_loop(model: Path, workers: int, threads: int, seconds: float, tensor: Path | None = None) -> dict[str, float]:
+    """Bare invoke() throughput (per_s) and CPU ms per inference (cpu_ms_per_inference); on random pixels,
+    or on `tensor` (a .npy input: a detector's NMS costs what its real frames make it cost)."""
+    extra = [str(tensor)] if tensor is not None else []
+    out = subprocess.run([sys.executable, "-c", BARE_LOOP, str(model), str(workers), str(threads), str(seconds),
+                          *extra], check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 

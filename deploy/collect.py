@@ -3,7 +3,10 @@
 Each pair (JPEG + sidecar) the device lists with its sha256 is copied into
 DIR/.incoming/, checked against those hashes, its sidecar validated, and
 moved to DIR/<predicted label>/ (DIR/unknown/ for unknown frames), ready for
-a person to sort into class folders and train on. A pair already in DIR with
+a person to sort into class folders and train on. A detector's frames go to
+DIR/detections/ with their objects as Pascal VOC pre-labels (one .xml each,
+made from the sidecar as the device made its own), so `train --task detect
+photos/ DIR/` reads them once a person has corrected the boxes. A pair already in DIR with
 the same hashes is not copied again, so an interrupted run resumes where it
 stopped. With --move, the device deletes exactly the pairs that arrived
 intact, and only if its files still have the hashes that were verified.
@@ -19,9 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from edgepipe.core.errors import UserError
+from edgepipe.core.files import atomic_write_text
 from edgepipe.core.progress import say
 from edgepipe.device.model.bundle import sha256_file
 from edgepipe.device.model.unknown import UNKNOWN_LABEL
+from edgepipe.device.sinks.collect import sidecar_annotation
 
 from .agent import protocol
 from .options import CollectRequest
@@ -65,6 +70,20 @@ def _label_of(sidecar: Path) -> str:
     return label if isinstance(label, str) and LABEL.match(label) else UNKNOWN_LABEL
 
 
+def _write_prelabels(folder: Path, stem: str) -> None:
+    """A detector's frame: its VOC pre-labels beside it, from its (untrusted) sidecar."""
+    sidecar = folder / f"{stem}.json"
+    data = json.loads(sidecar.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or data.get("task") != "detect":
+        return
+    try:
+        annotation = sidecar_annotation(stem, data)
+    except (KeyError, TypeError, ValueError):
+        raise UserError(f"{sidecar.name} from the device describes its objects wrongly (size, detections); "
+                        "its frame was kept without pre-labels: label it by hand") from None
+    atomic_write_text(folder / f"{stem}.xml", annotation)
+
+
 def _arrived(to: Path) -> dict[str, Path]:
     """Pairs already sorted into DIR/<label>/ by an earlier run: stem -> its folder."""
     return {p.stem: p.parent for p in to.glob("*/*.json") if not p.parent.name.startswith(".")}
@@ -105,6 +124,7 @@ def collect(remote: Remote, request: CollectRequest) -> dict[str, Any]:
             folder.mkdir(exist_ok=True)
             for ext in (".jpg", ".json"):  # the sidecar last, as on the device
                 (incoming / f"{pair.stem}{ext}").replace(folder / f"{pair.stem}{ext}")
+            _write_prelabels(folder, pair.stem)
             labels[label] = labels.get(label, 0) + 1
             intact.append(pair)
         say(f"{remote.target}: copied {min(start + BATCH, len(todo))}/{len(todo)}")

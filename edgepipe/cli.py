@@ -20,6 +20,7 @@ from edgepipe.core.errors import MissingExtraError, UserError
 from edgepipe.core.safetext import safe_line
 from edgepipe.core.tfenv import configure_tensorflow
 from edgepipe.deploy import cli as deploy_cli
+from edgepipe.deploy import export_cli
 from edgepipe.device.cli import register as device_cli
 from edgepipe.train import cli as train_cli
 
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     convert_cli.register(subparsers)
     device_cli.register(subparsers, bench_on_host=deploy_cli.bench_on_host)
     deploy_cli.register(subparsers)
+    export_cli.register(subparsers)
     demo.register(subparsers, run_command=main)
     return parser
 

@@ -18,6 +18,8 @@ import pytest
 from edgepipe.synthetic import SHAPES, write_dataset, write_detection_dataset
 from edgepipe.core.tfenv import configure_tensorflow
 
+import raccoon_data
+
 configure_tensorflow()  # before any test imports TensorFlow
 
 SHARED = Path(os.environ.get("EDGEPIPE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
@@ -244,3 +246,58 @@ def golden_bundle(tmp_path_factory: pytest.TempPathFactory, tiny_bundle: Path, s
                          {"model": "model.tflite", "backend": "ai_edge_litert", "backend_version": "test"})
     rehash(root, golden=block)
     return root
+
+
+@pytest.fixture(scope="session")
+def raccoon_detector() -> dict[str, Path]:
+    """{"model", "labels"} of the trained raccoon detector."""
+    model, labels = raccoon_data.DETECT_SAMPLE / "model.tflite", raccoon_data.DETECT_SAMPLE / "labels.txt"
+    if not model.is_file() or not labels.is_file():
+        pytest.skip(f"the trained raccoon detector is not present: {model} (EDGEPIPE_DETECT_SAMPLE)")
+    return {"model": model, "labels": labels}
+
+
+@pytest.fixture(scope="session")
+def detect_bundle(tmp_path_factory: pytest.TempPathFactory, raccoon_detector: dict[str, Path]) -> Path:
+    """A detection bundle (`"task": "detect"`) around the raccoon detector."""
+    import json
+    import shutil
+
+    from edgepipe.device.model.bundle import CPU_MODEL, LABELS, MANIFEST, build_manifest
+    from edgepipe.device.model.modelinfo import read_model_info
+    from edgepipe.device.model.preprocess import InputSpec
+
+    root = tmp_path_factory.mktemp("bundles") / "raccoon"
+    root.mkdir()
+    shutil.copy(raccoon_detector["model"], root / CPU_MODEL)
+    shutil.copy(raccoon_detector["labels"], root / LABELS)
+    info = read_model_info(root / CPU_MODEL)
+    tensor = info.tensors[info.inputs[0]]
+    spec = InputSpec(height=320, width=320).with_tensor(tensor.dtype, tensor.scale, tensor.zero_point)
+    manifest = build_manifest(root, labels=["raccoon"], input_spec=spec, models={"cpu": CPU_MODEL}, task="detect",
+                              output={"task": "detect", "postprocess": "TFLite_Detection_PostProcess",
+                                      "outputs_by_index": ["boxes", "classes", "scores", "count"]})
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return root
+
+
+@pytest.fixture(scope="session")
+def raccoon_video(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[list[tuple[int, int, int, int]]]]:
+    """A short video of the first 5 raccoon test photos (the detector finds each at 0.9 or more) held 4
+    frames each, and each frame's true boxes."""
+    path = tmp_path_factory.mktemp("raccoon-video") / "raccoons.mp4"
+    return path, raccoon_data.write_raccoon_video(path, photos=5, hold=4)
+
+
+@pytest.fixture(scope="session")
+def raccoon_long_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """75 s of the same 5 raccoon photos at 10 fps (150 frames each): a camera for served runs."""
+    path = tmp_path_factory.mktemp("raccoon-long") / "raccoons.mp4"
+    raccoon_data.write_raccoon_video(path, photos=5, hold=150)
+    return path
+
+
+@pytest.fixture(scope="session")
+def detect_golden_bundle(tmp_path_factory: pytest.TempPathFactory, detect_bundle: Path) -> Path:
+    """`detect_bundle` with a golden set of 3 raccoon test photos (the boxes its CPU model finds)."""
+    return raccoon_data.with_detect_golden(detect_bundle, tmp_path_factory.mktemp("detect-golden"))

@@ -12,7 +12,7 @@ import pytest
 
 from edgepipe.cli import build_parser, main
 
-COMMANDS = ("train", "evaluate", "convert", "inspect", "classify", "run", "bench", "verify", "deploy", "demo")
+COMMANDS = ("train", "evaluate", "convert", "inspect", "classify", "run", "bench", "verify", "deploy", "export", "demo")
 
 
 def _run(code: str, *args: str) -> subprocess.CompletedProcess:

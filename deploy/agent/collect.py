@@ -53,6 +53,10 @@ def cmd_collect_delete(args, layout: Layout) -> dict:
             kept.append(stem)
             continue
         sidecar.unlink()  # first: a JPEG without a sidecar is never listed again
+        try:  # a detector's pre-labels: `deploy collect` remakes them from the sidecar
+            (directory / (stem + ".xml")).unlink()
+        except FileNotFoundError:  # a classifier's pair has none (Python 3.7: no missing_ok)
+            pass
         image.unlink()
         deleted.append(stem)
     return {"dir": str(directory), "deleted": deleted, "kept": kept}

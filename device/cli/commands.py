@@ -12,7 +12,10 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+import collections
+
 import cv2
+import numpy as np
 
 from edgepipe.device.run.autotune import choose_workers
 from edgepipe.device.sinks.endpoints import serve_token
@@ -22,11 +25,13 @@ from edgepipe.device.sinks.display import DisplaySink
 from edgepipe.device.sinks.recorder import RecorderSink
 from edgepipe.device.run.loop import Pipeline
 from edgepipe.device.run.options import RunOptions
-from edgepipe.device.run.timing import predict_timed, preprocess_timed
+from edgepipe.device.run.regions import region_name_clash
+from edgepipe.device.run.timing import invoke_timed, predict_timed, preprocess_timed
 from edgepipe.device.model.postprocess import scored as scored_text
 from edgepipe.device.model.preprocess import ImageReadError, load_image
-from edgepipe.device.run.results import FrameResult
+from edgepipe.device.run.results import LATENCY_DECIMALS, FrameResult
 from edgepipe.device.model.classifier import Classifier, open_classifier
+from edgepipe.device.model.detect_postprocess import DEFAULT_SCORE_THRESHOLD, DetectOptions
 from edgepipe.device.host import default_threads
 from edgepipe.device.run.sink import Sink
 from edgepipe.device.sinks.lines import LinesSink
@@ -43,13 +48,18 @@ SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 0}  # SIGTERM is how a 
 
 def _open(args: argparse.Namespace, threads: int | None = None, announce: bool = True) -> Classifier:
     """The model as the arguments ask; `announce`: say so on stderr now (run says it once its workers are chosen)."""
+    detect = DetectOptions(score_threshold=DEFAULT_SCORE_THRESHOLD if args.threshold is None else args.threshold,
+                           max_results=args.max_objects, classes=args.classes)
     classifier = open_classifier(
         args.model,
         labels=args.labels,
         accelerator=args.accelerator,
         threads=threads or args.threads,
         edgetpu_device=args.edgetpu_device,
+        detect=detect,
     )
+    if args.classes is not None and not classifier.is_detector:
+        args.parser.error("--classes filters a detector's objects; this model is a classifier")
     if announce:
         _announce(args, classifier)
     return classifier
@@ -81,7 +91,14 @@ def open_workers(args: argparse.Namespace) -> list[Classifier]:
 
 
 def _unknown_rule(args: argparse.Namespace, classifier: Classifier) -> UnknownRule | None:
-    """The rule under --unknown, said on stderr so a log shows what "unknown" meant."""
+    """The rule under --unknown, said on stderr so a log shows what "unknown" meant. A detector's
+    counterpart is its score floor (--threshold): fainter objects are not reported."""
+    if classifier.is_detector:
+        if args.unknown not in ("auto", "off"):
+            args.parser.error("--unknown P is for classifiers; a detector's score floor is --threshold P")
+        print(f"edgepipe {args.command}: objects scoring below {classifier.detect_options.score_threshold:g} "
+              "are not reported (--threshold)", file=sys.stderr, flush=True)
+        return None
     rule = resolve(args.unknown, classifier.bundle.unknown if classifier.bundle else None)
     if rule is not None and rule.features is not None and classifier.accelerator == IMX500 and args.unknown == "auto":
         rule = None  # the AI Camera's sensor outputs the class scores only
@@ -96,6 +113,23 @@ def _unknown_rule(args: argparse.Namespace, classifier: Classifier) -> UnknownRu
     return rule
 
 
+def _detect_image(classifier: Classifier, path: str, bgr: np.ndarray, as_json: bool) -> None:
+    """One image's objects: a JSON object (path, detections, per-label counts, latency) or a line."""
+    tensor, preprocess_ms = preprocess_timed(classifier, bgr)
+    outputs, inference_ms = invoke_timed(classifier, tensor)
+    started = time.perf_counter()
+    found = classifier.detections(outputs, (bgr.shape[1], bgr.shape[0]))
+    latency = {"preprocess": preprocess_ms, "inference": inference_ms,
+               "postprocess": (time.perf_counter() - started) * 1e3}
+    counts = dict(collections.Counter(d.label for d in found))
+    if as_json:
+        print(json.dumps({"path": str(path), "detections": [d.to_json() for d in found], "counts": counts,
+                          "latency_ms": {k: round(v, LATENCY_DECIMALS) for k, v in latency.items()}}), flush=True)
+        return
+    objects = ", ".join(f"{d.label} {d.score:.3f} [{','.join(map(str, d.box))}]" for d in found) or "no objects"
+    print(printable(f"{path}: {objects}  [inference {inference_ms:.1f} ms]"), flush=True)
+
+
 def classify_command(args: argparse.Namespace) -> int:
     classifier = _open(args)
     rule = _unknown_rule(args, classifier)
@@ -107,8 +141,11 @@ def classify_command(args: argparse.Namespace) -> int:
             failed += 1
             print(f"edgepipe classify: skipped: {safe_line(exc)}", file=sys.stderr, flush=True)
             continue
+        if classifier.is_detector:
+            _detect_image(classifier, path, bgr, args.json)
+            continue
         tensor, preprocess_ms = preprocess_timed(classifier, bgr)
-        scored = predict_timed(classifier, tensor, args.top_k, unknown=rule)
+        scored = predict_timed(classifier, tensor, args.top_k, args.threshold or 0.0, unknown=rule)
         result = FrameResult(index, time.time(), scored.top, {"preprocess": preprocess_ms, **scored.stages}, 0.0,
                              str(path), verdict=scored.verdict)
         if args.json:
@@ -151,7 +188,7 @@ def _stop_on_signals(pipeline: Pipeline) -> Iterator[None]:
 
 def run_sinks(args: argparse.Namespace) -> list[Sink]:
     """The outputs `edgepipe run` was asked for, each checked before any frame is read."""
-    sinks: list[Sink] = [LinesSink(sys.stdout, args.json, args.threshold)]
+    sinks: list[Sink] = [LinesSink(sys.stdout, args.json, args.threshold or 0.0)]
     if args.display:
         sinks.append(DisplaySink(sys.stderr))
     if args.record is not None:
@@ -187,10 +224,9 @@ def _open_ai_camera(args: argparse.Namespace) -> tuple[Imx500Source, list[Sensor
 
 
 def run_command(args: argparse.Namespace) -> int:
-    names = [region.name for region in args.roi]
-    if len(set(names)) != len(names):
-        twice = ", ".join(sorted(n for n in set(names) if names.count(n) > 1))
-        args.parser.error(f"--roi names must differ: {twice} given twice")
+    clash = region_name_clash([region.name for region in args.roi])
+    if clash:
+        args.parser.error(clash)
     given = [flag for flag in ("collect_below", "collect_margin") if getattr(args, flag) is not None]
     if args.collect is None and given:
         args.parser.error(f"--{given[0].replace('_', '-')} needs --collect DIR")
@@ -203,7 +239,8 @@ def run_command(args: argparse.Namespace) -> int:
     else:
         source = open_source(args.source or default_source(), args.size, args.fps, max_pixels=args.max_image_pixels)
         workers = open_workers(args)
-    options = options_from(args, RunOptions, top_k=args.top_k, unknown=_unknown_rule(args, workers[0]))
+    options = options_from(args, RunOptions, top_k=args.top_k, threshold=args.threshold or 0.0,
+                           unknown=_unknown_rule(args, workers[0]))
     pipeline = Pipeline(workers, source, options, sinks)
     with _stop_on_signals(pipeline):
         result = pipeline.run()

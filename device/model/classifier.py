@@ -1,5 +1,9 @@
-"""Open a TFLite classifier (a bundle or a bare .tflite) on the lightest
+"""Open a TFLite classifier or detector (a bundle or a bare .tflite) on the lightest
 runtime installed, on the CPU or a Coral Edge TPU, and run frames through it.
+
+A detector is a model ending in the `TFLite_Detection_PostProcess` op (ours,
+Coral's SSDs, Frigate's): the same class, interpreter, delegate probing and
+preprocessing; only what invoke() returns and how it is decoded (tasks.py) differ.
 
 Everything that runs a model on the device goes through `open_classifier`:
 `classify`, `run`, `bench` and the workstation's evaluation of int8 models, so
@@ -15,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +34,18 @@ from ..host import default_threads
 from . import postprocess
 from .backends import Backend, find_backend, threads_text
 from .bundle import MAX_MODEL_BYTES, TFLITE_IDENTIFIER, Bundle, features_dim, is_bundle, load_bundle
+from .detect_postprocess import (DetectionLayout, DetectionOutputError, DetectOptions, check_labels,
+                                 decode_detections, find_detection_outputs, graph_facts)
 from .edgetpu_policy import choose_bundle_model, choose_file_delegate, is_edgetpu_model
 from .labels import read_labels
 from .metadata import embedded_info
-from .postprocess import Prediction
+from .postprocess import Detection, Prediction
 from .preprocess import InputSpec, normalize, quantize, resize_to_input
 from .safefile import FileRefused, open_regular, read_fd
-from .tasks import CLASSIFY, Task, runnable_task
+from .tasks import CLASSIFY, DETECT, Task, runnable_task
+
+# What invoke() returns: a classifier's scores (num_classes,), or a detector's four outputs in its output order.
+ModelOutput = np.ndarray | list[np.ndarray]
 
 
 class ModelError(UserError):
@@ -152,6 +162,7 @@ class Classifier:
         bundle: Bundle | None = None,
         model_data: bytes = b"",
         task: Task = CLASSIFY,
+        detect: DetectOptions | None = None,
     ) -> None:
         self.interpreter = interpreter
         self._backend_spec = backend
@@ -167,12 +178,27 @@ class Classifier:
         self.bundle = bundle
         self.task = task
         inputs = interpreter.get_input_details()
-        scores_output, features_output = _split_outputs(interpreter.get_output_details(), len(inputs),
-                                                        len(task.outputs), bundle, model_path)
+        outputs = interpreter.get_output_details()
+        self.layout: DetectionLayout | None = None
+        self._output_indices = [o["index"] for o in outputs]
+        if task is DETECT and (len(inputs) != 1 or len(outputs) != len(task.outputs)):
+            raise ModelError(f"{model_path} is not a detector ending in TFLite_Detection_PostProcess: it has "
+                             f"{len(inputs)} inputs and {len(outputs)} outputs, expected 1 and {len(task.outputs)}")
         self._input_index = inputs[0]["index"]
         self.input_spec = _spec_from_tensor(inputs[0], input_spec, model_path)
         self._pixel_table = pixel_table(self.input_spec)
         self._pixels = np.empty((self.input_spec.height, self.input_spec.width, 3), np.uint8)  # load_frame's buffer
+        # Boxes are mapped back to the frame by undoing the model's own resize, whatever was asked.
+        self.detect_options = replace(detect or DetectOptions(), resize=self.input_spec.resize)
+        self._features = None
+        if task is DETECT:
+            self.layout = find_detection_outputs(model_data, str(model_path))
+            labels = _detector_labels(self.layout, labels, bundle is not None)
+            check_labels(self.layout, labels, self.detect_options)
+            self.labels = list(labels)
+            self.num_classes = len(labels)
+            return
+        scores_output, features_output = _split_outputs(outputs, len(inputs), len(task.outputs), bundle, model_path)
         self.num_classes = _num_classes(scores_output, model_path)
         self._scores = _Output(scores_output)
         self._features = _Output(features_output) if features_output is not None else None
@@ -215,7 +241,12 @@ class Classifier:
             bundle=self.bundle,
             model_data=self._model_data,
             task=self.task,
+            detect=self.detect_options,
         )
+
+    @property
+    def is_detector(self) -> bool:
+        return self.task is DETECT
 
     def preprocess(self, bgr: np.ndarray) -> np.ndarray:
         """The 1xHxWx3 input tensor for a BGR frame, equal to preprocess.to_model_input.
@@ -236,14 +267,18 @@ class Classifier:
         pixels = resize_to_input(bgr, self.input_spec, out=self._pixels)
         cv2.LUT(pixels, self._pixel_table, dst=self.interpreter.tensor(self._input_index)()[0])
 
-    def invoke(self, tensor: np.ndarray) -> np.ndarray:
-        """Scores for one preprocessed tensor, dequantised to float32, shape (num_classes,)."""
+    def invoke(self, tensor: np.ndarray) -> ModelOutput:
+        """Scores for one preprocessed tensor, dequantised to float32, shape (num_classes,); for a
+        detector, its four outputs (float, from the postprocess op) in its output order."""
         self.interpreter.set_tensor(self._input_index, tensor)
         return self.invoke_loaded()
 
-    def invoke_loaded(self) -> np.ndarray:
-        """Scores for the input already in the tensor (`load_frame`), dequantised to float32."""
+    def invoke_loaded(self) -> ModelOutput:
+        """Scores for the input already in the tensor (`load_frame`), dequantised to float32 (a detector:
+        its four outputs)."""
         self.interpreter.invoke()
+        if self.layout is not None:
+            return [self.interpreter.get_tensor(i) for i in self._output_indices]
         return self._scores.read(self.interpreter)
 
     def features(self) -> np.ndarray | None:
@@ -254,6 +289,17 @@ class Classifier:
     def classify(self, bgr: np.ndarray, top_k: int = 5) -> list[Prediction]:
         return postprocess.top_k(self.invoke(self.preprocess(bgr)), self.labels, top_k)
 
+    def detections(self, outputs: ModelOutput, frame_size: tuple[int, int]) -> list[Detection]:
+        """A detector's outputs as the objects in a frame of `frame_size` (width, height), best first:
+        the score threshold, class filter and top N of `detect_options`, boxes in the frame's pixels."""
+        if self.layout is None:
+            raise ValueError(f"{self.model_path} is not a detector")
+        return decode_detections(outputs, self.layout, self.labels, frame_size,
+                                 (self.input_spec.width, self.input_spec.height), self.detect_options)
+
+    def detect(self, bgr: np.ndarray) -> list[Detection]:
+        return self.detections(self.invoke(self.preprocess(bgr)), (bgr.shape[1], bgr.shape[0]))
+
     def describe(self, interpreters: int = 1) -> str:
         """One line for logs: which model, where it runs and on what (`interpreters` of it, --workers)."""
         note = f" ({self.accelerator_note})" if self.accelerator_note else ""
@@ -261,6 +307,27 @@ class Classifier:
             f"{self.model_path} on {self.accelerator}{note}, {self.backend} {self.backend_version}, "
             f"{threads_text(self.threads, interpreters)}, loaded in {self.load_ms:.0f} ms"
         )
+
+
+def _detector_labels(layout: DetectionLayout, labels: list[str] | None, from_bundle: bool) -> list[str]:
+    """The labels a detector reports: given, else class_0.. for each class its postprocess op names.
+    A bundle's labels must name exactly its op's classes: one more or fewer is a bundle made wrong."""
+    if labels is None:
+        if layout.num_classes is None:
+            raise ModelError(f"{layout.source} does not say how many classes it detects; pass --labels FILE")
+        return [f"class_{i}" for i in range(layout.num_classes)]
+    if from_bundle and layout.num_classes not in (None, len(labels)):
+        raise DetectionOutputError(f"{layout.source} detects {layout.num_classes} classes but its bundle's labels "
+                                   f"name {len(labels)}; re-create the bundle with `edgepipe convert`")
+    return labels
+
+
+def _file_task(data: bytes, path: Path) -> Task:
+    """A bare .tflite is a detector when its graph ends in the postprocess op, else a classifier."""
+    try:
+        return DETECT if graph_facts(data, str(path)).op_outputs is not None else CLASSIFY
+    except UserError:  # unreadable: the interpreter says why, in its own words
+        return CLASSIFY
 
 
 def _make_interpreter(backend: Backend, data: bytes, path: Path, threads: int, delegate: Any) -> Any:
@@ -295,6 +362,7 @@ def open_classifier(
     threads: int | None = None,
     edgetpu_device: str | None = None,
     probe: bool = True,
+    detect: DetectOptions | None = None,
 ) -> Classifier:
     """Load a bundle directory or a .tflite file, ready to classify BGR frames.
 
@@ -318,7 +386,7 @@ def open_classifier(
     started = time.perf_counter()
     bundle = None
     base_spec = None
-    task = CLASSIFY  # a bare .tflite: the third-party models the device must run are classifiers
+    task = CLASSIFY
     label_list = read_labels(labels) if labels is not None else None
     if is_bundle(path):
         bundle = load_bundle(path, verify=True)
@@ -332,6 +400,7 @@ def open_classifier(
     else:
         model_path = path
         data = read_model_bytes(path)
+        task = _file_task(data, path)
         embedded = embedded_info(data)
         base_spec = embedded.input_spec
         label_list = label_list or embedded.labels
@@ -354,4 +423,5 @@ def open_classifier(
         bundle=bundle,
         model_data=data,
         task=task,
+        detect=detect,
     )

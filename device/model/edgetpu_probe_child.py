@@ -20,6 +20,7 @@ from ..host import edgetpu_runtime_version
 from .bundle import is_bundle
 from .edgetpu_probe import EXIT_UNAVAILABLE
 from .golden import read_golden, run_golden
+from .golden_detect import rows
 from .classifier import open_classifier
 from edgepipe.device.model.backends import EdgeTpuUnavailable
 
@@ -34,7 +35,8 @@ def probe(model: str, device: str | None) -> int:
             scores = run_golden(classifier, golden)
         else:
             grey = np.full((classifier.input_spec.height, classifier.input_spec.width, 3), 128, np.uint8)
-            scores = classifier.invoke(classifier.preprocess(grey))[np.newaxis]
+            outputs = classifier.invoke(classifier.preprocess(grey))
+            scores = (rows(classifier, outputs) if classifier.is_detector else outputs)[np.newaxis]
     except EdgeTpuUnavailable as exc:
         print(json.dumps({"error": str(exc)}), flush=True)
         return EXIT_UNAVAILABLE

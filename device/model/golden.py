@@ -24,27 +24,18 @@ both match.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
 from .bundle import Bundle, BundleError
-from .preprocess import IMAGE_SUFFIXES, ImageReadError, decode_image
+from .golden_detect import compare_detections, read_detect_golden, rows
+from .golden_files import (DEFAULT_MIN_AGREEMENT, GOLDEN_DIR, MAX_LISTED, Comparison, min_agreement,  # noqa: F401
+                           plain_golden_path, read_listed)
+from .preprocess import ImageReadError, decode_image
 from .unknown import UnknownRule
-
-GOLDEN_DIR = "golden"
-# Top-1 agreement a model must reach on the golden set: the CPU model runs the
-# same int8 kernels as convert did, so every answer must match; the Edge TPU's
-# compiled arithmetic may round a near-tie the other way.
-# The AI Camera's sensor answers an injected golden image with the MCT model convert simulated
-# ("expected_imx500"); its fixed-point arithmetic may round a near-tie the other way too.
-DEFAULT_MIN_AGREEMENT = {"cpu": 1.0, "edgetpu": 0.95, "imx500": 0.95}
-# Disagreements listed in a report (a failed check names the images to look at).
-MAX_LISTED = 20
 
 
 @dataclass(frozen=True)
@@ -68,71 +59,9 @@ class GoldenSet:
         return np.stack([image.expected for image in self.images])
 
 
-@dataclass(frozen=True)
-class Comparison:
-    """How one model's scores on the golden set compare with the expected ones."""
-
-    n: int
-    agreed: int
-    max_abs_diff: float
-    mean_abs_diff: float
-    correct: int
-    disagreements: list[dict[str, Any]]
-    unknown_max_abs_diff: float | None = None  # of the feature-space unknown score, when checked
-
-    @property
-    def agreement(self) -> float:
-        return self.agreed / self.n if self.n else 0.0
-
-    @property
-    def accuracy(self) -> float:
-        return self.correct / self.n if self.n else 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "n": self.n,
-            "agreed": self.agreed,
-            "top1_agreement": self.agreement,
-            "max_abs_diff": self.max_abs_diff,
-            "mean_abs_diff": self.mean_abs_diff,
-            "accuracy": self.accuracy,
-            "unknown_max_abs_diff": self.unknown_max_abs_diff,
-            "disagreements": self.disagreements,
-        }
-
-
 def has_golden(manifest: dict[str, Any]) -> bool:
     golden = manifest.get("golden")
     return isinstance(golden, dict) and bool(golden.get("images"))
-
-
-def _plain_golden_path(bundle: Bundle, name: Any) -> Path:
-    """A golden file name from the manifest, refused unless it is a plain file under golden/."""
-    if not isinstance(name, str):
-        raise BundleError(f"bundle {bundle.root}: a golden entry has no file name; re-create the bundle")
-    pure = PurePosixPath(name)
-    if (pure.is_absolute() or ".." in pure.parts or len(pure.parts) != 2 or pure.parts[0] != GOLDEN_DIR
-            or pure.suffix.lower() not in IMAGE_SUFFIXES or "\\" in name):
-        raise BundleError(f"bundle {bundle.root}: golden file {name!r} is not a plain image under {GOLDEN_DIR}/; "
-                          "re-create the bundle with `edgepipe convert`")
-    path = bundle.root / pure
-    if path.is_symlink():
-        raise BundleError(f"bundle {bundle.root}: {name} is a symlink; bundles hold plain files only")
-    return path
-
-
-def _read_listed(bundle: Bundle, name: str, path: Path) -> bytes:
-    """The file's bytes, checked against bundle.json's sha256 (then used from memory)."""
-    expected = bundle.manifest.get("files", {}).get(name)
-    if not isinstance(expected, str):
-        raise BundleError(f"bundle {bundle.root}: golden file {name} is not listed in bundle.json's files")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise BundleError(f"bundle {bundle.root}: cannot read {name} ({exc.strerror or exc}); copy the bundle again") from None
-    if hashlib.sha256(data).hexdigest() != expected:
-        raise BundleError(f"bundle {bundle.root}: {name} does not match its sha256 in bundle.json; copy the bundle again")
-    return data
 
 
 def _expected_outputs(bundle: Bundle, entry: dict[str, Any], with_unknown: bool, key: str = "expected") -> np.ndarray:
@@ -155,23 +84,13 @@ def feature_rule(bundle: Bundle) -> UnknownRule | None:
     return bundle.unknown if bundle.unknown is not None and bundle.unknown.features is not None else None
 
 
-def _min_agreement(bundle: Bundle, golden: dict[str, Any]) -> dict[str, float]:
-    stored = golden.get("min_agreement", {})
-    if not isinstance(stored, dict):
-        raise BundleError(f"bundle {bundle.root}: golden.min_agreement is not a mapping; re-create the bundle")
-    thresholds = dict(DEFAULT_MIN_AGREEMENT)
-    for accelerator, value in stored.items():
-        if accelerator not in thresholds or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-            raise BundleError(f"bundle {bundle.root}: golden.min_agreement {accelerator}={value!r} is not a "
-                              "fraction for cpu or edgetpu; re-create the bundle")
-        thresholds[accelerator] = float(value)
-    return thresholds
-
-
-def read_golden(bundle: Bundle) -> GoldenSet | None:
-    """The bundle's golden set, validated and decoded; None when it has none (--no-golden)."""
+def read_golden(bundle: Bundle) -> Any:
+    """The bundle's golden set (a GoldenSet, or a detector's DetectGoldenSet), validated and decoded;
+    None when it has none (--no-golden)."""
     if not has_golden(bundle.manifest):
         return None
+    if bundle.task == "detect":
+        return read_detect_golden(bundle)
     golden = bundle.manifest["golden"]
     entries = golden["images"]
     if not isinstance(entries, list):
@@ -182,18 +101,18 @@ def read_golden(bundle: Bundle) -> GoldenSet | None:
         if not isinstance(entry, dict):
             raise BundleError(f"bundle {bundle.root}: a golden entry is not an object; re-create the bundle")
         name = entry.get("file")
-        path = _plain_golden_path(bundle, name)
+        path = plain_golden_path(bundle, name)
         label = entry.get("label")
         if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < len(bundle.labels):
             raise BundleError(f"bundle {bundle.root}: golden entry {name} has label {label!r}, "
                               f"not an index into its {len(bundle.labels)} labels")
         try:
-            bgr = decode_image(_read_listed(bundle, name, path), name)
+            bgr = decode_image(read_listed(bundle, name, path), name)
         except ImageReadError as exc:
             raise BundleError(f"bundle {bundle.root}: {exc}; re-create the bundle") from None
         imx500 = _expected_outputs(bundle, entry, False, "expected_imx500") if "expected_imx500" in entry else None
         images.append(GoldenImage(name, label, _expected_outputs(bundle, entry, rule is not None), bgr, imx500))
-    return GoldenSet(images, bundle.labels, _min_agreement(bundle, golden), rule)
+    return GoldenSet(images, bundle.labels, min_agreement(bundle, golden), rule)
 
 
 def golden_outputs(scores: np.ndarray, features: np.ndarray | None, rule: UnknownRule | None) -> np.ndarray:
@@ -201,8 +120,12 @@ def golden_outputs(scores: np.ndarray, features: np.ndarray | None, rule: Unknow
     return scores if rule is None else np.append(scores, np.float32(rule.values(scores, features)))
 
 
-def run_golden(classifier: Any, golden: GoldenSet) -> np.ndarray:
-    """The classifier's golden outputs for every image, in order (n x classes, + 1 with a feature rule)."""
+def run_golden(classifier: Any, golden: Any) -> np.ndarray:
+    """The classifier's golden outputs for every image, in order (n x classes, + 1 with a feature rule);
+    a detector's objects as one row of slots per image (golden_detect.rows)."""
+    if getattr(classifier, "is_detector", False):
+        return np.stack([rows(classifier, classifier.invoke(classifier.preprocess(image.bgr)))
+                         for image in golden.images])
     rows = []
     for image in golden.images:
         scores = classifier.invoke(classifier.preprocess(image.bgr))
@@ -210,8 +133,11 @@ def run_golden(classifier: Any, golden: GoldenSet) -> np.ndarray:
     return np.stack(rows)
 
 
-def compare(golden: GoldenSet, scores: np.ndarray) -> Comparison:
-    """Top-1 agreement, score differences and accuracy of `scores` against the expected outputs."""
+def compare(golden: Any, scores: np.ndarray) -> Comparison:
+    """Top-1 agreement, score differences and accuracy of `scores` against the expected outputs
+    (a detector's: agreement of its objects by class and overlap, golden_detect)."""
+    if not isinstance(golden, GoldenSet):
+        return compare_detections(golden, scores)
     outputs = np.asarray(scores, dtype=np.float32)
     expected_outputs = golden.expected
     if outputs.shape != expected_outputs.shape:

@@ -29,6 +29,14 @@ def unknown_mode(text: str) -> str | float:
         raise argparse.ArgumentTypeError(f"{text!r} is not auto, off or a threshold between 0 and 1") from None
 
 
+def label_list(text: str) -> frozenset[str]:
+    """--classes: comma-separated labels (checked against the model's when it is opened)."""
+    labels = frozenset(part.strip() for part in text.split(",") if part.strip())
+    if not labels:
+        raise argparse.ArgumentTypeError(f"{text!r} names no label; give LABEL[,LABEL...]")
+    return labels
+
+
 def percentage(text: str) -> float:
     """'95' or '95%' -> 0.95."""
     try:
@@ -57,6 +65,13 @@ class ModelOptions:
     edgetpu_device: str | None = flag("--edgetpu-device", default=None, metavar="DEVICE", help=EDGETPU_DEVICE_HELP)
     max_image_pixels: int = flag("--max-image-pixels", default=DEFAULT_MAX_PIXELS, parse=positive_int, metavar="N",
                                  help="skip an image file whose header declares more pixels (checked before decoding)")
+    threshold: float | None = flag("--threshold", default=None, parse=unit_interval, metavar="P",
+                                   help="report only classes (a detector: objects) scoring at least P, 0-1 (default: "
+                                        "0 for a classifier, 0.5 for a detector: its score floor)")
+    classes: frozenset[str] | None = flag("--classes", default=None, parse=label_list, metavar="LABEL[,LABEL...]",
+                                          help="a detector: report only objects of these labels (default: all)")
+    max_objects: int = flag("--max-objects", default=20, parse=positive_int, metavar="N",
+                            help="a detector: report at most the N best objects a frame")
     unknown: str | float = flag(
         "--unknown", default="auto", parse=unknown_mode, metavar="auto|off|P",
         help='report "label": "unknown" (best class still in top) when the confidence is below the threshold: auto = '

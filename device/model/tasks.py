@@ -6,8 +6,9 @@ pipeline but for three seams: the model's outputs (here), their postprocess
 carries (run/results.py: `top` and/or `detections`), which every sink renders.
 A bundle's manifest names its task (`"task": "classify"`, the default for
 bundles written before it was recorded). A task this edgepipe does not know is
-refused when the manifest is read; one it knows but cannot run yet (detection,
-until it lands) is refused when the model is opened, each in one line.
+refused when the manifest is read; one it knows but cannot run (none today: a
+task added to the format before its runtime) is refused when the model is
+opened, each in one line.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class Task:
 
 CLASSIFY = Task("classify", ("scores",), runnable=True)
 # SSD models ending in TFLite_Detection_PostProcess (Coral's, Frigate's): read by index.
-DETECT = Task("detect", ("boxes", "classes", "scores", "count"), runnable=False)
+DETECT = Task("detect", ("boxes", "classes", "scores", "count"), runnable=True)
 TASKS = {task.name: task for task in (CLASSIFY, DETECT)}
 DEFAULT_TASK = CLASSIFY.name
 

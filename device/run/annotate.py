@@ -19,16 +19,23 @@ def _label(top: list[Prediction]) -> str:
 
 def annotate(bgr: np.ndarray, top: list[Prediction], fps: float,
              regions: dict[str, tuple[tuple[int, int, int, int], list[Prediction]]] | None = None,
-             unknown: bool = False, detections: Sequence[Detection] = ()) -> np.ndarray:
+             unknown: bool = False, detections: Sequence[Detection] = (),
+             zones: dict[str, tuple[tuple[int, int, int, int], str]] | None = None) -> np.ndarray:
     """A copy of the frame with the best label, its score and the FPS in the corner
     ("unknown (best ...)" when the run rejected the frame), each region (--roi)
-    outlined with its own name and label, and each detected object boxed with its label."""
+    outlined with its own name and label, each detected object boxed with its label
+    (and track id), and each zone of a detector outlined with what is in it."""
     out = bgr.copy()
-    headline = f"unknown (best {_label(top)})" if unknown else _label(top)
+    if zones is not None or detections:
+        headline = f"{len(detections)} object" + ("" if len(detections) == 1 else "s")
+    else:
+        headline = f"unknown (best {_label(top)})" if unknown else _label(top)
     scale = max(0.5, out.shape[1] / 800)
     thickness = max(1, round(scale * 2))
     boxes = [(box, f"{name}: {_label(region_top)}", REGION_COLOUR) for name, (box, region_top) in (regions or {}).items()]
-    boxes += [(d.box, scored(d.label, d.score), DETECTION_COLOUR) for d in detections]
+    boxes += [(box, f"{name}: {text}", REGION_COLOUR) for name, (box, text) in (zones or {}).items()]
+    boxes += [(d.box, ("" if d.track_id is None else f"#{d.track_id} ") + scored(d.label, d.score), DETECTION_COLOUR)
+              for d in detections]
     for (x0, y0, x1, y1), text, colour in boxes:
         cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), colour, thickness)
         (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale * 0.8, thickness)

@@ -36,10 +36,12 @@ from .frames import POLL_S, FrameBuffer
 from .ordering import IN_FLIGHT_PER_WORKER, Inferred, ResultOrder
 from .options import RunOptions
 from .results import FrameResult
+from .regions import region_boxes
 from .runstats import RunStats
 from .sink import RunInfo, Sink, close_all
 from .sources import FrameSource, ImageError, ImageFilesSource, SourceUnavailable
 from .timing import postprocess_timed
+from .tracker import Tracker
 from .workers import InferenceWorker
 
 
@@ -76,6 +78,8 @@ class Pipeline:
                                  for r in options.regions}
         self.region_labels: dict[str, collections.Counter[str]] = {r.name: collections.Counter()
                                                                    for r in options.regions}
+        # A detector's --roi regions are zones its tracked objects are counted in, not crops to infer.
+        self.tracker = Tracker(options.tracker) if self.classifier.is_detector else None
         self.buffer = FrameBuffer(keep_newest=source.live or options.realtime)
         workers = len(self.classifiers)
         self.order = ResultOrder(in_order=not self.buffer.keep_newest, workers=workers,
@@ -105,11 +109,13 @@ class Pipeline:
             accelerator=clf.accelerator,
             backend=f"{clf.backend} {clf.backend_version}",
             threads=clf.threads,
-            labels=tuple(clf.labels),
+            labels=tuple(label for label in clf.labels if clf.detect_options.classes is None
+                         or label in clf.detect_options.classes) if clf.is_detector else tuple(clf.labels),
             request_stop=self.request_stop,
             workers=len(self.classifiers),
             regions=tuple(r.name for r in self.options.regions),
             running_summary=self.running_summary,
+            detector=clf.is_detector,
         )
 
     def running_summary(self) -> dict[str, Any]:
@@ -133,7 +139,8 @@ class Pipeline:
     def _capture_and_classify(self) -> tuple[str, int]:
         """Run the capture thread, the workers and the emitting loop to the end: (stop reason, exit code)."""
         capture = Capture(self.source, self.buffer, self.stop, self.options, self.stats, self.log)
-        workers = [InferenceWorker(i, clf, self.buffer, self.order, self.stop, self.options.regions)
+        crops = () if self.tracker is not None else self.options.regions
+        workers = [InferenceWorker(i, clf, self.buffer, self.order, self.stop, crops)
                    for i, clf in enumerate(self.classifiers)]
         capture.start()
         for worker in workers:
@@ -177,7 +184,7 @@ class Pipeline:
             described["unknown"] = {"score": self.options.unknown.score,
                                     "rule": self.options.unknown.describe(list(info.labels)),
                                     "frames": self.unknown_frames}
-        if self.options.regions:  # how often each region saw each label (its top-1)
+        if self.options.regions and self.tracker is None:  # how often each region saw each label (its top-1)
             described["regions"] = {
                 r.name: {"roi": r.spec(), "labels": dict(self.region_labels[r.name].most_common())}
                 for r in self.options.regions
@@ -209,6 +216,8 @@ class Pipeline:
         return "stopped"
 
     def _result(self, inferred: Inferred) -> FrameResult:
+        if self.tracker is not None:
+            return self._detected(inferred, self.tracker)
         frame = inferred.frame
         scored = postprocess_timed(inferred.scores, self.classifier.labels, self.options.top_k,
                                    self.options.threshold, self.smoother, self.options.unknown, inferred.features)
@@ -226,6 +235,22 @@ class Pipeline:
                 self.region_labels[name][regions[name][0].label] += 1
         return FrameResult(frame.index, frame.ts, scored.top, latency, self.stats.current_fps, frame.item,
                            frame.image, scored.verdict, scored.scores, regions, boxes)
+
+    def _detected(self, inferred: Inferred, tracker: Tracker) -> FrameResult:
+        """A detector's frame: its outputs decoded into the frame's boxes, then tracked (ids, counts, zones,
+        events); both are the postprocess stage."""
+        frame = inferred.frame
+        started = time.perf_counter()
+        size = (frame.image.shape[1], frame.image.shape[0])
+        boxes = region_boxes(self.options.regions, *size)
+        tracked = tracker.update(self.classifier.detections(inferred.scores, size), boxes)
+        latency = {"capture": frame.capture_ms, "preprocess": inferred.preprocess_ms,
+                   "inference": inferred.inference_ms, "postprocess": (time.perf_counter() - started) * 1e3,
+                   "total": (time.perf_counter() - frame.started) * 1000.0}
+        self.stats.record(latency)
+        return FrameResult(frame.index, frame.ts, [], latency, self.stats.current_fps, frame.item, frame.image,
+                           boxes=boxes, detections=tracked.detections, counts=tracked.counts, zones=tracked.zones,
+                           events=tracked.events)
 
     def _emit(self, result: FrameResult) -> None:
         for sink in self.sinks:

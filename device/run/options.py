@@ -15,6 +15,7 @@ from .regions import Region, parse_region
 
 if TYPE_CHECKING:  # the command line imports this module to build its parser: it stays light
     from ..model.unknown import UnknownRule
+from .tracker import TrackerOptions
 
 
 @dataclass
@@ -26,8 +27,7 @@ class RunOptions:
     realtime: bool = flag("--realtime", default=False,
                           help="pace a video file (or images) at its frame rate and drop frames like a camera, "
                                "instead of classifying every frame")
-    threshold: float = flag("--threshold", default=0.0, parse=unit_interval, metavar="P",
-                            help="report only classes scoring at least P (0-1)")
+    threshold: float = 0.0  # the model options' --threshold, for a classifier (a detector's is its score floor)
     smooth: float | None = flag("--smooth", default=None, metavar="ALPHA",
                                 parse=above_zero_fraction("would never update the scores"),
                                 help="exponential smoothing of scores over frames: new = ALPHA*frame + "
@@ -47,4 +47,6 @@ class RunOptions:
                                            "warn and exit 1)")
     regions: tuple[Region, ...] = flag("--roi", default=(), parse=parse_region, repeat=True, metavar="NAME=x,y,w,h",
                                        help="also classify this region of every frame on its own (repeatable); "
-                                            "pixels, or fractions of the frame such as gate=0,0,0.5,1 (the left half)")
+                                            "pixels, or fractions of the frame such as gate=0,0,0.5,1 (the left "
+                                            "half); a detector's zone: its objects are counted in it")
+    tracker: TrackerOptions = TrackerOptions()  # a detector's objects over time

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -18,7 +19,7 @@ class Inferred:
     """A worker's answer for one frame, waiting to be emitted in order."""
 
     frame: Frame
-    scores: np.ndarray
+    scores: Any  # a classifier's scores (np.ndarray), or a detector's four outputs (classifier.ModelOutput)
     preprocess_ms: float
     inference_ms: float
     regions: dict[str, tuple[tuple[int, int, int, int], np.ndarray]] = field(default_factory=dict)  # name -> box, scores

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:  # cli.py imports this module to parse --roi: it stays light
     import numpy as np
@@ -62,3 +62,30 @@ def parse_region(text: str) -> Region:
     if not fractional and any(v != int(v) for v in box):
         raise argparse.ArgumentTypeError(f"{text!r}: pixels are whole numbers; fractions are all <= 1")
     return Region(name.strip(), box, fractional)  # type: ignore[arg-type]
+
+
+def region_boxes(regions: "Sequence[Region]", width: int, height: int) -> dict[str, tuple[int, int, int, int]]:
+    """Each region's (x0, y0, x1, y1) in a width x height frame; one that lies outside it is the user's to fix."""
+    from edgepipe.core.errors import UserError
+
+    boxes = {}
+    for region in regions:
+        try:
+            boxes[region.name] = region.pixels(width, height)
+        except ValueError as exc:
+            raise UserError(f"{exc}: fix --roi {region.name}=...") from None
+    return boxes
+
+
+def region_name_clash(names: "Sequence[str]") -> str | None:
+    """Why these --roi names cannot all be used, or None. Names become MQTT topic levels and Home
+    Assistant object ids, which fold case and treat - and _ alike: so must they."""
+    folded: dict[str, list[str]] = {}
+    for name in names:
+        folded.setdefault(name.lower().replace("-", "_"), []).append(name)
+    clashes = [group for group in folded.values() if len(group) > 1]
+    if not clashes:
+        return None
+    said = "; ".join(f"{group[0]} given twice" if len(set(group)) == 1 else " and ".join(group) + " are one name"
+                     for group in clashes)
+    return f"--roi names must differ: {said} (topics and Home Assistant ids ignore case and - vs _)"

@@ -18,6 +18,7 @@ from edgepipe.core.safetext import printable
 
 from edgepipe.device.model.postprocess import Detection, Prediction, scored
 from edgepipe.device.model.unknown import UNKNOWN_LABEL, Verdict
+from .tracker import TrackEvent
 
 LATENCY_DECIMALS = 3
 
@@ -43,6 +44,11 @@ class FrameResult:
     regions: dict[str, list[Prediction]] = field(default_factory=dict)  # --roi name -> its own top-k
     boxes: dict[str, tuple[int, int, int, int]] = field(default_factory=dict, repr=False, compare=False)
     detections: list[Detection] = field(default_factory=list)  # a detection model's objects, best first
+    # A detector's tracked objects present (per label; per --roi zone) and those that appeared or left:
+    # None for a classifier, so its results keep their shape.
+    counts: dict[str, int] | None = None
+    zones: dict[str, dict[str, int]] = field(default_factory=dict)
+    events: list[TrackEvent] = field(default_factory=list)
 
     @property
     def unknown(self) -> bool:
@@ -64,12 +70,19 @@ class FrameResult:
         data: dict[str, Any] = {"frame": self.index, "ts": round(self.ts, 6)}
         if self.item is not None:
             data["item"] = self.item
-        data["label"] = self.label
-        if self.verdict is not None:
-            data["confidence"] = round(self.verdict.confidence, 6)
-        data["top"] = [p.to_json() for p in self.top]
-        if self.detections:
+        if self.counts is None:  # a classifier's answer; a detector's is its objects
+            data["label"] = self.label
+            if self.verdict is not None:
+                data["confidence"] = round(self.verdict.confidence, 6)
+            data["top"] = [p.to_json() for p in self.top]
+        if self.detections or self.counts is not None:
             data["detections"] = [d.to_json() for d in self.detections]
+        if self.counts is not None:
+            data["counts"] = dict(self.counts)
+            if self.zones:
+                data["zones"] = {name: dict(counts) for name, counts in self.zones.items()}
+            if self.events:
+                data["events"] = [e.to_json() for e in self.events]
         data["latency_ms"] = {k: round(v, LATENCY_DECIMALS) for k, v in self.latency_ms.items()}
         data["fps"] = round(self.fps, 2)
         if self.regions:
@@ -86,6 +99,10 @@ class FrameResult:
             labels += f" | {name}: " + (scored(top[0].label, top[0].score) if top else "-")
         if self.detections:
             labels += " | objects: " + ", ".join(scored(d.label, d.score) for d in self.detections)
+        elif self.counts is not None:
+            labels += " | objects: none"
+        for name, counts in self.zones.items():
+            labels += f" | {name}: " + (", ".join(f"{n} {label}" for label, n in sorted(counts.items())) or "-")
         return printable(f"{where}: {labels}  [inference {self.latency_ms['inference']:.1f} ms, {self.fps:.1f} fps]")
 
     @functools.cached_property
@@ -95,5 +112,8 @@ class FrameResult:
 
         if self.image is None:
             raise ValueError("this result carries no image to annotate")
+        zones = None if self.counts is None else {  # a detector's zones, with what is in each
+            n: (self.boxes[n], ", ".join(f"{c} {label}" for label, c in sorted(counts.items())) or "-")
+            for n, counts in self.zones.items()}
         return annotate(self.image, self.top, self.fps, {n: (self.boxes[n], t) for n, t in self.regions.items()},
-                        self.unknown, self.detections)
+                        self.unknown, self.detections, zones)

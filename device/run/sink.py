@@ -31,6 +31,7 @@ class RunInfo:
     workers: int = 1  # interpreters inferring consecutive frames at once, `threads` each
     regions: tuple[str, ...] = ()  # the names of --roi regions, each with its own result
     running_summary: Callable[[], dict[str, Any]] = dict  # the run's summary so far (from any thread)
+    detector: bool = False  # results carry objects (detections, counts, zones, events), not classes
 
 
 class Sink:

@@ -8,12 +8,10 @@ from typing import Sequence
 
 import numpy as np
 
-from edgepipe.core.errors import UserError
-
 from ..model.classifier import Classifier
 from .frames import POLL_S, FrameBuffer
 from .ordering import Inferred, ResultOrder
-from .regions import Region
+from .regions import Region, region_boxes
 from .timing import invoke_loaded_timed, load_timed
 
 
@@ -58,12 +56,8 @@ class InferenceWorker(threading.Thread):
     def _infer_regions(self, image: np.ndarray) -> dict[str, tuple[tuple[int, int, int, int], np.ndarray]]:
         """Each --roi cropped from the frame and inferred by this worker's interpreter, like a frame of its own."""
         inferred = {}
-        for region in self.regions:
-            try:
-                box = region.pixels(image.shape[1], image.shape[0])
-            except ValueError as exc:
-                raise UserError(f"{exc}: fix --roi {region.name}=...") from None
+        for name, box in region_boxes(self.regions, image.shape[1], image.shape[0]).items():
             x0, y0, x1, y1 = box
             self.classifier.load_frame(image[y0:y1, x0:x1])
-            inferred[region.name] = (box, self.classifier.invoke_loaded())
+            inferred[name] = (box, self.classifier.invoke_loaded())
         return inferred

@@ -8,6 +8,13 @@ label, reason, every class's score, model hash, region); the sidecar is
 written last, so a JPEG without one is an incomplete pair that `deploy
 collect` ignores.
 
+A detector's frame is kept when one of its objects scores below
+--collect-below (reported, so above the score floor --threshold, but not
+sure), when two objects of different labels overlap (IoU >= CONFLICT_IOU: the
+model could not decide what it is), and one in --collect-every of the others.
+Its sidecar holds the objects, and a Pascal VOC XML (voc.py) beside the JPEG
+holds them as pre-labels to correct and train on (`train --task detect`).
+
 The device must never fill up: at most --collect-rate frames a minute
 (a token bucket), at most --collect-max-mb on disk (the oldest pairs are
 deleted first), and nothing is written while the file system has less than
@@ -38,18 +45,40 @@ from edgepipe.core.files import atomic_write_bytes, atomic_write_text
 from edgepipe.device.model.bundle import sha256_file
 from edgepipe.device.run.results import FrameResult
 from edgepipe.device.run.sink import RunInfo
+from edgepipe.device.model.postprocess import iou_matrix
 from .options import CollectOptions
 from .queued import QueuedSink
+from .voc import voc_annotation
 
 SIDECAR = ".json"
 IMAGE = ".jpg"
+VOC = ".xml"  # a detector's pre-labels
+CONFLICT_IOU = 0.5  # two labels on this much of the same place: the detector could not decide
 JPEG_QUALITY = 90
 WORKER_NICENESS = 10  # added to the process's: the writer yields the CPU to inference
+
+
+def detection_reason(result: FrameResult, options: CollectOptions) -> str | None:
+    """Why a detector's frame is unsure (None: it is not)."""
+    found = result.detections
+    if options.below is not None and any(d.score < options.below for d in found):
+        return "low_score"
+    boxes = np.array([d.box for d in found], np.float64).reshape(-1, 4)
+    overlap = iou_matrix(boxes, boxes)
+    labels = np.array([d.index for d in found])
+    if np.any((overlap >= CONFLICT_IOU) & (labels[:, None] != labels[None, :])):
+        return "conflict"
+    return None
 
 
 def collect_reason(result: FrameResult, options: CollectOptions, confident_count: int) -> str | None:
     """Why this frame should be kept (None: it should not). `confident_count` counts confident
     frames so far, this one included, for the --collect-every sample."""
+    if result.counts is not None:
+        reason = detection_reason(result, options)
+        if reason is None and options.every and confident_count % options.every == 0:
+            reason = "sample"
+        return reason
     if result.unknown:
         return "unknown"
     scores = result.scores if result.scores is not None else np.array([p.score for p in result.top])
@@ -63,6 +92,16 @@ def collect_reason(result: FrameResult, options: CollectOptions, confident_count
     if options.every and confident_count % options.every == 0:
         return "sample"
     return None
+
+
+DETECTIONS_FOLDER = "detections"
+
+
+def sidecar_annotation(stem: str, sidecar: dict[str, Any]) -> str:
+    """The VOC pre-labels of a detector's collected frame, from its sidecar (also what `deploy collect`
+    writes on the workstation)."""
+    width, height = sidecar["size"]
+    return voc_annotation(f"{stem}{IMAGE}", int(width), int(height), sidecar["detections"])
 
 
 class TokenBucket:
@@ -88,7 +127,7 @@ class DiskBudget:
     def __init__(self, root: Path, max_bytes: int) -> None:
         self.root, self.max_bytes = root, max_bytes
         self.pairs: dict[str, int] = {}  # stem -> bytes of its JPEG + sidecar, in name (= time) order
-        for path in sorted(root.glob(f"*{IMAGE}")) + sorted(root.glob(f"*{SIDECAR}")):
+        for path in sorted(root.glob(f"*{IMAGE}")) + sorted(root.glob(f"*{SIDECAR}")) + sorted(root.glob(f"*{VOC}")):
             self.pairs[path.stem] = self.pairs.get(path.stem, 0) + path.stat().st_size
         self.pairs = dict(sorted(self.pairs.items()))
         self.used = sum(self.pairs.values())
@@ -99,7 +138,7 @@ class DiskBudget:
         self.used += size
         while self.used > self.max_bytes and len(self.pairs) > 1:
             oldest = next(iter(self.pairs))
-            for suffix in (SIDECAR, IMAGE):  # sidecar first: a pair is never half-complete-looking
+            for suffix in (SIDECAR, VOC, IMAGE):  # sidecar first: a pair is never half-complete-looking
                 (self.root / f"{oldest}{suffix}").unlink(missing_ok=True)
             self.used -= self.pairs.pop(oldest)
             self.evicted += 1
@@ -168,11 +207,18 @@ class CollectSink(QueuedSink):
             raise OSError("JPEG encoding failed")
         when = datetime.fromtimestamp(result.ts, timezone.utc)
         stem = f"{when:%Y%m%dT%H%M%S}{when.microsecond // 1000:03d}Z-{result.index:08d}"
-        sidecar = json.dumps(self._sidecar(result, reason, when), indent=1) + "\n"
+        described = self._sidecar(result, reason, when) if result.counts is None else \
+            self._detection_sidecar(result, reason, when)
+        sidecar = json.dumps(described, indent=1) + "\n"
         atomic_write_bytes(root / f"{stem}{IMAGE}", jpeg.tobytes())
+        size = len(jpeg) + len(sidecar.encode())
+        if result.counts is not None:
+            annotation = sidecar_annotation(stem, described)
+            atomic_write_text(root / f"{stem}{VOC}", annotation)
+            size += len(annotation.encode())
         atomic_write_text(root / f"{stem}{SIDECAR}", sidecar)  # last: the pair is complete
         with self._lock:
-            self.budget.add(stem, len(jpeg) + len(sidecar.encode()))
+            self.budget.add(stem, size)
             self.counts["saved"] += 1
             self.reasons[reason] = self.reasons.get(reason, 0) + 1
 
@@ -193,6 +239,23 @@ class CollectSink(QueuedSink):
             "model": {"path": run.model if run else None, "sha256": self._model_hash},
             "source": run.source if run else None,
             "region": None,  # the whole frame; region outputs name theirs
+        }
+
+    def _detection_sidecar(self, result: FrameResult, reason: str, when: datetime) -> dict[str, Any]:
+        run = self._run
+        assert result.image is not None
+        return {
+            "time": when.isoformat(timespec="milliseconds"),
+            "frame": result.index,
+            "item": result.item,
+            "task": "detect",
+            "label": DETECTIONS_FOLDER,  # where `deploy collect` puts it: one folder of VOC-labelled frames
+            "reason": reason,
+            "size": [int(result.image.shape[1]), int(result.image.shape[0])],
+            "detections": [d.to_json() for d in result.detections],
+            "counts": dict(result.counts or {}),
+            "model": {"path": run.model if run else None, "sha256": self._model_hash},
+            "source": run.source if run else None,
         }
 
     def summary_fields(self) -> dict[str, Any]:

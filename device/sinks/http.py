@@ -1,6 +1,7 @@
 """A live web view, a JSON API and Prometheus metrics of a run (`run --serve`).
 
-/               one page: the live annotated frame, its label, top-k, fps and per-stage latency
+/               one page: the live annotated frame (a detector's boxes drawn on it), its label and top-k
+                or its objects (track ids, per-label and per-zone counts), fps and per-stage latency
 /api/view       one frame's result and its annotated JPEG (base64) in one object: what the page shows
 /stream.mjpg    the annotated frames as MJPEG, for other viewers (absent with --no-preview)
 /api/latest     the last result (the `--json` object)
@@ -303,7 +304,8 @@ PAGE = """<!doctype html>
  <h1 id="label">-</h1>
  <div class="muted">frame <span id="frame">-</span> &middot; <span id="fps">-</span> fps</div>
  <table id="top"></table>
- <div id="regions-part" hidden><h3>regions</h3><table id="regions"></table></div>
+ <div id="counts-part" hidden><h3>counts</h3><table id="counts"></table></div>
+ <div id="regions-part" hidden><h3 id="regions-title">regions</h3><table id="regions"></table></div>
  <h3>latency (ms)</h3><table id="latency"></table>
  <div id="status" class="muted"></div>
 </div>
@@ -321,13 +323,27 @@ function rows(id, entries) {
   }));
 }
 function show(r) {  // one result: the headline, the numbers and the tables all read it
-  document.getElementById("label").textContent = r.label ?? "-";
   document.getElementById("frame").textContent = r.frame;
   document.getElementById("fps").textContent = r.fps.toFixed(1);
-  rows("top", r.top.map(p => [p.label, p.score.toFixed(3)]));
-  const regions = Object.entries(r.regions || {});
-  document.getElementById("regions-part").hidden = regions.length === 0;
-  rows("regions", regions.map(([n, t]) => [n, t.length ? t[0].label + " " + t[0].score.toFixed(3) : "-"]));
+  if (r.counts) {  // a detector: its objects, their counts, and the zones'
+    const counted = c => Object.entries(c).map(([l, n]) => n + " " + l).join(", ") || "-";
+    const n = r.detections.length;
+    document.getElementById("label").textContent = n + (n === 1 ? " object" : " objects");
+    rows("top", r.detections.map(d => [(d.track_id ? "#" + d.track_id + " " : "") + d.label,
+                                       d.score.toFixed(2) + "  [" + d.box.join(", ") + "]"]));
+    document.getElementById("counts-part").hidden = false;
+    rows("counts", [["present", counted(r.counts)]]);
+    const zones = Object.entries(r.zones || {});
+    document.getElementById("regions-title").textContent = "zones";
+    document.getElementById("regions-part").hidden = zones.length === 0;
+    rows("regions", zones.map(([z, c]) => [z, counted(c)]));
+  } else {
+    document.getElementById("label").textContent = r.label ?? "-";
+    rows("top", r.top.map(p => [p.label, p.score.toFixed(3)]));
+    const regions = Object.entries(r.regions || {});
+    document.getElementById("regions-part").hidden = regions.length === 0;
+    rows("regions", regions.map(([n, t]) => [n, t.length ? t[0].label + " " + t[0].score.toFixed(3) : "-"]));
+  }
   rows("latency", Object.entries(r.latency_ms).map(([s, ms]) => [s, ms.toFixed(1)]));
 }
 async function refresh() {

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from prometheus_client import CollectorRegistry, Histogram, Info, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -35,6 +35,14 @@ class RunMetrics:
                               ["stage"], buckets=LATENCY_BUCKETS_S, registry=self.registry)
         self._stages = {stage: histogram.labels(stage) for stage in STAGES}
         self._info = Info("edgepipe_run", "What this run classifies with", registry=self.registry)
+        # A detector's: objects reported per label (every frame's), and the tracked objects present now.
+        self._detections = Counter("edgepipe_detections", "Objects detected, per label, summed over frames",
+                                   ["label"], registry=self.registry)
+        self._present = Gauge("edgepipe_objects", "Tracked objects present now, per label", ["label"],
+                              registry=self.registry)
+        self._zone_present = Gauge("edgepipe_zone_objects", "Tracked objects present now in each --roi zone",
+                                   ["zone", "label"], registry=self.registry)
+        self._labels: tuple[str, ...] = ()
         self._collector = _SummaryCollector(running_summary, thermal_zone, throttled)
         self.registry.register(self._collector)
 
@@ -42,6 +50,11 @@ class RunMetrics:
         self._info.info({"model": run.model, "accelerator": run.accelerator, "backend": run.backend,
                          "threads": str(run.threads), "source": run.source, "version": __version__})
         self._collector.running_summary = run.running_summary
+        if run.detector:  # every reported label from the start, so a query sees 0 rather than nothing
+            self._labels = run.labels
+            for label in run.labels:
+                self._detections.labels(label)
+                self._present.labels(label).set(0)
 
     def observe(self, result: FrameResult) -> None:
         for stage, ms in result.latency_ms.items():
@@ -49,6 +62,14 @@ class RunMetrics:
             if child is not None:
                 child.observe(ms / 1000.0)
         self._collector.last_result = (result.ts, result.fps)
+        if result.counts is not None:
+            for detection in result.detections:
+                self._detections.labels(detection.label).inc()
+            for label in self._labels:
+                self._present.labels(label).set(result.counts.get(label, 0))
+            for zone, counts in result.zones.items():
+                for label in self._labels:
+                    self._zone_present.labels(zone, label).set(counts.get(label, 0))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

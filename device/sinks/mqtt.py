@@ -7,6 +7,12 @@ every --mqtt-interval s), `attributes` (score, top-k, fps, model: retained),
 Each --roi region has the same under PREFIX/NAME/. Home Assistant discovery
 configs (retained) make a sensor per camera and per region appear by itself.
 
+A detector's `state` is the number of tracked objects present (`attributes`:
+per label, and the objects), `count/LABEL` the number of each label (retained;
+Home Assistant gets a sensor and a binary sensor "LABEL present" from it),
+PREFIX/ZONE/state the objects in each --roi zone, and `events` (QoS 1, not
+retained) one message each time a tracked object appears or leaves.
+
 The inference thread only puts results in a small queue; a worker thread
 publishes them, and paho's network thread reconnects with backoff when the
 broker goes away. What cannot be queued or sent is counted as dropped.
@@ -48,9 +54,32 @@ def _attributes(top: list, fps: float, model: str) -> dict[str, Any]:
             "fps": round(fps, 2), "model": model}
 
 
+def states(prefix: str, result: FrameResult, run: RunInfo, slugs: dict[str, str]
+           ) -> dict[str, tuple[str, dict[str, Any] | None]]:
+    """Topic base -> (retained state, retained attributes or None) for one result.
+
+    A classifier: the label of the frame and of each region. A detector: the
+    number of tracked objects present (attributes: per label, and the objects),
+    per label under count/LABEL (every reported label, 0 when absent, so a
+    sensor falls back to 0), and per zone (attributes: per label).
+    """
+    model = model_name(run.model)
+    if result.counts is None:
+        return {base: (top[0].label if top else "", _attributes(top, result.fps, model))
+                for base, top in {prefix: result.top, **{f"{prefix}/{n}": t for n, t in result.regions.items()}}.items()}
+    found = {prefix: (str(sum(result.counts.values())),
+                      {"counts": dict(result.counts), "objects": [d.to_json() for d in result.detections],
+                       "fps": round(result.fps, 2), "model": model})}
+    found.update({f"{prefix}/count/{slug}": (str(result.counts.get(label, 0)), None) for label, slug in slugs.items()})
+    found.update({f"{prefix}/{zone}": (str(sum(counts.values())), {"counts": dict(counts)})
+                  for zone, counts in result.zones.items()})
+    return found
+
+
 def discovery_messages(prefix: str, run: RunInfo) -> list[tuple[str, dict[str, Any]]]:
-    """Home Assistant MQTT discovery: one sensor for the whole frame and one per region,
-    on one device named after this host."""
+    """Home Assistant MQTT discovery, on one device named after this host. A classifier: one sensor
+    for the whole frame and one per region. A detector (as Frigate users expect): the number of
+    objects, a sensor and a binary sensor "present" per label, and a sensor per zone."""
     node = node_id(prefix)
     device = {
         "identifiers": [f"edgepipe_{node}"],
@@ -59,22 +88,47 @@ def discovery_messages(prefix: str, run: RunInfo) -> list[tuple[str, dict[str, A
         "manufacturer": "edgepipe",
         "sw_version": __version__,
     }
-    sensors = [("label", "Label", prefix)] + [(f"{name}_label", f"{name} label", f"{prefix}/{name}")
-                                              for name in run.regions]
+    if run.detector:
+        slugs = topic_names(run.labels)
+        entities = [("sensor", "objects", "Objects", prefix, True)]
+        entities += [("sensor", f"{slug}_count", f"{label} count", f"{prefix}/count/{slug}", False)
+                     for label, slug in slugs.items()]
+        entities += [("binary_sensor", f"{slug}_present", f"{label} present", f"{prefix}/count/{slug}", False)
+                     for label, slug in slugs.items()]
+        entities += [("sensor", f"{name}_objects", f"{name} objects", f"{prefix}/{name}", True)
+                     for name in run.regions]
+    else:
+        entities = [("sensor", "label", "Label", prefix, True)] + [
+            ("sensor", f"{name}_label", f"{name} label", f"{prefix}/{name}", True) for name in run.regions]
     messages = []
-    for object_id, name, base in sensors:
-        messages.append((f"{DISCOVERY_PREFIX}/sensor/{node}/{object_id}/config", {
+    for component, object_id, name, base, attributes in entities:
+        state_topic = base if base.startswith(f"{prefix}/count/") else f"{base}/state"
+        config: dict[str, Any] = {
             "name": name,
             "unique_id": f"edgepipe_{node}_{object_id}",
-            "state_topic": f"{base}/state",
-            "json_attributes_topic": f"{base}/attributes",
+            "state_topic": state_topic,
             "availability_topic": f"{prefix}/availability",
             "payload_available": "online",
             "payload_not_available": "offline",
             "icon": "mdi:cctv",
             "device": device,
-        }))
+        }
+        if attributes:
+            config["json_attributes_topic"] = f"{base}/attributes"
+        if component == "binary_sensor":  # on while at least one is present: read from the count
+            config.update(value_template="{{ 'ON' if value | int > 0 else 'OFF' }}", device_class="occupancy")
+            del config["icon"]
+        elif run.detector:
+            config.update(state_class="measurement", unit_of_measurement="objects")
+        messages.append((f"{DISCOVERY_PREFIX}/{component}/{node}/{object_id}/config", config))
     return messages
+
+
+def topic_names(labels: "tuple[str, ...] | list[str]") -> dict[str, str]:
+    """Each label as one topic level and Home Assistant object id ([a-z0-9_]): "traffic light" ->
+    traffic_light; labels that fold to the same name get their class index appended."""
+    slugs = [re.sub(r"[^a-z0-9_]+", "_", label.lower()).strip("_") or "label" for label in labels]
+    return {label: slug if slugs.count(slug) == 1 else f"{slug}_{i}" for i, (label, slug) in enumerate(zip(labels, slugs))}
 
 
 def model_name(model_path: str) -> str:
@@ -109,6 +163,7 @@ class MqttSink(QueuedSink):
         self._client: Any = None
         self._latest: FrameResult | None = None  # the worker's: what a state refresh republishes
         self._run: RunInfo | None = None
+        self._slugs: dict[str, str] = {}  # a detector's label -> its topic level
         self._warned_down = False
 
     # -- the inference thread's side: never waits ------------------------------------------
@@ -118,7 +173,11 @@ class MqttSink(QueuedSink):
 
     def start(self, run: RunInfo) -> None:
         mqtt, target = self._mqtt, self.options.target
+        if run.detector and any(name.lower() == "count" for name in run.regions):
+            raise UserError("--roi count: a detector's per-label counts are published under PREFIX/count/; "
+                            "give the zone another name")
         self._run = run
+        self._slugs = topic_names(run.labels) if run.detector else {}
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
         client.max_queued_messages_set(PAHO_QUEUE_MESSAGES)
         client.reconnect_delay_set(*RECONNECT_DELAY_S)
@@ -200,20 +259,21 @@ class MqttSink(QueuedSink):
     def _publish_result(self, result: FrameResult, fresh: bool) -> None:
         assert self._run is not None
         now = time.monotonic()
-        model = model_name(self._run.model)
-        bases = {self.prefix: result.top, **{f"{self.prefix}/{n}": top for n, top in result.regions.items()}}
         send_result = fresh and now - self._last_result_at >= 1.0 / self.options.rate
-        for base, top in bases.items():
-            label = top[0].label if top else ""
+        for base, (state, attributes) in states(self.prefix, result, self._run, self._slugs).items():
             last = self._last_state.get(base)
-            if last is None or last[0] != label or now - last[1] >= self.options.interval or send_result:
-                attributes = json.dumps(_attributes(top, result.fps, model))
-                if attributes != self._last_attributes.get(base):
-                    if self._publish(f"{base}/attributes", attributes, qos=0, retain=True):
-                        self._last_attributes[base] = attributes
-            if last is None or last[0] != label or now - last[1] >= self.options.interval:
-                if self._publish(f"{base}/state", label, qos=1, retain=True):
-                    self._last_state[base] = (label, now)
+            due = last is None or last[0] != state or now - last[1] >= self.options.interval
+            if attributes is not None and (due or send_result):
+                text = json.dumps(attributes)
+                if text != self._last_attributes.get(base):
+                    if self._publish(f"{base}/attributes", text, qos=0, retain=True):
+                        self._last_attributes[base] = text
+            if due and self._publish(base if attributes is None else f"{base}/state", state, qos=1, retain=True):
+                self._last_state[base] = (state, now)
+        if fresh:  # every appearance and departure, once: they are rare, and an automation waits for them
+            for event in result.events:
+                self._publish(f"{self.prefix}/events", json.dumps({**event.to_json(), "frame": result.index,
+                                                                   "ts": round(result.ts, 6)}), qos=1)
         if send_result and self._publish(f"{self.prefix}/result", json.dumps(result.to_json()), qos=0):
             self._last_result_at = now
 

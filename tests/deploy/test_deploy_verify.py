@@ -70,3 +70,13 @@ def test_no_verify_skips_the_check_with_a_warning(golden_bundle, sshd, deploy_ar
 def test_bundle_without_golden_set_deploys_with_a_warning(tiny_bundle, sshd, deploy_argv, prefix, capsys):
     assert _deploy(tiny_bundle, sshd, deploy_argv) == 0
     assert "has no golden set (converted with --no-golden): its answers are not checked" in capsys.readouterr().err
+
+
+def test_a_detection_bundle_is_shipped_and_verified_as_a_classification_one(detect_golden_bundle, sshd, deploy_argv,
+                                                                            prefix, capsys):
+    assert _deploy(detect_golden_bundle, sshd, deploy_argv) == 0
+    out, err = capsys.readouterr()
+    assert "verified on the device at" in out and "cpu passed 100.0% top-1 agreement (3/3" in out
+    assert os.readlink(prefix / "current") == f"releases/{_id(detect_golden_bundle)}"
+    manifest = json.loads((prefix / "current" / MANIFEST).read_text())
+    assert manifest["task"] == "detect" and (prefix / "current" / "golden" / "000.jpg").is_file()

@@ -138,3 +138,43 @@ def test_run_collect_end_to_end_with_the_real_interpreter(tiny_bundle, video, tm
         assert side["best"] == rows[side["frame"]]["top"][0]["label"]
     code, _, err = cli("run", tiny_bundle, "--source", video, "--collect-below", "0.5")
     assert code == 2 and "--collect-below needs --collect DIR" in err
+
+
+def test_a_detectors_unsure_and_conflicting_frames_are_kept_and_confident_ones_sampled():
+    from edgepipe.device.model.postprocess import Detection
+
+    def detected(*found: Detection) -> FrameResult:
+        return FrameResult(0, 0.0, [], {}, 0.0, detections=list(found), counts={})
+
+    options = CollectOptions(Path("x"), below=0.7, every=5)
+    sure = Detection(0, "cat", 0.9, (0, 0, 40, 40))
+    assert collect_reason(detected(sure, Detection(1, "dog", 0.6, (100, 100, 140, 140))), options, 1) == "low_score"
+    assert collect_reason(detected(sure, Detection(1, "dog", 0.8, (2, 2, 40, 40))), options, 1) == "conflict"
+    assert collect_reason(detected(sure, Detection(0, "cat", 0.8, (2, 2, 40, 40))), options, 1) is None  # one label
+    assert collect_reason(detected(sure), options, 4) is None and collect_reason(detected(sure), options, 5) == "sample"
+    assert collect_reason(detected(), options, 5) == "sample"  # empty scenes teach what is not an object
+
+
+def test_collected_detector_frames_carry_voc_prelabels_that_train_reads(cli, detect_bundle, raccoon_video, tmp_path):
+    from edgepipe.train.detect.data import load_detection_data
+
+    root = tmp_path / "field"
+    code, out, err = cli("run", str(detect_bundle), "--source", str(raccoon_video[0]), "--json", "--accelerator",
+                         "cpu", "--collect", str(root), "--collect-below", "0.999", "--collect-rate", "600")
+    assert code == 0, err
+    rows = {json.loads(line)["frame"]: json.loads(line) for line in out.splitlines()}
+    sidecars = sorted(root.glob("*.json"))
+    assert sidecars and len(sidecars) == len(list(root.glob("*.xml"))) == len(list(root.glob("*.jpg")))
+    for path in sidecars:
+        sidecar = json.loads(path.read_text())
+        assert sidecar["task"] == "detect" and sidecar["reason"] == "low_score"
+        assert sidecar["detections"] == rows[sidecar["frame"]]["detections"] and sidecar["size"] == [640, 480]
+    data = load_detection_data([root], test_fraction=0.5)  # what `train --task detect field/` reads
+    assert data.classes == ("raccoon",)
+    read = {image.path.stem: image for image in data.train + data.test}
+    assert set(read) == {p.stem for p in sidecars}
+    for path in sidecars:
+        sidecar, image = json.loads(path.read_text()), read[path.stem]
+        boxes = np.array([d["box"] for d in sidecar["detections"]], np.float32)
+        assert (image.width, image.height) == (640, 480) and image.boxes.shape == boxes.shape
+        assert np.abs(image.boxes - boxes).max() <= 1.0  # VOC's inclusive 1-based corners, read back

@@ -226,3 +226,53 @@ def test_healthz_turns_503_when_the_source_is_lost(tiny_bundle, shapes_dataset: 
     finally:
         pipeline.request_stop("test over")
         runner.join(timeout=10)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_a_detectors_page_shows_its_boxes_and_lists_its_objects(detect_bundle, raccoon_long_video, tmp_path):
+    from edgepipe.device.run.annotate import DETECTION_COLOUR
+
+    run = RunProcess(detect_bundle, "--source", raccoon_long_video, "--realtime", "--serve", "127.0.0.1:0",
+                     "--accelerator", "cpu", "--roi", "gate=0,0,0.5,1", "--roi", "lawn=0.5,0,0.5,1")
+    try:
+        base = run.wait_err(r"serving (http://\S+/)").group(1)
+        run.wait_rows(3)
+        status, body, _ = get(base + "api/latest")
+        latest = json.loads(body)
+        assert status == 200 and latest == next(r for r in run.rows if r["frame"] == latest["frame"])
+        assert latest["detections"] and set(latest["zones"]) == {"gate", "lawn"}
+        families = {f.name: f for f in text_string_to_metric_families(get(base + "metrics")[1].decode())}
+        detected = {s.labels["label"]: s.value for s in families["edgepipe_detections"].samples
+                    if s.name == "edgepipe_detections_total"}
+        assert families["edgepipe_detections"].type == "counter" and set(detected) == {"raccoon"}
+        assert detected["raccoon"] >= sum(len(r["detections"]) for r in run.rows[:3])
+        assert {s.labels["label"] for s in families["edgepipe_objects"].samples} == {"raccoon"}
+        assert {s.labels["zone"] for s in families["edgepipe_zone_objects"].samples} == {"gate", "lawn"}
+
+        browser = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                   "--window-size=1000,700", "--virtual-time-budget=3000"]  # the page's fetches done before the dump
+        screenshot = tmp_path / "page.png"
+        subprocess.run([*browser, f"--screenshot={screenshot}", base], check=True, capture_output=True, timeout=120)
+        shot = cv2.imread(str(screenshot))
+        image_area = shot[12:12 + 480, 12:12 + 640].astype(int)  # the 640x480 frame inside the page's padding
+        green = np.abs(image_area - DETECTION_COLOUR).sum(axis=2) < 60
+        assert green.sum() > 1000  # a box's outline and its label (a thin line of a 640x480 box: ~2000 px)
+        rows_with_green, columns_with_green = np.flatnonzero(green.sum(axis=1) > 100), np.flatnonzero(green.sum(axis=0) > 100)
+        assert len(rows_with_green) and len(columns_with_green)  # long straight edges: a box, not noise
+
+        for _ in range(5):  # on a loaded machine the page's first fetch may not be back within --timeout: ask again
+            dom = subprocess.run([*browser, "--dump-dom", base], check=True, capture_output=True, text=True,
+                                 timeout=120).stdout
+            frame = dom.split('<span id="frame">', 1)[1].split("</span>", 1)[0]
+            if frame != "-":
+                break
+        row = next(r for r in run.rows if r["frame"] == int(frame))
+        headline = dom.split('<h1 id="label">', 1)[1].split("</h1>", 1)[0]
+        count = len(row["detections"])
+        assert headline == f"{count} object" + ("" if count == 1 else "s")
+        objects = dom.split('<table id="top">', 1)[1].split("</table>", 1)[0]
+        assert objects.count("<tr>") == count and all(f"{d['label']}</td>" in objects for d in row["detections"])
+        zones = dom.split('<table id="regions">', 1)[1].split("</table>", 1)[0]
+        assert "<td>gate</td>" in zones and "<td>lawn</td>" in zones
+    finally:
+        run.kill()

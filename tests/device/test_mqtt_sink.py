@@ -193,3 +193,55 @@ def test_broker_restart_mid_run_results_resume_and_run_never_stalls(broker, tiny
     assert summary["mqtt"]["dropped"] > 0 and summary["mqtt"]["connected"] is True
     frames = [r["frame"] for r in run.rows]
     assert frames == sorted(frames) and summary["frames"] == len(frames)
+
+
+# The keys of Home Assistant's MQTT binary sensor schema this sink may use.
+BINARY_SENSOR_KEYS = SENSOR_KEYS - {"unit_of_measurement", "state_class"} | {"payload_on", "payload_off"}
+
+
+def test_a_detector_publishes_counts_per_label_and_zone_events_and_discovery(broker, detect_bundle, raccoon_video,
+                                                                             capsys):
+    live = Subscriber(broker.port, ["yard/#", "homeassistant/#"])
+    code, out, err = _run(capsys, detect_bundle, "--source", raccoon_video[0], "--json", "--accelerator", "cpu",
+                          "--mqtt", f"mqtt://127.0.0.1:{broker.port}/yard", "--mqtt-rate", "1000",
+                          "--roi", "gate=0,0,0.5,1", "--roi", "lawn=0.5,0,0.5,1")
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    live.wait_for(lambda ms: any(m.topic == "yard/availability" and m.payload == "offline" for m in ms))
+    live.close()
+
+    # Counts follow the tracked objects; published on change (and every --mqtt-interval).
+    counts = [m.payload for m in live.on("yard/count/raccoon")]
+    expected = [str(r["counts"].get("raccoon", 0)) for r in rows]
+    assert counts[0] == expected[0] and counts[-1] == expected[-1] and "1" in counts
+    assert all(a != b for a, b in zip(counts, counts[1:]))
+    totals = [m.payload for m in live.on("yard/state")]
+    assert totals[-1] == str(sum(rows[-1]["counts"].values()))
+    gate = [m.payload for m in live.on("yard/gate/state")]
+    assert gate[-1] == str(sum(rows[-1]["zones"]["gate"].values()))
+    assert json.loads(live.on("yard/gate/attributes")[-1].payload) == {"counts": rows[-1]["zones"]["gate"]}
+    attributes = json.loads(live.on("yard/attributes")[-1].payload)
+    assert attributes["counts"] == rows[-1]["counts"] and attributes["objects"] == rows[-1]["detections"]
+
+    # One event per appearance and departure, as in --json.
+    events = [json.loads(m.payload) for m in live.on("yard/events")]
+    in_rows = [{**e, "frame": r["frame"]} for r in rows for e in r.get("events", [])]
+    assert events and [{k: e[k] for k in ("event", "id", "label", "zones", "frame")} for e in events] == \
+        [{k: e[k] for k in ("event", "id", "label", "zones", "frame")} for e in in_rows]
+    assert {e["event"] for e in events} <= {"appeared", "left"}
+
+    configs = {m.topic: json.loads(m.payload) for m in live.messages if m.topic.startswith("homeassistant/")}
+    assert set(configs) == {"homeassistant/sensor/yard/objects/config", "homeassistant/sensor/yard/raccoon_count/config",
+                            "homeassistant/binary_sensor/yard/raccoon_present/config",
+                            "homeassistant/sensor/yard/gate_objects/config",
+                            "homeassistant/sensor/yard/lawn_objects/config"}
+    for topic, config in configs.items():
+        if "/binary_sensor/" in topic:
+            assert set(config) <= BINARY_SENSOR_KEYS, set(config) - BINARY_SENSOR_KEYS
+            assert DISCOVERY_TOPIC.fullmatch(topic)["component"] == "binary_sensor"
+        else:
+            assert_valid_ha_sensor(topic, config)
+    present = configs["homeassistant/binary_sensor/yard/raccoon_present/config"]
+    assert present["state_topic"] == "yard/count/raccoon" and "value | int > 0" in present["value_template"]
+    assert configs["homeassistant/sensor/yard/raccoon_count/config"]["state_topic"] == "yard/count/raccoon"
+    assert configs["homeassistant/sensor/yard/gate_objects/config"]["state_topic"] == "yard/gate/state"

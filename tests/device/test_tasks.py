@@ -13,7 +13,7 @@ import pytest
 
 from edgepipe.cli import main
 from edgepipe.device.model.bundle import MANIFEST, BundleError, load_bundle
-from edgepipe.device.model.classifier import open_classifier
+from edgepipe.device.model.classifier import ModelError, open_classifier
 from edgepipe.device.model.postprocess import Detection, Prediction
 from edgepipe.device.model.preprocess import load_image
 from edgepipe.device.model.tasks import CLASSIFY, DETECT, TASKS
@@ -58,10 +58,11 @@ def test_a_bundle_with_an_unknown_task_is_refused_in_one_line(tiny_bundle, tmp_p
     assert len(err.splitlines()) == 1 and "`task` is 'segment'" in err, err
 
 
-def test_a_detection_bundle_is_read_but_not_run_yet(tiny_bundle, tmp_path):
+def test_a_detection_bundle_holding_a_classifier_is_refused_in_one_line(tiny_bundle, tmp_path):
     root = _bundle_with_task(tiny_bundle, tmp_path, "detect")
     assert load_bundle(root).task == "detect"
-    with pytest.raises(Exception, match="is a detect model; this edgepipe runs classify models only") as refused:
+    with pytest.raises(ModelError, match="is not a detector ending in TFLite_Detection_PostProcess: it has 1 inputs "
+                                         "and 1 outputs, expected 1 and 4") as refused:
         open_classifier(root, threads=1)
     assert "\n" not in str(refused.value)
 

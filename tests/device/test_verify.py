@@ -108,3 +108,20 @@ def test_golden_entry_with_wrong_score_count_is_refused(tmp_path, golden_bundle)
     rehash(root, golden=golden)
     with pytest.raises(BundleError, match="needs 4 finite expected scores"):
         read_golden(load_bundle(root))
+
+
+
+def test_a_detection_bundles_golden_set_is_checked_by_class_and_overlap(detect_bundle, detect_golden_bundle,
+                                                                         tmp_path, capsys):
+    from raccoon_data import with_detect_golden
+
+    root = detect_golden_bundle
+    assert main(["verify", str(root), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["passed"] and report["checks"][0]["comparison"]["agreed"] == 3
+
+    moved = with_detect_golden(detect_bundle, tmp_path / "moved", shift=0.3)  # every box a third off
+    assert main(["verify", str(moved)]) == 1
+    out, err = capsys.readouterr()
+    assert "top-1 agreement 0.0% (0/3)" in err and len(err.strip().splitlines()) == 1
+    assert "disagrees: golden/000.jpg" in out

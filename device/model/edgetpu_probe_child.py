@@ -20,7 +20,7 @@ from ..host import edgetpu_runtime_version
 from .bundle import is_bundle
 from .edgetpu_probe import EXIT_UNAVAILABLE
 from .golden import read_golden, run_golden
-from .golden_detect import rows
+from .golden_detect import detection_rows
 from .classifier import open_classifier
 from edgepipe.device.model.backends import EdgeTpuUnavailable
 
@@ -36,7 +36,7 @@ def probe(model: str, device: str | None) -> int:
         else:
             grey = np.full((classifier.input_spec.height, classifier.input_spec.width, 3), 128, np.uint8)
             outputs = classifier.invoke(classifier.preprocess(grey))
-            scores = (rows(classifier, outputs) if classifier.is_detector else outputs)[np.newaxis]
+            scores = (detection_rows(classifier, outputs) if classifier.is_detector else outputs)[np.newaxis]
     except EdgeTpuUnavailable as exc:
         print(json.dumps({"error": str(exc)}), flush=True)
         return EXIT_UNAVAILABLE

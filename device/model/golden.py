@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from .bundle import Bundle, BundleError
-from .golden_detect import compare_detections, read_detect_golden, rows
+from .golden_detect import compare_detections, detection_rows, read_detect_golden
 from .golden_files import (DEFAULT_MIN_AGREEMENT, GOLDEN_DIR, MAX_LISTED, Comparison, min_agreement,  # noqa: F401
                            plain_golden_path, read_listed)
 from .preprocess import ImageReadError, decode_image
@@ -122,9 +122,9 @@ def golden_outputs(scores: np.ndarray, features: np.ndarray | None, rule: Unknow
 
 def run_golden(classifier: Any, golden: Any) -> np.ndarray:
     """The classifier's golden outputs for every image, in order (n x classes, + 1 with a feature rule);
-    a detector's objects as one row of slots per image (golden_detect.rows)."""
+    a detector's objects as one row of slots per image (golden_detect.detection_rows)."""
     if getattr(classifier, "is_detector", False):
-        return np.stack([rows(classifier, classifier.invoke(classifier.preprocess(image.bgr)))
+        return np.stack([detection_rows(classifier, classifier.invoke(classifier.preprocess(image.bgr)))
                          for image in golden.images])
     rows = []
     for image in golden.images:

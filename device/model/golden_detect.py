@@ -11,7 +11,7 @@ or another runtime may move a box by a pixel or a score by a step).
 
 An image agrees when every expected object scoring at least `min_score` is found again with the
 same class and IoU >= `iou`, and every object found at that score was expected. A model's answers
-travel as one row per image (`rows`: class, score and box of each slot, class -1 when empty), the
+travel as one row per image (`detection_rows`: class, score and box of each slot, class -1 when empty), the
 shape the Edge TPU probe's child reports, so the same comparison judges both.
 """
 
@@ -82,7 +82,7 @@ def read_detect_golden(bundle: Bundle) -> DetectGoldenSet:
     return DetectGoldenSet(images, bundle.labels, min_agreement(bundle, golden), float(iou), float(floor))
 
 
-def rows(classifier: Any, outputs: Any) -> np.ndarray:
+def detection_rows(classifier: Any, outputs: Any) -> np.ndarray:
     """A detector's outputs as one flat row of slots (class, score, box), padded with class -1."""
     boxes, classes, scores = raw_detections(outputs, classifier.layout, classifier.labels)
     size = len(np.asarray(outputs[classifier.layout.boxes]).reshape(-1, 4))

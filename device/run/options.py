@@ -15,7 +15,19 @@ from .regions import Region, parse_region
 
 if TYPE_CHECKING:  # the command line imports this module to build its parser: it stays light
     from ..model.unknown import UnknownRule
-from .tracker import TrackerOptions
+
+
+@dataclass(frozen=True)
+class TrackerOptions:
+    """How the tracker (tracker.py) decides an object arrived and left."""
+
+    iou: float = 0.3  # the least overlap for a detection to continue a track
+    min_hits: int = 2  # frames an object must be seen in before it counts
+    max_missed: int = 5  # frames a counted object may go unseen before it has left
+
+    def __post_init__(self) -> None:
+        if not 0 < self.iou <= 1 or self.min_hits < 1 or self.max_missed < 0:
+            raise ValueError(f"tracker options {self} out of range")
 
 
 @dataclass

@@ -21,19 +21,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..model.postprocess import Detection, iou_matrix
+from .options import TrackerOptions
 
 APPEARED, LEFT = "appeared", "left"
-
-
-@dataclass(frozen=True)
-class TrackerOptions:
-    iou: float = 0.3  # the least overlap for a detection to continue a track
-    min_hits: int = 2  # frames an object must be seen in before it counts
-    max_missed: int = 5  # frames a counted object may go unseen before it has left
-
-    def __post_init__(self) -> None:
-        if not 0 < self.iou <= 1 or self.min_hits < 1 or self.max_missed < 0:
-            raise ValueError(f"tracker options {self} out of range")
 
 
 @dataclass(frozen=True)

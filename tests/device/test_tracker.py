@@ -4,7 +4,8 @@ it, appear/leave events once each, and zones by box centre."""
 from __future__ import annotations
 
 from edgepipe.device.model.postprocess import Detection
-from edgepipe.device.run.tracker import APPEARED, LEFT, Tracker, TrackerOptions, zones_of
+from edgepipe.device.run.options import TrackerOptions
+from edgepipe.device.run.tracker import APPEARED, LEFT, Tracker, zones_of
 
 
 def _cat(x: int, score: float = 0.9) -> Detection:

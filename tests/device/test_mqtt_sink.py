@@ -220,8 +220,8 @@ def test_a_detector_publishes_counts_per_label_and_zone_events_and_discovery(bro
     gate = [m.payload for m in live.on("yard/gate/state")]
     assert gate[-1] == str(sum(rows[-1]["zones"]["gate"].values()))
     assert json.loads(live.on("yard/gate/attributes")[-1].payload) == {"counts": rows[-1]["zones"]["gate"]}
-    attributes = json.loads(live.on("yard/attributes")[-1].payload)
-    assert attributes["counts"] == rows[-1]["counts"] and attributes["objects"] == rows[-1]["detections"]
+    attributes = json.loads(live.on("yard/attributes")[-1].payload)  # a frame's, within --mqtt-rate of the last
+    assert any(attributes["counts"] == r["counts"] and attributes["objects"] == r["detections"] for r in rows[-5:])
 
     # One event per appearance and departure, as in --json.
     events = [json.loads(m.payload) for m in live.on("yard/events")]

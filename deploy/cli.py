@@ -17,7 +17,8 @@ from edgepipe.core.files import atomic_write_text, refuse_overwrite
 from edgepipe.core.safetext import redact, redact_obj
 from edgepipe.core.options import add_options, argument_group, options_from
 from edgepipe.core.ssh import Connection, SshOptions, add_connection_arguments
-from edgepipe.device.sinks.endpoints import PASSWORD_ENV, TOKEN_ENV, mqtt_url, serve_address, serve_token
+from edgepipe.device.sinks.endpoints import (PASSWORD_ENV, TOKEN_ENV, is_loopback, mqtt_url, serve_address,
+                                             serve_token)
 from edgepipe.device.run.regions import parse_region
 
 from .options import COLLECT, SERVICE, CollectRequest, ReleaseOptions, ServiceSettings, SetupOptions
@@ -174,6 +175,9 @@ def _service_settings(args: argparse.Namespace, release: ReleaseOptions) -> Serv
     if args.mqtt is not None and args.mqtt.password:
         secrets[PASSWORD_ENV] = args.mqtt.password
     token = serve_token(None, args.serve_token_file) if args.serve is not None else None
+    if args.serve is not None and token is None and not is_loopback(args.serve[0]):
+        raise UserError(f"--serve {_host_port(*args.serve)} without a token would show the camera to anyone who "
+                        "can reach the device; give --serve-token-file (or $EDGEPIPE_SERVE_TOKEN here)")
     if token:
         secrets[TOKEN_ENV] = token
     return options_from(args, ServiceSettings, mqtt=args.mqtt.without_password() if args.mqtt else None,

@@ -9,6 +9,7 @@ environment so they never appear on a command line or in a unit file.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import re
 import socket
@@ -75,6 +76,14 @@ def serve_address(text: str) -> tuple[str, int]:
     if not port.isdigit() or not 0 <= int(port) <= 65535 or (sep and not host):
         raise argparse.ArgumentTypeError(f"{text!r} is not [HOST:]PORT (e.g. 8080 or 0.0.0.0:8080)")
     return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether --serve on `host` is reachable from this machine only."""
+    try:
+        return host.lower() == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def serve_token(token: str | None, token_file: Path | None) -> str | None:

@@ -22,6 +22,7 @@ from edgepipe.core.errors import UserError
 PASSWORD_ENV = "EDGEPIPE_MQTT_PASSWORD"
 TOKEN_ENV = "EDGEPIPE_SERVE_TOKEN"
 TOPIC_LEVEL = re.compile(r"[^#+\x00]+")
+MAX_PREFIX_BYTES = 512  # topics are PREFIX/NAME/attributes: well inside MQTT's 65535 bytes
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,12 @@ def mqtt_url(text: str) -> MqttTarget:
     except ValueError:
         raise argparse.ArgumentTypeError("the broker's port must be a number from 1 to 65535") from None
     prefix = parts.path.strip("/") or f"edgepipe/{socket.gethostname()}"
+    try:
+        size = len(prefix.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError("the topic prefix is not valid UTF-8") from None
+    if size > MAX_PREFIX_BYTES or not prefix.isprintable():
+        raise argparse.ArgumentTypeError(f"the topic prefix must be printable and at most {MAX_PREFIX_BYTES} bytes")
     if not all(TOPIC_LEVEL.fullmatch(level) for level in prefix.split("/")):
         raise argparse.ArgumentTypeError(f"topic prefix {prefix!r} may not contain empty levels, + or #")
     password = unquote(parts.password) if parts.password is not None else os.environ.get(PASSWORD_ENV) or None

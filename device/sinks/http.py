@@ -267,8 +267,10 @@ class HttpSink(Sink):
             return False, {"status": "starting", "detail": "no result yet"}
         age = time.monotonic() - self.latest_at
         fresh = age <= self.options.stale_after
-        return fresh, {"status": "ok" if fresh else "stale", "last_result_age_s": round(age, 3),
-                       "frame": self.latest.index if self.latest else None}
+        outputs = self.run.outputs_health() if self.run else {}
+        status = ("ok" if not outputs else "degraded") if fresh else "stale"
+        return fresh, {"status": status, "last_result_age_s": round(age, 3),
+                       "frame": self.latest.index if self.latest else None, **({"outputs": outputs} if outputs else {})}
 
     def next_jpeg(self, after: int) -> tuple[int, bytes] | None:
         """The newest JPEG after sequence number `after`, waiting for one; None when the run ends."""

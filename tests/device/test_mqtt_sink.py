@@ -100,7 +100,7 @@ def test_state_attributes_results_and_discovery(broker, tiny_bundle, video, tmp_
         assert_valid_ha_sensor(topic, config)
         assert config["availability_topic"] == "cams/door/availability"
     camera = configs[f"homeassistant/sensor/{node}/label/config"]
-    region = configs["homeassistant/sensor/cams_door/left_label/config"]
+    region = configs[f"homeassistant/sensor/{node}/left_label/config"]
     assert camera["state_topic"] == "cams/door/state" and region["state_topic"] == "cams/door/left/state"
     assert camera["json_attributes_topic"] == "cams/door/attributes"
     assert camera["unique_id"] != region["unique_id"] and camera["device"] == region["device"]

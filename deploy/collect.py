@@ -107,8 +107,8 @@ def label_folder(sidecar_text: str, to: Path) -> str:
     if not isinstance(sidecar, dict):
         raise UserError("its sidecar is not a JSON object")
     label = sidecar.get("label")
-    if not (isinstance(label, str) and LABEL.match(label) and len(label.encode("utf-8", "replace")) <= NAME_MAX
-            and label != INCOMING):
+    if not (isinstance(label, str) and LABEL.match(label) and label.isprintable()  # also no bidi overrides
+            and len(label.encode("utf-8", "replace")) <= NAME_MAX and label != INCOMING):
         return UNKNOWN_LABEL
     target = to / label
     return label if target.is_dir() and not target.is_symlink() or not os.path.lexists(target) else UNKNOWN_LABEL

@@ -232,6 +232,14 @@ def features_dim(manifest: dict[str, Any], root: Path) -> int | None:
     return dim
 
 
+def input_spec_of(manifest: dict[str, Any], where: Path) -> InputSpec:
+    """The checked manifest's input spec, every field validated (type, finite, in range), or one BundleError."""
+    try:
+        return InputSpec.from_json(manifest["input"])
+    except (KeyError, TypeError, ValueError, UserError) as exc:
+        raise BundleError(f"{where} has no valid input spec ({exc}); re-create the bundle") from None
+
+
 def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
     root = Path(path)
     manifest, manifest_bytes = read_manifest(root)
@@ -244,10 +252,7 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
         raise BundleError(str(exc)) from None
     if manifest.get("num_labels") not in (None, len(labels)):
         raise BundleError(f"bundle {root}: {labels_file} has {len(labels)} labels, manifest says {manifest['num_labels']}")
-    try:
-        spec = InputSpec.from_json(manifest["input"])
-    except (KeyError, TypeError, ValueError, UserError) as exc:
-        raise BundleError(f"{root / MANIFEST} has no valid input spec ({exc}); re-create the bundle") from None
+    spec = input_spec_of(manifest, root / MANIFEST)
     unknown = rule_from_manifest(manifest, labels, str(root / MANIFEST), lambda name: read_member(root, manifest, name),
                                  features_dim(manifest, root))
     return Bundle(root=root, manifest=manifest, labels=labels, input_spec=spec, manifest_bytes=manifest_bytes,

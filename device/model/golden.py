@@ -25,7 +25,6 @@ both match.
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -138,7 +137,7 @@ def _read_listed(bundle: Bundle, name: str, path: Path) -> bytes:
 def _expected_outputs(bundle: Bundle, entry: dict[str, Any], with_unknown: bool, key: str = "expected") -> np.ndarray:
     values = entry.get(key)
     if (not isinstance(values, list) or len(values) != len(bundle.labels)
-            or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)):
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and -1e6 <= v <= 1e6 for v in values)):
         raise BundleError(f"bundle {bundle.root}: golden entry {entry.get('file')} needs {len(bundle.labels)} "
                           "finite expected scores; re-create the bundle")
     if with_unknown:
@@ -161,7 +160,8 @@ def _min_agreement(bundle: Bundle, golden: dict[str, Any]) -> dict[str, float]:
         raise BundleError(f"bundle {bundle.root}: golden.min_agreement is not a mapping; re-create the bundle")
     thresholds = dict(DEFAULT_MIN_AGREEMENT)
     for accelerator, value in stored.items():
-        if accelerator not in thresholds or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        if (accelerator not in thresholds or not isinstance(value, (int, float)) or isinstance(value, bool)
+                or not 0 <= value <= 1):
             raise BundleError(f"bundle {bundle.root}: golden.min_agreement {accelerator}={value!r} is not a "
                               "fraction for cpu or edgetpu; re-create the bundle")
         thresholds[accelerator] = float(value)

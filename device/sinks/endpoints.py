@@ -52,7 +52,10 @@ class MqttTarget:
 
 def mqtt_url(text: str) -> MqttTarget:
     """argparse type for --mqtt; the password may also come from $EDGEPIPE_MQTT_PASSWORD."""
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # e.g. an unclosed [ of an IPv6 address
+        raise argparse.ArgumentTypeError(f"{text!r} is not a URL: mqtt://[user[:password]@]host[:port]/PREFIX") from None
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
         raise argparse.ArgumentTypeError("give the broker as mqtt://[user[:password]@]host[:port]/PREFIX (or mqtts://)")
     if "#" in text or "?" in text:

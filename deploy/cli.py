@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             edgepipe deploy bundle/ pi@raspberrypi.local
             edgepipe deploy bundle/ pi@10.0.0.7:2222 --identity ~/.ssh/pi_ed25519 --accelerator edgetpu
             edgepipe deploy bundle/ pi@cam1 --source /dev/video0 --keep 5 --health-timeout 120
-            edgepipe deploy bundle/ pi@cam1 --mqtt mqtt://ha@homeassistant.local/edgepipe/cam1 --serve 0.0.0.0:8080
+            edgepipe deploy bundle/ pi@cam1 --mqtt mqtt://ha@homeassistant.local/edgepipe/cam1 --serve 0.0.0.0:8080 --serve-token-file t.txt
             edgepipe deploy bundle/ pi@cam1 --no-service          # copy, verify and switch only
             edgepipe deploy setup pi@cam1                          # once per device: venv + edgepipe[device]
             edgepipe deploy setup pi@cam1 --coral --dry-run

@@ -31,7 +31,7 @@ class RunInfo:
     workers: int = 1  # interpreters inferring consecutive frames at once, `threads` each
     regions: tuple[str, ...] = ()  # the names of --roi regions, each with its own result
     running_summary: Callable[[], dict[str, Any]] = dict  # the run's summary so far (from any thread)
-    outputs_health: Callable[[], dict[str, Any]] = dict  # each output's Sink.health(), merged (any thread)
+    outputs_health: Callable[[], dict[str, Any]] = dict  # each output's Sink.problems(), merged (any thread)
 
 
 class Sink:
@@ -47,7 +47,7 @@ class Sink:
         """Entries this sink adds to the run's summary (e.g. what it recorded or dropped)."""
         return {}
 
-    def health(self) -> dict[str, Any]:
+    def problems(self) -> dict[str, Any]:
         """{name: detail} when this output cannot do its job now (shown by /healthz); {} when it can.
         Called from other threads: read only."""
         return {}

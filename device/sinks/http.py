@@ -42,6 +42,7 @@ from typing import Any, TextIO
 from urllib.parse import parse_qs, urlsplit
 
 from edgepipe.core.errors import MissingExtraError, UserError
+from edgepipe.core.safetext import safe_line
 
 from edgepipe.device.run.results import FrameResult
 from edgepipe.device.run.sink import RunInfo, Sink
@@ -88,7 +89,9 @@ class BoundedServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = MAX_CONNECTIONS  # the listen backlog: a burst waits instead of being refused
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], log: TextIO) -> None:
+        self.log = log
+        self.errors_said: set[str] = set()
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
@@ -121,7 +124,17 @@ class BoundedServer(ThreadingHTTPServer):
         import sys
 
         error = sys.exc_info()[1]
-        self.count("client_disconnects" if isinstance(error, CLIENT_GONE) else "handler_errors")
+        if isinstance(error, CLIENT_GONE):
+            self.count("client_disconnects")
+            return
+        self.count("handler_errors")
+        said = f"{type(error).__name__}: {error}"
+        with self.counts_lock:  # one line per distinct failure, counted after that; never a traceback
+            if said in self.errors_said:
+                return
+            self.errors_said.add(said)
+        self.log.write(f"edgepipe run: serve: a request failed: {safe_line(said)[:200]} (counted in handler_errors)\n")
+        self.log.flush()
 
 
 class HttpSink(Sink):
@@ -151,7 +164,7 @@ class HttpSink(Sink):
         self._new_result = threading.Event()
         self._closed = threading.Event()
         try:
-            self.server = BoundedServer((options.host, options.port), _handler_for(self))
+            self.server = BoundedServer((options.host, options.port), _handler_for(self), log)
         except OSError as exc:
             raise UserError(f"--serve {options.host}:{options.port}: cannot listen there ({exc.strerror}); "
                             "pick another port or host") from None

@@ -163,7 +163,7 @@ class MqttSink(QueuedSink):
                          "dropped_results": self.dropped_results, "connected": self._connected.is_set(),
                          "problem": self._problem}}
 
-    def health(self) -> dict[str, Any]:
+    def problems(self) -> dict[str, Any]:
         problem = self._problem
         return {} if self._connected.is_set() or problem is None else {
             "mqtt": {"broker": self.options.target.redacted(), "connected": False, "problem": problem}}

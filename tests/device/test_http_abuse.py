@@ -114,6 +114,7 @@ def test_idle_half_sent_reset_and_many_watchers_do_not_hurt_inference(tiny_bundl
 
         assert _request(port, b"GET /api/latest HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % port).startswith(
             b"HTTP/1.1 200")
+        assert _request(port, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").startswith(b"HTTP/1.1 200")
         rebound = _request(port, b"GET /api/latest HTTP/1.1\r\nHost: attacker.example:%d\r\n\r\n" % port)
         assert rebound.startswith(b"HTTP/1.1 421")
     finally:

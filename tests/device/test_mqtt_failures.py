@@ -33,7 +33,7 @@ def _wait_until_down(sink: MqttSink, log: io.StringIO) -> dict:
     for _ in range(400):  # at most 20 s
         if "retrying" in log.getvalue() or said.wait(0.05):
             break
-    return sink.health()
+    return sink.problems()
 
 
 @pytest.mark.parametrize("tls", [False, True])
@@ -53,7 +53,7 @@ def test_an_unreachable_broker_or_tls_to_a_plain_one_is_said_once_and_shown(tmp_
         assert fields["connected"] is False and "cannot reach broker" in fields["problem"]
         assert sink._client is not None and sink._client._thread.is_alive()  # still retrying
         web = HttpSink(ServeOptions(port=0), io.StringIO())
-        web.run = _run_info(outputs_health=sink.health)
+        web.run = _run_info(outputs_health=sink.problems)
         web.latest_at = time.monotonic()
         fresh, detail = web.health()  # what /healthz answers
         web.server.server_close()

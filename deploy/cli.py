@@ -17,7 +17,8 @@ from edgepipe.core.files import atomic_write_text, refuse_overwrite
 from edgepipe.core.safetext import redact, redact_obj
 from edgepipe.core.options import add_options, argument_group, options_from
 from edgepipe.core.ssh import Connection, SshOptions, add_connection_arguments
-from edgepipe.device.sinks.endpoints import PASSWORD_ENV, TOKEN_ENV, mqtt_url, serve_address, serve_token
+from edgepipe.device.sinks.endpoints import (PASSWORD_ENV, TOKEN_ENV, is_loopback, mqtt_url, serve_address,
+                                             serve_token)
 from edgepipe.device.run.regions import parse_region
 
 from .options import COLLECT, SERVICE, CollectRequest, ReleaseOptions, ServiceSettings, SetupOptions
@@ -58,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             edgepipe deploy bundle/ pi@raspberrypi.local
             edgepipe deploy bundle/ pi@10.0.0.7:2222 --identity ~/.ssh/pi_ed25519 --accelerator edgetpu
             edgepipe deploy bundle/ pi@cam1 --source /dev/video0 --keep 5 --health-timeout 120
-            edgepipe deploy bundle/ pi@cam1 --mqtt mqtt://ha@homeassistant.local/edgepipe/cam1 --serve 0.0.0.0:8080
+            edgepipe deploy bundle/ pi@cam1 --mqtt mqtt://ha@homeassistant.local/edgepipe/cam1 --serve 0.0.0.0:8080 --serve-token-file t.txt
             edgepipe deploy bundle/ pi@cam1 --no-service          # copy, verify and switch only
             edgepipe deploy setup pi@cam1                          # once per device: venv + edgepipe[device]
             edgepipe deploy setup pi@cam1 --coral --dry-run
@@ -174,6 +175,9 @@ def _service_settings(args: argparse.Namespace, release: ReleaseOptions) -> Serv
     if args.mqtt is not None and args.mqtt.password:
         secrets[PASSWORD_ENV] = args.mqtt.password
     token = serve_token(None, args.serve_token_file) if args.serve is not None else None
+    if args.serve is not None and token is None and not is_loopback(args.serve[0]):
+        raise UserError(f"--serve {_host_port(*args.serve)} without a token would show the camera to anyone who "
+                        "can reach the device; give --serve-token-file (or $EDGEPIPE_SERVE_TOKEN here)")
     if token:
         secrets[TOKEN_ENV] = token
     return options_from(args, ServiceSettings, mqtt=args.mqtt.without_password() if args.mqtt else None,

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import resource
+import signal
 import subprocess
 from pathlib import Path
 from typing import Iterator
@@ -148,15 +150,23 @@ class Remote:
             raise SshError(f"{error}; upload of {local.name} did not complete")
 
 
-    def download(self, remote_paths: list[str], local_dir: Path) -> None:
-        """Copy files from the device into `local_dir` with one scp (paths the agent listed, checked safe)."""
+    def download(self, remote_paths: list[str], local_dir: Path, max_file_bytes: int) -> None:
+        """Copy files from the device into `local_dir` with one scp (paths the agent listed, checked safe).
+
+        No file scp writes can grow past `max_file_bytes` (RLIMIT_FSIZE on the scp process: the kernel
+        stops it, whatever the device sends), so a device that sends more than it listed cannot fill
+        this disk; that ends in Oversize, and the caller checks what did arrive against its hashes."""
         unsafe = [p for p in remote_paths if not SAFE_REMOTE_PATH.match(p)]
         if unsafe:
             raise UserError(f"{self.target}: the device listed an unsafe path {unsafe[0]!r}; not copying it")
         port = ["-P", str(self.target.port)] if self.target.port else []
         argv = [self.scp, *self.options.common(), *port, "-q", "-p",
                 *(self.target.scp_destination(p) for p in remote_paths), str(local_dir)]
-        proc = subprocess.run(argv, capture_output=True, text=True)
+        limit = max(1, max_file_bytes)
+        proc = subprocess.run(argv, capture_output=True, text=True,
+                              preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+        if proc.returncode in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ) or "File too large" in proc.stderr:
+            raise Oversize(f"{self.target}: the device sent a file larger than it listed")
         if proc.returncode != 0:
             raise SshError(f"{explain_failure(self.target, proc.stderr)}; the copy did not complete "
                            "(run the same command again to resume)")
@@ -174,6 +184,10 @@ def checked_answer(target: Target, command: str, answer: dict) -> dict:
 
 class DiskFull(UserError):
     """The device ran out of space while receiving a bundle."""
+
+
+class Oversize(UserError):
+    """The device sent more bytes for a file than it listed (and the copy was stopped there)."""
 
 
 class AgentFailure(UserError):

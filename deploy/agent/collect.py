@@ -37,7 +37,7 @@ def cmd_collect_list(args, layout: Layout) -> dict:
             if jpg_sha is None or json_sha is None:  # no JPEG yet, a hidden temp file, a symlink: not a pair
                 continue
             pairs.append({"stem": sidecar.stem, "jpg": jpg_sha, "json": json_sha,
-                          "bytes": image.stat().st_size + sidecar.stat().st_size})
+                          "jpg_bytes": image.stat().st_size, "json_bytes": sidecar.stat().st_size})
     return {"dir": str(directory), "pairs": pairs}
 
 

@@ -59,12 +59,20 @@ ANSWERS: dict = {
     COLLECT_DELETE: {"dir": str, "deleted": list, "kept": list},
 }
 COMMANDS = tuple(ANSWERS) + (EDGEPIPE,)
+# One entry of COLLECT_LIST's "pairs": a stem, each file's sha256 and size in bytes.
+COLLECTED_PAIR = {"stem": str, "jpg": str, "json": str, "jpg_bytes": int, "json_bytes": int}
 
 
 def wrong_field(answer: dict, shape: dict, path: str = "") -> tuple | None:
-    """(dotted field name, its value) of the first field of `answer` that does not fit `shape`; None if all fit."""
+    """(dotted field name, its value) of the first field of `answer` that does not fit `shape`; None if all fit.
+
+    A bool is not an int here (JSON's true is no size), and an answer that is not an object is wrong whole."""
+    if not isinstance(answer, dict):
+        return path.rstrip(".") or "(answer)", answer
     for key, kind in shape.items():
         value = answer.get(key)
+        if kind is int and isinstance(value, bool):
+            return path + key, value
         if isinstance(kind, dict):
             if not isinstance(value, dict):
                 return path + key, value

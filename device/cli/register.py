@@ -101,7 +101,7 @@ def register_run(subparsers: argparse._SubParsersAction) -> None:
         edgepipe run bundle/ --source 'photos/*.jpg' --top-k 1
         edgepipe run bundle/ --source picamera2 --record out.mp4 --duration 60
         edgepipe run bundle/ --source 0 --workers 1 --threads 2     lowest latency per frame
-        edgepipe run bundle/ --mqtt mqtt://ha:secret@homeassistant.local/edgepipe/door --serve 0.0.0.0:8080
+        edgepipe run bundle/ --mqtt mqtt://ha:secret@homeassistant.local/edgepipe/door --serve 0.0.0.0:8080 --serve-token-file token.txt
         edgepipe run bundle/ --roi gate=0,0,0.5,1 --roi drive=320,0,320,480 --mqtt mqtt://broker/cam1
         edgepipe run bundle/ --collect /var/lib/edgepipe/collect --collect-below 0.6 --collect-max-mb 200
         """,
@@ -129,7 +129,7 @@ def register_run(subparsers: argparse._SubParsersAction) -> None:
     serve = argument_group(p, SERVE)
     serve.add_argument("--serve", type=serve_address, metavar="[HOST:]PORT",
                        help="serve / (live page), /stream.mjpg, /api/latest, /api/summary, /healthz, /metrics "
-                            "(default host 127.0.0.1; 0.0.0.0 for the network)")
+                            "(default host 127.0.0.1; 0.0.0.0 for the network, with a token or --serve-public)")
     serve.add_argument("--serve-token", metavar="TOKEN",
                        help=f"require this token on every request (or ${TOKEN_ENV}, or --serve-token-file)")
     serve.add_argument("--serve-token-file", type=Path, metavar="FILE", help="read the token from FILE")

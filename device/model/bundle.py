@@ -41,6 +41,7 @@ EDGETPU_MODEL = "model_edgetpu.tflite"
 TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier, bytes 4..8
 MAX_MODEL_BYTES = 512 << 20
 MAX_SMALL_FILE_BYTES = 16 << 20  # manifest, labels
+MAX_LABELS = 100_000
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -157,6 +158,8 @@ def check_manifest(manifest: Any, where: Path) -> None:
     if not isinstance(models, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in models.items()):
         raise bad("`models` must be an object of accelerator -> file name")
     labels_file = manifest.get("labels_file", LABELS)
+    if not isinstance(labels_file, str):
+        raise bad(f"`labels_file` is {str(labels_file)[:40]!r}, not a file name")
     for role, name in [("labels_file", labels_file)] + [(f"models.{k}", v) for k, v in models.items()]:
         if name not in files:
             raise bad(f"{role} {name!r} is not listed in `files`, so its sha256 is not checked")
@@ -167,8 +170,9 @@ def check_manifest(manifest: Any, where: Path) -> None:
     if not isinstance(manifest.get("input"), dict):
         raise bad("`input` must be an object (the input spec)")
     num_labels = manifest.get("num_labels")
-    if num_labels is not None and (not isinstance(num_labels, int) or isinstance(num_labels, bool)):
-        raise bad(f"`num_labels` is {num_labels!r}, not an integer")
+    if num_labels is not None and (not isinstance(num_labels, int) or isinstance(num_labels, bool)
+                                   or not 1 <= num_labels <= MAX_LABELS):
+        raise bad(f"`num_labels` is {str(num_labels)[:40]!r}, not an integer from 1 to {MAX_LABELS}")
 
 
 def read_member(root: Path, manifest: dict[str, Any], name: str, *, max_bytes: int = MAX_SMALL_FILE_BYTES,
@@ -212,8 +216,9 @@ def read_manifest(root: Path) -> tuple[dict[str, Any], bytes]:
         raise BundleError(f"{root} is not a bundle ({exc}); make one with `edgepipe convert`") from None
     try:
         manifest = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"{manifest_path} is not valid JSON ({exc}); re-create the bundle") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError: also a 5000-digit number
+        detail = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:120]
+        raise BundleError(f"{manifest_path} is not valid JSON ({detail}); re-create the bundle") from None
     check_manifest(manifest, manifest_path)
     return manifest, data
 
@@ -225,6 +230,14 @@ def features_dim(manifest: dict[str, Any], root: Path) -> int | None:
     if dim is not None and (not isinstance(dim, int) or isinstance(dim, bool) or not 0 < dim <= 1 << 16):
         raise BundleError(f"{root / MANIFEST}: output.features_dim is {dim!r}, not a positive integer; re-create the bundle")
     return dim
+
+
+def input_spec_of(manifest: dict[str, Any], where: Path) -> InputSpec:
+    """The checked manifest's input spec, every field validated (type, finite, in range), or one BundleError."""
+    try:
+        return InputSpec.from_json(manifest["input"])
+    except (KeyError, TypeError, ValueError, UserError) as exc:
+        raise BundleError(f"{where} has no valid input spec ({exc}); re-create the bundle") from None
 
 
 def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
@@ -239,10 +252,7 @@ def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
         raise BundleError(str(exc)) from None
     if manifest.get("num_labels") not in (None, len(labels)):
         raise BundleError(f"bundle {root}: {labels_file} has {len(labels)} labels, manifest says {manifest['num_labels']}")
-    try:
-        spec = InputSpec.from_json(manifest["input"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BundleError(f"{root / MANIFEST} has no valid input spec ({exc}); re-create the bundle") from None
+    spec = input_spec_of(manifest, root / MANIFEST)
     unknown = rule_from_manifest(manifest, labels, str(root / MANIFEST), lambda name: read_member(root, manifest, name),
                                  features_dim(manifest, root))
     return Bundle(root=root, manifest=manifest, labels=labels, input_spec=spec, manifest_bytes=manifest_bytes,

@@ -91,7 +91,8 @@ def min_agreement(bundle: Bundle, golden: dict[str, Any]) -> dict[str, float]:
         raise BundleError(f"bundle {bundle.root}: golden.min_agreement is not a mapping; re-create the bundle")
     thresholds = dict(DEFAULT_MIN_AGREEMENT)
     for accelerator, value in stored.items():
-        if accelerator not in thresholds or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        if (accelerator not in thresholds or not isinstance(value, (int, float)) or isinstance(value, bool)
+                or not 0 <= value <= 1):
             raise BundleError(f"bundle {bundle.root}: golden.min_agreement {accelerator}={value!r} is not a "
                               "fraction for cpu or edgetpu; re-create the bundle")
         thresholds[accelerator] = float(value)

@@ -8,6 +8,9 @@ everything else is vectorised numpy.
 
 from __future__ import annotations
 
+import numbers
+import os
+import stat
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,11 @@ RESIZE_MODES = ("stretch", "center_crop")
 
 class ImageReadError(UserError):
     """An image file that cannot be decoded (corrupt, truncated, empty, not an image)."""
+
+
+MAX_SIDE = 8192  # pixels of a model input's side
+MAX_NORMALISATION = 65535.0  # |mean|, std and scale of any sane preprocessing (NaN and inf fail the range test)
+MIN_STD = 1e-6
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,18 @@ class InputSpec:
     zero_point: int = 0
 
     def __post_init__(self) -> None:
+        for name, low, high in (("height", 1, MAX_SIDE), ("width", 1, MAX_SIDE), ("zero_point", -128, 255)):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool) or not low <= value <= high:
+                raise UserError(f"input {name} is {str(value)[:40]!r}, not an integer from {low} to {high}")
+        for name, low, high in (("mean", -MAX_NORMALISATION, MAX_NORMALISATION),
+                                ("std", MIN_STD, MAX_NORMALISATION), ("scale", 0.0, MAX_NORMALISATION)):
+            value = getattr(self, name)
+            if not isinstance(value, numbers.Real) or isinstance(value, bool) or not low <= value <= high:
+                raise UserError(f"input {name} is {str(value)[:40]!r}, not a finite number from {low:g} to {high:g}"
+                                + (" (a std of 0 divides by zero)" if name == "std" else ""))
+        if not all(isinstance(getattr(self, n), str) for n in ("channel_order", "resize", "dtype")):
+            raise UserError("input channel_order, resize and dtype must be strings")
         if self.channel_order not in CHANNEL_ORDERS:
             raise UserError(f"channel order {self.channel_order!r} is not one of {CHANNEL_ORDERS}")
         if self.resize not in RESIZE_MODES:
@@ -80,11 +100,15 @@ def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     """
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > max_pixels * MAX_BYTES_PER_PIXEL:
-            raise ImageReadError(f"image {path} is {size / 1e6:.0f} MB, more than an image of at most "
-                                 f"{max_pixels / 1e6:g} MP can be; skipped")
-        data = np.fromfile(path, dtype=np.uint8)
+        # O_NONBLOCK and fstat: a named pipe or a device would block the whole batch on read
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as f:
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise ImageReadError(f"{path} is not a regular file (a pipe, device or folder); skipped")
+            if info.st_size > max_pixels * MAX_BYTES_PER_PIXEL:
+                raise ImageReadError(f"image {path} is {info.st_size / 1e6:.0f} MB, more than an image of at most "
+                                     f"{max_pixels / 1e6:g} MP can be; skipped")
+            data = np.frombuffer(f.read(info.st_size + 1), dtype=np.uint8)
     except OSError as exc:
         raise ImageReadError(f"cannot read image {path}: {exc.strerror or exc}") from exc
     return decode_image(data, str(path), max_pixels)

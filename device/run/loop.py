@@ -116,7 +116,12 @@ class Pipeline:
             regions=tuple(r.name for r in self.options.regions),
             running_summary=self.running_summary,
             detector=clf.is_detector,
+            outputs_health=self.outputs_health,
         )
+
+    def outputs_health(self) -> dict[str, Any]:
+        """What each output reports of its own health (e.g. an MQTT broker out of reach), for /healthz."""
+        return {name: detail for sink in self.sinks for name, detail in sink.problems().items()}
 
     def running_summary(self) -> dict[str, Any]:
         """The summary so far, for outputs that show it while the run goes on (safe from any thread)."""

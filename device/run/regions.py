@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # cli.py imports this module to parse --roi: it stays light
     import numpy as np
 
 NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")  # also a topic level and a Home Assistant object id
+MAX_PIXELS = 100_000  # a side of any frame; inf and nan fail this range test too
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,9 @@ def parse_region(text: str) -> Region:
         box = tuple(float(p) for p in parts)
     except ValueError:
         box = ()
-    if len(box) != 4 or any(v < 0 for v in box) or box[2] <= 0 or box[3] <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: give x,y,w,h as 4 numbers >= 0, w and h > 0")
+    if len(box) != 4 or not all(0 <= v <= MAX_PIXELS for v in box) or box[2] <= 0 or box[3] <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give x,y,w,h as 4 finite numbers from 0 to {MAX_PIXELS}, "
+                                         "w and h > 0")
     fractional = all(v <= 1 for v in box) and any("." in p for p in parts)
     if fractional and (box[0] + box[2] > 1.0001 or box[1] + box[3] > 1.0001):
         raise argparse.ArgumentTypeError(f"{text!r}: a region in fractions must lie within the frame (x+w, y+h <= 1)")

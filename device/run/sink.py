@@ -32,6 +32,7 @@ class RunInfo:
     regions: tuple[str, ...] = ()  # the names of --roi regions, each with its own result
     running_summary: Callable[[], dict[str, Any]] = dict  # the run's summary so far (from any thread)
     detector: bool = False  # results carry objects (detections, counts, zones, events), not classes
+    outputs_health: Callable[[], dict[str, Any]] = dict  # each output's Sink.problems(), merged (any thread)
 
 
 class Sink:
@@ -45,6 +46,11 @@ class Sink:
 
     def summary_fields(self) -> dict[str, Any]:
         """Entries this sink adds to the run's summary (e.g. what it recorded or dropped)."""
+        return {}
+
+    def problems(self) -> dict[str, Any]:
+        """{name: detail} when this output cannot do its job now (shown by /healthz); {} when it can.
+        Called from other threads: read only."""
         return {}
 
     def close(self, summary: dict[str, Any]) -> None:

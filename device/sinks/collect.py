@@ -17,7 +17,8 @@ holds them as pre-labels to correct and train on (`train --task detect`).
 
 The device must never fill up: at most --collect-rate frames a minute
 (a token bucket), at most --collect-max-mb on disk (the oldest pairs are
-deleted first), and nothing is written while the file system has less than
+deleted first; only pairs edgepipe wrote, recognised by their names and
+sidecars, are ever counted or deleted), and nothing is written while the file system has less than
 options.MIN_FREE_MB free. Encoding and writing happen on a worker thread behind a
 bounded queue, at a lower CPU priority, so the inference loop never waits for
 the SD card or for JPEG encoding; what does not fit in the queue is dropped
@@ -29,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -40,7 +42,8 @@ import cv2
 import numpy as np
 
 from edgepipe.core.errors import UserError
-from edgepipe.core.files import atomic_write_bytes, atomic_write_text
+from edgepipe.core.files import atomic_write_bytes, atomic_write_text, check_writable
+from edgepipe.core.progress import say
 
 from edgepipe.device.model.bundle import sha256_file
 from edgepipe.device.run.results import FrameResult
@@ -54,6 +57,7 @@ SIDECAR = ".json"
 IMAGE = ".jpg"
 VOC = ".xml"  # a detector's pre-labels
 CONFLICT_IOU = 0.5  # two labels on this much of the same place: the detector could not decide
+MAX_SIDECAR_BYTES = 1 << 20  # ours are a few KB
 JPEG_QUALITY = 90
 WORKER_NICENESS = 10  # added to the process's: the writer yields the CPU to inference
 
@@ -121,14 +125,43 @@ class TokenBucket:
         return False
 
 
+OUR_STEM = re.compile(r"\d{8}T\d{9}Z-\d{8}\Z")  # what _write names a pair: UTC time, then frame index
+OUR_SIDECAR_KEYS = {"time", "frame", "reason", "model"}  # fields every sidecar _write makes has
+
+
+def is_our_pair(root: Path, stem: str) -> bool:
+    """A pair edgepipe wrote: its naming, a regular JPEG, and a sidecar with our fields. Only these may
+    ever be counted or evicted: DIR may be a folder of the user's own photos."""
+    image, sidecar = root / f"{stem}{IMAGE}", root / f"{stem}{SIDECAR}"
+    if not (OUR_STEM.match(stem) and image.is_file() and not image.is_symlink() and not sidecar.is_symlink()):
+        return False
+    try:
+        if sidecar.stat().st_size > MAX_SIDECAR_BYTES:
+            return False
+        fields = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(fields, dict) and OUR_SIDECAR_KEYS <= fields.keys()
+
+
 class DiskBudget:
-    """The collected pairs in DIR, oldest first, and their total size; evicts to stay in budget."""
+    """The pairs edgepipe collected in DIR, oldest first, and their total size; evicts to stay in budget.
+
+    Anything else in DIR (`foreign_files`, `foreign_bytes`) is never counted, touched or evicted."""
 
     def __init__(self, root: Path, max_bytes: int) -> None:
         self.root, self.max_bytes = root, max_bytes
         self.pairs: dict[str, int] = {}  # stem -> bytes of its JPEG + sidecar, in name (= time) order
-        for path in sorted(root.glob(f"*{IMAGE}")) + sorted(root.glob(f"*{SIDECAR}")) + sorted(root.glob(f"*{VOC}")):
-            self.pairs[path.stem] = self.pairs.get(path.stem, 0) + path.stat().st_size
+        self.foreign_files = self.foreign_bytes = 0
+        ours = {p.stem for p in root.glob(f"*{SIDECAR}") if is_our_pair(root, p.stem)}
+        for path in root.iterdir():
+            if path.is_symlink() or not path.is_file():
+                continue
+            if path.stem in ours and path.suffix in (IMAGE, SIDECAR, VOC):
+                self.pairs[path.stem] = self.pairs.get(path.stem, 0) + path.stat().st_size
+            else:
+                self.foreign_files += 1
+                self.foreign_bytes += path.stat().st_size
         self.pairs = dict(sorted(self.pairs.items()))
         self.used = sum(self.pairs.values())
         self.evicted = 0
@@ -154,7 +187,11 @@ class CollectSink(QueuedSink):
             options.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UserError(f"cannot create --collect folder {options.root}: {exc.strerror}") from None
+        check_writable(options.root / ".edgepipe-collect")  # before the run, not a silent run that saves nothing
         self.budget = DiskBudget(options.root, int(options.max_mb * 1024 * 1024))
+        if self.budget.foreign_files:
+            say(f"--collect {options.root}: {self.budget.foreign_files} files ({self.budget.foreign_bytes / 1e6:.1f} MB) "
+                "there are not edgepipe's; they are not counted in --collect-max-mb and never deleted")
         self.bucket = TokenBucket(options.rate, clock)
         self.counts = {"saved": 0, "dropped_queue_full": 0, "rate_limited": 0, "skipped_low_disk": 0,
                        "write_errors": 0}

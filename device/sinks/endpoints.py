@@ -9,6 +9,7 @@ environment so they never appear on a command line or in a unit file.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import re
 import socket
@@ -21,6 +22,7 @@ from edgepipe.core.errors import UserError
 PASSWORD_ENV = "EDGEPIPE_MQTT_PASSWORD"
 TOKEN_ENV = "EDGEPIPE_SERVE_TOKEN"
 TOPIC_LEVEL = re.compile(r"[^#+\x00]+")
+MAX_PREFIX_BYTES = 512  # topics are PREFIX/NAME/attributes: well inside MQTT's 65535 bytes
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,10 @@ class MqttTarget:
 
 def mqtt_url(text: str) -> MqttTarget:
     """argparse type for --mqtt; the password may also come from $EDGEPIPE_MQTT_PASSWORD."""
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError:  # e.g. an unclosed [ of an IPv6 address
+        raise argparse.ArgumentTypeError(f"{text!r} is not a URL: mqtt://[user[:password]@]host[:port]/PREFIX") from None
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
         raise argparse.ArgumentTypeError("give the broker as mqtt://[user[:password]@]host[:port]/PREFIX (or mqtts://)")
     if "#" in text or "?" in text:
@@ -61,6 +66,12 @@ def mqtt_url(text: str) -> MqttTarget:
     except ValueError:
         raise argparse.ArgumentTypeError("the broker's port must be a number from 1 to 65535") from None
     prefix = parts.path.strip("/") or f"edgepipe/{socket.gethostname()}"
+    try:
+        size = len(prefix.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError("the topic prefix is not valid UTF-8") from None
+    if size > MAX_PREFIX_BYTES or not prefix.isprintable():
+        raise argparse.ArgumentTypeError(f"the topic prefix must be printable and at most {MAX_PREFIX_BYTES} bytes")
     if not all(TOPIC_LEVEL.fullmatch(level) for level in prefix.split("/")):
         raise argparse.ArgumentTypeError(f"topic prefix {prefix!r} may not contain empty levels, + or #")
     password = unquote(parts.password) if parts.password is not None else os.environ.get(PASSWORD_ENV) or None
@@ -75,6 +86,14 @@ def serve_address(text: str) -> tuple[str, int]:
     if not port.isdigit() or not 0 <= int(port) <= 65535 or (sep and not host):
         raise argparse.ArgumentTypeError(f"{text!r} is not [HOST:]PORT (e.g. 8080 or 0.0.0.0:8080)")
     return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether --serve on `host` is reachable from this machine only."""
+    try:
+        return host.lower() == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def serve_token(token: str | None, token_file: Path | None) -> str | None:

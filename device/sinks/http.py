@@ -14,14 +14,27 @@ JPEG-encoded by a thread of their own, only while someone watches (the stream, o
 the page within the last VIEWER_IDLE_S), at most --serve-fps per second; a client too
 slow for that skips frames (counted). Each JPEG is kept with the result it was drawn
 from, so the page's image, headline and scores always come from one frame.
-With a token every request must carry it (`Authorization: Bearer TOKEN` or `?token=`).
+With a token every request must carry it (`Authorization: Bearer TOKEN`, the scheme in any case,
+or `?token=`). Without one, only Host names that cannot be rebound are answered (IP literals,
+localhost, the bound name, this machine's name), so a web page elsewhere cannot read the camera
+through DNS rebinding; and a non-loopback address needs a token or `public` (--serve-public).
+
+Server: the standard library's ThreadingHTTPServer, bounded (edgepipe[device] stays free of
+a web framework on a Pi, and the few limits it needs are a few lines): every socket has a
+timeout (an idle or half-sent connection is closed after options.request_timeout, a watcher that
+stops reading after the same), at most MAX_CONNECTIONS are served at once (the next is closed at
+once and counted, so idle clients cannot pin unbounded threads or memory), and a client that
+resets or times out is counted, never a traceback. Handlers only read a reference the inference
+thread leaves, so no web client can slow inference.
 """
 
 from __future__ import annotations
 
 import base64
 import hmac
+import ipaddress
 import json
+import socket
 import threading
 import time
 from http import HTTPStatus
@@ -30,15 +43,99 @@ from typing import Any, TextIO
 from urllib.parse import parse_qs, urlsplit
 
 from edgepipe.core.errors import MissingExtraError, UserError
+from edgepipe.core.safetext import safe_line
 
 from edgepipe.device.run.results import FrameResult
 from edgepipe.device.run.sink import RunInfo, Sink
+from .endpoints import is_loopback
 
 from .options import ServeOptions
 
 JPEG_QUALITY = 80
 BOUNDARY = "edgepipe-frame"
 VIEWER_IDLE_S = 2.0  # the page counts as watching this long after its last /api/view
+MAX_CONNECTIONS = 32  # served at once; each is one thread
+CLIENT_GONE = (ConnectionError, TimeoutError)  # resets, broken pipes, timeouts: normal on a network
+
+
+def host_names(bound: str) -> frozenset[str]:
+    """The Host names (lower case, no port) that cannot be DNS-rebound to us: those of the bound
+    address, localhost and this machine's own names. IP literals are always fine (checked apart)."""
+    names = {"localhost", bound.lower()}
+    with_hostname = socket.gethostname().lower()
+    names |= {with_hostname, with_hostname.split(".")[0], f"{with_hostname.split('.')[0]}.local"}
+    return frozenset(names)
+
+
+def host_of(header: str | None) -> str:
+    """The host part of a Host header, lower case, without port or IPv6 brackets."""
+    host = (header or "").strip().lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def host_allowed(header: str | None, names: frozenset[str]) -> bool:
+    host = host_of(header)
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return host in names
+
+
+class BoundedServer(ThreadingHTTPServer):
+    """ThreadingHTTPServer with a connection cap and without tracebacks for clients that go away."""
+
+    daemon_threads = True
+    request_queue_size = MAX_CONNECTIONS  # the listen backlog: a burst waits instead of being refused
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], log: TextIO) -> None:
+        self.log = log
+        self.errors_said: set[str] = set()
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.counts = {"client_disconnects": 0, "refused_busy": 0, "handler_errors": 0}
+        self.counts_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def count(self, name: str) -> None:
+        with self.counts_lock:
+            self.counts[name] += 1
+
+    def process_request(self, request, client_address) -> None:
+        if not self.slots.acquire(blocking=False):
+            self.count("refused_busy")
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def handle_error(self, request, client_address) -> None:
+        import sys
+
+        error = sys.exc_info()[1]
+        if isinstance(error, CLIENT_GONE):
+            self.count("client_disconnects")
+            return
+        self.count("handler_errors")
+        said = f"{type(error).__name__}: {error}"
+        with self.counts_lock:  # one line per distinct failure, counted after that; never a traceback
+            if said in self.errors_said:
+                return
+            self.errors_said.add(said)
+        self.log.write(f"edgepipe run: serve: a request failed: {safe_line(said)[:200]} (counted in handler_errors)\n")
+        self.log.flush()
 
 
 class HttpSink(Sink):
@@ -47,7 +144,12 @@ class HttpSink(Sink):
             from .metrics import RunMetrics
         except ImportError:
             raise MissingExtraError("--serve needs prometheus_client: pip install 'edgepipe[device]'") from None
+        if options.token is None and not options.public and not is_loopback(options.host):
+            raise UserError(f"--serve {options.host}:{options.port} without a token would show the live video, "
+                            "results, summary and metrics to anyone who can reach this machine; set a token "
+                            "(--serve-token-file or $EDGEPIPE_SERVE_TOKEN), or add --serve-public if that is meant")
         self.options, self.log = options, log
+        self.host_names = host_names(options.host)
         self.metrics = RunMetrics()
         self.run: RunInfo | None = None
         self.latest: FrameResult | None = None
@@ -63,11 +165,10 @@ class HttpSink(Sink):
         self._new_result = threading.Event()
         self._closed = threading.Event()
         try:
-            self.server = ThreadingHTTPServer((options.host, options.port), _handler_for(self))
+            self.server = BoundedServer((options.host, options.port), _handler_for(self), log)
         except OSError as exc:
             raise UserError(f"--serve {options.host}:{options.port}: cannot listen there ({exc.strerror}); "
                             "pick another port or host") from None
-        self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self._threads: list[threading.Thread] = []
 
@@ -85,7 +186,9 @@ class HttpSink(Sink):
             self._threads.append(threading.Thread(target=self._encode, name="edgepipe-jpeg", daemon=True))
         for thread in self._threads:
             thread.start()
-        self.log.write(f"edgepipe run: serving {self.url}" + (" (token required)" if self.options.token else "")
+        self.log.write(f"edgepipe run: serving {self.url}" + (" (token required)" if self.options.token else
+                                                              " to anyone (--serve-public)" if self.options.public
+                                                              and not is_loopback(self.options.host) else "")
                        + ("" if self.options.preview else " without images") + "\n")
         self.log.flush()
 
@@ -97,7 +200,9 @@ class HttpSink(Sink):
             self._new_result.set()
 
     def summary_fields(self) -> dict[str, Any]:
-        return {"serve": {"url": self.url, "frames_sent": self.frames_sent, "dropped": self.skipped}}
+        with self.server.counts_lock:
+            counts = dict(self.server.counts)
+        return {"serve": {"url": self.url, "frames_sent": self.frames_sent, "dropped": self.skipped, **counts}}
 
     def close(self, summary: dict[str, Any]) -> None:
         self._closed.set()
@@ -166,16 +271,20 @@ class HttpSink(Sink):
         token = self.options.token
         if token is None:
             return True
-        given = (header or "").removeprefix("Bearer ").strip() or (query.get("token") or [""])[0]
-        return hmac.compare_digest(given.encode(), token.encode())
+        scheme, _, credentials = (header or "").strip().partition(" ")
+        given = credentials.strip() if scheme.lower() == "bearer" else ""
+        given = given or (query.get("token") or [""])[0]
+        return hmac.compare_digest(given.encode("utf-8", "replace"), token.encode())
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         if self.latest_at is None:
             return False, {"status": "starting", "detail": "no result yet"}
         age = time.monotonic() - self.latest_at
         fresh = age <= self.options.stale_after
-        return fresh, {"status": "ok" if fresh else "stale", "last_result_age_s": round(age, 3),
-                       "frame": self.latest.index if self.latest else None}
+        outputs = self.run.outputs_health() if self.run else {}
+        status = ("ok" if not outputs else "degraded") if fresh else "stale"
+        return fresh, {"status": status, "last_result_age_s": round(age, 3),
+                       "frame": self.latest.index if self.latest else None, **({"outputs": outputs} if outputs else {})}
 
     def next_jpeg(self, after: int) -> tuple[int, bytes] | None:
         """The newest JPEG after sequence number `after`, waiting for one; None when the run ends."""
@@ -191,12 +300,19 @@ def _handler_for(sink: HttpSink) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "edgepipe"
         protocol_version = "HTTP/1.1"
+        timeout = sink.options.request_timeout  # every read and write on the socket: idle and half-sent clients go
+
+        def log_error(self, format: str, *args: Any) -> None:
+            pass  # malformed requests and timeouts are answered or counted, not logged line by line
 
         def log_message(self, format: str, *args: Any) -> None:
             pass  # the journal gets results, not access logs (whose URLs may carry the token)
 
         def do_GET(self) -> None:  # noqa: N802 - the standard library's name
             url = urlsplit(self.path)
+            if sink.options.token is None and not host_allowed(self.headers.get("Host"), sink.host_names):
+                self._json(HTTPStatus.MISDIRECTED_REQUEST, {"error": "unknown Host; use this machine's address"})
+                return
             if not sink.authorised(self.headers.get("Authorization"), parse_qs(url.query)):
                 self._send(HTTPStatus.UNAUTHORIZED, b'{"error": "token required"}\n', "application/json",
                            {"WWW-Authenticate": 'Bearer realm="edgepipe"'})
@@ -273,8 +389,8 @@ def _handler_for(sink: HttpSink) -> type[BaseHTTPRequestHandler]:
                     with sink._cond:
                         sink.frames_sent += 1
                     sent = seq
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the watcher went away
+            except CLIENT_GONE:
+                sink.server.count("client_disconnects")  # the watcher went away, or stopped reading
             finally:
                 with sink._cond:
                     sink.watchers -= 1

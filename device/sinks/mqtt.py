@@ -20,6 +20,7 @@ broker goes away. What cannot be queued or sent is counted as dropped.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import socket
@@ -45,8 +46,28 @@ CLOSE_TIMEOUT_S = 2.0
 
 
 def node_id(prefix: str) -> str:
-    """The prefix as a Home Assistant node id ([a-zA-Z0-9_-]): unique per camera."""
-    return re.sub(r"[^A-Za-z0-9_-]", "_", prefix)
+    """The prefix as a Home Assistant node id ([a-zA-Z0-9_-]), unique per camera: a readable slug
+    plus a short hash of the exact prefix, so `cams/door.1` and `cams/door_1` never collide."""
+    slug = re.sub(r"[^A-Za-z0-9_-]", "_", prefix)[:48]
+    return f"{slug}_{hashlib.sha256(prefix.encode('utf-8')).hexdigest()[:8]}"
+
+
+def unique_id(node: str, object_id: str) -> str:
+    """Home Assistant's unique id: edgepipe_ once, even when the prefix starts with edgepipe/."""
+    return f"{node}_{object_id}" if node.startswith("edgepipe_") else f"edgepipe_{node}_{object_id}"
+
+
+def check_ca_file(path: Path) -> None:
+    """--mqtt-ca must be a readable file of PEM certificates: refused at start, not in paho's thread."""
+    import ssl
+
+    if not path.is_file():
+        raise UserError(f"--mqtt-ca {path}: no such file")
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        raise UserError(f"--mqtt-ca {path} is not a PEM certificate file ({exc.__class__.__name__}); "
+                        "give the broker's CA certificate") from None
 
 
 def _attributes(top: list, fps: float, model: str) -> dict[str, Any]:
@@ -82,7 +103,7 @@ def discovery_messages(prefix: str, run: RunInfo) -> list[tuple[str, dict[str, A
     objects, a sensor and a binary sensor "present" per label, and a sensor per zone."""
     node = node_id(prefix)
     device = {
-        "identifiers": [f"edgepipe_{node}"],
+        "identifiers": [unique_id(node, "device")],
         "name": f"edgepipe {socket.gethostname()}",
         "model": model_name(run.model),
         "manufacturer": "edgepipe",
@@ -105,7 +126,7 @@ def discovery_messages(prefix: str, run: RunInfo) -> list[tuple[str, dict[str, A
         state_topic = base if base.startswith(f"{prefix}/count/") else f"{base}/state"
         config: dict[str, Any] = {
             "name": name,
-            "unique_id": f"edgepipe_{node}_{object_id}",
+            "unique_id": unique_id(node, object_id),
             "state_topic": state_topic,
             "availability_topic": f"{prefix}/availability",
             "payload_available": "online",
@@ -148,8 +169,8 @@ class MqttSink(QueuedSink):
             import paho.mqtt.client as mqtt
         except ImportError:
             raise MissingExtraError("--mqtt needs paho-mqtt: pip install 'edgepipe[device]'") from None
-        if options.ca_file is not None and not options.ca_file.is_file():
-            raise UserError(f"--mqtt-ca {options.ca_file}: no such file")
+        if options.ca_file is not None:
+            check_ca_file(options.ca_file)
         self.options, self.log, self._mqtt = options, log, mqtt
         self.prefix = options.target.prefix
         self.published = 0
@@ -165,6 +186,7 @@ class MqttSink(QueuedSink):
         self._run: RunInfo | None = None
         self._slugs: dict[str, str] = {}  # a detector's label -> its topic level
         self._warned_down = False
+        self._problem: str | None = "not connected yet"  # why nothing is being published, for /healthz
 
     # -- the inference thread's side: never waits ------------------------------------------
     def emit(self, result: FrameResult) -> None:
@@ -188,6 +210,7 @@ class MqttSink(QueuedSink):
             client.tls_set(ca_certs=str(self.options.ca_file) if self.options.ca_file else None)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
         self._client = client
         client.connect_async(target.host, target.port, keepalive=KEEPALIVE_S)
         client.loop_start()
@@ -196,7 +219,13 @@ class MqttSink(QueuedSink):
     def summary_fields(self) -> dict[str, Any]:
         return {"mqtt": {"broker": self.options.target.redacted(), "published": self.published,
                          "dropped": self.dropped_results + self.dropped_messages,
-                         "dropped_results": self.dropped_results, "connected": self._connected.is_set()}}
+                         "dropped_results": self.dropped_results, "connected": self._connected.is_set(),
+                         "problem": self._problem}}
+
+    def problems(self) -> dict[str, Any]:
+        problem = self._problem
+        return {} if self._connected.is_set() or problem is None else {
+            "mqtt": {"broker": self.options.target.redacted(), "connected": False, "problem": problem}}
 
     def close(self, summary: dict[str, Any]) -> None:
         if self._client is None:  # never started
@@ -212,21 +241,29 @@ class MqttSink(QueuedSink):
     # -- paho's network thread --------------------------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            if not self._warned_down:  # once until a connection succeeds: paho keeps retrying
-                self._warned_down = True
-                self._say(f"broker {self.options.target.redacted()} refused the connection: {reason_code}; "
-                          "retrying with backoff")
+            self._down(f"broker {self.options.target.redacted()} refused the connection: {reason_code}")
             return
         self._warned_down = False
+        self._problem = None
         self._connected.set()
         self._announce.set()  # the worker notices within a second
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self._connected.clear()
-        if not self._warned_down and reason_code.value != 0:
+        if reason_code.value != 0:
+            self._down(f"lost broker {self.options.target.redacted()} ({reason_code})")
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        """The TCP or TLS connection failed (broker down, wrong port, mqtts:// to a plain broker)."""
+        tls = " (is it a TLS port? mqtts:// needs one)" if self.options.target.tls else ""
+        self._down(f"cannot reach broker {self.options.target.redacted()}{tls}")
+
+    def _down(self, problem: str) -> None:
+        """Say it once until a connection succeeds (paho keeps retrying), and keep it for /healthz."""
+        self._problem = problem
+        if not self._warned_down:
             self._warned_down = True
-            self._say(f"lost broker {self.options.target.redacted()} ({reason_code}); retrying with backoff, "
-                      "results meanwhile are dropped and counted")
+            self._say(f"{problem}; retrying with backoff, results meanwhile are dropped and counted")
 
     # -- the worker thread ------------------------------------------------------------------
     def handle(self, item: FrameResult) -> None:

@@ -43,6 +43,10 @@ class ServeOptions:
     token: str | None = field(default=None, repr=False)  # --serve-token, $EDGEPIPE_SERVE_TOKEN or --serve-token-file
     preview: bool = flag("--no-preview", default=True, group=SERVE, help="serve results and metrics but never images")
     stale_after: float = 5.0  # /healthz turns 503 when the last result is older (s)
+    public: bool = flag("--serve-public", default=False, group=SERVE,
+                        help="allow --serve on a non-loopback address without a token: anyone who can reach this "
+                             "machine sees the live video, results and metrics")
+    request_timeout: float = 10.0  # seconds a socket read or write may wait (idle, half-sent, non-reading clients)
 
 
 @dataclass(frozen=True)

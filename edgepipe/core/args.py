@@ -108,11 +108,18 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+MAX_MAGNITUDE = 1e12  # no flag of edgepipe means more; larger values overflow what they size
+
+
 def _number(text: str) -> float:
+    """A finite number of sane magnitude: `inf`, `nan` and 1e308 are refused here, not deep in a run."""
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not -MAX_MAGNITUDE <= value <= MAX_MAGNITUDE:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of at most {MAX_MAGNITUDE:g}")
+    return value
 
 
 def positive_float(text: str) -> float:

@@ -43,12 +43,14 @@ def test_collect_copies_verifies_sorts_then_move_deletes_what_arrived(sshd, depl
         assert sha256_file(path) == sha256_file(device / path.name)
     assert len(list(device.iterdir())) == 7  # copy only: the device keeps everything
 
-    (to / "daisy" / "20260101T000000000Z-00000001.jpg").write_bytes(b"damaged here")  # fetched again
+    daisy_sha = sha256_file(device / "20260101T000000000Z-00000001.jpg")
+    (to / "daisy" / "20260101T000000000Z-00000001.jpg").write_bytes(b"changed here")  # fetched again, beside it
     assert main(["deploy", "collect", sshd.host, "--to", str(to), "--move", *deploy_argv()]) == 0
     out = capsys.readouterr().out
     assert "1 pairs copied" in out and "2 already there" in out and "3 deleted on the device" in out
-    assert sha256_file(to / "daisy" / "20260101T000000000Z-00000001.jpg") != sha256_file(
-        to / "unknown" / "20260101T000001000Z-00000002.jpg")
+    assert "1 took the name STEM-<sha256 prefix>" in out
+    assert (to / "daisy" / "20260101T000000000Z-00000001.jpg").read_bytes() == b"changed here"  # never replaced
+    assert (to / "daisy" / f"20260101T000000000Z-00000001-{daisy_sha[:12]}.jpg").is_file()
     assert [p.name for p in device.iterdir()] == ["20260101T000003000Z-00000004.jpg"]
     assert not (to / ".incoming").exists()
 

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
+from edgepipe.core.errors import UserError
 from edgepipe.device.sinks.collect import CollectSink, TokenBucket, collect_reason
 from edgepipe.device.sinks.options import CollectOptions
 from edgepipe.device.model.postprocess import Prediction
@@ -60,7 +62,8 @@ def test_pairs_are_written_with_sidecars_and_the_oldest_evicted_beyond_the_budge
     root = tmp_path / "collect"
     root.mkdir()
     (root / "20000101T000000000Z-00000000.jpg").write_bytes(b"x" * 30_000)  # from an earlier run: oldest
-    (root / "20000101T000000000Z-00000000.json").write_text("{}")
+    (root / "20000101T000000000Z-00000000.json").write_text(
+        json.dumps({"time": "2000-01-01T00:00:00.000+00:00", "frame": 0, "reason": "unknown", "model": {}}))
     sink = CollectSink(CollectOptions(root, every=1, rate=1000, max_mb=0.1, min_free_mb=0))
     sink.start(run_info(model))
     for i in range(12):
@@ -178,3 +181,31 @@ def test_collected_detector_frames_carry_voc_prelabels_that_train_reads(cli, det
         boxes = np.array([d["box"] for d in sidecar["detections"]], np.float32)
         assert (image.width, image.height) == (640, 480) and image.boxes.shape == boxes.shape
         assert np.abs(image.boxes - boxes).max() <= 1.0  # VOC's inclusive 1-based corners, read back
+
+
+def test_only_pairs_edgepipe_wrote_are_counted_or_evicted(tmp_path, capsys):
+    """Pointing --collect at a folder of one's own photos must never delete them (issue 21)."""
+    model = tmp_path / "model.tflite"
+    model.write_bytes(b"model bytes")
+    root = tmp_path / "photos"
+    root.mkdir()
+    mine = {"20000101T000000000Z-00000000.jpg": b"x" * 60_000, "20000101T000000000Z-00000000.json": b"{}",
+            "holiday.jpg": b"y" * 60_000, "holiday.json": b'{"time": 1, "frame": 1, "reason": 1, "model": 1}',
+            "notes.txt": b"z" * 1000}
+    for name, data in mine.items():
+        (root / name).write_bytes(data)
+    sink = CollectSink(CollectOptions(root, every=1, rate=1000, max_mb=0.1, min_free_mb=0))
+    assert "5 files (0.1 MB) there are not edgepipe's" in capsys.readouterr().err
+    sink.start(run_info(model))
+    for i in range(12):
+        sink.emit(result(i, [0.9, 0.05, 0.05]))
+    fields = sink.summary_fields()["collect"]
+    sink.close({})
+    assert all((root / name).read_bytes() == data for name, data in mine.items())
+    assert fields["evicted"] >= 1 and fields["bytes"] <= 0.1 * 1024 * 1024
+
+
+def test_an_unwritable_collect_folder_is_refused_before_the_run(tmp_path, mount_tmpfs):
+    root = mount_tmpfs(tmp_path / "ro", "ro,size=1m")
+    with pytest.raises(UserError, match="is not a writable folder"):
+        CollectSink(CollectOptions(root))

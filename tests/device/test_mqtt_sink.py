@@ -11,6 +11,7 @@ import re
 import pytest
 
 from edgepipe.cli import main
+from edgepipe.device.sinks.mqtt import node_id
 
 from mqtt_broker import Mosquitto, Subscriber, make_test_ca
 from run_process import RunProcess
@@ -92,13 +93,14 @@ def test_state_attributes_results_and_discovery(broker, tiny_bundle, video, tmp_
     assert retained["cams/door/availability"] == "offline"
     assert "cams/door/result" not in retained
     configs = {t: json.loads(p) for t, p in retained.items() if t.startswith("homeassistant/")}
-    assert set(configs) == {"homeassistant/sensor/cams_door/label/config",
-                            "homeassistant/sensor/cams_door/left_label/config"}
+    node = node_id("cams/door")  # a slug and a short hash of the exact prefix
+    assert node.startswith("cams_door_") and set(configs) == {f"homeassistant/sensor/{node}/label/config",
+                                                               f"homeassistant/sensor/{node}/left_label/config"}
     for topic, config in configs.items():
         assert_valid_ha_sensor(topic, config)
         assert config["availability_topic"] == "cams/door/availability"
-    camera = configs["homeassistant/sensor/cams_door/label/config"]
-    region = configs["homeassistant/sensor/cams_door/left_label/config"]
+    camera = configs[f"homeassistant/sensor/{node}/label/config"]
+    region = configs[f"homeassistant/sensor/{node}/left_label/config"]
     assert camera["state_topic"] == "cams/door/state" and region["state_topic"] == "cams/door/left/state"
     assert camera["json_attributes_topic"] == "cams/door/attributes"
     assert camera["unique_id"] != region["unique_id"] and camera["device"] == region["device"]

@@ -83,7 +83,7 @@ def serve_address(text: str) -> tuple[str, int]:
     """argparse type for --serve: [HOST:]PORT, bound to 127.0.0.1 unless a host is given."""
     host, sep, port = text.rpartition(":")
     host = host.strip("[]") if sep else "127.0.0.1"
-    if not port.isdigit() or not 0 <= int(port) <= 65535 or (sep and not host):
+    if not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535 or (sep and not host):
         raise argparse.ArgumentTypeError(f"{text!r} is not [HOST:]PORT (e.g. 8080 or 0.0.0.0:8080)")
     return host, int(port)
 

@@ -232,18 +232,19 @@ def test_a_detector_publishes_counts_per_label_and_zone_events_and_discovery(bro
         [{k: e[k] for k in ("event", "id", "label", "zones", "frame")} for e in in_rows]
     assert {e["event"] for e in events} <= {"appeared", "left"}
 
+    node = node_id("yard")
     configs = {m.topic: json.loads(m.payload) for m in live.messages if m.topic.startswith("homeassistant/")}
-    assert set(configs) == {"homeassistant/sensor/yard/objects/config", "homeassistant/sensor/yard/raccoon_count/config",
-                            "homeassistant/binary_sensor/yard/raccoon_present/config",
-                            "homeassistant/sensor/yard/gate_objects/config",
-                            "homeassistant/sensor/yard/lawn_objects/config"}
+    assert set(configs) == {f"homeassistant/sensor/{node}/objects/config", f"homeassistant/sensor/{node}/raccoon_count/config",
+                            f"homeassistant/binary_sensor/{node}/raccoon_present/config",
+                            f"homeassistant/sensor/{node}/gate_objects/config",
+                            f"homeassistant/sensor/{node}/lawn_objects/config"}
     for topic, config in configs.items():
         if "/binary_sensor/" in topic:
             assert set(config) <= BINARY_SENSOR_KEYS, set(config) - BINARY_SENSOR_KEYS
             assert DISCOVERY_TOPIC.fullmatch(topic)["component"] == "binary_sensor"
         else:
             assert_valid_ha_sensor(topic, config)
-    present = configs["homeassistant/binary_sensor/yard/raccoon_present/config"]
+    present = configs[f"homeassistant/binary_sensor/{node}/raccoon_present/config"]
     assert present["state_topic"] == "yard/count/raccoon" and "value | int > 0" in present["value_template"]
-    assert configs["homeassistant/sensor/yard/raccoon_count/config"]["state_topic"] == "yard/count/raccoon"
-    assert configs["homeassistant/sensor/yard/gate_objects/config"]["state_topic"] == "yard/gate/state"
+    assert configs[f"homeassistant/sensor/{node}/raccoon_count/config"]["state_topic"] == "yard/count/raccoon"
+    assert configs[f"homeassistant/sensor/{node}/gate_objects/config"]["state_topic"] == "yard/gate/state"

@@ -10,9 +10,9 @@ import pytest
 
 
 # A real trained int8 raccoon detector (SSDLite, ends in TFLite_Detection_PostProcess; outputs boxes,
-# classes, scores, count by index, as Coral's SSDs): the detection model branch's sample, beside ../shared.
+# classes, scores, count by index, as Coral's SSDs), made by edgepipe itself (tests/data/raccoon-detector).
 SHARED = Path(os.environ.get("EDGEPIPE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-DETECT_SAMPLE = Path(os.environ.get("EDGEPIPE_DETECT_SAMPLE", SHARED.parent / "detect-sample"))
+DETECT_SAMPLE = Path(os.environ.get("EDGEPIPE_DETECT_SAMPLE", Path(__file__).resolve().parent / "data" / "raccoon-detector"))
 RACCOON = SHARED / "datasets" / "raccoon"
 VIDEO_SIZE = (640, 480)
 

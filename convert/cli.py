@@ -89,7 +89,10 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    from edgepipe.train.run_dir import load_run
+
     from .converter import run_convert
+    from .detect import is_detection_run, run_detect_convert
     from .report import format_summary
 
     options = options_from(args, ConvertOptions, run_dir=args.run_dir, compile=options_from(args, CompileOptions))
@@ -97,7 +100,8 @@ def _convert(args: argparse.Namespace) -> int:
         args.parser.error("--min-runtime, --segments and --compiler-host need --edgetpu")
     if options.imx500_python and not options.imx500:
         args.parser.error("--imx500-python needs --imx500")
-    result = run_convert(options)
+    convert = run_detect_convert if is_detection_run(load_run(options.run_dir)) else run_convert  # the run's task
+    result = convert(options)
     print(json.dumps(result.summary, indent=2) if args.json else format_summary(result.summary))
     if result.failed:
         print(result.failure, file=sys.stderr)

@@ -83,6 +83,10 @@ def _imx500_section(block: dict[str, Any]) -> list[str]:
         f"{accuracy['how']}. Not measured on a camera: `edgepipe verify --accelerator imx500` on the Pi runs the "
         "golden set on the sensor itself.",
     ]
+def _heading(extra: dict[str, Any]) -> list[str]:
+    return ["# Model card", "",
+            f"Written by {extra['created_by']} on {extra['created']} from the training run `{extra['source']['run_dir']}`.",
+            "", "## Intended use", ""]
 
 
 def model_card(run: TrainedRun, accuracy: dict[str, Any], drift: dict[str, Any], extra: dict[str, Any]) -> str:
@@ -90,12 +94,7 @@ def model_card(run: TrainedRun, accuracy: dict[str, Any], drift: dict[str, Any],
     quantization = extra["quantization"]
     labels = ", ".join(f"`{label}`" for label in run.labels)
     lines = [
-        "# Model card",
-        "",
-        f"Written by {extra['created_by']} on {extra['created']} from the training run `{extra['source']['run_dir']}`.",
-        "",
-        "## Intended use",
-        "",
+        *_heading(extra),
         f"Classify camera frames or photos into one of {len(run.labels)} classes: {labels}; "
         "say \"unknown\" for images that look like none of them. It was trained only on the folders below: it "
         "knows nothing of the world outside them, and its numbers hold only for images like the held-out ones. "
@@ -131,6 +130,57 @@ def model_card(run: TrainedRun, accuracy: dict[str, Any], drift: dict[str, Any],
     ]
     if extra.get("imx500"):
         lines += _imx500_section(extra["imx500"])
+    if extra.get("warnings"):
+        lines += ["", "## Conversion warnings", "", *(f"- {w}" for w in extra["warnings"])]
+    return "\n".join(lines) + "\n"
+
+
+def _map(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "not measured"
+
+
+def detection_model_card(run: TrainedRun, accuracy: dict[str, Any], extra: dict[str, Any]) -> str:
+    """The card of a detection bundle: what it finds, on what data, and its measured mAP."""
+    config = public_training_config(run.config)
+    quantization = extra["quantization"]
+    labels = ", ".join(f"`{label}`" for label in run.labels)
+    test, val = accuracy["test"], accuracy["validation"]
+    rows = [f"| {name} | {_map(test[name]['map50'])} | {_map(test[name]['map50_95'])} | "
+            f"{_map(val[name]['map50']) if name in val else '-'} |" for name in test]
+    folders = ", ".join(f"`{f}`" for f in config.get("data_dirs", []))
+    lines = [
+        *_heading(extra),
+        f"Find and box objects of {len(run.labels)} classes in camera frames or photos: {labels}. It was trained only "
+        "on the photos below: it knows nothing of the world outside them, and its numbers hold only for images like "
+        "the test photos. Do not use it to identify people or for decisions about people.",
+        "",
+        "## Data",
+        "",
+        f"- Folders: {folders}",
+        f"- Photos: {config.get('num_train', '?')} for training, {config.get('num_val', '?')} for validation "
+        f"(early stopping and the choice of the int8 model), {config.get('num_test', '?')} for test (never used "
+        "in training or in any choice)",
+        f"- Model: SSDLite on MobileNetV2 (backbone weights `{config.get('weights', '?')}`), "
+        f"{run.input_spec.width}x{run.input_spec.height} input, {config.get('anchors', '?')} anchors; "
+        f"postprocess `TFLite_Detection_PostProcess` (at most {config.get('postprocess', {}).get('max_detections', '?')} "
+        "detections)",
+        "",
+        "## Measured mAP",
+        "",
+        f"COCO mAP (pycocotools) on {accuracy['n']} test photos through the device runtime; shipped: int8 "
+        f"{quantization['method']} (**{_map(accuracy['int8'])}** mAP@0.5, float {_map(accuracy['float'])}); "
+        f"chosen by {quantization['choice']['decided_by']} on {val['n']} validation photos.",
+        "",
+        "| model | test mAP@0.5 | test mAP@[.5:.95] | validation mAP@0.5 |",
+        "| --- | --- | --- | --- |",
+        *rows,
+        "",
+        "## Known limits",
+        "",
+        f"- {accuracy['n']} test photos: mAP moves by a few hundredths with a few photos either way.",
+        "- Objects much smaller than those in the training photos, unusual viewpoints, lighting or cameras lower "
+        "the numbers in ways these do not show; collect field frames and retrain on them.",
+    ]
     if extra.get("warnings"):
         lines += ["", "## Conversion warnings", "", *(f"- {w}" for w in extra["warnings"])]
     return "\n".join(lines) + "\n"

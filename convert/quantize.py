@@ -94,15 +94,20 @@ def _tf_type(io: str):
 
 
 def export_tflite(model, spec: InputSpec, pixels: np.ndarray | None, io: str = "uint8", float16: bool = False,
-                  name: str = "conversion") -> bytes:
+                  name: str = "conversion", serving=None, output_io: str | None = None) -> bytes:
     """The model as .tflite bytes: full-int8 when `pixels` (representative images) are given, else float.
 
-    The converter's own output is silenced (edgepipe.core.tfenv); the calibration
-    pass over the representative images, its long part, shows progress.
+    `serving` replaces the plain call of the model with another concrete function of the 1xHxWx3
+    image (a detector's, which ends in a custom postprocess op); `output_io` sets the output tensors'
+    type when it differs from the input's (that op's outputs are float). The converter's own output is
+    silenced (edgepipe.core.tfenv); the calibration pass over the representative images, its long
+    part, shows progress.
     """
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([_concrete_function(model, spec)], model)
+    concrete = serving if serving is not None else _concrete_function(model, spec)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
+    converter.allow_custom_ops = serving is not None
     working = Working(f"{name}: converting")
     if pixels is not None:
 
@@ -116,7 +121,7 @@ def export_tflite(model, spec: InputSpec, pixels: np.ndarray | None, io: str = "
         converter.representative_dataset = representative
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = _tf_type(io)
-        converter.inference_output_type = _tf_type(io)
+        converter.inference_output_type = _tf_type(output_io or io)
         converter._experimental_disable_per_channel_quantization_for_dense_layers = True
     elif float16:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -269,6 +274,21 @@ class _Batches:
             yield normalize(self.pixels[idx], self.spec), self.labels[idx]
 
 
+def calibrated_qat_model(float_model, calibration: np.ndarray, spec: InputSpec, seed: int = 0,
+                         progress: Callable[[str], None] = say):
+    """tfmot's QAT model of `float_model` with BatchNormalization frozen and every quantizer range set from
+    the float model on the `calibration` images: the starting point of any QAT fine-tune."""
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(seed)
+    with Working("QAT: building the quantization-aware model"):
+        qat = _quantize_model(float_model)
+    _freeze_batch_norm(qat)
+    set_count = calibrate_qat_ranges(qat, float_model, calibration, spec)
+    progress(f"  QAT: {set_count} quantizer ranges calibrated from {len(calibration)} training images")
+    return qat
+
+
 def quantization_aware_model(
     float_model,
     calibration: np.ndarray,
@@ -292,12 +312,7 @@ def quantization_aware_model(
             f"QAT needs a flat functional model, but this one nests {', '.join(nested)}; "
             "retrain with edgepipe train, or use --method ptq"
         )
-    keras.utils.set_random_seed(seed)
-    with Working("QAT: building the quantization-aware model"):
-        qat = _quantize_model(float_model)
-    _freeze_batch_norm(qat)
-    set_count = calibrate_qat_ranges(qat, float_model, calibration, spec)
-    progress(f"  QAT: {set_count} quantizer ranges calibrated from {len(calibration)} training images")
+    qat = calibrated_qat_model(float_model, calibration, spec, seed, progress)
     if epochs == 0:
         return qat
     optimizer = keras.optimizers.Adam(learning_rate)

@@ -11,11 +11,28 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value * 100:.2f}%"
 
 
-def format_summary(summary: dict[str, Any]) -> str:
+def _format_detect_accuracy(summary: dict[str, Any]) -> list[str]:
+    acc = summary["accuracy"]
+    test, val = acc["test"], acc["validation"]
+
+    def row(label: str, name: str) -> str:
+        t = test.get(name)
+        v = val.get(name)
+        return (f"  {label:<14} {t['map50']:.3f} / {t['map50_95']:.3f}" if t else f"  {label:<14} -") + (
+            f"   (validation {v['map50']:.3f})" if v else "")
+
+    return [
+        f"test mAP@0.5 / mAP@[.5:.95] ({acc['n']} photos, through the device runtime):",
+        row("float (Keras)", "float"), row("int8 PTQ", "ptq"), row("int8 QAT", "qat"),
+        *([row("float32 tflite", "float32_tflite")] if "float32_tflite" in test else []),
+        f"drop float -> shipped int8: {summary['drop_points']:.2f} points of mAP@0.5 (max {summary['max_drop']:g}); "
+        f"agreement with float {_pct(acc['agreement_with_float'])}",
+    ]
+
+
+def _format_classify_accuracy(summary: dict[str, Any]) -> list[str]:
     acc = summary["accuracy"]
     lines = [
-        f"bundle: {summary['bundle']}  ({summary['status']})",
-        f"shipped: {summary['method']} int8 (requested: {summary['requested_method']})",
         f"held-out accuracy ({acc['n']} images, through the device runtime):",
         f"  float (Keras)  {_pct(acc['float'])}",
         f"  int8 PTQ       {_pct(acc['ptq'])}",
@@ -34,6 +51,16 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"drop float -> shipped int8: {summary['drop_points']:.2f} points (max {summary['max_drop']:g}); "
         f"top-1 agreement {_pct(acc['top1_agreement'])}"
     )
+    return lines
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    detect = summary.get("task") == "detect"
+    lines = [
+        f"bundle: {summary['bundle']}  ({summary['status']})",
+        f"shipped: {summary['method']} int8 (requested: {summary['requested_method']})",
+        *(_format_detect_accuracy(summary) if detect else _format_classify_accuracy(summary)),
+    ]
     unknown = summary.get("unknown")
     if unknown:
         far = unknown.get("false_accept")

@@ -13,7 +13,20 @@ from typing import Callable
 from edgepipe.core.args import add_command
 from edgepipe.core.options import add_options, argument_group, options_from
 
-from .options import AUGMENTATION, Augmentation, EvaluateOptions, ModelConfig, TrainConfig
+from .options import AUGMENTATION, MAX_INPUT_SIZE, MIN_INPUT_SIZE, Augmentation, EvaluateOptions, ModelConfig, TrainConfig
+
+TASKS = ("classify", "detect")
+# Flags of `train` a detector takes (argparse dests), and where they go in DetectTrainConfig
+# (model.* = DetectorConfig, augment.* = BoxAugmentation); the detector keeps its own defaults.
+DETECT_FLAGS = {
+    "epochs": "epochs", "fine_tune_epochs": "fine_tune_epochs", "batch_size": "batch_size",
+    "learning_rate": "learning_rate", "fine_tune_learning_rate": "fine_tune_learning_rate", "patience": "patience",
+    "seed": "seed", "augment_copies": "augment_copies", "val_split": "val_fraction", "test_split": "test_fraction",
+    "input_size": "model.input_size", "weights": "model.weights",
+    "no_augment": "augment", "flip": "augment.flip", "brightness": "augment.brightness",
+    "contrast": "augment.contrast",
+}
+SHARED_FLAGS = {"data_dirs", "out", "force", "json", "task", "func", "parser", "help"}
 
 
 def register(subparsers: argparse._SubParsersAction, simulate_imx500: Callable | None = None) -> None:
@@ -48,6 +61,13 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
                    help="folder with one sub-folder of images per class; several merge by class name")
     add_options(p, TrainConfig)
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    p.add_argument("--task", choices=TASKS, default="classify",
+                   help="classify (default): one label per photo; detect: an SSDLite detector trained on photos "
+                        "with boxes (VOC, TF CSV, YOLO, COCO), 320x320 unless --input-size (a multiple of 32, "
+                        "160..640); it takes the data, training and augmentation flags with its own defaults "
+                        "(docs/detect.md) and refuses the others")
+    p.add_argument("--test-split", type=fraction, default=None,
+                   help="[detect] share of photos held out for test when the data has no fixed split (default 0.2)")
     add_options(p, ModelConfig, group="model")
     argument_group(p, AUGMENTATION).add_argument(
         "--no-augment", action="store_true", help="no augmentation (head trains on clean features only)")
@@ -80,8 +100,74 @@ def _register_evaluate(subparsers: argparse._SubParsersAction, simulate_imx500: 
     p.set_defaults(func=run_evaluate, simulate_imx500=simulate_imx500)
 
 
+def _explicit_flags(args: argparse.Namespace) -> dict[str, object]:
+    """The train flags given on the command line (their values differ from the parser's defaults)."""
+    parser = args.parser
+    own = {action.dest for action in parser._actions} - SHARED_FLAGS
+    return {k: getattr(args, k) for k in sorted(own) if getattr(args, k) != parser.get_default(k)}
+
+
+def detect_config(args: argparse.Namespace):
+    """DetectTrainConfig: its own defaults, overridden by the train flags a detector takes."""
+    from dataclasses import replace
+
+    from edgepipe.core.errors import UserError
+
+    from .detect.augment import BoxAugmentation
+    from .detect.sizes import check_input_size
+    from .detect.trainer import DetectTrainConfig
+
+    given = _explicit_flags(args)
+    foreign = sorted(set(given) - set(DETECT_FLAGS))
+    if foreign:
+        args.parser.error(f"--{foreign[0].replace('_', '-')} does not apply to --task detect")
+    cfg = DetectTrainConfig(data_dirs=args.data_dirs, out=str(args.out), force=args.force)
+    top, model, augment = {}, {}, {}
+    for flag, value in given.items():
+        where = DETECT_FLAGS[flag]
+        if where.startswith("model."):
+            model[where[6:]] = value
+        elif where.startswith("augment."):
+            augment[where[8:]] = value
+        elif where != "augment":
+            top[where] = value
+    if "input_size" in model:
+        try:
+            check_input_size(model["input_size"])
+        except UserError as exc:
+            args.parser.error(f"argument --input-size: {exc}")
+    augmentation = None if args.no_augment else replace(BoxAugmentation(), **augment)
+    return replace(cfg, **top, model=replace(cfg.model, **model), augment=augmentation)
+
+
+def run_detect_train(args: argparse.Namespace) -> int:
+    import json
+
+    from .detect.trainer import train_detector
+
+    summary = train_detector(detect_config(args))
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{summary['run_dir']}: validation mAP@0.5 {summary['val_map50']:.4f} on {summary['n_val']} photos "
+              f"(best: {summary['best']}; {summary['n_test']} test photos kept for convert; "
+              f"{summary['wall_seconds']:.0f} s)")
+    return 130 if summary["interrupted"] else 0
+
+
 def run_train(args: argparse.Namespace) -> int:
     import json
+
+    if args.task == "detect":
+        detect_config(args)  # flags are checked before TensorFlow's seconds of import
+        from .keras_io import keras
+        keras()
+        return run_detect_train(args)
+    if args.input_size > MAX_INPUT_SIZE:
+        args.parser.error(f"argument --input-size: {args.input_size} must be between {MIN_INPUT_SIZE} and "
+                          f"{MAX_INPUT_SIZE} for classification")
+    if args.test_split is not None:
+        args.parser.error("--test-split is for --task detect; classification uses --val-split")
 
     from .data import class_folders
     for folder in [*args.data_dirs, *([args.val_dir] if args.val_dir else [])]:

@@ -16,6 +16,8 @@ from edgepipe.core.args import fraction, non_negative_float, non_negative_int, p
 from edgepipe.core.options import flag
 from edgepipe.device.model.options import unknown_mode
 
+from .detect.sizes import MAX_INPUT_SIZE as DETECT_MAX_INPUT_SIZE
+
 if TYPE_CHECKING:
     from edgepipe.device.model.unknown import UnknownMode
 
@@ -28,9 +30,10 @@ DATA, TRAINING, AUGMENTATION = "data", "training", "augmentation (training image
 
 
 def input_size(text: str) -> int:
+    """Parse-time bounds cover both tasks (a detector takes up to 640); train checks classification's 96..224."""
     value = positive_int(text)
-    if not MIN_INPUT_SIZE <= value <= MAX_INPUT_SIZE:
-        raise argparse.ArgumentTypeError(f"{text!r} must be between {MIN_INPUT_SIZE} and {MAX_INPUT_SIZE}")
+    if not MIN_INPUT_SIZE <= value <= DETECT_MAX_INPUT_SIZE:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between {MIN_INPUT_SIZE} and {DETECT_MAX_INPUT_SIZE}")
     return value
 
 
@@ -40,7 +43,8 @@ class ModelConfig:
                              help="the ImageNet backbone")
     alpha: float = flag("--alpha", default=1.0, choices=ALPHAS, help="width multiplier")
     input_size: int = flag("--input-size", default=224, parse=input_size,
-                           help=f"square input, {MIN_INPUT_SIZE}..{MAX_INPUT_SIZE}")
+                           help=f"square input, {MIN_INPUT_SIZE}..{MAX_INPUT_SIZE}; a detector: a multiple of 32 in "
+                                f"160..{DETECT_MAX_INPUT_SIZE}, default 320")
     weights: str = flag("--weights", default="imagenet", metavar="imagenet|none|PATH",
                         help="backbone weights: ImageNet (Keras' download, offline the copy shipped with edgepipe "
                              "for mobilenet_v2 alpha 1.0), none (random) or a .h5 file")

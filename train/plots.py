@@ -57,13 +57,14 @@ def save_confusion_matrix(report: Mapping[str, Any], path: str | Path) -> Path:
     return Path(path)
 
 
-def save_training_curves(history: Sequence[Mapping[str, Any]], path: str | Path) -> Path:
-    """Loss and accuracy per epoch from history rows (`epoch`, `phase`, `loss`, `val_loss`, ...)."""
+def save_training_curves(history: Sequence[Mapping[str, Any]], path: str | Path,
+                         metrics: tuple[str, str] = ("loss", "accuracy")) -> Path:
+    """Two metrics per epoch (and their `val_` twins) from history rows (`epoch`, `phase`, `loss`, `val_loss`, ...)."""
     plt = _pyplot()
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     try:
         x = list(range(1, len(history) + 1))
-        for ax, metric in ((loss_ax, "loss"), (acc_ax, "accuracy")):
+        for ax, metric in zip(axes, metrics):
             for key, style in ((metric, "-"), (f"val_{metric}", "--")):
                 ys = [row.get(key) for row in history]
                 if any(y is not None and y != "" for y in ys):

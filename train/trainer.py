@@ -164,9 +164,12 @@ def _extract(split: Split, cfg: TrainConfig, spec: InputSpec, frozen_fn, cache_d
     return train, val
 
 
-def write_history(history: list[dict], path: Path) -> None:
-    columns = ["phase", "epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
-    columns += sorted({k for row in history for k in row} - set(columns))
+HISTORY_COLUMNS = ["phase", "epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+
+
+def write_history(history: list[dict], path: Path, columns: list[str] = HISTORY_COLUMNS) -> None:
+    """history.csv: `columns` first, then any other key some row has."""
+    columns = columns + sorted({k for row in history for k in row} - set(columns))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()

@@ -80,7 +80,18 @@ CORRECTIONS: dict[str, Correction] = {
         f"{TEST_DATA} movenet_single_pose_lightning_ptq_edgetpu.tflite: CAST and QUANTIZE before "
         f"the Edge TPU part stay on the CPU, and the heads after its first ARG_MAX map ({CORAL_BUILD})",
     ),
+    "detection_postprocess_tail": Correction(
+        "a detector's TFLite_Detection_PostProcess op and the DEQUANTIZE ops feeding it run on the CPU after "
+        "the Edge TPU part: that tail is expected, not a problem",
+        f"{TEST_DATA} ssd_mobilenet_v2_coco_quant_postprocess_edgetpu.tflite (its second segment, "
+        "pipeline/ssd_mobilenet_v2_coco_quant_postprocess_segment_1_of_2_edgetpu.tflite): edgetpu-custom-op, "
+        f"then DEQUANTIZE x2 and TFLite_Detection_PostProcess on the CPU ({CORAL_BUILD})",
+    ),
 }
+
+DETECTION_POSTPROCESS = "TFLite_Detection_PostProcess"
+DETECTION_TAIL_REASON = ("detection postprocess on float boxes and scores: runs on the CPU after the Edge TPU part, "
+                         "as in Coral's compiled SSDs (expected)")
 
 # Ops the compiler maps (Coral's "supported operations" table), by TFLite builtin name.
 SUPPORTED_OPS = frozenset(
@@ -136,9 +147,31 @@ class OpPrediction:
     reason: str
     status: str
     correction: str = ""  # the CORRECTIONS key this prediction rests on, if any
+    expected: bool = False  # a CPU op that belongs on the CPU (a detector's postprocess tail)
 
     def to_json(self) -> dict[str, Any]:
-        return {"index": self.index, "op": self.op, "version": self.version, "edgetpu": self.edgetpu, "reason": self.reason}
+        return {"index": self.index, "op": self.op, "version": self.version, "edgetpu": self.edgetpu, "reason": self.reason,
+                **({"expected": True} if self.expected else {})}
+
+
+def detection_tail(model: ModelInfo) -> set[int]:
+    """Indices of a TFLite_Detection_PostProcess op and of the DEQUANTIZE ops that feed only it."""
+    tail: set[int] = set()
+    consumers: dict[int, int] = Counter(t for op in model.ops for t in op.inputs if t >= 0)
+    producer = {t: op for op in model.ops for t in op.outputs}
+    for op in model.ops:
+        if op.op == "CUSTOM" and op.custom_code == DETECTION_POSTPROCESS:
+            tail.add(op.index)
+            for t in op.inputs:
+                feeder = producer.get(t)
+                if feeder is not None and feeder.op == "DEQUANTIZE" and consumers[t] == 1:
+                    tail.add(feeder.index)
+    return tail
+
+
+def _tail_prediction(op: OpInfo) -> OpPrediction:
+    return OpPrediction(op.index, op.op, op.version, "cpu", DETECTION_TAIL_REASON, BAD_TYPE,
+                        "detection_postprocess_tail", expected=True)
 
 
 def _non_one_dims(shape: list[int]) -> int:
@@ -332,9 +365,11 @@ def _mapped_because(op: OpInfo, model: ModelInfo) -> str:
 
 def _predict_compiled(model: ModelInfo) -> list[OpPrediction]:
     """An already-compiled model: the compiler has decided; custom ops are the Edge TPU parts."""
+    tail = detection_tail(model)
     return [
         OpPrediction(op.index, op.op, op.version, "mapped", "compiled Edge TPU subgraph", MAPPED)
         if op.custom_code == EDGETPU_CUSTOM_OP
+        else _tail_prediction(op) if op.index in tail
         else OpPrediction(op.index, op.op, op.version, "cpu", "left on the CPU by the Edge TPU compiler", NOT_SUPPORTED)
         for op in model.ops
     ]
@@ -356,6 +391,7 @@ def predict_ops(model: ModelInfo) -> list[OpPrediction]:
     if model.edgetpu_compiled:
         return _predict_compiled(model)
     producer = {t: op.index for op in model.ops for t in op.outputs}
+    tail = detection_tail(model)
     after_edgetpu: set[int] = set()  # ops that depend on a mapped op, directly or not
     cut_by: dict[int, OpPrediction] = {}  # CPU ops after the Edge TPU part -> the CPU op that cut them
     predictions = []
@@ -363,7 +399,9 @@ def predict_ops(model: ModelInfo) -> list[OpPrediction]:
         parents = _parents(op, producer)
         cut = next((cut_by[p] for p in parents if p in cut_by), None)
         problem = None if cut else _op_problem(op, model)
-        if cut:
+        if op.index in tail:
+            prediction = _tail_prediction(op)
+        elif cut:
             reason = f"needs #{cut.index} {cut.op}, which runs on the CPU after the Edge TPU part: the compiler makes one Edge TPU subgraph"
             prediction = OpPrediction(op.index, op.op, op.version, "cpu", reason, AFTER_CUT)
         elif problem:
@@ -416,6 +454,7 @@ def summarize(predictions: list[OpPrediction], compiled: bool = False) -> dict[s
         "total": len(predictions),
         "mapped": mapped,
         "cpu": len(predictions) - mapped,
+        "expected_cpu": sum(p.expected for p in predictions),
         "mapped_fraction": round(mapped / len(predictions), 4) if predictions else 0.0,
         "table": [{"op": op, "count": n, "status": status} for (op, status), n in sorted(rows.items())],
     }

@@ -78,6 +78,9 @@ def format_totals(prediction: dict[str, Any]) -> list[str]:
         f"{'Operator':<28} {'Count':>5}  Status",
     ]
     lines += [f"{row['op']:<28} {row['count']:>5}  {row['status']}" for row in prediction["table"]]
+    if prediction.get("expected_cpu"):
+        lines += ["", f"Of the CPU operations, {prediction['expected_cpu']} are a detector's postprocess tail "
+                      "(DEQUANTIZE + TFLite_Detection_PostProcess), expected: Coral's compiled SSDs end the same way."]
     return lines
 
 

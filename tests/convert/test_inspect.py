@@ -141,3 +141,19 @@ def test_truncated_model_is_one_line_error(mobilenet_v2_export: Path, tmp_path: 
         assert main(["inspect", str(path)]) == 1
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "truncated or damaged" in err
+
+
+
+
+def test_corals_compiled_ssd_tail_is_expected_not_a_problem(coral_test_data: Path) -> None:
+    """Coral's compiled SSD MobileNet v2 (its second segment): the Edge TPU part, then DEQUANTIZE x2 and
+    TFLite_Detection_PostProcess on the CPU. inspect names that tail as expected."""
+    report = inspect_file(coral_test_data / "pipeline" / "ssd_mobilenet_v2_coco_quant_postprocess_segment_1_of_2_edgetpu.tflite")
+    tail = report["ops"][1:]
+    assert [op["op"] for op in tail] == ["DEQUANTIZE", "DEQUANTIZE", "CUSTOM"]
+    assert all(op["edgetpu"] == "cpu" and op["expected"] for op in tail)
+    assert report["ops"][0]["edgetpu"] == "mapped" and "expected" not in report["ops"][0]
+    assert report["prediction"]["expected_cpu"] == report["cpu"] == 3
+    assert [o["name"] for o in report["outputs"]] == [
+        "TFLite_Detection_PostProcess", "TFLite_Detection_PostProcess:1", "TFLite_Detection_PostProcess:2",
+        "TFLite_Detection_PostProcess:3"]

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Callable
 
-from edgepipe.core.args import add_command
+from edgepipe.core.args import add_command, fraction
 from edgepipe.core.options import add_options, argument_group, options_from
 
 from .options import AUGMENTATION, MAX_INPUT_SIZE, MIN_INPUT_SIZE, Augmentation, EvaluateOptions, ModelConfig, TrainConfig
@@ -23,7 +23,7 @@ DETECT_FLAGS = {
     "learning_rate": "learning_rate", "fine_tune_learning_rate": "fine_tune_learning_rate", "patience": "patience",
     "seed": "seed", "augment_copies": "augment_copies", "val_split": "val_fraction", "test_split": "test_fraction",
     "input_size": "model.input_size", "weights": "model.weights",
-    "no_augment": "augment", "flip": "augment.flip", "brightness": "augment.brightness",
+    "no_augment": "augment", "no_flip": "augment.flip", "brightness": "augment.brightness",
     "contrast": "augment.contrast",
 }
 SHARED_FLAGS = {"data_dirs", "out", "force", "json", "task", "func", "parser", "help"}
@@ -128,7 +128,7 @@ def detect_config(args: argparse.Namespace):
         if where.startswith("model."):
             model[where[6:]] = value
         elif where.startswith("augment."):
-            augment[where[8:]] = value
+            augment[where[8:]] = (not value) if flag == "no_flip" else value
         elif where != "augment":
             top[where] = value
     if "input_size" in model:

@@ -83,6 +83,8 @@ def _imx500_section(block: dict[str, Any]) -> list[str]:
         f"{accuracy['how']}. Not measured on a camera: `edgepipe verify --accelerator imx500` on the Pi runs the "
         "golden set on the sensor itself.",
     ]
+
+
 def _heading(extra: dict[str, Any]) -> list[str]:
     return ["# Model card", "",
             f"Written by {extra['created_by']} on {extra['created']} from the training run `{extra['source']['run_dir']}`.",

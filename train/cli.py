@@ -128,7 +128,7 @@ def detect_config(args: argparse.Namespace):
         if where.startswith("model."):
             model[where[6:]] = value
         elif where.startswith("augment."):
-            augment[where[8:]] = (not value) if flag == "no_flip" else value
+            augment[where[8:]] = value  # --no-flip stores the field's own value (flip=False)
         elif where != "augment":
             top[where] = value
     if "input_size" in model:

@@ -258,10 +258,10 @@ def effective_config(cfg: DetectTrainConfig, split: DetectionSplit, spec: InputS
         "num_train": len(split.train),
         "num_val": len(split.val),
         "num_test": len(split.test),
-        "notes": list(split.notes),
         "architecture": "ssdlite_mobilenet_v2",
-        **{f"model_{k}": v for k, v in asdict(cfg.model).items()},
-        "weights": cfg.model.weights,
+        "input_size": cfg.model.input_size,
+        "alpha": cfg.model.alpha,
+        "weights": cfg.model.weights,  # a path: bundles carry only its name (convert/provenance.py)
         "input": spec.to_json(),
         "anchors": int(len(make_anchors(cfg.model.input_size))),
         **{k: v for k, v in asdict(cfg).items() if k not in ("model", "data_dirs", "out", "force")},

@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("target", choices=["frigate"], help="the program to export for")
     p.add_argument("bundle", type=Path, metavar="BUNDLE", help="a detection bundle from `edgepipe convert`")
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder to write (must not exist)")
-    p.add_argument("--accelerator", choices=["auto", "cpu", "edgetpu"], default="auto",
+    p.add_argument("--accelerator", choices=["auto", "cpu", "edgetpu"],
                    help="which model to export: auto (default) = the Edge TPU one when the bundle has it")
     p.add_argument("--model-dir", default=None, metavar="PATH",
                    help="where the files will be inside Frigate's container (default /config/model_cache/edgepipe)")
@@ -42,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _export(args: argparse.Namespace) -> int:
     from .frigate import DEFAULT_MODEL_DIR, FrigateExport, export_frigate
 
-    result = export_frigate(FrigateExport(args.bundle, args.out, args.accelerator,
+    result = export_frigate(FrigateExport(args.bundle, args.out, args.accelerator or FrigateExport.accelerator,
                                           args.model_dir or DEFAULT_MODEL_DIR, args.force))
     if args.json:
         print(json.dumps(result))

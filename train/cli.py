@@ -61,7 +61,7 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
                    help="folder with one sub-folder of images per class; several merge by class name")
     add_options(p, TrainConfig)
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    p.add_argument("--task", choices=TASKS, default="classify",
+    p.add_argument("--task", choices=TASKS,
                    help="classify (default): one label per photo; detect: an SSDLite detector trained on photos "
                         "with boxes (VOC, TF CSV, YOLO, COCO), 320x320 unless --input-size (a multiple of 32, "
                         "160..640); it takes the data, training and augmentation flags with its own defaults "

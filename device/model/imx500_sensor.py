@@ -198,6 +198,7 @@ class SensorScores:
     accelerator = IMX500
     backend = "imx500 sensor"
     threads = 0
+    is_detector = False  # a classifier's scores: `convert --imx500` converts classifiers only
 
     def __init__(self, bundle: Bundle, rpk: Path, load_ms: float = 0.0) -> None:
         self.bundle = bundle
@@ -209,6 +210,7 @@ class SensorScores:
         self._sha256 = hashlib.sha256(self.model_path.read_bytes()).hexdigest()
         self.backend_version = f"network.rpk {self._sha256[:12]}"
         self.accelerator_note = "the network runs on the sensor; scores come in the frame metadata"
+        self._loaded = np.zeros(self.num_classes, np.float32)  # the last frame's scores (load_frame)
 
     @property
     def model_sha256(self) -> str:
@@ -223,6 +225,13 @@ class SensorScores:
 
     def invoke(self, scores: np.ndarray) -> np.ndarray:
         return scores
+
+    def load_frame(self, frame: np.ndarray) -> None:
+        """The run loop's in-tensor path: there is no tensor here, the frame's own scores are kept."""
+        self._loaded = self.preprocess(frame)
+
+    def invoke_loaded(self) -> np.ndarray:
+        return self._loaded
 
     def features(self) -> None:
         """The sensor outputs the class scores only: no pooled features for a feature-space "unknown"."""

@@ -48,10 +48,12 @@ OS_RELEASE="${PI_SETUP_OS_RELEASE:-/etc/os-release}"
 APT_SOURCES="${PI_SETUP_APT_SOURCES:-/etc/apt}"
 USER="${USER:-$(id -un)}"
 
-CORAL_KEY_URL="https://packages.cloud.google.com/apt/doc/apt-key.gpg"
+# Coral's own apt repository (libedgetpu lives nowhere else); PI_SETUP_CORAL_APT points at a mirror of it.
+CORAL_APT="${PI_SETUP_CORAL_APT:-https://packages.cloud.google.com/apt}"
+CORAL_KEY_URL="${CORAL_APT}/doc/apt-key.gpg"
 CORAL_KEYRING="/usr/share/keyrings/coral-edgetpu-archive-keyring.gpg"
 CORAL_LIST="/etc/apt/sources.list.d/coral-edgetpu.list"
-CORAL_REPO="deb [signed-by=${CORAL_KEYRING}] https://packages.cloud.google.com/apt coral-edgetpu-stable main"
+CORAL_REPO="deb [signed-by=${CORAL_KEYRING}] ${CORAL_APT} coral-edgetpu-stable main"
 UDEV_RULE="/etc/udev/rules.d/99-edgepipe-edgetpu.rules"
 # Coral USB Accelerator before (1a6e:089a) and after (18d1:9302) the runtime loads its firmware.
 UDEV_TEXT='SUBSYSTEM=="usb", ATTRS{idVendor}=="1a6e", ATTRS{idProduct}=="089a", MODE="0664", GROUP="plugdev"

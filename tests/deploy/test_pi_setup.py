@@ -90,7 +90,7 @@ def test_coral_adds_the_signed_repository_runtime_and_udev_rule(tmp_path):
     in_plugdev = "plugdev" in subprocess.run(["id", "-nG"], capture_output=True, text=True).stdout.split()
     assert in_plugdev or "would add" in err and "added" not in err  # a dry run adds no one
     text = SCRIPT.read_text()
-    assert "deb [signed-by=${CORAL_KEYRING}] https://packages.cloud.google.com/apt coral-edgetpu-stable main" in text
+    assert 'CORAL_REPO="deb [signed-by=${CORAL_KEYRING}] ${CORAL_APT} coral-edgetpu-stable main"' in text
     assert 'ATTRS{idVendor}=="1a6e"' in text and 'ATTRS{idVendor}=="18d1"' in text
 
 

@@ -10,9 +10,10 @@ import pytest
 
 
 # A real trained int8 raccoon detector (SSDLite, ends in TFLite_Detection_PostProcess; outputs boxes,
-# classes, scores, count by index, as Coral's SSDs), made by edgepipe itself (tests/data/raccoon-detector).
+# classes, scores, count by index, as Coral's SSDs), made by edgepipe's own `train --task detect` + `convert`
+# on the raccoon photos; a data file like them, so it lives in ../shared (models/raccoon-detector), not here.
 SHARED = Path(os.environ.get("EDGEPIPE_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-DETECT_SAMPLE = Path(os.environ.get("EDGEPIPE_DETECT_SAMPLE", Path(__file__).resolve().parent / "data" / "raccoon-detector"))
+DETECT_SAMPLE = Path(os.environ.get("EDGEPIPE_DETECT_SAMPLE", SHARED / "models" / "raccoon-detector"))
 RACCOON = SHARED / "datasets" / "raccoon"
 VIDEO_SIZE = (640, 480)
 

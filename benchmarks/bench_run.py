@@ -206,12 +206,17 @@ def limit_fps(best_bare: float, capture_ms: float, cores: int) -> float:
     return cores / (cores / best_bare + capture_ms / 1000.0)
 
 
-def one_round(model: Path, video: Path, seconds: float, work: Path, cache: Path, cores: int) -> dict:
-    """Bare loops, bare capture and runs interleaved (bare, run, bare, run, ...) so drift hits all alike."""
+def one_round(model: Path, video: Path, seconds: float, work: Path, cache: Path, cores: int, number: int) -> dict:
+    """Bare loops, bare capture and runs interleaved (bare, run, bare, run, ...) so drift hits all alike.
+
+    The settings' order turns by one each round (round `number`), so that no setting always runs
+    first, or always after the same bare loop: on a virtual machine, a run right after a two-core
+    loop was seen to be about 10% slower than the same run after a one-core loop."""
     bare: dict[str, list[dict[str, float]]] = {f"{w}x{t}": [] for w, t in BARE}
     runs: dict[str, dict] = {}
     capture = capture_cost(model, video)
-    for i, (name, flags) in enumerate(SETTINGS):
+    turn = number % len(SETTINGS)
+    for i, (name, flags) in enumerate(SETTINGS[turn:] + SETTINGS[:turn]):
         w, t = BARE[i % len(BARE)]
         bare[f"{w}x{t}"].append(bare_loop(model, w, t, seconds))
         runs[name] = edgepipe_run(model, video, flags, work, cache)
@@ -276,7 +281,9 @@ def print_table(summary: dict) -> None:
           + f"; best {best:.1f}/s = {summary['cores'] * 1000 / best:.2f} ms of core time")
     print(f"bare decode {cost['decode_ms']:.2f} + bare preprocess {cost['preprocess_ms']:.2f} ms CPU per frame; "
           f"limit {summary['cores']} cores / ({summary['cores'] * 1000 / best:.2f} + {cost['decode_ms']:.2f} + "
-          f"{cost['preprocess_ms']:.2f} ms) = {summary['limit_fps']:.1f} fps")
+          f"{cost['preprocess_ms']:.2f} ms) = {summary['limit_fps']:.1f} fps = "
+          f"{summary['limit_fps'] / best:.3f} of the best bare rate (a run at 0.95 of the limit is "
+          f"{0.95 * summary['limit_fps'] / best:.3f} of bare)")
     print(f"{'setting':<26} {'w x t':>5} {'run fps':>8} {'/limit':>7} {'/best bare':>10} {'CPU ms/fr':>9} "
           f"{'bare/run CPU':>12} {'total p50':>9} {'p99 ms':>7} {'RSS MB':>7} {'1st s':>6} {'order':>5}")
     for name, row in summary["settings"].items():
@@ -312,7 +319,7 @@ def main() -> int:
         cores = len(os.sched_getaffinity(0))
         rounds = []
         for i in range(args.rounds):
-            rounds.append(one_round(model, video, args.bare_seconds, work, work / "cache", cores))
+            rounds.append(one_round(model, video, args.bare_seconds, work, work / "cache", cores, i))
             print(f"round {i + 1}/{args.rounds}: limit {rounds[-1]['limit_fps']:.1f} fps, best bare "
                   f"{rounds[-1]['best_bare_per_s']:.1f}/s, " + ", ".join(
                       f"{n}: {r['throughput_fps']:.1f} fps ({r['ratio_vs_limit']:.3f})" for n, r in rounds[-1]["runs"].items()),

@@ -162,10 +162,11 @@ def write_dataset(root: Path, per_class: int = 60, size: int = 160, seed: int = 
 
 
 def write_video(path: Path, frames: int = 60, size: tuple[int, int] = (640, 480), fps: float = 15.0,
-                seed: int = 1, classes: tuple[str, ...] = SHAPES) -> list[str]:
-    """An MP4 (mp4v) whose frames cycle through the shapes; returns each frame's true label."""
+                seed: int = 1, classes: tuple[str, ...] = SHAPES, fourcc: str = "mp4v") -> list[str]:
+    """A video whose frames cycle through the shapes (MPEG-4 in an .mp4 by default; "MJPG" in an
+    .avi is what USB cameras send); returns each frame's true label."""
     width, height = size
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot write {path}")
     rng = np.random.default_rng(seed)

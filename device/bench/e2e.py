@@ -5,7 +5,7 @@ postprocessing) rather than a copy of it, and reads the per-frame stage
 latencies from the same `FrameResult`s every output of `edgepipe run` gets,
 so what is measured is what users run. Unlike the model latency, the "inference" stage
 here includes reading and dequantising the output; "capture" is reading (for a video or
-an MJPG camera, decoding) the frame, "preprocess" resizing it into the interpreter's
+an MJPG camera, decoding; an MJPEG file at a reduced size, as `run` does) the frame, "preprocess" resizing it into the interpreter's
 input, and "handoff" what is left of the frame's total: the time it waited between
 threads (in the frame buffer for a free worker, then for earlier frames' results) and
 was handed to the outputs. The process's CPU time per frame says what the pipeline

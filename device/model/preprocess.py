@@ -168,6 +168,17 @@ def shrink(bgr: np.ndarray, width: int, height: int, out: np.ndarray | None = No
     return cv2.resize(bgr, (width, height), dst=out, interpolation=cv2.INTER_LINEAR)
 
 
+def frame_block_factor(width: int, height: int, spec: InputSpec) -> int:
+    """The whole factor k by which `resize_to_input` first shrinks a width x height frame (each output
+    pixel of that step the mean of a k x k block); 1 when it does not. A source that can decode a
+    frame already shrunk by a divisor of k (a JPEG at 1/2, 1/4, 1/8) does that step's work."""
+    if spec.resize == "center_crop":
+        _, _, width, height = crop_window(width, height, spec.width / spec.height)
+    if width * height <= spec.height * spec.width:
+        return 1
+    return max(1, min(width // spec.width, height // spec.height))
+
+
 def resize_to_input(bgr: np.ndarray, spec: InputSpec, out: np.ndarray | None = None,
                     interpolation: int | None = None) -> np.ndarray:
     """Resize (or centre-crop then resize) an 8-bit BGR frame and reorder channels.

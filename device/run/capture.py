@@ -10,7 +10,7 @@ from typing import TextIO
 from .frames import Frame, FrameBuffer
 from .options import RunOptions
 from .runstats import RunStats
-from .sources import FrameSource, SourceLost, SourceUnavailable
+from .sources import FrameSource, OpenCVSource, SourceLost, SourceUnavailable
 
 MAX_BACKOFF_S = 8.0
 
@@ -28,6 +28,7 @@ class Capture(threading.Thread):
         self.source, self.buffer, self.stop = source, buffer, stop
         self.options, self.stats, self.log = options, stats, log
         self.index = 0
+        self._said_reduction = False
 
     def run(self) -> None:
         failure: BaseException | None = None
@@ -44,6 +45,7 @@ class Capture(threading.Thread):
             before = self.index
             try:
                 self.source.open()
+                self._say_reduction()
                 self._read_frames()
                 return  # the source ended, or we were asked to stop
             except (SourceUnavailable, SourceLost) as exc:
@@ -61,6 +63,15 @@ class Capture(threading.Thread):
                 self.stop.wait(delay)
             finally:
                 self.source.close()
+
+    def _say_reduction(self) -> None:
+        """Once: that frames are decoded smaller than recorded, and why that is allowed."""
+        if isinstance(self.source, OpenCVSource) and self.source.reduction > 1 and not self._said_reduction:
+            self._said_reduction = True
+            self.log.write(f"edgepipe run: decoding {self.source.name}'s JPEG frames at 1/{self.source.reduction} "
+                           "size: only the model sees them (--serve, --display, --record, --collect or --roi "
+                           "decode them whole)\n")
+            self.log.flush()
 
     def _read_frames(self) -> None:
         pace_fps = (self.options.fps or self.source.fps) if self.options.realtime and not self.source.live else None

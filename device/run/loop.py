@@ -25,12 +25,13 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence, TextIO
+from typing import Any, Callable, Sequence, TextIO
 
 from edgepipe.core.safetext import safe_line
 
 from ..model.classifier import Classifier
 from ..model.postprocess import ScoreSmoother
+from ..model.preprocess import frame_block_factor
 from .capture import Capture
 from .frames import POLL_S, FrameBuffer
 from .ordering import IN_FLIGHT_PER_WORKER, Inferred, ResultOrder
@@ -39,7 +40,7 @@ from .results import FrameResult
 from .regions import region_boxes
 from .runstats import RunStats
 from .sink import RunInfo, Sink, close_all
-from .sources import FrameSource, ImageError, ImageFilesSource, SourceUnavailable
+from .sources import FrameSource, ImageError, ImageFilesSource, OpenCVSource, SourceUnavailable
 from .timing import postprocess_timed
 from .tracker import Tracker
 from .workers import InferenceWorker
@@ -86,9 +87,20 @@ class Pipeline:
                                  capacity=IN_FLIGHT_PER_WORKER * workers)
         if isinstance(source, ImageFilesSource):
             source.on_error = self._skipped
+        if isinstance(source, OpenCVSource):
+            source.shrink_for(self._block_factor() if self._model_alone_sees_frames() else None)
         self._stop_reason: tuple[str, int] | None = None
         self.lost_frames = 0  # frames a video file declared but that could not be decoded
         self.unknown_frames = 0  # frames the unknown rule rejected
+
+    def _model_alone_sees_frames(self) -> bool:
+        """Nothing but the classifier's input needs a frame's pixels: no output shows or keeps them,
+        no region is cut from them, no detector maps boxes into them."""
+        return not (self.classifier.is_detector or self.options.regions or any(s.uses_frames for s in self.sinks))
+
+    def _block_factor(self) -> Callable[[int, int], int]:
+        spec = self.classifier.input_spec
+        return lambda width, height: frame_block_factor(width, height, spec)
 
     def request_stop(self, reason: str, exit_code: int = 0) -> None:
         """Stop within one poll interval (safe from a signal handler)."""

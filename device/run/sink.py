@@ -38,6 +38,10 @@ class RunInfo:
 class Sink:
     """One output of a run. Subclasses override what they need; `emit` is required."""
 
+    # Whether this output shows or keeps the frames' pixels (a page, a recording, collected photos):
+    # then the source must decode whole frames, not frames already shrunk for the model.
+    uses_frames = False
+
     def start(self, run: RunInfo) -> None:
         """Called once before the first result."""
 

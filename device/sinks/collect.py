@@ -180,6 +180,8 @@ class DiskBudget:
 class CollectSink(QueuedSink):
     """Keeps unsure frames (and a sample of sure ones) as JPEG + JSON in DIR, within rate and disk limits."""
 
+    uses_frames = True
+
     def __init__(self, options: CollectOptions, clock=time.monotonic) -> None:
         super().__init__(options.queue_frames, "edgepipe-collect")
         self.options = options

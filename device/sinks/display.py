@@ -28,6 +28,8 @@ class DisplaySink(Sink):
     """A window showing annotated frames (q or Esc ends the run); turns itself off,
     with one warning, when it cannot open."""
 
+    uses_frames = True
+
     def __init__(self, log: TextIO) -> None:
         self.log = log
         self.enabled = display_available()

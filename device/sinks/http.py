@@ -140,6 +140,7 @@ class BoundedServer(ThreadingHTTPServer):
 
 class HttpSink(Sink):
     def __init__(self, options: ServeOptions, log: TextIO) -> None:
+        self.uses_frames = options.preview  # the page's video; --no-preview serves results alone
         try:
             from .metrics import RunMetrics
         except ImportError:

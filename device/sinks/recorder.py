@@ -24,6 +24,8 @@ class RecorderSink(Sink):
     The video plays at `fps` when given (--fps), else at the source's own rate.
     """
 
+    uses_frames = True
+
     DEFAULT_FPS = 15.0
 
     def __init__(self, path: Path, force: bool = False, fps: float | None = None) -> None:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 # (row, substrings of pstats' "file:line(function)" keys whose own CPU time it sums)
 ROWS = (
-    ("decode (VideoCapture.read)", ("'read' of 'cv2.VideoCapture",)),
+    ("decode (VideoCapture.read, imdecode)", ("'read' of 'cv2.VideoCapture", "<imdecode>")),
     ("resize", ("(<resize>)",)),
     ("colour conversion", ("(<cvtColor>)",)),
     ("pixel table (cv2.LUT)", ("(<LUT>)",)),

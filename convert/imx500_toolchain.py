@@ -27,6 +27,7 @@ from pathlib import Path
 
 from edgepipe.core.errors import UserError
 from edgepipe.core.progress import Working, say
+from edgepipe.core.cachedir import cache_dir
 
 PINS = (
     "imx500-converter[tf]==3.19.2",
@@ -57,8 +58,7 @@ def cache_root() -> Path:
     """$EDGEPIPE_IMX500_VENVS, else $XDG_CACHE_HOME/edgepipe/imx500-venv (~/.cache/...)."""
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "edgepipe" / "imx500-venv"
+    return cache_dir("imx500-venv")
 
 
 def venv_key(python_version: tuple[int, int]) -> str:

@@ -32,6 +32,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from edgepipe.core.cachedir import cache_dir
+
 PACKAGE = "edgepipe_agent"
 SOURCE = Path(__file__).resolve().with_name("agent")
 MAIN = f"import sys\nfrom {PACKAGE}.cli import main\nsys.exit(main())\n"
@@ -98,8 +100,7 @@ def write_archive(path: Path) -> Path:
 
 def default_path() -> Path:
     """A private cache file named by the archive's hash: one per agent version, never a shared temp path."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgepipe"
-    return cache / f"edgepipe-agent-{hashlib.sha256(agent_archive()).hexdigest()[:16]}.pyz"
+    return cache_dir(f"edgepipe-agent-{hashlib.sha256(agent_archive()).hexdigest()[:16]}.pyz")
 
 
 if __name__ == "__main__":

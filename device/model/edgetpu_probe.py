@@ -30,6 +30,7 @@ import numpy as np
 
 from edgepipe.core.errors import UserError
 from edgepipe.core.files import atomic_write_text
+from edgepipe.core.cachedir import cache_dir
 
 TIMEOUT_ENV = "EDGEPIPE_EDGETPU_PROBE_TIMEOUT"
 DEFAULT_TIMEOUT_S = 30.0  # first use loads the USB accelerator's firmware and the model: seconds
@@ -70,8 +71,7 @@ def probe_timeout() -> float:
 
 
 def cache_path() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "edgepipe" / CACHE_FILE
+    return cache_dir(CACHE_FILE)
 
 
 def _ldconfig_paths(name: str) -> list[str]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from edgepipe.core.errors import UserError
 from edgepipe.core.files import atomic_write_bytes, atomic_write_text
+from edgepipe.core.cachedir import cache_dir
 from .bundle import Bundle
 from .imx500_contract import RPK, Imx500Block, imx500_block
 
@@ -37,8 +37,7 @@ def _sha256(path: Path) -> str:
 
 
 def rpk_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "edgepipe" / "imx500-rpk"
+    return cache_dir("imx500-rpk")
 
 
 def bundle_block(bundle: Bundle) -> Imx500Block:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import threading
 import time
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgepipe.core.files import atomic_write_text
+from edgepipe.core.cachedir import cache_dir
 
 from edgepipe.device.model.backends import threads_text
 from edgepipe.device.model.classifier import Classifier
@@ -109,8 +109,7 @@ def measure(base: Classifier, threads: int | None, cores: int,
 
 
 def cache_path() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "edgepipe" / CACHE_FILE
+    return cache_dir(CACHE_FILE)
 
 
 def machine_key(clf: Classifier, threads: int | None, cores: int) -> str:

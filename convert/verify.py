@@ -181,7 +181,7 @@ def drift_markdown(drift: dict[str, Any], accuracies: dict[str, Any], labels: li
     if drift["changed"]:
         lines += [f"| file | true | {ref} | {q} |", "| --- | --- | --- | --- |"]
         lines += [
-            f"| {c['file']} | {c['true']} | {c[ref]} ({c[f'{ref}_score']:.2f}) | {c[q]} ({c[f'{q}_score']:.2f}) |"
+            f"| {c['file']} | {c['true']} | {c[ref]} ({c[f'{ref}_score']:.3f}) | {c[q]} ({c[f'{q}_score']:.3f}) |"
             for c in drift["changed"]
         ]
     else:

@@ -236,7 +236,7 @@ def describe(result: dict) -> str:
         first = _obj(top[0]) if isinstance(top, list) and top else {}
         score = first.get("score")
         service = (f"service {_obj(health.get('state')).get('state')}, first result: {first.get('label')} "
-                   + (f"{score:.2f}" if isinstance(score, (int, float)) else "?"))
+                   + (f"{score:.3f}" if isinstance(score, (int, float)) else "?"))
     else:
         service = "no service restarted"
     previous = result.get("previous") or "none"
@@ -270,7 +270,8 @@ def describe_verification(verification: Any) -> str:
         numbers = [check.get(k) for k in ("top1_agreement", "agreed", "n", "max_abs_diff")]
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
             agreement, agreed, n, diff = numbers
-            parts.append(f"{check.get('accelerator')} {check.get('status')} {agreement:.1%} top-1 agreement "
+            measure = check.get("measure") if isinstance(check.get("measure"), str) else "top-1 agreement"
+            parts.append(f"{check.get('accelerator')} {check.get('status')} {measure} {agreement:.1%} "
                          f"({agreed}/{n}, max score diff {diff:.3f})")
         else:
             parts.append(f"{check.get('accelerator')} {check.get('status')} ({check.get('reason')})")

@@ -114,7 +114,8 @@ def verification_summary(report: dict, accelerator: str, reason: str) -> dict:
     for check in report.get("checks") or []:
         numbers = check.get("comparison") or {}
         checks.append({"accelerator": check.get("accelerator"), "status": check.get("status"),
-                       "top1_agreement": numbers.get("top1_agreement"), "agreed": numbers.get("agreed"),
+                       "top1_agreement": numbers.get("top1_agreement"), "measure": numbers.get("measure"),
+                       "agreed": numbers.get("agreed"),
                        "n": numbers.get("n"), "max_abs_diff": numbers.get("max_abs_diff"),
                        "min_agreement": check.get("min_agreement"), "reason": check.get("reason") or ""})
     return {"passed": bool(report.get("passed")) and not reason, "accelerator": accelerator,

@@ -26,6 +26,8 @@ import numpy as np
 from .bundle import Bundle, BundleError
 from .detect_postprocess import raw_detections
 from .postprocess import iou_matrix
+
+OBJECT_AGREEMENT = "objects agree (class and IoU) on"  # a detector's agreement: whole images, not top-1 labels
 from .golden_files import MAX_LISTED, Comparison, min_agreement, plain_golden_path, read_listed
 from .preprocess import ImageReadError, decode_image
 
@@ -128,4 +130,4 @@ def compare_detections(golden: DetectGoldenSet, found_rows: np.ndarray) -> Compa
     n = len(golden.images)
     return Comparison(n=n, agreed=agreed, max_abs_diff=float(max(diffs, default=0.0)),
                       mean_abs_diff=float(np.mean(diffs)) if diffs else 0.0, correct=agreed,
-                      disagreements=disagreements)
+                      disagreements=disagreements, measure=OBJECT_AGREEMENT)

@@ -34,6 +34,7 @@ class Comparison:
     correct: int
     disagreements: list[dict[str, Any]]
     unknown_max_abs_diff: float | None = None  # of the feature-space unknown score, when checked
+    measure: str = "top-1 agreement"  # what `agreed` counts, as the reports name it
 
     @property
     def agreement(self) -> float:
@@ -48,6 +49,7 @@ class Comparison:
             "n": self.n,
             "agreed": self.agreed,
             "top1_agreement": self.agreement,
+            "measure": self.measure,
             "max_abs_diff": self.max_abs_diff,
             "mean_abs_diff": self.mean_abs_diff,
             "accuracy": self.accuracy,

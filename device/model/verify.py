@@ -68,7 +68,7 @@ def _threshold(o: VerifyOptions, golden: Any, accelerator: str) -> float:
 def _verdict(comparison: dict[str, Any], threshold: float) -> tuple[str, str]:
     if comparison["top1_agreement"] >= threshold:
         return "passed", ""
-    return "failed", (f"top-1 agreement {comparison['top1_agreement']:.1%} ({comparison['agreed']}/{comparison['n']}) "
+    return "failed", (f"{comparison['measure']} {comparison['top1_agreement']:.1%} ({comparison['agreed']}/{comparison['n']}) "
                       f"< {threshold:.0%}, largest score difference {comparison['max_abs_diff']:.3f}")
 
 
@@ -156,7 +156,7 @@ def _check_line(c: Check) -> list[str]:
     m = c.comparison
     sign = ">=" if m["top1_agreement"] >= c.min_agreement else "<"
     lines = [
-        f"{head} top-1 agreement {m['top1_agreement']:.1%} ({m['agreed']}/{m['n']}) {sign} {c.min_agreement:.0%}; "
+        f"{head} {m['measure']} {m['top1_agreement']:.1%} ({m['agreed']}/{m['n']}) {sign} {c.min_agreement:.0%}; "
         f"score difference max {m['max_abs_diff']:.4f}, mean {m['mean_abs_diff']:.5f}; accuracy {m['accuracy']:.1%}; "
         f"{c.model} on {c.runtime}, {c.seconds:.2f} s"
     ]

@@ -34,7 +34,7 @@ def test_verified_release_is_switched_and_status_shows_the_check(golden_bundle, 
     assert _deploy(golden_bundle, sshd, deploy_argv) == 0
     out, err = capsys.readouterr()
     assert "running the golden set on the device (`edgepipe verify --accelerator all`) before switching" in err
-    assert "verified on the device at" in out and "cpu passed 100.0% top-1 agreement (8/8, max score diff 0.000)" in out
+    assert "verified on the device at" in out and "cpu passed top-1 agreement 100.0% (8/8, max score diff 0.000)" in out
     assert os.readlink(prefix / "current") == f"releases/{_id(golden_bundle)}"
     status, text = _status(sshd, deploy_argv, capsys)
     [cpu] = status["verification"]["checks"]
@@ -76,7 +76,7 @@ def test_a_detection_bundle_is_shipped_and_verified_as_a_classification_one(dete
                                                                             prefix, capsys):
     assert _deploy(detect_golden_bundle, sshd, deploy_argv) == 0
     out, err = capsys.readouterr()
-    assert "verified on the device at" in out and "cpu passed 100.0% top-1 agreement (3/3" in out
+    assert "verified on the device at" in out and "cpu passed objects agree (class and IoU) on 100.0% (3/3" in out
     assert os.readlink(prefix / "current") == f"releases/{_id(detect_golden_bundle)}"
     manifest = json.loads((prefix / "current" / MANIFEST).read_text())
     assert manifest["task"] == "detect" and (prefix / "current" / "golden" / "000.jpg").is_file()

@@ -61,4 +61,4 @@ def test_bench_host_reports_the_golden_set_check_beside_the_latency(golden_bundl
     [cpu] = verification["checks"]
     assert verification["passed"] and (cpu["accelerator"], cpu["agreed"], cpu["n"]) == ("cpu", 8, 8)
     assert f"answers on {sshd.host}: verified on the device at" in printed
-    assert "cpu passed 100.0% top-1 agreement (8/8, max score diff 0.000)" in printed
+    assert "cpu passed top-1 agreement 100.0% (8/8, max score diff 0.000)" in printed

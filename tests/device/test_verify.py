@@ -123,5 +123,5 @@ def test_a_detection_bundles_golden_set_is_checked_by_class_and_overlap(detect_b
     moved = with_detect_golden(detect_bundle, tmp_path / "moved", shift=0.3)  # every box a third off
     assert main(["verify", str(moved)]) == 1
     out, err = capsys.readouterr()
-    assert "top-1 agreement 0.0% (0/3)" in err and len(err.strip().splitlines()) == 1
+    assert "objects agree (class and IoU) on 0.0% (0/3)" in err and len(err.strip().splitlines()) == 1
     assert "disagrees: golden/000.jpg" in out

@@ -15,6 +15,10 @@ from edgepipe.cli import build_parser
     (["bench", "bundle", "--jsn"], "bench", "did you mean --json?"),
     (["train", "photos", "--out", "run", "--epohcs=5"], "train", "did you mean --epochs?"),
     (["classify", "bundle", "x.jpg", "--zzzzzz"], "classify", None),
+    (["deploy", "setup", "pi@cam1", "--corl"], "deploy setup", "did you mean --coral?"),
+    (["deploy", "collect", "pi@cam1", "--to", "field", "--mvoe"], "deploy collect", "did you mean --move?"),
+    (["bench", "compare", "a.json", "b.json", "--bogus"], "bench compare", None),
+    (["deploy", "bundle", "pi@cam1", "--bogus"], "deploy", None),
 ])
 def test_unknown_flag_points_to_the_commands_help_with_the_nearest_option(cli, argv, command, hint):
     code, out, err = cli(*argv)

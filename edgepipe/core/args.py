@@ -81,7 +81,15 @@ def _word_parsers(parser: argparse.ArgumentParser) -> dict[str, argparse.Argumen
             if word in words and ("-h" in given or "--help" in given):
                 words[word].print_help()
                 self.exit()
+            self.given_word = word if word in words else None
             return super().parse_known_args(args, namespace)
+
+        def refuse_unknown(self, extras):
+            """Flags no parser took, reported by `COMMAND WORD` (its --help, its nearest flags) when a word was given."""
+            word = getattr(self, "given_word", None)
+            if word is not None:
+                self.word_parsers[word].refuse_unknown(extras)
+            super().refuse_unknown(extras)
 
     parser.__class__ = WordHelpParser
     parser.word_parsers = {}

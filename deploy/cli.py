@@ -13,6 +13,7 @@ from pathlib import Path
 
 from edgepipe.core import progress
 from edgepipe.core.args import add_command, add_word
+from edgepipe.core.errors import UserError
 from edgepipe.core.files import atomic_write_text, refuse_overwrite
 from edgepipe.core.safetext import redact, redact_obj
 from edgepipe.core.options import add_options, argument_group, options_from
@@ -84,6 +85,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     svc.add_argument("--serve", type=serve_address, metavar="[HOST:]PORT", help="the service's `run --serve`")
     svc.add_argument("--serve-token-file", type=Path, metavar="FILE",
                      help="token for --serve (or $EDGEPIPE_SERVE_TOKEN here), kept in the device's 0600 environment file")
+    svc.add_argument("--serve-public", action="store_true",
+                     help="the service's `run --serve-public`: --serve on a non-loopback address without a token, "
+                          "for anyone who can reach the device")
     svc.add_argument("--roi", type=parse_region, action="append", metavar="NAME=x,y,w,h",
                      help="the service's `run --roi` (repeatable)")
     _add_setup(p)
@@ -175,13 +179,16 @@ def _service_settings(args: argparse.Namespace, release: ReleaseOptions) -> Serv
     if args.mqtt is not None and args.mqtt.password:
         secrets[PASSWORD_ENV] = args.mqtt.password
     token = serve_token(None, args.serve_token_file) if args.serve is not None else None
-    if args.serve is not None and token is None and not is_loopback(args.serve[0]):
+    if args.serve_public and args.serve is None:
+        args.parser.error("--serve-public needs --serve [HOST:]PORT")
+    if args.serve is not None and token is None and not is_loopback(args.serve[0]) and not args.serve_public:
         raise UserError(f"--serve {_host_port(*args.serve)} without a token would show the camera to anyone who "
-                        "can reach the device; give --serve-token-file (or $EDGEPIPE_SERVE_TOKEN here)")
+                        "can reach the device; give --serve-token-file (or $EDGEPIPE_SERVE_TOKEN here), or add "
+                        "--serve-public if that is meant")
     if token:
         secrets[TOKEN_ENV] = token
     return options_from(args, ServiceSettings, mqtt=args.mqtt.without_password() if args.mqtt else None,
-                        serve=_host_port(*args.serve) if args.serve else None,
+                        serve=_host_port(*args.serve) if args.serve else None, serve_public=args.serve_public,
                         roi=tuple(f"{r.name}={r.spec()}" for r in args.roi or ()), secrets=secrets)
 
 

@@ -56,6 +56,7 @@ class ServiceSettings:
                                  help="seconds the service has to print its first result")
     mqtt: str | None = None  # run --mqtt, without its password
     serve: str | None = None  # run --serve HOST:PORT
+    serve_public: bool = False  # run --serve-public (checked by the CLI: only with --serve)
     roi: tuple[str, ...] = ()  # run --roi NAME=x,y,w,h
     secrets: dict[str, str] = field(default_factory=dict, repr=False)  # env name -> value, for the 0600 env file
     collect: bool = flag("--collect", default=False, group=SERVICE,

@@ -194,6 +194,8 @@ def _deploy_locked(remote: Remote, bundle: LocalBundle, service: ServiceSettings
             args += ["--env-upload", env_upload]
         if service.collect:
             args += ["--collect"]
+        if service.serve_public:
+            args += ["--serve-public"]
         say(f"verifying on the device, switching {prepared['prefix']}/current to {bundle.release_id}, "
             f"restarting the service and waiting up to {service.health_timeout:g}s for a result")
     else:

@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accelerator", default="auto")
     p.add_argument("--mqtt", help="run --mqtt URL (no password: that comes in the environment file)")
     p.add_argument("--serve", help="run --serve HOST:PORT")
+    p.add_argument("--serve-public", action="store_true", help="run --serve-public")
     p.add_argument("--roi", action="append", help="run --roi NAME=x,y,w,h (repeatable)")
     p.add_argument("--env-upload", help="an uploaded environment file of secrets, moved to PREFIX/%s" % ENV_FILE)
     p.add_argument("--collect", action="store_true", help="the service keeps unsure frames in PREFIX/%s" % COLLECT_DIR)

@@ -131,6 +131,7 @@ def cmd_activate(args, layout: Layout) -> dict:
         config["mqtt"] = args.mqtt
     if args.serve:
         config["serve"] = args.serve
+        config["serve_public"] = args.serve_public
     if args.roi:
         config["roi"] = args.roi
     layout.save_history(history + [{"release": args.release, "service": config}])

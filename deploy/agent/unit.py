@@ -34,6 +34,8 @@ def service_argv(python: str, layout: Layout, config: dict) -> list:
             argv += ["--" + key, config[key]]
     for region in config.get("roi") or []:
         argv += ["--roi", region]
+    if config.get("serve") and config.get("serve_public") is True:
+        argv += ["--serve-public"]
     if config.get("collect"):
         argv += ["--collect", str(layout.collect)]
     return argv + ["--accelerator", config.get("accelerator") or "auto"]

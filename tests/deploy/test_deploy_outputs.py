@@ -64,3 +64,24 @@ def test_deploy_passes_outputs_and_keeps_secrets_in_a_0600_env_file(
         assert not env_file.exists()
     finally:
         broker.stop()
+
+
+def test_serve_on_a_public_address_needs_a_token_or_serve_public_which_reaches_the_service(
+        tiny_bundle, sshd, deploy_argv, prefix, video, capsys, monkeypatch):
+    monkeypatch.delenv("EDGEPIPE_SERVE_TOKEN", raising=False)
+    argv = ["deploy", str(tiny_bundle), sshd.host, *deploy_argv("--source", str(video), "--serve", "0.0.0.0:18090")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "without a token would show the camera" in err and "--serve-public" in err and len(err.splitlines()) == 1
+    assert not (prefix / "service.argv.json").exists()
+
+    assert main([*argv, "--serve-public", "--json"]) == 0
+    capsys.readouterr()
+    service = json.loads((prefix / "service.argv.json").read_text())["argv"]
+    assert service[service.index("--serve") + 1] == "0.0.0.0:18090" and "--serve-public" in service
+    assert "serving http://0.0.0.0:18090/ to anyone (--serve-public)" in (prefix / "service.log").read_text()
+
+
+def test_serve_public_without_serve_is_a_usage_error(tiny_bundle, sshd, deploy_argv, cli):
+    code, _, err = cli("deploy", str(tiny_bundle), sshd.host, *deploy_argv("--serve-public"))
+    assert code == 2 and "edgepipe deploy: error: --serve-public needs --serve" in err

@@ -92,6 +92,7 @@ class FakeSensor:
         self.injected_from: int | None = None
         self.scored_frames: list[np.ndarray] = []  # every frame that carried an output, in order
         self.scored_scenes: list[int] = []  # and the index of the scene each one showed
+        self.scored_inputs: list[np.ndarray] = []  # and what the network was fed for it (RGB at its input size)
         self.network_file: str | None = None
         self.tensor_injection = False
 
@@ -183,6 +184,7 @@ class FakePicamera2:
             metadata["CnnKpiInfo"] = [4200, 1300]
             sensor.scored_frames.append(frame)
             sensor.scored_scenes.append(scene_index)
+            sensor.scored_inputs.append(rgb)
         return FakeRequest(frame, metadata)
 
     def stop(self) -> None:

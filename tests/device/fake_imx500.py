@@ -95,6 +95,9 @@ class FakeSensor:
         self.scored_inputs: list[np.ndarray] = []  # and what the network was fed for it (RGB at its input size)
         self.network_file: str | None = None
         self.tensor_injection = False
+        # Picamera2.global_camera_info(): what libcamera lists (an AI Camera on a Pi 5's first port)
+        self.cameras: list[dict] = [{"Model": "imx500", "Location": 2, "Rotation": 0, "Num": 0,
+                                     "Id": "/base/axi/pcie@120000/rp1/i2c@88000/imx500@1a"}]
 
 
 class FakeIMX500:

@@ -7,7 +7,9 @@ with the frame metadata layout Picamera2 documents (picamera2/devices/imx500/imx
 - `CnnKpiInfo`: (DNN runtime, DSP runtime) in microseconds;
 - tensor injection: planar 8-bit rows padded to 32 bytes and heights to 2 lines, p - 128 for a
   signed input, handed over as a file descriptor; its output arrives on the frame whose counter
-  `get_injection_cmp_frm()` returned.
+  `get_injection_cmp_frm()` returned;
+- `Picamera2.global_camera_info()`: one dict per attached camera ("Model", "Num", "Id", ...), the
+  AI Camera's Model being "imx500" (`FakeSensor.cameras`).
 
 What the "sensor" computes is honest about what it is: no Sony software exists here, so the
 network is the bundle's real int8 TFLite model (the TFLite path's quantized model), fed what the

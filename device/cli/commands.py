@@ -39,7 +39,7 @@ from edgepipe.device.sinks.statsjson import StatsJsonSink
 from edgepipe.device.run.sources import default_source, open_source
 from edgepipe.core.options import options_from
 from edgepipe.device.model.imx500_sensor import IMX500, SensorScores
-from edgepipe.device.run.imx500_source import Imx500Source, open_ai_camera
+from edgepipe.device.run.imx500_source import Imx500Source, auto_picks_ai_camera, open_ai_camera
 from edgepipe.core.safetext import printable, safe_line
 from edgepipe.device.model.unknown import UnknownRule, resolve
 
@@ -210,13 +210,30 @@ def run_sinks(args: argparse.Namespace) -> list[Sink]:
     return sinks
 
 
-def _open_ai_camera(args: argparse.Namespace) -> tuple[Imx500Source, list[SensorScores]]:
-    """The AI Camera is both the source and the accelerator: refuse what cannot apply to it."""
+def _not_for_ai_camera(args: argparse.Namespace) -> str | None:
+    """The first flag given that cannot apply to the AI Camera, or None."""
     for flag, given in (("--source", args.source not in (None, "picamera2")), ("--roi", bool(args.roi)),
                         ("--workers", args.workers not in (None, 1))):
         if given:
-            args.parser.error(f"{flag} does not apply to --accelerator imx500: the AI Camera is the source and "
-                              "infers each whole frame on its sensor")
+            return flag
+    return None
+
+
+def _auto_picks_ai_camera(args: argparse.Namespace) -> bool:
+    """`--accelerator auto`'s first choice, said on stderr when the bundle has an IMX500 model."""
+    flag = _not_for_ai_camera(args)
+    chosen, why = auto_picks_ai_camera(Path(args.model), f"{flag} does not apply to the AI Camera" if flag else None)
+    if why:
+        print(f"edgepipe run: --accelerator auto: {printable(why)}", file=sys.stderr, flush=True)
+    return chosen
+
+
+def _open_ai_camera(args: argparse.Namespace) -> tuple[Imx500Source, list[SensorScores]]:
+    """The AI Camera is both the source and the accelerator: refuse what cannot apply to it."""
+    flag = _not_for_ai_camera(args)
+    if flag:
+        args.parser.error(f"{flag} does not apply to --accelerator imx500: the AI Camera is the source and "
+                          "infers each whole frame on its sensor")
     source, scores = open_ai_camera(Path(args.model), args.size, args.fps, say=lambda m: print(
         f"edgepipe run: {m}", file=sys.stderr, flush=True))
     print(f"edgepipe run: {printable(scores.describe())}", file=sys.stderr, flush=True)
@@ -234,7 +251,7 @@ def run_command(args: argparse.Namespace) -> int:
     # OpenCV's worker threads would compete with the interpreters for the same cores;
     # decoding and resizing one frame are cheap enough for the capture thread alone.
     cv2.setNumThreads(1)
-    if args.accelerator == IMX500:
+    if args.accelerator == IMX500 or (args.accelerator == "auto" and _auto_picks_ai_camera(args)):
         source, workers = _open_ai_camera(args)
     else:
         source = open_source(args.source or default_source(), args.size, args.fps, max_pixels=args.max_image_pixels)

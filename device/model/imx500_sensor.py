@@ -7,10 +7,11 @@ to the same postprocessing, `FrameResult` and sinks as every other accelerator
 (run/imx500_source.py makes the camera a frame source). Tensor injection runs a
 given image on the sensor instead of the camera's view: what verify uses.
 
-Picamera2's `IMX500` class (picamera2.devices) and `Picamera2` are reached
-through one seam, `Imx500Factories`, as Picamera2Source does: tests pass fakes
-with the metadata layout Picamera2 documents, since neither library nor the
-sensor exists off a Pi.
+Picamera2's `IMX500` class (picamera2.devices), `Picamera2` and its camera list
+are reached through one seam, `Imx500Factories`, as Picamera2Source does: tests
+pass fakes with the metadata layout Picamera2 documents, since neither library
+nor the sensor exists off a Pi. `find_ai_camera` asks the same seam whether an
+AI Camera is attached, for `run --accelerator auto`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .imx500_contract import injection_tensor
 from .preprocess import InputSpec, resize_to_input
 
 IMX500 = "imx500"
+AI_CAMERA_MODEL = "imx500"  # the "Model" Picamera2.global_camera_info() gives the AI Camera's sensor
 FIRST_OUTPUT_TIMEOUT_S = 180.0  # the network firmware upload takes up to a minute or two on first load
 INJECTION_TIMEOUT_S = 10.0
 FRAME_COUNT_OFFSET = 64 + 4 + 16 * (4 + 4 + 2 * 16)  # CnnOutputTensorInfoExported.frameCount (libcamera)
@@ -41,10 +43,12 @@ INSTALL_HINT = ("on Raspberry Pi OS: `sudo apt install imx500-all python3-picame
 
 @dataclass(frozen=True)
 class Imx500Factories:
-    """picamera2.devices.IMX500 and picamera2.Picamera2, or stand-ins with their API."""
+    """picamera2.devices.IMX500, picamera2.Picamera2 and Picamera2.global_camera_info (one dict per
+    attached camera: "Model", "Num", "Id", ...), or stand-ins with their API."""
 
     imx500: Callable[..., Any]
     picamera2: Callable[[int], Any]
+    cameras: Callable[[], list[dict[str, Any]]]
 
 
 def default_factories() -> Imx500Factories:
@@ -53,7 +57,28 @@ def default_factories() -> Imx500Factories:
         devices = importlib.import_module("picamera2.devices")
     except ImportError:
         raise UserError(f"--accelerator imx500 needs picamera2 with IMX500 support: {INSTALL_HINT}") from None
-    return Imx500Factories(devices.IMX500, picamera2.Picamera2)
+    return Imx500Factories(devices.IMX500, picamera2.Picamera2, picamera2.Picamera2.global_camera_info)
+
+
+def find_ai_camera() -> tuple[dict[str, Any] | None, str]:
+    """The first attached AI Camera as Picamera2 lists it, or None; and a phrase saying so, or why not.
+
+    Never raises: `run --accelerator auto` asks this on machines without picamera2 or a camera,
+    where the answer is simply "no" and the Edge TPU or the CPU runs the model.
+    """
+    try:
+        factories = default_factories()
+    except UserError:
+        return None, "picamera2 with IMX500 support is not installed"
+    try:
+        cameras = list(factories.cameras())
+    except (RuntimeError, OSError) as exc:  # libcamera could not list the cameras
+        return None, f"Picamera2 could not list the cameras ({exc})"
+    camera = next((c for c in cameras if c.get("Model") == AI_CAMERA_MODEL), None)
+    if camera is None:
+        models = ", ".join(str(c.get("Model", "?")) for c in cameras) or "none"
+        return None, f"no AI Camera is attached (cameras: {models})"
+    return camera, f"an AI Camera is attached (camera {camera.get('Num', 0)})"
 
 
 class CameraUnavailable(UserError):

@@ -60,8 +60,9 @@ class ModelOptions:
                                help="CPU threads per interpreter (default: all cores; for run, see --workers)")
     accelerator: str = flag("--accelerator", default="auto", choices=ACCELERATORS,
                             help="cpu; edgetpu (Coral, needs libedgetpu.so.1); imx500 (run: the Raspberry Pi AI "
-                                 "Camera, whose sensor runs the bundle's IMX500 model); auto: the Edge TPU model when "
-                                 "a TPU is usable, else the CPU model, and say which")
+                                 "Camera, whose sensor runs the bundle's IMX500 model); auto: (run) the AI Camera when "
+                                 "one is attached and the bundle has an IMX500 model, else the Edge TPU model when a "
+                                 "TPU is usable, else the CPU model, and say which")
     edgetpu_device: str | None = flag("--edgetpu-device", default=None, metavar="DEVICE", help=EDGETPU_DEVICE_HELP)
     max_image_pixels: int = flag("--max-image-pixels", default=DEFAULT_MAX_PIXELS, parse=positive_int, metavar="N",
                                  help="skip an image file whose header declares more pixels (checked before decoding)")

@@ -52,13 +52,22 @@ class Detection:
 def top_k(scores: np.ndarray, labels: list[str], k: int = 5, threshold: float = 0.0) -> list[Prediction]:
     """The k best classes, best first, dropping those scoring below `threshold`.
 
-    argpartition keeps this O(classes) for the 1001-class ImageNet models.
+    Equal scores rank by class index, lower first, as np.argmax ranks them: evaluate, verify, the
+    golden set and convert's accuracies all take argmax, so run and classify must name the same
+    class on a tie. Ties are common: a uint8 model's scores and the IMX500 sensor's are 8-bit
+    levels. (argpartition's order among equal scores follows its internal selection, not the
+    class index, and changed with k: a tie between the last two of 4 classes went to the higher.)
+
+    np.partition finds the k-th best score in O(classes) for the 1001-class ImageNet models; only
+    the classes scoring at least that are sorted, taken in index order so the stable sort keeps
+    the lower index first among equals.
     """
     k = max(0, min(k, scores.size))
     if k == 0:
         return []
-    best = np.argpartition(-scores, k - 1)[:k]
-    best = best[np.argsort(-scores[best], kind="stable")]
+    kth = np.partition(scores, scores.size - k)[scores.size - k]
+    candidates = np.flatnonzero(scores >= kth)
+    best = candidates[np.argsort(-scores[candidates], kind="stable")[:k]]
     return [
         Prediction(int(i), labels[i], float(scores[i]))
         for i in best

@@ -2,7 +2,8 @@
 
 The camera is the source and the accelerator at once, so `run --accelerator imx500`
 opens both here: the source below, and model/imx500_sensor.SensorScores in the
-classifier's seat.
+classifier's seat. `auto_picks_ai_camera` is `--accelerator auto`'s first choice:
+the AI Camera when the bundle has an IMX500 model and one is attached.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from pathlib import Path
 from typing import Callable
 
 from ..model import imx500_sensor
-from ..model.bundle import load_bundle
+from ..model.bundle import MANIFEST, is_bundle, load_bundle
+from ..model.imx500_contract import imx500_block
 from ..model.imx500_package import ensure_rpk
 from ..model.imx500_sensor import CameraLost, CameraUnavailable, Imx500Camera, SensorFrame, SensorScores
 from .sources import SourceLost, SourceUnavailable
@@ -56,3 +58,24 @@ def open_ai_camera(bundle_path: Path, size: tuple[int, int] | None, fps: float |
     rpk = ensure_rpk(bundle, say)
     camera = Imx500Camera(rpk, len(bundle.labels), size, fps, imx500_sensor.default_factories())
     return Imx500Source(camera), SensorScores(bundle, rpk, (time.perf_counter() - started) * 1000.0)
+
+
+def auto_picks_ai_camera(model: Path, in_the_way: str | None) -> tuple[bool, str | None]:
+    """`run --accelerator auto`: whether the AI Camera runs `model`, and why (a phrase to print).
+
+    The AI Camera when the model is a bundle with an IMX500 model, nothing asked of the run rules
+    the camera out (`in_the_way` says what does, e.g. another --source) and Picamera2 lists an
+    attached AI Camera; otherwise auto's usual order (the Edge TPU, else the CPU). A model without
+    an IMX500 model gives (False, None): auto goes on as before, without looking for a camera.
+    """
+    if not is_bundle(model):
+        return False, None
+    bundle = load_bundle(model, verify=False)  # the manifest only: opening the model verifies the files
+    if imx500_block(bundle.manifest, str(model / MANIFEST)) is None:
+        return False, None
+    if in_the_way:
+        return False, f"not the IMX500, though the bundle has an IMX500 model: {in_the_way}"
+    camera, why = imx500_sensor.find_ai_camera()
+    if camera is None:
+        return False, f"not the IMX500, though the bundle has an IMX500 model: {why}"
+    return True, f"the IMX500: the bundle has an IMX500 model and {why}"

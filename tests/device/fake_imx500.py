@@ -7,7 +7,9 @@ with the frame metadata layout Picamera2 documents (picamera2/devices/imx500/imx
 - `CnnKpiInfo`: (DNN runtime, DSP runtime) in microseconds;
 - tensor injection: planar 8-bit rows padded to 32 bytes and heights to 2 lines, p - 128 for a
   signed input, handed over as a file descriptor; its output arrives on the frame whose counter
-  `get_injection_cmp_frm()` returned.
+  `get_injection_cmp_frm()` returned;
+- `Picamera2.global_camera_info()`: one dict per attached camera ("Model", "Num", "Id", ...), the
+  AI Camera's Model being "imx500" (`FakeSensor.cameras`).
 
 What the "sensor" computes is honest about what it is: no Sony software exists here, so the
 network is the bundle's real int8 TFLite model (the TFLite path's quantized model), fed what the
@@ -92,8 +94,12 @@ class FakeSensor:
         self.injected_from: int | None = None
         self.scored_frames: list[np.ndarray] = []  # every frame that carried an output, in order
         self.scored_scenes: list[int] = []  # and the index of the scene each one showed
+        self.scored_inputs: list[np.ndarray] = []  # and what the network was fed for it (RGB at its input size)
         self.network_file: str | None = None
         self.tensor_injection = False
+        # Picamera2.global_camera_info(): what libcamera lists (an AI Camera on a Pi 5's first port)
+        self.cameras: list[dict] = [{"Model": "imx500", "Location": 2, "Rotation": 0, "Num": 0,
+                                     "Id": "/base/axi/pcie@120000/rp1/i2c@88000/imx500@1a"}]
 
 
 class FakeIMX500:
@@ -183,6 +189,7 @@ class FakePicamera2:
             metadata["CnnKpiInfo"] = [4200, 1300]
             sensor.scored_frames.append(frame)
             sensor.scored_scenes.append(scene_index)
+            sensor.scored_inputs.append(rgb)
         return FakeRequest(frame, metadata)
 
     def stop(self) -> None:

@@ -58,6 +58,7 @@ def trained_bundle(shapes_dataset: Path, out: Path) -> Path:
     """A bundle around a small model really trained on the shapes (32x32, int8 TFLite as convert exports it),
     with a golden set of the CPU model's answers: scores that separate the classes, unlike a random model's."""
     import numpy as np
+    import tf_keras as keras
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "convert"))
     from convert_helpers import SMALL_SIZE, fitted, small_mobilenet_like
@@ -71,6 +72,7 @@ def trained_bundle(shapes_dataset: Path, out: Path) -> Path:
 
     spec = InputSpec(height=SMALL_SIZE, width=SMALL_SIZE)
     files = sorted(shapes_dataset.rglob("*.jpg"))
+    keras.utils.set_random_seed(0)  # the initial weights too (fitted seeds only the training): one model, every run
     model = fitted(small_mobilenet_like(), shapes_dataset, SMALL_SIZE, epochs=30)
     pixels = np.stack([resize_to_input(load_image(p), spec) for p in files])
     out.mkdir(parents=True)

@@ -59,3 +59,17 @@ def test_run_stats_period_line_and_summary():
     assert summary["latency_ms"]["inference"]["p50"] == pytest.approx(24.0, rel=0.01)
     assert summary["reason"] == "end of source"
     assert stats.period_line() == "stats: 0.0 fps | no frames | dropped 0"
+
+
+def test_top_k_breaks_ties_by_the_lower_class_index_as_argmax_does_for_every_k():
+    """Evaluate, verify and the golden set take argmax: run and classify must name the class they name."""
+    labels = list("abcd")
+    grid = np.stack(np.meshgrid(*[np.arange(3, dtype=np.float32)] * 4, indexing="ij"), -1).reshape(-1, 4)
+    for scores in grid:  # every vector of 4 scores from 3 levels: 81, most of them with ties
+        expected = sorted(range(4), key=lambda i: (-scores[i], i))
+        for k in (1, 2, 3, 4, 5):
+            assert [p.index for p in top_k(scores, labels, k)] == expected[:k], (scores, k)
+    assert top_k(np.array([0.2, 0.1, 0.35, 0.35], np.float32), labels, 1)[0].label == "c"  # argpartition said "d"
+    big = np.zeros(1001, np.float32)
+    big[[7, 500, 999]] = 0.5
+    assert [p.index for p in top_k(big, [str(i) for i in range(1001)], 2)] == [7, 500]

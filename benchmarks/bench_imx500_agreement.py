@@ -14,7 +14,12 @@ and, where they differ, the CPU model's own top-two margin (in 1/256 output leve
 sensor's 8-bit scores tie. Prints one line per training and the totals; writes
 benchmarks/results/imx500_agreement.json.
 
+With --model (a trained int8 .tflite or a bundle, e.g. one trained on flowers12) and --photos (a labelled
+folder, e.g. its held-out photos), the same three counts for that model on those photos as 640x480
+frames instead: how a real model, not the tests' weak one, fares through the sensor's input path.
+
     python benchmarks/bench_imx500_agreement.py [--seeds 10]
+    python benchmarks/bench_imx500_agreement.py --model BUNDLE --photos DIR
 """
 
 from __future__ import annotations
@@ -60,10 +65,11 @@ def trained_model(data: Path, seed: int, out: Path) -> Path:
     return out
 
 
-def measure(model: Path, labels: Path, frames: list[np.ndarray]) -> dict:
-    """Per comparison: the frames that agree, and (frame, CPU top-two margin in levels, sensor tie) where not."""
+def measure(model: Path, labels: Path | None, frames: list[np.ndarray]) -> dict:
+    """Per comparison: the frames that agree, and (frame, CPU top-two margin in levels, sensor tie) where not.
+    `model`: a .tflite, or a bundle folder (its model.tflite)."""
     cpu = open_classifier(model, labels=labels, accelerator="cpu", threads=1)
-    sensor = tflite_sensor_network(model)
+    sensor = tflite_sensor_network(model / "model.tflite" if model.is_dir() else model)
     spec = cpu.input_spec
     as_the_sensor_feeds = replace(spec, mean=SENSOR_INPUT["mean"], std=SENSOR_INPUT["std"])
     differ: dict[str, list] = {name: [] for name in COMPARISONS}
@@ -85,7 +91,12 @@ def measure(model: Path, labels: Path, frames: list[np.ndarray]) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10, help="trainings, seeds 0..N-1")
+    parser.add_argument("--model", type=Path, help="a trained int8 .tflite or bundle instead of the tests' trainings")
+    parser.add_argument("--labels", type=Path, help="a .tflite's labels.txt")
+    parser.add_argument("--photos", type=Path, help="with --model: photos (any folder of JPEGs) shown as frames")
     args = parser.parse_args()
+    if args.model:
+        return real_model(args.model, args.labels, args.photos)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "shapes"
@@ -115,6 +126,18 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "imx500_agreement.json").write_text(json.dumps(
         {"frames": len(frames), "trainings": rows, "totals": totals, "largest_margin_differing": margins}, indent=2))
+    return 0
+
+
+def real_model(model: Path, labels: Path | None, photos: Path) -> int:
+    frames = [cv2.resize(load_image(p), FRAME, interpolation=cv2.INTER_AREA) for p in sorted(photos.rglob("*.jpg"))]
+    result = measure(model, labels, frames)
+    for name in COMPARISONS:
+        print(f"{name}: {result[name]['agree']}/{len(frames)} = {result[name]['agree'] / len(frames):.2%} agree; "
+              f"differ at (frame, CPU top-two margin/256, sensor tie): {result[name]['differ']}")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "imx500_agreement_model.json").write_text(json.dumps(
+        {"model": model.name, "photos": str(photos), "frames": len(frames), **result}, indent=2))
     return 0
 
 

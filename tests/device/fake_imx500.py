@@ -50,7 +50,10 @@ def tflite_sensor_network(model: Path) -> Callable[[np.ndarray], np.ndarray]:
 
     interpreter = Interpreter(model_path=str(model))
     interpreter.allocate_tensors()
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    # The class scores: the smallest output (a convert bundle's model.tflite also outputs its pooled features
+    # for "unknown"; the IMX500 model MCT makes has the scores alone).
+    inp = interpreter.get_input_details()[0]
+    out = min(interpreter.get_output_details(), key=lambda detail: int(np.prod(detail["shape"])))
     in_scale, in_zero = inp["quantization"]
     out_scale, out_zero = out["quantization"]
 

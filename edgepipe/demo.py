@@ -22,8 +22,8 @@ from edgepipe.core.args import add_command, positive_int
 from edgepipe.core.options import add_options, flag, options_from
 from edgepipe.train.options import ModelConfig
 
-from .demo_stages import (RunCommand, device_rows, device_stage, device_summary, pct, prepare_workdir, read_json,
-                          resolve_weights, run_stage, table, timed)
+from .demo_stages import (DeviceResults, RunCommand, device_rows, device_stages, device_summary, pct, prepare_workdir,
+                          read_json, resolve_weights, run_stage, table, timed)
 
 DEMO_CLASSES = ("circle", "square", "triangle", "cross")
 DEMO_ALPHA = "1.0"
@@ -112,16 +112,8 @@ def _classify_demo(options: DemoOptions, work: Path, run_command: RunCommand) ->
                   "--weights", weights, "--seed", "0", "--epochs", "30", "--fine-tune-epochs", "3"]
     timed("train_s", timings, lambda: run_stage(run_command, "train", train_argv))
     timed("convert_s", timings, lambda: run_stage(run_command, "convert", ["convert", str(run), "--out", str(bundle)]))
-    inspect = json.loads(run_stage(run_command, "inspect", ["inspect", str(bundle / "model.tflite"), "--json"],
-                                   echo=False))
-    stats_path, results_path = work / "run_stats.json", work / "run_results.jsonl"
-    frames = timed("run_s", timings, lambda: device_stage(
-        "run", ["run", str(bundle), "--source", str(video), "--json", "--stats-json", str(stats_path)]))
-    results_path.write_text(frames, encoding="utf-8")
-    bench_path = work / "bench.json"
-    timed("bench_s", timings, lambda: device_stage(
-        "bench", ["bench", str(bundle), "--runs", "200", "--warmup", "20", "--out", str(bench_path)]))
-    return _summarise(work, bundle, inspect, results_path, truth, stats_path, bench_path, weights_note, timings)
+    device = device_stages(run_command, work, bundle, video, timings)
+    return _summarise(work, bundle, device, truth, weights_note, timings)
 
 
 def _video_accuracy(results_path: Path, truth: list[str]) -> float | None:
@@ -131,8 +123,8 @@ def _video_accuracy(results_path: Path, truth: list[str]) -> float | None:
     return sum(hits) / len(hits) if hits else None
 
 
-def _summarise(work: Path, bundle: Path, inspect: dict, results_path: Path, truth: list[str], stats_path: Path,
-               bench_path: Path, weights_note: str, timings: dict[str, float]) -> dict[str, Any]:
+def _summarise(work: Path, bundle: Path, device: DeviceResults, truth: list[str], weights_note: str,
+               timings: dict[str, float]) -> dict[str, Any]:
     manifest = read_json(bundle / "bundle.json")
     accuracy = manifest.get("accuracy", {})
     return {
@@ -144,8 +136,8 @@ def _summarise(work: Path, bundle: Path, inspect: dict, results_path: Path, trut
         "accuracy_qat": accuracy.get("qat"),
         "method": manifest.get("quantization", {}).get("method") if isinstance(manifest.get("quantization"), dict) else None,
         "heldout_n": accuracy.get("n"),
-        **device_summary(bundle, inspect, bench_path, stats_path),
-        "video_accuracy": _video_accuracy(results_path, truth),
+        **device_summary(bundle, device),
+        "video_accuracy": _video_accuracy(device.frames, truth),
         "timings_s": timings,
     }
 

@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .demo_stages import (RunCommand, device_rows, device_stage, device_summary, pct, read_json, resolve_weights,
+from .demo_stages import (RunCommand, device_rows, device_stages, device_summary, pct, read_json, resolve_weights,
                           run_stage, table, timed)
 
 SCENE_SIZE = 192
@@ -50,15 +50,7 @@ def detect_demo(work: Path, run_command: RunCommand, *, images: int, video_frame
     evaluation = json.loads(timed("evaluate_s", timings, lambda: run_stage(
         run_command, "evaluate", ["evaluate", str(bundle), str(data), "--split", "test", "--out", str(work / EVALUATION),
                                   "--json"], echo=False)))
-    inspect = json.loads(run_stage(run_command, "inspect", ["inspect", str(bundle / "model.tflite"), "--json"],
-                                   echo=False))
-    stats_path, results_path = work / "run_stats.json", work / "run_results.jsonl"
-    frames = timed("run_s", timings, lambda: device_stage(
-        "run", ["run", str(bundle), "--source", str(video), "--json", "--stats-json", str(stats_path)]))
-    results_path.write_text(frames, encoding="utf-8")
-    bench_path = work / "bench.json"
-    timed("bench_s", timings, lambda: device_stage(
-        "bench", ["bench", str(bundle), "--runs", "200", "--warmup", "20", "--out", str(bench_path)]))
+    device = device_stages(run_command, work, bundle, video, timings)
 
     accuracy = read_json(bundle / "bundle.json").get("accuracy", {})
     return {
@@ -73,9 +65,9 @@ def detect_demo(work: Path, run_command: RunCommand, *, images: int, video_frame
         "score_threshold": evaluation["score_threshold"],
         "per_class_ap50": {name: c["ap50"] for name, c in evaluation["per_class"].items()},
         "heldout_n": evaluation["n_images"],
-        **device_summary(bundle, inspect, bench_path, stats_path),
-        "edgetpu_expected_cpu": inspect.get("prediction", {}).get("expected_cpu"),
-        "video": _video_scores(results_path, truth, classes),
+        **device_summary(bundle, device),
+        "edgetpu_expected_cpu": device.inspect.get("prediction", {}).get("expected_cpu"),
+        "video": _video_scores(device.frames, truth, classes),
         "timings_s": timings,
     }
 

@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -85,20 +86,44 @@ def prepare_workdir(work: Path, force: bool) -> None:
     (work / WORKDIR_MARKER).write_text("made by `edgepipe demo`; `edgepipe demo --force` may replace this folder\n")
 
 
-def device_summary(bundle: Path, inspect: dict[str, Any], bench_path: Path, stats_path: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DeviceResults:
+    """What the device stages left in the work dir."""
+
+    inspect: dict[str, Any]  # `inspect --json` of the int8 model
+    frames: Path  # `run --json`: a line per video frame
+    stats: Path  # run's --stats-json
+    bench: Path  # bench's --out
+
+
+def device_stages(run_command: RunCommand, work: Path, bundle: Path, video: Path,
+                  timings: dict[str, float]) -> DeviceResults:
+    """Predict the int8 model's Edge TPU mapping, run it over `video` and benchmark it."""
+    inspect = json.loads(run_stage(run_command, "inspect", ["inspect", str(bundle / "model.tflite"), "--json"],
+                                   echo=False))
+    done = DeviceResults(inspect, work / "run_results.jsonl", work / "run_stats.json", work / "bench.json")
+    frames = timed("run_s", timings, lambda: device_stage(
+        "run", ["run", str(bundle), "--source", str(video), "--json", "--stats-json", str(done.stats)]))
+    done.frames.write_text(frames, encoding="utf-8")
+    timed("bench_s", timings, lambda: device_stage(
+        "bench", ["bench", str(bundle), "--runs", "200", "--warmup", "20", "--out", str(done.bench)]))
+    return done
+
+
+def device_summary(bundle: Path, device: DeviceResults) -> dict[str, Any]:
     """What both demos report of the int8 model on the device: size, Edge TPU mapping, latency, run's FPS."""
-    bench = read_json(bench_path)["results"][0]
+    bench = read_json(device.bench)["results"][0]
     float_model = bundle / "model_float32.tflite"
     return {
         "model_bytes": (bundle / "model.tflite").stat().st_size,
         "float32_model_bytes": float_model.stat().st_size if float_model.exists() else None,
-        "edgetpu_mapped": inspect.get("mapped"),
-        "edgetpu_cpu": inspect.get("cpu"),
+        "edgetpu_mapped": device.inspect.get("mapped"),
+        "edgetpu_cpu": device.inspect.get("cpu"),
         "latency_p50_ms": bench["latency_ms"]["p50"],
         "latency_p99_ms": bench["latency_ms"]["p99"],
         "threads": bench.get("threads"),
         "bench_peak_rss_mb": bench.get("peak_rss_mb"),
-        "run_fps": read_json(stats_path).get("fps"),
+        "run_fps": read_json(device.stats).get("fps"),
     }
 
 

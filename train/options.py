@@ -120,8 +120,8 @@ class EvaluateOptions:
     data_dir: Path | None = None
     split: str | None = flag("--split", default=None, choices=("val", "train", "test", "all"),
                              help="without DATA_DIR: this part of the run's split.json (test: a detector's run); "
-                                  "a detector with DATA_DIR: test = the part train holds out (the data set's fixed "
-                                  "split, else the seeded share), all = every photo (what it does without --split)")
+                                  "with a detector and DATA_DIR: test = the part of it train holds out (its fixed "
+                                  "split, else the seeded share), all = every photo, as without --split")
     run: Path | None = flag("--run", default=None, parse=Path, metavar="RUN_DIR",
                             help="run dir whose split --split uses (default: MODEL)")
     labels: Path | None = flag("--labels", default=None, parse=Path, metavar="FILE",

@@ -56,6 +56,12 @@ def is_device_model(path: Path) -> bool:
     return path.suffix == ".tflite" or is_bundle(path)
 
 
+def require_labels(path: Path, labels: Path | None) -> None:
+    """A bare .tflite is evaluated with the labels file the user names (its class names meet the data's)."""
+    if path.suffix == ".tflite" and not labels:
+        raise UserError(f"{path} has no labels; pass --labels FILE")
+
+
 def model_task(path: Path) -> str:
     """"detect" or "classify": what the bundle, run dir or .tflite at `path` says it is, without
     TensorFlow (for the command line's checks); "classify" when it cannot tell (evaluate says why)."""
@@ -146,8 +152,7 @@ def _score_device(args: EvaluateOptions, path: Path) -> Scored:
 
     from .device_eval import run_files
 
-    if path.suffix == ".tflite" and not args.labels:
-        raise UserError(f"{path} has no labels; pass --labels FILE")
+    require_labels(path, args.labels)
     classifier = open_classifier(path, labels=args.labels)
     samples, skipped = _samples_for(args, classifier.labels)
     if not samples:

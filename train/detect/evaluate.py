@@ -20,6 +20,7 @@ import numpy as np
 
 from edgepipe.core.errors import UserError
 from edgepipe.core.files import atomic_write_text, refuse_overwrite
+from edgepipe.core.progress import say
 from edgepipe.device.model.detect_postprocess import DEFAULT_SCORE_THRESHOLD
 from edgepipe.device.model.preprocess import InputSpec
 
@@ -62,6 +63,10 @@ def _open(path: Path, options: EvaluateOptions) -> _Model:
         return _open_run(path, options)
     from edgepipe.device.model.classifier import open_classifier
 
+    from ..evaluate import require_labels
+
+    require_labels(path, options.labels)
+
     detector = open_classifier(path, labels=options.labels)
     if not detector.is_detector:
         raise UserError(f"{path} is not a detector")
@@ -91,13 +96,15 @@ def _open_run(path: Path, options: EvaluateOptions) -> _Model:
 
 def _data_photos(options: EvaluateOptions, model: _Model) -> DetectionPhotos:
     from ..data import class_folders
+    from .trainer import DetectTrainConfig
 
     folder = Path(options.data_dir)
     part = options.split or "all"
     if part not in DATA_PARTS:
         raise UserError(f"--split {part} names a part of a run's split; with DATA_DIR a detector takes "
                         f"--split {' or '.join(DATA_PARTS)}")
-    fraction, seed = model.training.get("test_fraction", 0.2), model.training.get("seed", 0)
+    fraction = model.training.get("test_fraction", DetectTrainConfig.test_fraction)  # train's defaults for a bare .tflite
+    seed = model.training.get("seed", DetectTrainConfig.seed)
     try:
         return load_detection_photos([folder], part, test_fraction=float(fraction), seed=int(seed))
     except NoAnnotations:
@@ -125,8 +132,8 @@ def _run_photos(options: EvaluateOptions) -> DetectionPhotos:
     images = boxed_images(run.split, part)
     if not images:
         raise UserError(f"{run.root}'s split has no {part} photos")
-    return DetectionPhotos(tuple(run.split.get("classes", run.labels)), tuple(images), f"the {part} part of {run.root}'s split",
-                           ())
+    return DetectionPhotos(tuple(run.split.get("classes", run.labels)), tuple(images),
+                           f"the {part} part of {run.root}'s split", ())
 
 
 def _relabelled(photos: DetectionPhotos, labels: Sequence[str], model: Path) -> list[BoxedImage]:
@@ -151,6 +158,8 @@ def evaluate_detector(options: EvaluateOptions) -> DetectEvaluation:
             refuse_overwrite(options.out / name, options.force)
     model = _open(path, options)
     chosen = _data_photos(options, model) if options.data_dir is not None else _run_photos(options)
+    for note in chosen.notes:
+        say(note)
     images = _relabelled(chosen, model.labels, path)
     photos: Photos = load_photos(images, model.spec, "photos")
     kept = {id(image) for image in photos.images}

@@ -116,7 +116,7 @@ def test_human_report_and_out_files_keep_the_force_rule(cell_bundle, cell_photos
 
 def test_a_bare_detector_tflite_needs_labels(cell_detector, cell_bundle, cell_photos, capsys):
     assert main(["evaluate", str(cell_detector), str(cell_photos)]) == 1
-    assert "pass --labels" in capsys.readouterr().err
+    assert capsys.readouterr().err == f"edgepipe evaluate: error: {cell_detector} has no labels; pass --labels FILE\n"
     result = _evaluate(capsys, cell_detector, cell_photos, "--labels", cell_bundle / "labels.txt")
     assert {k: result[k] for k in EXPECTED} == EXPECTED
 

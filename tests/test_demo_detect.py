@@ -30,6 +30,11 @@ def test_detect_demo_trains_converts_evaluates_and_runs_offline(tmp_path, capsys
     # evaluate picks the photos train held out and measures them as convert did
     assert summary["map50"] == pytest.approx(manifest["accuracy"]["int8"], abs=1e-6)
     assert summary["map50_float"] - summary["map50"] <= 0.05
+    # the float run dir, in TensorFlow, on its own split's test part: convert's float number
+    assert main(["evaluate", str(work / "run"), "--split", "test", "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["engine"] == "keras" and evaluated["n_images"] == 48
+    assert evaluated["map50"] == pytest.approx(summary["map50_float"], abs=1e-6)
     assert 0 < summary["map50_95"] < summary["map50"]
     assert set(summary["per_class_ap50"]) == {"circle", "square", "triangle"}
     assert (work / "evaluation" / "precision_recall.png").is_file()

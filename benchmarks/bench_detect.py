@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from edgepipe.cli import main as edgepipe
-from edgepipe.convert.detect_verify import evaluate_tflite_detector, load_photos
+from edgepipe.train.detect.measure import evaluate_tflite_detector, load_photos
 from edgepipe.device.inspect.report import inspect_file
 from edgepipe.train.detect.trainer import boxed_images
 from edgepipe.train.run_dir import load_run

@@ -33,13 +33,15 @@ from edgepipe.device.model.golden import GOLDEN_DIR
 from edgepipe.device.model.labels import format_labels
 from edgepipe.train.detect.anchors import make_anchors
 from edgepipe.train.detect.decode import PostprocessConfig
+from edgepipe.train.detect.measure import (DetectionEvaluation, Photos, evaluate_keras_detector,
+                                         evaluate_tflite_detector, load_photos)
 from edgepipe.train.detect.trainer import TASK, boxed_images
 from edgepipe.train.run_dir import TrainedRun, load_run
 
 from .converter import ConvertResult, compile_for_edgetpu
 from .options import ConvertOptions
 from .detect_export import OUTPUT_ORDER, POSTPROCESS_OP, SIGNATURE_OUTPUTS, export_detector, implements_signature
-from .detect_verify import DetectionEvaluation, Photos, agreement, evaluate_keras_detector, evaluate_tflite_detector, load_photos
+from .detect_verify import agreement
 from edgepipe.device.inspect.edgetpu_rules import predict_ops, summarize
 from .metadata import METADATA_NAME, edgepipe_metadata, with_metadata
 from .model_card import MODEL_CARD, detection_model_card

@@ -6,6 +6,7 @@ for classification, scenes of several boxed shapes (Pascal VOC) for detection.""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -161,23 +162,50 @@ def write_dataset(root: Path, per_class: int = 60, size: int = 160, seed: int = 
     return written
 
 
+def _write_frames(path: Path, size: tuple[int, int], fps: float, frames: Iterator[np.ndarray],
+                  fourcc: str = "mp4v") -> None:
+    """Write BGR `frames` of `size` (width, height) as a video (MPEG-4 by default)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write {path}")
+    try:
+        for frame in frames:
+            writer.write(frame)
+    finally:
+        writer.release()
+
+
 def write_video(path: Path, frames: int = 60, size: tuple[int, int] = (640, 480), fps: float = 15.0,
                 seed: int = 1, classes: tuple[str, ...] = SHAPES, fourcc: str = "mp4v") -> list[str]:
     """A video whose frames cycle through the shapes (MPEG-4 in an .mp4 by default; "MJPG" in an
     .avi is what USB cameras send); returns each frame's true label."""
     width, height = size
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
-    if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot write {path}")
     rng = np.random.default_rng(seed)
-    truth = []
-    try:
-        for i in range(frames):
-            shape = classes[(i * len(classes)) // frames]
-            square = draw_shape(shape, rng, min(width, height))
-            frame = cv2.resize(square, (width, height), interpolation=cv2.INTER_LINEAR)
-            writer.write(frame)
-            truth.append(shape)
-    finally:
-        writer.release()
+    truth = [classes[(i * len(classes)) // frames] for i in range(frames)]
+    _write_frames(path, size, fps, (cv2.resize(draw_shape(shape, rng, min(width, height)), (width, height),
+                                               interpolation=cv2.INTER_LINEAR) for shape in truth), fourcc)
     return truth
+
+
+Objects = list[tuple[str, tuple[float, float, float, float]]]
+
+
+def write_detection_video(path: Path, frames: int = 120, size: tuple[int, int] = (640, 480), fps: float = 15.0,
+                          seed: int = 1, classes: tuple[str, ...] = SHAPES[:3], hold: int = 15,
+                          scene_size: int = 256) -> list[Objects]:
+    """An MP4 (mp4v) of shape scenes, each held `hold` frames; returns each frame's true (class, box in pixels).
+
+    Scenes are drawn as write_detection_dataset draws them (square, `scene_size` pixels: give the
+    data set's size) and stretched to `size`, so a model that stretches frames to its square input
+    sees what it was trained on.
+    """
+    width, height = size
+    rng = np.random.default_rng(seed)
+    sx, sy = width / scene_size, height / scene_size
+    scenes: list[tuple[np.ndarray, Objects]] = []
+    for _ in range(-(-frames // hold)):
+        square, objects = draw_scene(rng, scene_size, classes)
+        scenes.append((cv2.resize(square, size, interpolation=cv2.INTER_LINEAR),
+                       [(label, (x0 * sx, y0 * sy, x1 * sx, y1 * sy)) for label, (x0, y0, x1, y1) in objects]))
+    _write_frames(path, size, fps, (scenes[i // hold][0] for i in range(frames)))
+    return [scenes[i // hold][1] for i in range(frames)]

@@ -79,3 +79,47 @@ class RunDetector:
                                     if encodings is None else encodings[None].astype(np.float32))
         self.interpreter.invoke()
         return [self.interpreter.get_tensor(d["index"]) for d in self.interpreter.get_output_details()]
+
+
+# An image detector whose answers a test can predict: the photo is cut into a 3x3 grid, each cell is an
+# anchor exactly its size, and a cell's score for class k is the mean of RGB channel k over it (0 for
+# black, 1 for a full 255). So a photo with a pure red cell "contains" a `red` object there, found with
+# score 1.0 and a box equal to the cell (IoU 1 with a box drawn on the cell).
+CELL = 32
+GRID = 3
+CELL_LABELS = ["red", "green", "blue"]
+
+
+def cell_box(row: int, col: int) -> tuple[int, int, int, int]:
+    """A grid cell's box (x0, y0, x1, y1) in the photo's pixels."""
+    return col * CELL, row * CELL, (col + 1) * CELL, (row + 1) * CELL
+
+
+def build_cell_detector() -> bytes:
+    """The .tflite: a float32 1x96x96x3 image in ([-1, 1], as the device normalises), the postprocess op out."""
+    import tensorflow as tf
+
+    size = CELL * GRID
+    centres = [(k + 0.5) / GRID for k in range(GRID)]
+    anchors = tf.constant([[y, x, 1 / GRID, 1 / GRID] for y in centres for x in centres], tf.float32)
+    n = GRID * GRID
+
+    @tf.function(experimental_implements=implements_signature(len(CELL_LABELS), MAX_DETECTIONS))
+    def postprocess(box_encodings, class_predictions, anchors):  # a stub: the converter puts the op here
+        del box_encodings, class_predictions, anchors
+        return (tf.constant(0.0, name="boxes"), tf.constant(0.0, name="classes"),
+                tf.constant(0.0, name="scores"), tf.constant(0.0, name="num_detections"))
+
+    class Detector(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name="image")])
+        def serve(self, image):
+            cells = tf.nn.avg_pool2d((image + 1.0) / 2.0, CELL, CELL, "VALID")
+            scores = tf.reshape(cells, [1, n, len(CELL_LABELS)])
+            background = tf.zeros([1, n, 1])
+            encodings = tf.zeros([1, n, 4]) * tf.reduce_sum(scores)  # all zero: each box is its anchor
+            return postprocess(encodings, tf.concat([background, scores], axis=-1), anchors)
+
+    detector = Detector()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([detector.serve.get_concrete_function()], detector)
+    converter.allow_custom_ops = True
+    return converter.convert()

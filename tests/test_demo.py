@@ -29,20 +29,22 @@ def test_demo_runs_every_stage_offline_and_int8_keeps_float_accuracy(tmp_path, c
     assert 0 < summary["model_bytes"] < 4 * 1024 * 1024
 
 
-def test_demo_refuses_to_overwrite_an_existing_workdir_without_force(tmp_path, capsys):
+@pytest.mark.parametrize("task", ["classify", "detect"])
+def test_demo_refuses_to_overwrite_an_existing_workdir_without_force(tmp_path, capsys, task):
     work = tmp_path / "demo"
     work.mkdir()
     (work / "keep.txt").write_text("user data")
-    assert main(["demo", "--workdir", str(work)]) == 1
+    assert main(["demo", "--task", task, "--workdir", str(work)]) == 1
     assert "--force" in capsys.readouterr().err
     assert (work / "keep.txt").read_text() == "user data"
 
 
-def test_demo_force_never_replaces_a_folder_it_did_not_make(tmp_path, capsys):
+@pytest.mark.parametrize("task", ["classify", "detect"])
+def test_demo_force_never_replaces_a_folder_it_did_not_make(tmp_path, capsys, task):
     work = tmp_path / "photos"
     work.mkdir()
     (work / "holiday.jpg").write_bytes(b"precious")
-    assert main(["demo", "--workdir", str(work), "--force"]) == 1
+    assert main(["demo", "--task", task, "--workdir", str(work), "--force"]) == 1
     assert "not made by `edgepipe demo`" in capsys.readouterr().err
     assert (work / "holiday.jpg").read_bytes() == b"precious"
 
@@ -53,12 +55,12 @@ def test_demo_device_stages_measure_a_process_without_tensorflow(tiny_bundle, tm
 
     import tensorflow as tf
 
-    from edgepipe.demo import _device_stage
+    from edgepipe.demo_stages import device_stage
 
     tf.constant(1.0) + 1.0  # TensorFlow loaded and initialised here, as in the demo
     own_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out = tmp_path / "bench.json"
-    _device_stage("bench", ["bench", str(tiny_bundle), "--runs", "5", "--warmup", "1", "--out", str(out)])
+    device_stage("bench", ["bench", str(tiny_bundle), "--runs", "5", "--warmup", "1", "--out", str(out)])
     result = json.loads(out.read_text())["results"][0]
     assert result["latency_ms"]["p50"] > 0
     assert 0 < result["peak_rss_mb"] < own_peak_mb / 2, (result["peak_rss_mb"], own_peak_mb)

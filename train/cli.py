@@ -78,23 +78,28 @@ def _register_train(subparsers: argparse._SubParsersAction) -> None:
 def _register_evaluate(subparsers: argparse._SubParsersAction, simulate_imx500: Callable | None) -> None:
     p = add_command(
         subparsers, "evaluate",
-        help="accuracy, per-class metrics and confusion matrix of a model on labelled photos",
+        help="accuracy (or a detector's mAP), per-class metrics and plots of a model on labelled photos",
         description="""
             Evaluate a trained model on DATA_DIR/<label>/*.jpg (or on the held-out part of a run's
             split with --split val): accuracy, top-k, per-class precision/recall/F1, macro averages
             and the confusion matrix. MODEL is a run dir or model.keras (TensorFlow), or a bundle dir
-            or .tflite file (through the device runtime, as on the Pi).""",
+            or .tflite file (through the device runtime, as on the Pi). A detector (a detection
+            bundle, run or .tflite ending in TFLite_Detection_PostProcess) is evaluated on photos with
+            boxes in any format train reads: COCO mAP@0.5 and mAP@[.5:.95] (pycocotools), AP per
+            class, precision and recall at the device's score threshold, and precision-recall curves.""",
         examples="""
             edgepipe evaluate run/ photos_test/
             edgepipe evaluate run/ --split val --json
             edgepipe evaluate bundle/ photos_test/ --out eval/
             edgepipe evaluate model.tflite photos_test/ --labels labels.txt --top-k 3
             edgepipe evaluate bundle/ --split val --run run/ --unknown-dir not_flowers/
-            edgepipe evaluate bundle/ photos_test/ --accelerator imx500""",
+            edgepipe evaluate bundle/ photos_test/ --accelerator imx500
+            edgepipe evaluate detect-bundle/ raccoon/ --split test --out eval/
+            edgepipe evaluate detect-bundle/ --split test --run detect-run/ --json""",
     )
     p.add_argument("model", metavar="MODEL", type=Path, help="run dir, model.keras, bundle dir or .tflite")
     p.add_argument("data_dir", metavar="DATA_DIR", nargs="?", type=Path,
-                   help="folder with one sub-folder of images per class")
+                   help="folder with one sub-folder of images per class (a detector: photos with boxes)")
     add_options(p, EvaluateOptions)
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(func=run_evaluate, simulate_imx500=simulate_imx500)
@@ -191,20 +196,37 @@ def run_train(args: argparse.Namespace) -> int:
     return 130 if summary["interrupted"] else 0
 
 
+def _check_evaluate_args(args: argparse.Namespace, task: str) -> None:
+    """Usage errors: which photos, by the model's task (a detector takes DATA_DIR with --split test|all)."""
+    if args.data_dir is None and args.split is None:
+        args.parser.error("pass DATA_DIR (a folder of class sub-folders, or of photos with boxes for a detector) "
+                          "or --split val to use the run's held-out split")
+    if task != "detect":
+        if args.data_dir is not None and args.split is not None:
+            args.parser.error("pass either DATA_DIR or --split, not both")
+        if args.split in ("test", "all"):
+            args.parser.error(f"--split {args.split} is for detectors; a classifier's run has the parts train and val")
+    elif args.data_dir is not None and args.split in ("train", "val"):
+        args.parser.error(f"--split {args.split} is a part of a run's split: pass it without DATA_DIR (--run RUN); "
+                          "with DATA_DIR a detector takes --split test or all")
+    elif args.data_dir is None and args.split == "all":
+        args.parser.error("--split all evaluates every photo of DATA_DIR; pass DATA_DIR")
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     import json
     import sys
 
     from . import run_dir as rd
-    from .evaluate import evaluate
+    from .evaluate import evaluate, model_task
     from .metrics import format_report, format_unknown_report
 
-    if args.data_dir is not None and args.split is not None:
-        args.parser.error("pass either DATA_DIR or --split, not both")
-    if args.data_dir is None and args.split is None:
-        args.parser.error("pass DATA_DIR (a folder of class sub-folders) or --split val to use the run's held-out split")
-    evaluation = evaluate(options_from(args, EvaluateOptions, model=args.model, data_dir=args.data_dir),
-                          simulate_imx500=args.simulate_imx500)
+    task = model_task(args.model)
+    _check_evaluate_args(args, task)
+    options = options_from(args, EvaluateOptions, model=args.model, data_dir=args.data_dir)
+    if task == "detect":
+        return _run_detect_evaluate(args, options)
+    evaluation = evaluate(options, simulate_imx500=args.simulate_imx500)
     skipped = evaluation.skipped
     if args.json:
         print(json.dumps(evaluation.result))
@@ -220,4 +242,26 @@ def run_evaluate(args: argparse.Namespace) -> int:
             print(f"\nwrote {args.out / rd.METRICS} and {args.out / rd.CONFUSION_PNG}")
     if skipped:
         print(f"skipped {len(skipped)} unreadable files", file=sys.stderr)
+    return 0
+
+
+def _run_detect_evaluate(args: argparse.Namespace, options: EvaluateOptions) -> int:
+    import json
+    import sys
+
+    from . import run_dir as rd
+    from .detect.evaluate import PR_CURVES_PNG, evaluate_detector
+    from .detect.metrics import format_detection_report
+
+    evaluation = evaluate_detector(options)
+    if args.json:
+        print(json.dumps(evaluation.result))
+    else:
+        print(f"model {args.model} ({evaluation.engine}), on {evaluation.which}")
+        print(format_detection_report(evaluation.metrics))
+        if args.out is not None:
+            print(f"\nwrote {args.out / rd.METRICS} and {args.out / PR_CURVES_PNG}")
+    if evaluation.skipped:
+        print(f"skipped {len(evaluation.skipped)} unreadable photos: {', '.join(map(str, evaluation.skipped[:5]))}"
+              + (" ..." if len(evaluation.skipped) > 5 else ""), file=sys.stderr)
     return 0

@@ -17,7 +17,7 @@ from edgepipe.device.model.preprocess import InputSpec
 from edgepipe.device.model.unknown import UnknownRule, resolve
 
 from . import run_dir as rd
-from .data import Sample, image_files, probe, scan_folder
+from .data import Sample, ScannedFolder, image_files, probe, scan_folder
 from .metrics import classification_report, unknown_report
 from .options import EvaluateOptions
 from .plots import save_confusion_matrix
@@ -56,6 +56,47 @@ def is_device_model(path: Path) -> bool:
     return path.suffix == ".tflite" or is_bundle(path)
 
 
+def require_labels(path: Path, labels: Path | None) -> None:
+    """A bare .tflite is evaluated with the labels file the user names (its class names meet the data's)."""
+    if path.suffix == ".tflite" and not labels:
+        raise UserError(f"{path} has no labels; pass --labels FILE")
+
+
+def model_task(path: Path) -> str:
+    """"detect" or "classify": what the bundle, run dir or .tflite at `path` says it is, without
+    TensorFlow (for the command line's checks); "classify" when it cannot tell (evaluate says why)."""
+    from edgepipe.device.model.bundle import is_bundle, load_bundle
+    from edgepipe.device.model.detect_postprocess import graph_facts
+    from edgepipe.device.model.tasks import DEFAULT_TASK
+
+    if is_bundle(path):
+        return load_bundle(path, verify=False).task
+    run = path.parent if path.name == rd.MODEL else path
+    if rd.is_run_dir(run) and (run / rd.CONFIG).is_file():
+        return rd.load_run(run).config.get("task", DEFAULT_TASK)
+    if path.suffix == ".tflite" and path.is_file():
+        try:
+            return "detect" if graph_facts(path.read_bytes(), str(path)).op_outputs is not None else DEFAULT_TASK
+        except (OSError, UserError):
+            return DEFAULT_TASK
+    return DEFAULT_TASK
+
+
+def _class_folder_samples(folder: Path, labels: list[str]) -> ScannedFolder:
+    """DATA_DIR's class folders; photos with boxes (a detector's data) said as such."""
+    from .detect.folders import read_folder
+
+    try:
+        return scan_folder(folder, labels=labels)
+    except UserError as exc:
+        try:
+            found = read_folder(folder)
+        except UserError:
+            raise exc from None
+        raise UserError(f"{folder} holds photos with boxes ({found.format}), for a detector; this model is a "
+                        "classifier: evaluate it on a folder with one sub-folder of photos per class") from None
+
+
 def _samples_for(args: EvaluateOptions, labels: list[str]) -> tuple[list[Sample], list[Path]]:
     """Readable (path, label index in `labels`) pairs from DATA_DIR or the run's split, plus unreadable files."""
     if args.split:
@@ -67,7 +108,7 @@ def _samples_for(args: EvaluateOptions, labels: list[str]) -> tuple[list[Sample]
         readable, skipped = probe([p for p, _ in pairs], progress=False)
         index = {p: labels.index(run.labels[i]) for p, i in pairs}
         return [Sample(p, index[p]) for p in readable], [p for p, _ in skipped]
-    scanned = scan_folder(args.data_dir, labels=labels)
+    scanned = _class_folder_samples(args.data_dir, labels)
     return scanned.samples, [p for p, _ in scanned.skipped]
 
 
@@ -111,8 +152,7 @@ def _score_device(args: EvaluateOptions, path: Path) -> Scored:
 
     from .device_eval import run_files
 
-    if path.suffix == ".tflite" and not args.labels:
-        raise UserError(f"{path} has no labels; pass --labels FILE")
+    require_labels(path, args.labels)
     classifier = open_classifier(path, labels=args.labels)
     samples, skipped = _samples_for(args, classifier.labels)
     if not samples:

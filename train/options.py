@@ -118,8 +118,10 @@ class EvaluateOptions:
 
     model: Path
     data_dir: Path | None = None
-    split: str | None = flag("--split", default=None, choices=("val", "train"),
-                             help="evaluate on this part of the run's split.json instead of DATA_DIR")
+    split: str | None = flag("--split", default=None, choices=("val", "train", "test", "all"),
+                             help="without DATA_DIR: this part of the run's split.json (test: a detector's run); "
+                                  "with a detector and DATA_DIR: test = the part of it train holds out (its fixed "
+                                  "split, else the seeded share), all = every photo, as without --split")
     run: Path | None = flag("--run", default=None, parse=Path, metavar="RUN_DIR",
                             help="run dir whose split --split uses (default: MODEL)")
     labels: Path | None = flag("--labels", default=None, parse=Path, metavar="FILE",
@@ -128,7 +130,7 @@ class EvaluateOptions:
                       help="also report top-K accuracy (omitted when K >= the number of classes)")
     batch_size: int = flag("--batch-size", default=32, parse=positive_int, help="batch size")
     out: Path | None = flag("--out", default=None, parse=Path, metavar="DIR",
-                            help="write metrics.json and confusion_matrix.png here")
+                            help="write metrics.json and confusion_matrix.png (a detector: precision_recall.png) here")
     force: bool = flag("--force", default=False, help="overwrite files in --out")
     unknown_dir: Path | None = flag(
         "--unknown-dir", default=None, parse=Path, metavar="DIR",
@@ -145,5 +147,5 @@ class EvaluateOptions:
              "made")
 
     def __post_init__(self) -> None:
-        if (self.data_dir is None) == (self.split is None):
-            raise ValueError("exactly one of data_dir and split")
+        if self.data_dir is None and self.split is None:
+            raise ValueError("data_dir or split (a detector takes both)")

@@ -425,3 +425,19 @@ def open_classifier(
         task=task,
         detect=detect,
     )
+
+
+def open_model_data(data: bytes, name: str, labels: list[str] | None = None, input_spec: InputSpec | None = None,
+                    threads: int | None = None) -> Classifier:
+    """A .tflite still in memory (convert's candidates, measured before one is written) on the CPU,
+    checked, preprocessed and read as `open_classifier` does a file; `name` names it in messages.
+    `input_spec` (else the one embedded in the model, else its input tensor's) must match its input."""
+    path = Path(name)
+    threads = threads or default_threads()
+    backend = find_backend()
+    started = time.perf_counter()
+    embedded = embedded_info(data)
+    interpreter = _make_interpreter(backend, data, path, threads, None)
+    return Classifier(interpreter, labels=labels or embedded.labels, input_spec=input_spec or embedded.input_spec,
+                      accelerator="cpu", backend=backend, model_path=path, threads=threads,
+                      load_ms=(time.perf_counter() - started) * 1000.0, model_data=data, task=_file_task(data, path))

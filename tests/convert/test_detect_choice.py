@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from edgepipe.convert.detect import DetectCandidate, choose
-from edgepipe.convert.detect_verify import DetectionEvaluation, agreement
+from edgepipe.convert.detect_verify import agreement
+from edgepipe.train.detect.measure import DetectionEvaluation
 
 
 def _candidate(name: str, val_map: float, agree: float) -> DetectCandidate:

@@ -125,14 +125,16 @@ def test_graph_is_int8_and_ends_in_coral_cpu_tail(exported, tmp_path):
 def test_the_op_decodes_as_the_training_decoder(detector, pixels):
     """A float export's postprocess op and train/detect/decode.py give the same detections."""
     from edgepipe.convert.detect_export import export_detector
-    from edgepipe.convert.detect_verify import tflite_detections
+    from edgepipe.device.model.classifier import open_model_data
     from edgepipe.device.model.preprocess import InputSpec, normalize
     from edgepipe.train.detect.anchors import iou_matrix, make_anchors
     from edgepipe.train.detect.decode import PostprocessConfig, detections
+    from edgepipe.train.detect.measure import detections_in
 
     spec, anchors, cfg = InputSpec(SIZE, SIZE), make_anchors(SIZE), PostprocessConfig()
     data = export_detector(detector, spec, anchors, cfg, None)
-    from_op = tflite_detections(data, pixels[:3])
+    detector_op = open_model_data(data, "float export")
+    from_op = [detections_in(detector_op, p) for p in pixels[:3]]
     boxes, scores = detector(normalize(pixels[:3], spec), training=False)
     for k in range(3):
         ours = detections(boxes.numpy()[k], scores.numpy()[k], anchors, cfg)

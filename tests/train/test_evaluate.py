@@ -79,7 +79,7 @@ def test_evaluate_bad_model_is_one_line_error(args, message, capsys):
 
 
 @pytest.mark.parametrize("extra, message", [
-    ((), "pass DATA_DIR (a folder of class sub-folders) or --split val"),
+    ((), "or --split val to use the run's held-out split"),
     (("photos/", "--split", "val"), "pass either DATA_DIR or --split, not both"),
 ])
 def test_evaluate_needs_data_or_split_a_usage_error(cli, tiny_run, extra, message):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -23,7 +24,7 @@ from .boxes import BoxedImage, DetectionData, boxed_image
 from .annotation_files import listing
 from .folders import Annotated, FolderData, read_folder, unknown_label
 
-__all__ = ["BoxedImage", "DetectionData", "load_detection_data"]
+__all__ = ["BoxedImage", "DetectionData", "DetectionPhotos", "load_detection_data", "load_detection_photos"]
 
 FEW_BOXES = 10  # a class with fewer training boxes than this gets a note: it will be detected poorly
 
@@ -119,15 +120,17 @@ def _folders(dirs: Sequence[Path]) -> list[FolderData]:
     return folders
 
 
-def load_detection_data(dirs: Sequence[Path], *, test_fraction: float = 0.2, seed: int = 0) -> DetectionData:
-    """Read, check and split detection data from one or more folders (classes merge by name).
+@dataclass
+class _Read:
+    """Every readable annotated image of the folders, merged, before any split."""
 
-    `test_fraction` and `seed` split images a folder does not assign to a part
-    itself (train_labels.csv / test_labels.csv, a data.yaml's train and val,
-    train/ and test/ sub-folders keep their own split).
-    """
-    if not 0 < test_fraction < 1:
-        raise UserError(f"test fraction {test_fraction} must be between 0 and 1")
+    classes: tuple[str, ...]
+    fixed: dict[str, list[BoxedImage]]  # "train" / "test": the parts a data set's own split gives
+    loose: list[BoxedImage]  # images no fixed split places
+    notes: list[str]
+
+
+def _read(dirs: Sequence[Path]) -> _Read:
     folders = _folders(dirs)
     notes = [f"{f.root}: {f.format}, {len(f.images)} annotated images" for f in folders]
     notes += [note for f in folders for note in f.notes]
@@ -153,15 +156,73 @@ def load_detection_data(dirs: Sequence[Path], *, test_fraction: float = 0.2, see
             notes.append(f"{folder.root}: {len(unreadable)} images cannot be read and are left out: {listing(unreadable)}")
         for image, part in images:
             (fixed[part] if part else loose).append(image)
-    box_counts = Counter(int(c) for image in loose for c in image.classes)
-    train, test = _stratified_by_image(loose, test_fraction, seed, box_counts)
-    train, test = fixed["train"] + train, fixed["test"] + test
+    return _Read(tuple(names), fixed, loose, notes)
+
+
+def _check_fraction(test_fraction: float) -> None:
+    if not 0 < test_fraction < 1:
+        raise UserError(f"test fraction {test_fraction} must be between 0 and 1")
+
+
+def _split(read: _Read, test_fraction: float, seed: int) -> tuple[list[BoxedImage], list[BoxedImage]]:
+    """(train, test): the fixed parts, plus a seeded, stratified split of the images they do not place."""
+    box_counts = Counter(int(c) for image in read.loose for c in image.classes)
+    train, test = _stratified_by_image(read.loose, test_fraction, seed, box_counts)
+    return read.fixed["train"] + train, read.fixed["test"] + test
+
+
+def _sorted(images: list[BoxedImage]) -> tuple[BoxedImage, ...]:
+    return tuple(sorted(images, key=lambda i: str(i.path)))
+
+
+def load_detection_data(dirs: Sequence[Path], *, test_fraction: float = 0.2, seed: int = 0) -> DetectionData:
+    """Read, check and split detection data from one or more folders (classes merge by name).
+
+    `test_fraction` and `seed` split images a folder does not assign to a part
+    itself (train_labels.csv / test_labels.csv, a data.yaml's train and val,
+    train/ and test/ sub-folders keep their own split).
+    """
+    _check_fraction(test_fraction)
+    read = _read(dirs)
+    train, test = _split(read, test_fraction, seed)
     if not train or not test:
         raise UserError(f"{len(train) + len(test)} readable annotated images cannot be split into training and "
                         "test parts; add images")
+    notes = list(read.notes)
     empty = [image.path.name for image in train + test if not len(image.boxes)]
     if empty:
         notes.append(f"{len(empty)} images have no boxes (kept: they teach what is not an object): {listing(empty)}")
-    notes += _class_notes(tuple(names), train, test)
-    return DetectionData(tuple(names), tuple(sorted(train, key=lambda i: str(i.path))),
-                         tuple(sorted(test, key=lambda i: str(i.path))), tuple(notes))
+    notes += _class_notes(read.classes, train, test)
+    return DetectionData(read.classes, _sorted(train), _sorted(test), tuple(notes))
+
+
+@dataclass(frozen=True)
+class DetectionPhotos:
+    """Photos with boxes to measure a detector on, and which photos of the data they are."""
+
+    classes: tuple[str, ...]
+    images: tuple[BoxedImage, ...]
+    which: str  # said to the user: "the test part of the data set's fixed split", ...
+    notes: tuple[str, ...]
+
+
+def load_detection_photos(dirs: Sequence[Path], part: str, *, test_fraction: float = 0.2,
+                          seed: int = 0) -> DetectionPhotos:
+    """Every annotated photo of the folders (`part` "all"), or the test part `train --task detect`
+    holds out of them ("test"): the data set's fixed split when it has one, else the seeded share
+    `test_fraction` and `seed` give, as load_detection_data makes it."""
+    _check_fraction(test_fraction)
+    read = _read(dirs)
+    if part == "all":
+        return DetectionPhotos(read.classes, _sorted(read.fixed["train"] + read.fixed["test"] + read.loose),
+                               "every annotated photo", tuple(read.notes))
+    if part != "test":
+        raise ValueError(f"part {part!r}")
+    _, test = _split(read, test_fraction, seed)
+    if not test:
+        raise UserError(f"no test photos in {', '.join(str(d) for d in dirs)}; evaluate every photo (--split all)")
+    seeded = f"a seeded {test_fraction:.0%} (seed {seed})"
+    which = ("the test part of the data set's fixed split" if not read.loose else
+             f"the test part: the fixed split's, and {seeded} of the photos it does not place" if read.fixed["test"]
+             else f"the test part train holds out: {seeded}")
+    return DetectionPhotos(read.classes, _sorted(test), which, tuple(read.notes))

@@ -29,6 +29,10 @@ TEST_FOLDERS = ("test", "val", "valid", "validation")  # the held-out part: the 
 LABEL_LIST_NAMES = ("classes.txt",)  # labelImg's class list: limits a VOC or CSV data set's classes
 
 
+class NoAnnotations(UserError):
+    """A folder without annotation files in any format read here (a classifier's photos, say)."""
+
+
 @dataclass
 class Annotated:
     """An image of the folder, its annotation, and its part of a fixed split (None: split it with the seed)."""
@@ -211,7 +215,7 @@ def read_folder(root: Path) -> FolderData:
         return _read_yolo(root, class_list[1])
     if files_under(root, ".xml"):
         return _read_voc(root, ImageIndex(root))
-    raise UserError(f"{root} has no annotations edgepipe reads: Pascal VOC .xml files, a TF Object Detection "
+    raise NoAnnotations(f"{root} has no annotations edgepipe reads: Pascal VOC .xml files, a TF Object Detection "
                     "CSV, YOLO labels with classes.txt or data.yaml, or COCO .json")
 
 

@@ -66,6 +66,10 @@ def test_raccoon_train_and_convert_beat_the_spike_floor(raccoon, tmp_path, capsy
     assert acc["n"] == 40 and acc["int8"] >= 0.57, acc
     assert acc["float"] - acc["int8"] <= 0.05, acc
     assert summary["accuracy"]["int8"] == acc["int8"]
+    assert main(["evaluate", str(bundle), str(raccoon), "--split", "test", "--json"]) == 0  # the fixed CSV split
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["photos"] == "the test part of the data set's fixed split" and evaluated["n_images"] == 40
+    assert evaluated["map50"] == pytest.approx(acc["int8"], abs=1e-6)
     golden = manifest["golden"]["images"]
     assert golden and all((bundle / g["file"]).is_file() for g in golden)
     assert any(g["expected"] and g["expected"][0]["score"] > 0.3 for g in golden)

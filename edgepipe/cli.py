@@ -115,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
+    args.argv = argv[argv.index(args.command) + 1:]  # the command's own arguments, as typed (typed_dests)
     prog = f"edgepipe {args.command}"
     try:
         return int(args.func(args) or 0)

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Callable
 
-from edgepipe.core.args import add_command, fraction
+from edgepipe.core.args import add_command, fraction, typed_dests
 from edgepipe.core.options import add_options, argument_group, options_from
 
 from .options import AUGMENTATION, MAX_INPUT_SIZE, MIN_INPUT_SIZE, Augmentation, EvaluateOptions, ModelConfig, TrainConfig
@@ -106,10 +106,10 @@ def _register_evaluate(subparsers: argparse._SubParsersAction, simulate_imx500: 
 
 
 def _explicit_flags(args: argparse.Namespace) -> dict[str, object]:
-    """The train flags given on the command line (their values differ from the parser's defaults)."""
-    parser = args.parser
-    own = {action.dest for action in parser._actions} - SHARED_FLAGS
-    return {k: getattr(args, k) for k in sorted(own) if getattr(args, k) != parser.get_default(k)}
+    """The train flags typed on the command line, also those typed with classification's default value
+    (a detector's defaults differ: `--augment-copies 3` must mean 3)."""
+    own = {action.dest for action in args.parser._actions} - SHARED_FLAGS
+    return {k: getattr(args, k) for k in sorted(own & typed_dests(args.parser, args.argv))}
 
 
 def detect_config(args: argparse.Namespace):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 import textwrap
-from typing import Callable
+from typing import Callable, Sequence
 
 
 def add_command(
@@ -171,3 +171,21 @@ def unit_interval(text: str) -> float:
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1")
     return value
+
+
+def typed_dests(parser: argparse.ArgumentParser, argv: Sequence[str]) -> set[str]:
+    """The destinations `argv` itself sets when `parser` (a command's own) parses it: a flag typed with
+    its default value counts, a default nobody typed does not. Found by parsing again with every default
+    suppressed, since argparse keeps no record of what it saw."""
+    actions = [a for a in parser._actions if a.default is not argparse.SUPPRESS]
+    defaults, set_defaults = [a.default for a in actions], dict(parser._defaults)
+    try:
+        for action in actions:
+            action.default = argparse.SUPPRESS
+        parser._defaults.clear()
+        namespace, _ = parser.parse_known_args(list(argv))
+    finally:
+        for action, default in zip(actions, defaults):
+            action.default = default
+        parser._defaults.update(set_defaults)
+    return set(vars(namespace))

@@ -29,19 +29,36 @@ def test_a_detector_size_is_not_a_classifier_size(tmp_path, capsys):
     assert "between 96 and 224 for classification" in capsys.readouterr().err
 
 
+def parsed_train(argv: list[str]):
+    """`edgepipe train ARGV` parsed as the command line parses it (with the arguments as typed)."""
+    from edgepipe.cli import build_parser
+
+    args = build_parser().parse_args(["train", *argv])
+    args.argv = argv
+    return args
+
+
 def test_detect_flags_reach_the_config(tmp_path):
-    import argparse
+    from edgepipe.train.cli import detect_config
 
-    from edgepipe.train.cli import detect_config, register
-
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers())
-    args = parser.parse_args(["train", "--task", "detect", "photos", "--out", str(tmp_path), "--epochs", "7",
-                              "--input-size", "256", "--no-flip", "--val-split", "0.3", "--test-split", "0.1"])
-    cfg = detect_config(args)
+    cfg = detect_config(parsed_train(["--task", "detect", "photos", "--out", str(tmp_path), "--epochs", "7",
+                                      "--input-size", "256", "--no-flip", "--val-split", "0.3", "--test-split",
+                                      "0.1"]))
     assert (cfg.epochs, cfg.model.input_size, cfg.augment.flip, cfg.val_fraction, cfg.test_fraction) == (
         7, 256, False, 0.3, 0.1)
     assert cfg.fine_tune_epochs == type(cfg)(data_dirs=[], out="").fine_tune_epochs  # untouched: the detector's default
+
+
+def test_a_flag_typed_with_classifications_default_value_still_reaches_the_detector(tmp_path):
+    from edgepipe.train.cli import detect_config
+    from edgepipe.train.options import TrainConfig
+
+    typed = TrainConfig.augment_copies  # 3, the classification default; a detector's own default differs
+    cfg = detect_config(parsed_train(["--task", "detect", "photos", "--out", str(tmp_path),
+                                      "--augment-copies", str(typed)]))
+    assert cfg.augment_copies == typed != type(cfg)(data_dirs=[], out="").augment_copies
+    assert detect_config(parsed_train(["--task", "detect", "photos", "--out", str(tmp_path)])).augment_copies == \
+        type(cfg)(data_dirs=[], out="").augment_copies
 
 
 @pytest.mark.e2e

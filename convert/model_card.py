@@ -177,6 +177,13 @@ def detection_model_card(run: TrainedRun, accuracy: dict[str, Any], extra: dict[
         "| --- | --- | --- | --- |",
         *rows,
         "",
+        "Per class, shipped int8 on the test photos (a mean can hide one weak class):",
+        "",
+        "| class | AP@0.5 | AP@[.5:.95] | test boxes |",
+        "| --- | --- | --- | --- |",
+        *(f"| `{name}` | {_map(row['ap50'])} | {_map(row['ap50_95'])} | {row['boxes']} |"
+          for name, row in test[quantization["method"]]["per_class"].items()),
+        "",
         "## Known limits",
         "",
         f"- {accuracy['n']} test photos: mAP moves by a few hundredths with a few photos either way.",

@@ -280,8 +280,8 @@ def train_detector(cfg: DetectTrainConfig) -> dict[str, Any]:
     backbone_cfg, weights_note = resolve_weights(cfg.model.backbone())
     cfg = replace(cfg, model=cfg.model.with_backbone(backbone_cfg))
     say(weights_note)
-    say(f"{len(split.classes)} classes, {len(split.train)} training, {len(split.val)} validation and "
-        f"{len(split.test)} test photos")
+    say(f"{len(split.classes)} class{'es' if len(split.classes) != 1 else ''}, {len(split.train)} training, "
+        f"{len(split.val)} validation and {len(split.test)} test photos")
     keras().utils.set_random_seed(cfg.seed)
     spec = InputSpec(height=cfg.model.input_size, width=cfg.model.input_size)
     anchors = make_anchors(cfg.model.input_size)

@@ -138,6 +138,12 @@ def jpeg_reduction(block_factor: int) -> tuple[int, int]:
     return 1, cv2.IMREAD_COLOR
 
 
+def _jpeg(packet: np.ndarray, flag: int) -> np.ndarray | None:
+    """A container's packet decoded as a JPEG with `flag`; None when it is not a whole one."""
+    data = packet.reshape(-1)
+    return cv2.imdecode(data, flag) if data[:2].tobytes() == b"\xff\xd8" else None
+
+
 def _fourcc(capture: Any) -> str:
     code = int(capture.get(cv2.CAP_PROP_FOURCC) or 0)
     return "".join(chr((code >> 8 * i) & 0xFF) for i in range(4))
@@ -172,6 +178,7 @@ class OpenCVSource:
         self._block_factor: Callable[[int, int], int] | None = None
         self.reduction = 1  # the JPEG reduction in use: frames are 1/reduction of the recorded size
         self._jpeg_flag: int | None = None  # set when frames arrive as JPEG packets decoded here
+        self._pending: np.ndarray | None = None  # the first such frame, decoded to check the packets
 
     def shrink_for(self, block_factor: Callable[[int, int], int] | None) -> None:
         """From the next open(), decode frames already shrunk by what `block_factor(width, height)` (the
@@ -212,30 +219,37 @@ class OpenCVSource:
         self._choose_decoding(capture)
 
     def _choose_decoding(self, capture: Any) -> None:
-        """JPEG packets decoded here at a reduced size, when the frames allow it and OpenCV's FFmpeg
-        back end hands packets over (CAP_PROP_FORMAT -1); else OpenCV decodes whole frames."""
-        self.reduction, self._jpeg_flag = 1, None
+        """JPEG packets decoded here at a reduced size, when the frames allow it, OpenCV's FFmpeg back end
+        hands packets over (CAP_PROP_FORMAT -1) and the first one is a JPEG that decodes; else OpenCV
+        decodes whole frames, from the file's start."""
+        self.reduction, self._jpeg_flag, self._pending = 1, None, None
         if self._block_factor is None or _fourcc(capture) not in MJPEG_FOURCCS:
             return
         width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
         height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
         factor, flag = jpeg_reduction(self._block_factor(width, height) if width and height else 1)
-        if factor > 1 and capture.set(cv2.CAP_PROP_FORMAT, -1):
-            self.reduction, self._jpeg_flag = factor, flag
+        if factor == 1 or not capture.set(cv2.CAP_PROP_FORMAT, -1):
+            return
+        ok, packet = capture.read()
+        first = _jpeg(packet, flag) if ok and packet is not None else None
+        if first is None:  # not packets this decoder knows: whole frames, as OpenCV decodes them
+            capture.release()
+            self._capture = cv2.VideoCapture(self.target)
+            return
+        self.reduction, self._jpeg_flag, self._pending = factor, flag, first
 
     def _next_frame(self) -> np.ndarray | None:
+        if self._pending is not None:
+            frame, self._pending = self._pending, None
+            return frame
         ok, frame = self._capture.read()
         if not ok or frame is None or self._jpeg_flag is None:
             return frame if ok else None
-        while True:  # a packet that is not a whole JPEG is skipped, as a frame FFmpeg cannot decode
-            packet = frame.reshape(-1)
-            if packet[:2].tobytes() == b"\xff\xd8":
-                image = cv2.imdecode(packet, self._jpeg_flag)
-                if image is not None:
-                    return image
+        while (image := _jpeg(frame, self._jpeg_flag)) is None:  # skipped, as a frame FFmpeg cannot decode
             ok, frame = self._capture.read()
             if not ok or frame is None:
                 return None
+        return image
 
     def read(self) -> np.ndarray | None:
         frame = self._next_frame()

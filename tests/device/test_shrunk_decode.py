@@ -107,3 +107,16 @@ def test_outputs_that_show_or_keep_frames_and_regions_get_whole_frames(mjpeg_for
     regions = (parse_region("left=0,0,0.5,1"),) if why == "roi" else ()
     source, labels, log = run_pipeline(tiny_bundle, mjpeg_for_tiny, sinks=sinks, regions=regions)
     assert source.reduction == 1 and "JPEG frames at" not in log and len(labels) == 12
+
+
+def test_packets_that_do_not_decode_as_jpeg_fall_back_to_whole_frames_from_the_start(mjpeg, monkeypatch):
+    """An OpenCV build whose raw packets are not whole JPEGs: the first packet is checked at open, and the
+    file is read again from its start as OpenCV decodes it; no frame is lost."""
+    from edgepipe.device.run import sources
+
+    monkeypatch.setattr(sources, "_jpeg", lambda packet, flag: None)
+    source = OpenCVSource(str(mjpeg), live=False)
+    source.shrink_for(lambda w, h: 2)
+    frames = read_all(source)
+    assert source.reduction == 1 and len(frames) == 12 and frames[0].shape == (480, 640, 3)
+    assert source.lost_frames() == 0

@@ -146,23 +146,15 @@ def detect_config(args: argparse.Namespace):
 
 
 def run_detect_train(args: argparse.Namespace) -> int:
-    import json
-
     from .detect.trainer import train_detector
 
     summary = train_detector(detect_config(args))
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        print(f"{summary['run_dir']}: validation mAP@0.5 {summary['val_map50']:.4f} on {summary['n_val']} photos "
-              f"(best: {summary['best']}; {summary['n_test']} test photos kept for convert; "
-              f"{summary['wall_seconds']:.0f} s)")
-    return 130 if summary["interrupted"] else 0
+    return _finished(args, summary, f"{summary['run_dir']}: validation mAP@0.5 {summary['val_map50']:.4f} on "
+                                    f"{summary['n_val']} photos (best: {summary['best']}; {summary['n_test']} test "
+                                    f"photos kept for convert; {summary['wall_seconds']:.0f} s)")
 
 
 def run_train(args: argparse.Namespace) -> int:
-    import json
-
     if args.task == "detect":
         detect_config(args)  # flags are checked before TensorFlow's seconds of import
         from .keras_io import keras
@@ -187,12 +179,16 @@ def run_train(args: argparse.Namespace) -> int:
     cfg = options_from(args, TrainConfig, data_dirs=args.data_dirs, model=options_from(args, ModelConfig),
                        augment=augment)
     summary = train(cfg)
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        print(f"{summary['run_dir']}: validation accuracy {summary['accuracy']:.4f}, macro F1 "
-              f"{summary['macro_f1']:.4f} on {summary['n_val']} held-out images "
-              f"(best: {summary['best']}; {summary['wall_seconds']:.0f} s)")
+    return _finished(args, summary, f"{summary['run_dir']}: validation accuracy {summary['accuracy']:.4f}, macro F1 "
+                                    f"{summary['macro_f1']:.4f} on {summary['n_val']} held-out images "
+                                    f"(best: {summary['best']}; {summary['wall_seconds']:.0f} s)")
+
+
+def _finished(args: argparse.Namespace, summary: dict, line: str) -> int:
+    """A training's last word: its summary as JSON with --json, else `line`; 130 when it was interrupted."""
+    import json
+
+    print(json.dumps(summary) if args.json else line)
     return 130 if summary["interrupted"] else 0
 
 
